@@ -1,0 +1,3 @@
+from lpq.cli.app import main
+
+main()

@@ -1,0 +1,39 @@
+"""The `lpq` command line: a thin skin over the library, one small module per subcommand."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from lpq import __version__
+from lpq.cli.inspect import inspect
+
+app = typer.Typer(
+    name="lpq",
+    no_args_is_help=True,
+    help="Compact soft labels for dataset distillation (LPQLD): squeeze, synth, relabel, prune, quantize, train.",
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"lpq {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    traceback: Annotated[bool, typer.Option("--traceback", help="Show full tracebacks (for bug reports).")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+) -> None:
+    """lpq: make dataset distillation's soft labels small (pruning + top-k quantization) and train on them."""
+
+
+app.command()(inspect)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,73 @@
+"""What every subcommand shares: exit codes, the two consoles, the error funnel and JSON output."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from enum import IntEnum
+from typing import Any, ParamSpec, TypeVar
+
+import typer
+from pydantic import BaseModel
+from rich.console import Console
+from typer._click.globals import get_current_context  # Typer's bundled Click, not the click package
+
+from lpq.errors import LpqError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    FAILURE = 1
+    BAD_INPUT = 2
+    INTERRUPTED = 130
+
+
+def stdout() -> Console:
+    return Console(soft_wrap=True)
+
+
+def stderr() -> Console:
+    return Console(stderr=True, soft_wrap=True)
+
+
+def funnel(fn: Callable[P, R]) -> Callable[P, R]:
+    """The one place library errors become CLI errors: one line on stderr and an exit code.
+
+    ``lpq --traceback CMD`` shows the full trace instead, for bug reports.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except LpqError as e:
+            if _traceback_wanted():
+                raise
+            stderr().print(f"[bold red]error[/]: {e}", markup=True, highlight=False)
+            raise typer.Exit(ExitCode.BAD_INPUT) from None
+        except KeyboardInterrupt:
+            stderr().print("interrupted; finished work is kept (rerun with --resume to continue)")
+            raise typer.Exit(ExitCode.INTERRUPTED) from None
+
+    return wrapper
+
+
+def _traceback_wanted() -> bool:
+    ctx = get_current_context(silent=True)
+    return bool(ctx and ctx.find_root().params.get("traceback"))
+
+
+def print_json(data: BaseModel | dict[str, Any] | list[Any]) -> None:
+    """One JSON document on stdout, for scripts."""
+    text = data.model_dump_json(indent=2) if isinstance(data, BaseModel) else json.dumps(data, indent=2)
+    sys.stdout.write(text + "\n")
+
+
+def show_progress(quiet: bool) -> bool:
+    """Progress bars only for a person watching: not with --quiet, not when stderr is not a terminal."""
+    return not quiet and sys.stderr.isatty()

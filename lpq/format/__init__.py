@@ -1,0 +1,48 @@
+"""The `.lpql` label container: spec'd bytes (spec/lpql-v1.md), a streaming writer and a mmap reader.
+
+Imports neither torch nor typer, so any numpy program can read label files.
+"""
+
+from lpq.format.errors import LpqlError
+from lpq.format.header import (
+    Augment,
+    Calibration,
+    Header,
+    ImageSet,
+    IndexCodec,
+    LogitStats,
+    Prune,
+    Quant,
+    Relabel,
+    StudentTemp,
+    Teacher,
+    TempSchedule,
+    ValueCodec,
+    index_bits,
+)
+from lpq.format.layout import BatchRecord, SectionSizes
+from lpq.format.reader import LpqlReader
+from lpq.format.writer import LpqlWriter, partial_path
+
+__all__ = [
+    "Augment",
+    "BatchRecord",
+    "Calibration",
+    "Header",
+    "ImageSet",
+    "IndexCodec",
+    "LogitStats",
+    "LpqlError",
+    "LpqlReader",
+    "LpqlWriter",
+    "Prune",
+    "Quant",
+    "Relabel",
+    "SectionSizes",
+    "StudentTemp",
+    "Teacher",
+    "TempSchedule",
+    "ValueCodec",
+    "index_bits",
+    "partial_path",
+]

@@ -1,0 +1,153 @@
+"""Label value and class-index codecs, registered by id (spec/lpql-v1.md section 5).
+
+A codec turns a (B, k) array into the raw bytes of one chunk section and back. Values are laid out
+rank-major, (k, B): column r holds every sample's r-th largest value, so constant columns (the top-1 of a
+relative code is always 0) cost zstd almost nothing. Adding an encoding means adding a codec here and an id
+to `header.ValueCodecId`, not rewriting the container.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from lpq.format.errors import LpqlError
+from lpq.format.header import IndexCodec, ValueCodec
+
+
+def pack_bits(values: np.ndarray, bits: int) -> bytes:
+    """Unsigned integers as a little-endian bit stream: value i occupies stream bits [i*bits, (i+1)*bits)."""
+    flat = values.reshape(-1).astype(np.uint64)
+    planes = ((flat[:, None] >> np.arange(bits, dtype=np.uint64)) & np.uint64(1)).astype(np.uint8)
+    return np.packbits(planes.reshape(-1), bitorder="little").tobytes()
+
+
+def unpack_bits(data: bytes, bits: int, count: int) -> np.ndarray:
+    planes = np.unpackbits(np.frombuffer(data, np.uint8), bitorder="little", count=count * bits)
+    weights = np.left_shift(np.uint64(1), np.arange(bits, dtype=np.uint64))
+    return (planes.reshape(count, bits).astype(np.uint64) * weights).sum(axis=1)
+
+
+def packed_size(count: int, bits: int) -> int:
+    return (count * bits + 7) // 8
+
+
+class ValueEncoder(Protocol):
+    def encode(self, values: np.ndarray) -> bytes: ...
+    def decode(self, data: bytes, rows: int, k: int) -> np.ndarray: ...
+    def size(self, rows: int, k: int) -> int: ...
+
+
+@dataclass(frozen=True)
+class FloatCodec:
+    """Raw IEEE floats, little-endian, rank-major."""
+
+    dtype: str
+
+    def encode(self, values: np.ndarray) -> bytes:
+        out = values.T.astype(self.dtype)
+        if not np.all(np.isfinite(out)):
+            raise LpqlError("lpql-value-range", f"label values do not fit {np.dtype(self.dtype).name}")
+        return out.tobytes()
+
+    def decode(self, data: bytes, rows: int, k: int) -> np.ndarray:
+        return np.frombuffer(data, self.dtype).reshape(k, rows).T.astype(np.float32)
+
+    def size(self, rows: int, k: int) -> int:
+        return rows * k * np.dtype(self.dtype).itemsize
+
+
+@dataclass(frozen=True)
+class IntCodec:
+    """b-bit codes under a per-row affine map: value = hi - code * scale, in float32 arithmetic.
+
+    Row parameters precede the codes: scale as float16 (B), then hi as float16 (B) unless ``relative``,
+    where hi is 0 and decoded logits are relative to the row maximum. scale is (hi - lo) / (2**b - 1),
+    rounded up to float16 so that every code fits; b = 4 packs two codes a byte, low nibble first.
+    """
+
+    bits: int
+    relative: bool
+
+    def _row_bytes(self, rows: int) -> int:
+        return rows * 2 * (1 if self.relative else 2)
+
+    def size(self, rows: int, k: int) -> int:
+        return self._row_bytes(rows) + packed_size(rows * k, 8 if self.bits == 8 else self.bits)
+
+    def encode(self, values: np.ndarray) -> bytes:
+        levels = (1 << self.bits) - 1
+        v = values.astype(np.float32)
+        hi = np.zeros(v.shape[0], np.float16) if self.relative else _round_f16(v.max(axis=1), up=True)
+        hi32 = hi.astype(np.float32)
+        span = (hi32 - v.min(axis=1)) if not self.relative else (v.max(axis=1) - v.min(axis=1))
+        scale = _round_f16(span / levels, up=True)
+        if not np.all(np.isfinite(scale)) or not np.all(np.isfinite(hi)):
+            raise LpqlError("lpql-value-range", "label values are too large for the float16 row parameters")
+        top = v.max(axis=1, keepdims=True) if self.relative else hi32[:, None]
+        s = scale.astype(np.float32)[:, None]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            codes = np.where(s > 0, np.rint((top - v) / s), 0)
+        codes = np.clip(codes, 0, levels).astype(np.uint8).T.reshape(-1)  # (k*B,) rank-major
+        parts = [scale.astype("<f2").tobytes()]
+        if not self.relative:
+            parts.append(hi.astype("<f2").tobytes())
+        parts.append(codes.tobytes() if self.bits == 8 else pack_bits(codes, self.bits))
+        return b"".join(parts)
+
+    def decode(self, data: bytes, rows: int, k: int) -> np.ndarray:
+        scale = np.frombuffer(data, "<f2", rows, 0).astype(np.float32)
+        pos = rows * 2
+        if self.relative:
+            hi = np.zeros(rows, np.float32)
+        else:
+            hi = np.frombuffer(data, "<f2", rows, pos).astype(np.float32)
+            pos += rows * 2
+        if self.bits == 8:
+            codes = np.frombuffer(data, np.uint8, rows * k, pos)
+        else:
+            codes = unpack_bits(data[pos:], self.bits, rows * k)
+        codes = codes.astype(np.float32).reshape(k, rows).T
+        return hi[:, None] - codes * scale[:, None]
+
+
+def _round_f16(x: np.ndarray, up: bool) -> np.ndarray:
+    h = x.astype(np.float16)
+    if up:
+        low = h.astype(np.float32) < x
+        h = np.where(low, np.nextafter(h, np.float16(np.inf)), h)
+    return h.astype(np.float16)
+
+
+def value_codec(spec: ValueCodec) -> ValueEncoder:
+    if spec.id == "f32":
+        return FloatCodec("<f4")
+    if spec.id == "f16":
+        return FloatCodec("<f2")
+    return IntCodec(bits=8 if spec.id == "i8" else 4, relative=spec.relative)
+
+
+@dataclass(frozen=True)
+class BitpackIndices:
+    """Class indices of the top-k, rank-major, each in ``bits`` bits."""
+
+    bits: int
+    num_classes: int
+
+    def encode(self, indices: np.ndarray) -> bytes:
+        return pack_bits(indices.T, self.bits)
+
+    def decode(self, data: bytes, rows: int, k: int) -> np.ndarray:
+        idx = unpack_bits(data, self.bits, rows * k).reshape(k, rows).T
+        if idx.size and int(idx.max()) >= self.num_classes:
+            raise LpqlError("lpql-bad-chunk", f"a stored class index is >= num_classes ({self.num_classes})")
+        return idx.astype(np.int64)
+
+    def size(self, rows: int, k: int) -> int:
+        return packed_size(rows * k, self.bits)
+
+
+def index_codec(spec: IndexCodec, num_classes: int) -> BitpackIndices:
+    return BitpackIndices(spec.bits, num_classes)

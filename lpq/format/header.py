@@ -1,0 +1,187 @@
+"""The `.lpql` header and calibration records: pydantic models, validated on every read and write.
+
+The JSON forms of these models are the HEAD and calb chunk payloads (spec/lpql-v1.md section 4). Unknown
+fields are ignored, so a reader of minor version 0 reads a file of minor version 1 that added fields.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+FORMAT_MAJOR = 1
+FORMAT_MINOR = 0
+
+Scheme = Literal["none", "mr", "ms"]
+ValueCodecId = Literal["f32", "f16", "i8", "i4"]
+MixKind = Literal["cutmix", "mixup", "none"]
+PruneStrategy = Literal["none", "first", "random"]
+ScheduleKind = Literal["none", "step", "cosine", "reverse-step", "reverse-cosine"]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class ImageSet(_Record):
+    """The images the labels belong to, in the order `lpq.data` lists them (spec 6.1)."""
+
+    fingerprint: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 over the image set (lpq.data)")
+    count: int = Field(ge=1)
+    height: int = Field(ge=0, description="source image height in pixels when all images share it, else 0")
+    width: int = Field(ge=0, description="likewise the width")
+
+
+class Teacher(_Record):
+    architecture: str
+    weights_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class Augment(_Record):
+    """Per-sample and per-batch augmentation settings; defaults are the authors' relabel settings."""
+
+    input_size: int = Field(ge=1, description="side of the square crop fed to the teacher, pixels")
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    interpolation: Literal["bilinear", "bicubic", "nearest"] = "bilinear"
+    flip_p: float = Field(0.5, ge=0.0, le=1.0)
+    mix: MixKind = "cutmix"
+    mix_alpha: float = Field(1.0, gt=0.0, description="Beta(alpha, alpha) for the mixing weight")
+
+    @model_validator(mode="after")
+    def _ranges(self) -> Augment:
+        lo, hi = self.crop_scale
+        if not 0.0 < lo <= hi <= 1.0:
+            raise ValueError(f"crop_scale {self.crop_scale} must satisfy 0 < lo <= hi <= 1")
+        lo, hi = self.crop_ratio
+        if not 0.0 < lo <= hi:
+            raise ValueError(f"crop_ratio {self.crop_ratio} must satisfy 0 < lo <= hi")
+        return self
+
+
+class Relabel(_Record):
+    epochs: int = Field(ge=1)
+    batch_size: int = Field(ge=1, le=65535)
+    batches_per_epoch: int = Field(ge=1)
+    seed: int = Field(ge=0, lt=2**64)
+
+    @property
+    def total_batches(self) -> int:
+        return self.epochs * self.batches_per_epoch
+
+
+class Prune(_Record):
+    """Which batches were labelled: ``kept`` holds global batch ids (epoch * batches_per_epoch + batch)."""
+
+    ratio: float = Field(1.0, ge=1.0, description="total batches / kept batches, composed over prunings")
+    strategy: PruneStrategy = "none"
+    seed: int = Field(0, ge=0)
+    kept: list[int]
+
+
+class IndexCodec(_Record):
+    id: Literal["bitpack"] = "bitpack"
+    bits: int = Field(ge=1, le=32)
+
+
+class ValueCodec(_Record):
+    """How label values are stored; ``relative`` drops each row's maximum (a softmax ignores it)."""
+
+    id: ValueCodecId
+    relative: bool = False
+
+
+class Quant(_Record):
+    scheme: Scheme = "none"
+    k: int = Field(ge=1)
+    values: ValueCodec
+    indices: IndexCodec | None = None
+    ms_temperature: float | None = Field(None, gt=0.0, description="softmax temperature of stored MS values")
+
+
+class Header(_Record):
+    format_version: str = f"{FORMAT_MAJOR}.{FORMAT_MINOR}"
+    tool: str
+    num_classes: int = Field(ge=2)
+    class_names: list[str]
+    images: ImageSet
+    teacher: Teacher
+    augment: Augment
+    relabel: Relabel
+    prune: Prune
+    quant: Quant
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Header:
+        c, q, r = self.num_classes, self.quant, self.relabel
+        if len(self.class_names) != c:
+            raise ValueError(f"{len(self.class_names)} class names for {c} classes")
+        if r.batches_per_epoch != math.ceil(self.images.count / r.batch_size):
+            raise ValueError("batches_per_epoch must be ceil(images.count / batch_size)")
+        kept = self.prune.kept
+        if not kept or any(b <= a for a, b in zip(kept, kept[1:])) or kept[0] < 0 or kept[-1] >= r.total_batches:
+            raise ValueError("prune.kept must be a non-empty, strictly increasing list of batch ids < total")
+        if q.k > c:
+            raise ValueError(f"quant.k={q.k} exceeds num_classes={c}")
+        if q.scheme == "none":
+            if q.k != c or q.indices is not None:
+                raise ValueError("scheme 'none' stores all classes: k == num_classes and no indices codec")
+        else:
+            if q.indices is None or q.indices.bits < index_bits(c):
+                raise ValueError(f"top-k schemes need an index codec of at least {index_bits(c)} bits")
+        if (q.scheme == "ms") != (q.ms_temperature is not None):
+            raise ValueError("ms_temperature is set exactly when scheme is 'ms'")
+        if q.values.relative and (q.scheme == "ms" or q.values.id not in ("i8", "i4")):
+            raise ValueError("relative values are only for logits (scheme none/mr) in i8/i4")
+        return self
+
+    def batch_size_of(self, batch_id: int) -> int:
+        """Samples in a batch: batch_size, except the last batch of each epoch, which keeps the remainder."""
+        r = self.relabel
+        b = batch_id % r.batches_per_epoch
+        return min(r.batch_size, self.images.count - b * r.batch_size)
+
+
+def index_bits(num_classes: int) -> int:
+    """ceil(log2(num_classes)), at least 1: the width a bit-packed class index needs."""
+    return max(1, (num_classes - 1).bit_length())
+
+
+class TempSchedule(_Record):
+    """A teacher-temperature schedule over student epochs (Dynamic Knowledge Reuse)."""
+
+    kind: ScheduleKind = "step"
+    start: float = Field(20.0, gt=0.0, description="METHOD.md: start T=20")
+    floor: float = Field(2.0, gt=0.0, description="METHOD.md: floor of 2")
+    factor: float = Field(0.7, gt=0.0, le=1.0, description="step schedule: multiply by this")
+    every: int = Field(30, ge=1, description="step schedule: every this many epochs")
+
+
+class StudentTemp(_Record):
+    """Calibrated Alignment: the student temperature grid re-fitted after each epoch."""
+
+    calibrate: bool = True
+    initial: float = Field(1.0, gt=0.0)
+    grid_min: float = Field(0.01, gt=0.0)
+    grid_max: float = Field(1.0, gt=0.0)
+    grid_points: int = Field(100, ge=2)
+
+
+class LogitStats(_Record):
+    """Means over stored samples of the teacher's logits (before quantization)."""
+
+    samples: int = Field(ge=0)
+    top1_logit: float
+    margin: float = Field(description="top-1 minus top-2 logit")
+    entropy: float = Field(description="entropy of softmax(logits) at T=1, nats")
+    topk_mass: dict[str, float] = Field(description="temperature -> softmax mass inside the stored top-k")
+
+
+class Calibration(_Record):
+    temperatures: list[float]
+    overall: LogitStats
+    per_class: list[LogitStats] = Field(description="grouped by the class of each sample's own image")
+    teacher_schedule: TempSchedule
+    student: StudentTemp

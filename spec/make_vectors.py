@@ -1,0 +1,136 @@
+"""Regenerate spec/vectors/ (run from the repository root: python spec/make_vectors.py).
+
+Vectors are committed; a later version of lpq MUST still decode them as their JSON says, so rerun this
+only when adding vectors, never to make a failing reader pass.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from lpql_factory import make_header, make_records, write_file  # noqa: E402
+
+from lpq.format import LpqlReader  # noqa: E402
+from lpq.format.layout import FRAME, INDEX_ENTRY, footer, frame  # noqa: E402
+from lpq.format.rng import CropSpec, derive_key, draws, epoch_order, mix64, sample_augment  # noqa: E402
+
+OUT = Path(__file__).parent / "vectors"
+
+FILES = {
+    "full-f16-cutmix": dict(scheme="none", values="f16"),
+    "mr3-i8-pruned": dict(scheme="mr", k=3, values="i8", kept=[1, 4, 5]),
+    "ms4-i4-mixup": dict(scheme="ms", k=4, values="i4", mix="mixup", kept=[0, 2]),
+    "mr2-f32-c300": dict(scheme="mr", k=2, values="f32", classes=300, kept=[3]),
+}
+
+
+def decode(path: Path) -> dict:
+    with LpqlReader(path) as r:
+        h = r.header
+        batches = []
+        for bid in r.batch_ids:
+            rec = r.read(int(bid))
+            aug = r.augment(rec, np.full((rec.size, 2), (h.images.height, h.images.width)))
+            batches.append(
+                {
+                    "id": int(bid),
+                    "epoch": rec.epoch,
+                    "batch": rec.batch,
+                    "size": rec.size,
+                    "mix_lambda": rec.mix_lambda,
+                    "mix_box": list(rec.mix_box),
+                    "image_indices": r.image_indices(rec).tolist(),
+                    "augment": aug.table().tolist(),
+                    "values": rec.values.astype(float).tolist(),
+                    "indices": None if rec.indices is None else rec.indices.tolist(),
+                }
+            )
+        return {"header": json.loads(h.model_dump_json()), "batches": batches}
+
+
+def rng_vectors() -> dict:
+    spec = CropSpec((0.08, 1.0), (3 / 4, 4 / 3), 0.5)
+    zs = [0, 1, 2**63, 2**64 - 1]
+    return {
+        "mix64": {str(z): int(mix64(np.array([z], np.uint64))[0]) for z in zs},
+        "key": {"S=7,w=(2,1,3)": derive_key(7, 2, 1, 3), "S=0,w=()": derive_key(0)},
+        "draw": {"key=12345,c=0..3": [int(x) for x in draws(12345, np.arange(4, dtype=np.uint64))]},
+        "epoch_order": {"S=7,e=0,N=10": epoch_order(7, 0, 10).tolist(), "S=7,e=1,N=10": epoch_order(7, 1, 10).tolist()},
+        "crops": {
+            "S=7,e=0,b=0,H=32,W=32,default": sample_augment(7, 0, 0, np.full((4, 2), 32), spec).table().tolist(),
+            "S=1,e=2,b=3,H=224,W=300,default": sample_augment(1, 2, 3, np.full((4, 2), (224, 300)), spec).table().tolist(),
+        },
+    }
+
+
+def _chunks(data: bytes) -> list[tuple[bytes, int, bytes]]:
+    """(type, id, payload) of every indexed chunk of a good file."""
+    index_offset = struct.unpack_from("<Q", data, len(data) - 24)[0]
+    (count,) = struct.unpack_from("<I", data, index_offset + FRAME.size)
+    entries = np.frombuffer(data, INDEX_ENTRY, count, index_offset + FRAME.size + 4)
+    return [
+        (bytes(e["type"]), int(e["id"]), data[int(e["offset"]) + FRAME.size : int(e["offset"]) + FRAME.size + int(e["length"])])
+        for e in entries
+    ]
+
+
+def _build(preamble: bytes, chunks: list[tuple[bytes, int, bytes]]) -> bytes:
+    body = bytearray(preamble)
+    index = []
+    for ctype, cid, payload in chunks:
+        index.append((ctype, cid, len(body), len(payload)))
+        body += frame(ctype, payload)
+    table = np.array(index, dtype=INDEX_ENTRY)
+    offset = len(body)
+    return bytes(body + frame(b"INDX", struct.pack("<I", len(table)) + table.tobytes()) + footer(offset))
+
+
+def bad_files(good: bytes) -> dict[str, bytes]:
+    """Broken variants of one good file, each named for the error a reader MUST raise."""
+    chunks = _chunks(good)
+    head = json.loads(chunks[0][2])
+    head["quant"]["k"] = 99  # valid JSON, valid CRC, broken constraint (k > classes)
+    bad_header = [(b"HEAD", 0, json.dumps(head).encode())] + chunks[1:]
+    unknown = chunks[:1] + [(b"XTRA", 0, b"critical and unknown")] + chunks[1:]
+    future = bytearray(good)
+    future[8:10] = struct.pack("<H", 2)
+    flags = bytearray(good)
+    flags[12] = 1
+    flipped = bytearray(good)
+    flipped[16 + FRAME.size + len(chunks[0][2]) + 40] ^= 0x04  # inside the first batch chunk
+    bad_footer = bytearray(good)
+    bad_footer[-20] ^= 0x01
+    return {
+        "lpql-bad-magic": b"PK\x03\x04" + good[4:],
+        "lpql-truncated": good[: len(good) // 2],
+        "lpql-unsupported-version": bytes(future),
+        "lpql-reserved-bits": bytes(flags),
+        "lpql-chunk-checksum": bytes(flipped),
+        "lpql-footer-checksum": bytes(bad_footer),
+        "lpql-bad-header": _build(good[:16], bad_header),
+        "lpql-unknown-chunk": _build(good[:16], unknown),
+        "lpql-bad-index": _build(good[:16], chunks[:1] + chunks[2:]),
+    }
+
+
+def main() -> None:
+    OUT.mkdir(exist_ok=True)
+    (OUT / "bad").mkdir(exist_ok=True)
+    for name, kw in FILES.items():
+        header = make_header(**kw)
+        path = write_file(OUT / f"{name}.lpql", header, make_records(header, seed=len(name)))
+        (OUT / f"{name}.json").write_text(json.dumps(decode(path), indent=1) + "\n")
+    (OUT / "rng.json").write_text(json.dumps(rng_vectors(), indent=1) + "\n")
+    good = (OUT / "mr3-i8-pruned.lpql").read_bytes()
+    for ref, data in bad_files(good).items():
+        (OUT / "bad" / f"{ref}.lpql").write_bytes(data)
+
+
+if __name__ == "__main__":
+    main()

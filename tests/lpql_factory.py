@@ -1,0 +1,86 @@
+"""Small, deterministic `.lpql` files for the format tests (no torch, no images: simulated logits)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from lpq.format import (
+    Augment,
+    BatchRecord,
+    Header,
+    ImageSet,
+    IndexCodec,
+    LpqlWriter,
+    Prune,
+    Quant,
+    Relabel,
+    Teacher,
+    ValueCodec,
+    index_bits,
+)
+from lpq.format.rng import CropSpec, sample_augment
+
+
+def make_header(
+    *,
+    classes: int = 10,
+    images: int = 20,
+    batch_size: int = 8,
+    epochs: int = 2,
+    scheme: str = "none",
+    k: int | None = None,
+    values: str = "f16",
+    kept: list[int] | None = None,
+    mix: str = "cutmix",
+) -> Header:
+    bpe = -(-images // batch_size)
+    k = classes if scheme == "none" else (k or 3)
+    return Header(
+        tool="lpq-test",
+        num_classes=classes,
+        class_names=[f"c{i}" for i in range(classes)],
+        images=ImageSet(fingerprint="ab" * 32, count=images, height=8, width=8),
+        teacher=Teacher(architecture="convnet", weights_sha256="cd" * 32),
+        augment=Augment(input_size=8, mix=mix),
+        relabel=Relabel(epochs=epochs, batch_size=batch_size, batches_per_epoch=bpe, seed=7),
+        prune=Prune(kept=kept if kept is not None else list(range(epochs * bpe))),
+        quant=Quant(
+            scheme=scheme,
+            k=k,
+            values=ValueCodec(id=values, relative=values in ("i8", "i4") and scheme != "ms"),
+            indices=None if scheme == "none" else IndexCodec(bits=index_bits(classes)),
+            ms_temperature=1.0 if scheme == "ms" else None,
+        ),
+    )
+
+
+def make_records(header: Header, seed: int = 0) -> list[BatchRecord]:
+    rng = np.random.default_rng(seed)
+    r, q = header.relabel, header.quant
+    spec = CropSpec(header.augment.crop_scale, header.augment.crop_ratio, header.augment.flip_p)
+    out = []
+    for bid in header.prune.kept:
+        epoch, batch = divmod(bid, r.batches_per_epoch)
+        n = header.batch_size_of(bid)
+        hw = np.full((n, 2), 8)
+        aug = sample_augment(r.seed, epoch, batch, hw, spec)
+        logits = rng.normal(0, 3, (n, header.num_classes)).astype(np.float32)
+        if q.scheme == "none":
+            values, indices = logits, None
+        else:
+            indices = np.argsort(-logits, axis=1, kind="stable")[:, : q.k]
+            values = np.take_along_axis(logits, indices, axis=1)
+            if q.scheme == "ms":
+                p = np.exp(logits - logits.max(axis=1, keepdims=True))
+                values = np.take_along_axis(p / p.sum(axis=1, keepdims=True), indices, axis=1)
+        out.append(BatchRecord(epoch, batch, aug.crc32(), 0.75, (1, 2, 5, 6), values.astype(np.float32), indices))
+    return out
+
+
+def write_file(path: Path, header: Header, records: list[BatchRecord]) -> Path:
+    with LpqlWriter(path, header) as w:
+        for rec in records:
+            w.add(rec)
+        return w.finish()

@@ -1,0 +1,248 @@
+"""The `.lpql` container: round trips, committed vectors, and every kind of broken file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from lpql_factory import make_header, make_records, write_file
+
+from lpq.format import LpqlError, LpqlReader, LpqlWriter, partial_path
+from lpq.format.rng import CropSpec, derive_key, draws, epoch_order, mix64, sample_augment
+
+VECTORS = Path(__file__).resolve().parents[1] / "spec" / "vectors"
+CASES = [
+    ("none", "f32", None),
+    ("none", "f16", None),
+    ("none", "i8", None),
+    ("mr", "f16", 3),
+    ("mr", "i8", 3),
+    ("mr", "i4", 5),
+    ("ms", "i8", 4),
+    ("ms", "f32", 2),
+]
+
+
+def decode_all(path: Path) -> list:
+    with LpqlReader(path) as r:
+        out = []
+        for bid in r.batch_ids:
+            rec = r.read(int(bid))
+            out.append((rec.epoch, rec.batch, rec.mix_lambda, rec.mix_box, rec.values, rec.indices))
+        return out
+
+
+def same(a: list, b: list) -> bool:
+    return len(a) == len(b) and all(
+        x[:4] == y[:4] and np.array_equal(x[4], y[4]) and (x[5] is None) == (y[5] is None)
+        and (x[5] is None or np.array_equal(x[5], y[5]))
+        for x, y in zip(a, b)
+    )
+
+
+@pytest.mark.parametrize("scheme,values,k", CASES)
+def test_round_trip_within_codec_error(tmp_path: Path, scheme: str, values: str, k: int | None) -> None:
+    h = make_header(scheme=scheme, values=values, k=k, classes=12, images=21, batch_size=8)
+    recs = make_records(h)
+    write_file(tmp_path / "a.lpql", h, recs)
+    with LpqlReader(tmp_path / "a.lpql") as r:
+        assert r.header == h
+        for rec in recs:
+            got = r.read(rec.epoch * h.relabel.batches_per_epoch + rec.batch)
+            assert got.size == rec.size and got.mix_box == rec.mix_box
+            want = rec.values - (rec.values.max(axis=1, keepdims=True) if h.quant.values.relative else 0)
+            span = rec.values.max(axis=1) - rec.values.min(axis=1)
+            levels = {"i8": 255, "i4": 15}.get(values)
+            if values == "f32":
+                bound = np.zeros_like(span)
+            elif values == "f16":
+                bound = np.abs(rec.values).max(axis=1) * 2**-10
+            else:
+                # half a code step plus float16 rounding of the row maximum and of the scale
+                bound = span / levels * 0.5 + np.abs(rec.values).max(axis=1) * 2**-9 + span * 2**-9
+            assert np.all(np.abs(got.values - want).max(axis=1) <= bound + 1e-6)
+            if rec.indices is not None:
+                assert np.array_equal(got.indices, rec.indices)
+
+
+def test_last_partial_batch_and_derived_images_cover_each_epoch(tmp_path: Path) -> None:
+    h = make_header(images=21, batch_size=8, epochs=2)
+    write_file(tmp_path / "a.lpql", h, make_records(h))
+    with LpqlReader(tmp_path / "a.lpql") as r:
+        for epoch in range(2):
+            seen = np.concatenate([r.image_indices(r.read(epoch * 3 + b)) for b in range(3)])
+            assert sorted(seen.tolist()) == list(range(21))
+        assert r.read(2).size == 5
+
+
+@pytest.mark.parametrize("name", ["full-f16-cutmix", "mr3-i8-pruned", "ms4-i4-mixup", "mr2-f32-c300"])
+def test_committed_vectors_decode_as_recorded(name: str) -> None:
+    expect = json.loads((VECTORS / f"{name}.json").read_text())
+    with LpqlReader(VECTORS / f"{name}.lpql") as r:
+        assert json.loads(r.header.model_dump_json()) == expect["header"]
+        assert r.batch_ids.tolist() == [b["id"] for b in expect["batches"]]
+        for b in expect["batches"]:
+            rec = r.read(b["id"])
+            assert (rec.epoch, rec.batch, rec.size) == (b["epoch"], b["batch"], b["size"])
+            assert rec.mix_lambda == pytest.approx(b["mix_lambda"], abs=0) and list(rec.mix_box) == b["mix_box"]
+            assert r.image_indices(rec).tolist() == b["image_indices"]
+            hw = np.full((rec.size, 2), (r.header.images.height, r.header.images.width))
+            assert r.augment(rec, hw).table().tolist() == b["augment"]
+            assert np.array_equal(rec.values, np.array(b["values"], np.float32))
+            assert (rec.indices is None and b["indices"] is None) or rec.indices.tolist() == b["indices"]
+
+
+def test_generator_matches_recorded_vectors() -> None:
+    v = json.loads((VECTORS / "rng.json").read_text())
+    for z, out in v["mix64"].items():
+        assert int(mix64(np.array([int(z)], np.uint64))[0]) == out
+    assert derive_key(7, 2, 1, 3) == v["key"]["S=7,w=(2,1,3)"]
+    assert [int(x) for x in draws(12345, np.arange(4, dtype=np.uint64))] == v["draw"]["key=12345,c=0..3"]
+    assert epoch_order(7, 1, 10).tolist() == v["epoch_order"]["S=7,e=1,N=10"]
+    spec = CropSpec((0.08, 1.0), (3 / 4, 4 / 3), 0.5)
+    got = sample_augment(1, 2, 3, np.full((4, 2), (224, 300)), spec).table().tolist()
+    assert got == v["crops"]["S=1,e=2,b=3,H=224,W=300,default"]
+
+
+def test_mix64_reference_values() -> None:
+    # SplitMix64 seeded with 0 yields 0xE220A8397B1DCDAF first: an independent published reference.
+    assert int(mix64(np.array([0], np.uint64))[0]) == 0xE220A8397B1DCDAF
+
+
+def test_crops_follow_torchvision_distribution() -> None:
+    import torch
+    from torchvision.transforms import RandomResizedCrop
+
+    spec = CropSpec((0.08, 1.0), (3 / 4, 4 / 3), 0.5)
+    aug = sample_augment(3, 0, 0, np.full((4000, 2), 32), spec)
+    area = aug.height * aug.width / 1024
+    torch.manual_seed(0)
+    ref = np.array([np.prod(RandomResizedCrop.get_params(torch.zeros(1, 32, 32), [0.08, 1.0], [3 / 4, 4 / 3])[2:]) for _ in range(4000)]) / 1024
+    assert 0.08 * 0.9 <= area.min() and area.max() <= 1.0
+    assert abs(area.mean() - ref.mean()) < 0.02 and abs(area.std() - ref.std()) < 0.02
+    assert np.all(aug.top + aug.height <= 32) and np.all(aug.left + aug.width <= 32)
+    assert abs(aug.flip.mean() - 0.5) < 0.03
+
+
+@pytest.mark.parametrize("ref", sorted(p.stem for p in (VECTORS / "bad").glob("*.lpql")))
+def test_broken_vectors_raise_their_named_error(ref: str) -> None:
+    with pytest.raises(LpqlError) as e:
+        with LpqlReader(VECTORS / "bad" / f"{ref}.lpql") as r:
+            r.verify()
+    assert e.value.ref == ref
+
+
+@pytest.fixture(scope="module")
+def small_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list]:
+    path = tmp_path_factory.mktemp("small") / "s.lpql"
+    h = make_header(scheme="mr", values="i8", k=3, images=12, batch_size=5, epochs=1)
+    write_file(path, h, make_records(h))
+    return path, decode_all(path)
+
+
+def test_truncation_at_every_byte_is_refused(small_file: tuple[Path, list], tmp_path: Path) -> None:
+    path, _ = small_file
+    data = path.read_bytes()
+    cut = tmp_path / "cut.lpql"
+    for n in range(len(data)):
+        cut.write_bytes(data[:n])
+        with pytest.raises(LpqlError):
+            with LpqlReader(cut) as r:
+                r.verify()
+
+
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_random_corruption_is_refused_or_harmless(small_file: tuple[Path, list], tmp_path: Path, data: st.DataObject) -> None:
+    path, original = small_file
+    raw = bytearray(path.read_bytes())
+    for _ in range(data.draw(st.integers(1, 3))):
+        pos = data.draw(st.integers(0, len(raw) - 1))
+        raw[pos] ^= data.draw(st.integers(1, 255))
+    bad = tmp_path / "bad.lpql"
+    bad.write_bytes(bytes(raw))
+    try:
+        with LpqlReader(bad) as r:
+            r.verify()
+        decoded = decode_all(bad)
+    except LpqlError:
+        return
+    assert same(decoded, original)
+
+
+def test_header_size_is_capped_before_reading(tmp_path: Path) -> None:
+    from lpq.format.layout import INDEX_ENTRY, PREAMBLE, footer, frame
+
+    head = frame(b"HEAD", b"{}")
+    index = np.array([(b"HEAD", 0, PREAMBLE.size, 64 << 20)], dtype=INDEX_ENTRY)
+    body = PREAMBLE.pack(b"\x89LPQL\r\n\x1a", 1, 0, 0) + head
+    data = body + frame(b"INDX", np.uint32(1).tobytes() + index.tobytes()) + footer(len(body))
+    (tmp_path / "h.lpql").write_bytes(data)
+    with pytest.raises(LpqlError) as e:
+        LpqlReader(tmp_path / "h.lpql")
+    assert e.value.ref in {"lpql-bad-index", "lpql-header-too-large"}
+
+
+def test_resume_keeps_intact_chunks_and_matches_uninterrupted(tmp_path: Path) -> None:
+    h = make_header(scheme="mr", values="i8", k=3, epochs=3)
+    recs = make_records(h)
+    whole = write_file(tmp_path / "whole.lpql", h, recs)
+    target = tmp_path / "resumed.lpql"
+    w = LpqlWriter(target, h)
+    for rec in recs[:4]:
+        w.add(rec)
+    w.close()
+    part = partial_path(target)
+    part.write_bytes(part.read_bytes()[:-7])  # the fourth chunk was cut mid-write
+    assert not target.exists()
+    w = LpqlWriter(target, h, resume=True)
+    assert w.stored == [0, 1, 2]
+    for rec in recs[3:]:
+        w.add(rec)
+    w.finish()
+    assert target.read_bytes() == whole.read_bytes()
+    assert not part.exists()
+
+
+def test_resume_refuses_other_settings(tmp_path: Path) -> None:
+    h = make_header()
+    w = LpqlWriter(tmp_path / "x.lpql", h)
+    w.close()
+    with pytest.raises(LpqlError) as e:
+        LpqlWriter(tmp_path / "x.lpql", make_header(epochs=3), resume=True)
+    assert e.value.ref == "resume-mismatch"
+
+
+def test_finish_refuses_missing_batches_and_out_of_order_writes(tmp_path: Path) -> None:
+    h = make_header()
+    recs = make_records(h)
+    w = LpqlWriter(tmp_path / "x.lpql", h)
+    w.add(recs[1])
+    with pytest.raises(LpqlError):
+        w.add(recs[0])
+    with pytest.raises(LpqlError) as e:
+        w.finish()
+    assert e.value.ref == "lpql-incomplete"
+    w.close()
+
+
+def test_augmentation_of_other_image_sizes_is_refused(tmp_path: Path) -> None:
+    h = make_header()
+    write_file(tmp_path / "a.lpql", h, make_records(h))
+    with LpqlReader(tmp_path / "a.lpql") as r:
+        rec = r.read(0)
+        with pytest.raises(LpqlError) as e:
+            r.augment(rec, np.full((rec.size, 2), 64))
+    assert e.value.ref == "lpql-aug-mismatch"
+
+
+def test_format_package_needs_neither_torch_nor_typer() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, lpq.format, lpq.format.summary; sys.exit(int('torch' in sys.modules or 'typer' in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
