@@ -20,14 +20,30 @@ from lpq.format.header import IndexCodec, ValueCodec
 def pack_bits(values: np.ndarray, bits: int) -> bytes:
     """Unsigned integers as a little-endian bit stream: value i occupies stream bits [i*bits, (i+1)*bits)."""
     flat = values.reshape(-1).astype(np.uint64)
+    if bits == 8:
+        return flat.astype(np.uint8).tobytes()
     planes = ((flat[:, None] >> np.arange(bits, dtype=np.uint64)) & np.uint64(1)).astype(np.uint8)
     return np.packbits(planes.reshape(-1), bitorder="little").tobytes()
 
 
 def unpack_bits(data: bytes, bits: int, count: int) -> np.ndarray:
-    planes = np.unpackbits(np.frombuffer(data, np.uint8), bitorder="little", count=count * bits)
-    weights = np.left_shift(np.uint64(1), np.arange(bits, dtype=np.uint64))
-    return (planes.reshape(count, bits).astype(np.uint64) * weights).sum(axis=1)
+    """Inverse of pack_bits: each value is read from the little-endian word its bits start in. (count,)."""
+    if bits == 8:
+        return np.frombuffer(data, np.uint8, count)
+    need = packed_size(count, bits)
+    wide = bits > 25  # a 32-bit window holds any value of <= 25 bits whatever its bit offset
+    buf = np.zeros(need + 8, np.uint8)
+    buf[:need] = np.frombuffer(data, np.uint8, need)
+    dtype = np.dtype("<u8" if wide else "<u4")
+    words = np.ndarray((need,), dtype=dtype, buffer=buf.data, strides=(1,))  # unaligned view, one per byte
+    start = np.arange(count, dtype=dtype) * dtype.type(bits)
+    word = words[(start >> dtype.type(3)).astype(np.intp)]
+    if wide:
+        low = word >> (start & dtype.type(7))
+        high = buf[(start >> dtype.type(3)).astype(np.intp) + 8].astype(dtype) << (dtype.type(64) - (start & dtype.type(7)))
+        word = low | np.where((start & dtype.type(7)) > 0, high, 0).astype(dtype)
+        return word & dtype.type((1 << bits) - 1)
+    return (word >> (start & dtype.type(7))) & dtype.type((1 << bits) - 1)
 
 
 def packed_size(count: int, bits: int) -> int:

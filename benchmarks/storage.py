@@ -1,0 +1,272 @@
+"""Label storage and decode speed: `.lpql` against the authors' layout (METHOD.md section 4), side by side.
+
+Claim (issue: foundation): at 1,000 classes and batch 128, MR-10 with 8-bit values takes at most 25 bytes
+per stored sample (authors: 75.6), every setting is at least 2x smaller than the authors' layout, and
+decoding a stored batch to a dense float32 target is at least 5x faster than their torch.load path.
+Also reported: the zeroth-order empirical entropy of the stored symbols (a lower bound for any coder that
+treats each rank column as independent symbols), and the total-variation distance of each value
+encoding's softmax target from the float32 one at temperatures 1, 4 and 20.
+
+Logits are simulated (class evidence for a CutMix pair, low-rank class correlations, Gaussian
+background) unless --logits names a (N, C) float32 .npy of real teacher logits (`lpq relabel` output,
+see benchmarks/relabel.py). Decode timings: one warm-up pass, then --repeats passes; median and spread.
+
+    python benchmarks/storage.py                       # simulated, 1000 classes, 100 batches of 128
+    python benchmarks/storage.py --logits logits.npy   # real teacher logits
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from lpq.format import (
+    Augment,
+    BatchRecord,
+    Header,
+    ImageSet,
+    IndexCodec,
+    LpqlReader,
+    LpqlWriter,
+    Prune,
+    Quant,
+    Relabel,
+    Teacher,
+    ValueCodec,
+    index_bits,
+)
+from lpq.labels.quantize import quantize_logits, softmax
+from lpq.labels.targets import dense_targets, record_targets
+
+SETTINGS = [("none", 0, v) for v in ("f16", "i8")] + [("mr", k, v) for k in (10, 50, 100) for v in ("f16", "i8", "i4")]
+TEMPS = (1.0, 4.0, 20.0)
+
+
+def simulated_logits(n: int, c: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0.0, 1.2, (n, c)) + rng.normal(0, 1, (n, 8)) @ rng.normal(0, 0.6, (8, c))
+    own, partner = rng.integers(c, size=n), rng.integers(c, size=n)
+    lam = rng.uniform(size=n)
+    logits[np.arange(n), own] += 4 + 8 * lam
+    logits[np.arange(n), partner] += 4 + 8 * (1 - lam)
+    return logits.astype(np.float32)
+
+
+def header_for(scheme: str, k: int, values: str, c: int, batch: int, batches: int) -> Header:
+    return Header(
+        tool="lpq-bench",
+        num_classes=c,
+        class_names=[f"n{i:05d}" for i in range(c)],
+        images=ImageSet(fingerprint="0" * 64, count=batch * batches, height=224, width=224),
+        teacher=Teacher(architecture="resnet18", weights_sha256="0" * 64),
+        augment=Augment(input_size=224),
+        relabel=Relabel(epochs=1, batch_size=batch, batches_per_epoch=batches, seed=0),
+        prune=Prune(kept=list(range(batches))),
+        quant=Quant(
+            scheme=scheme,
+            k=c if scheme == "none" else k,
+            values=ValueCodec(id=values, relative=values in ("i8", "i4")),
+            indices=None if scheme == "none" else IndexCodec(bits=index_bits(c)),
+        ),
+    )
+
+
+def write_lpql(path: Path, h: Header, logits: np.ndarray) -> None:
+    b = h.relabel.batch_size
+    rng = np.random.default_rng(1)
+    with LpqlWriter(path, h) as w:
+        for i in range(h.relabel.batches_per_epoch):
+            vals, idx = quantize_logits(logits[i * b : (i + 1) * b], h.quant.scheme, h.quant.k)
+            box = tuple(int(x) for x in np.sort(rng.integers(0, 224, 4)))
+            w.add(BatchRecord(0, i, 0, float(rng.uniform()), box, vals, idx))  # type: ignore[arg-type]
+        w.finish()
+
+
+def write_authors(folder: Path, scheme: str, k: int, logits: np.ndarray, b: int) -> int:
+    """One torch.save list per batch plus the JSON batch->images map, as METHOD.md section 4 describes."""
+    folder.mkdir()
+    g = torch.Generator().manual_seed(0)
+    n_batches = len(logits) // b
+    for i in range(n_batches):
+        lg = torch.from_numpy(logits[i * b : (i + 1) * b])
+        coords = torch.rand(b, 4, generator=g).half()
+        flip = torch.rand(b, generator=g) < 0.5
+        perm = torch.randperm(b, generator=g).to(torch.uint8)
+        lam = float(torch.rand(1, generator=g))
+        box = [torch.tensor(int(x), dtype=torch.uint8) for x in torch.randint(0, 224, (4,), generator=g)]
+        if scheme == "none":
+            labels = [lg.half()]
+        else:
+            vals, idx = torch.topk(lg, k, dim=1)
+            labels = [vals.half(), idx.to(torch.int16)]
+        torch.save([coords, flip, perm, lam, box, *labels], folder / f"batch_{i}.tar")
+    (folder / "batch_map.json").write_text(json.dumps({i: list(range(i * b, (i + 1) * b)) for i in range(n_batches)}))
+    return sum(f.stat().st_size for f in folder.iterdir())
+
+
+def entropy_bytes(path: Path) -> float:
+    """Zeroth-order empirical entropy of the stored symbols per column (indices, codes, row params), bytes/sample."""
+    with LpqlReader(path) as r:
+        h = r.header
+        recs = [r.read(int(bid)) for bid in r.batch_ids]
+    n = sum(rec.size for rec in recs)
+    bits = 0.0
+    q = h.quant
+    vals = np.concatenate([rec.values for rec in recs])
+    if q.values.id in ("i8", "i4"):
+        # Recover codes and row scales from decoded values (hi is 0 for relative codes).
+        levels = 255 if q.values.id == "i8" else 15
+        span = vals.max(axis=1) - vals.min(axis=1)
+        scale = np.where(span > 0, -vals.min(axis=1) / levels, 1.0)
+        cols = [np.rint(-vals[:, j] / scale).astype(np.int64) for j in range(vals.shape[1])]
+        cols.append(scale.astype(np.float16).view(np.uint16))
+    else:
+        dt = np.float16 if q.values.id == "f16" else np.float32
+        u = np.uint16 if q.values.id == "f16" else np.uint32
+        cols = [vals[:, j].astype(dt).view(u) for j in range(vals.shape[1])]
+    if q.indices is not None:
+        idx = np.concatenate([rec.indices for rec in recs])
+        cols += [idx[:, j] for j in range(idx.shape[1])]
+    for col in cols:
+        _, counts = np.unique(col, return_counts=True)
+        p = counts / counts.sum()
+        bits += float(-(counts * np.log2(p)).sum())
+    return bits / 8 / n
+
+
+def time_decode(fn, repeats: int) -> tuple[float, float]:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), (max(times) - min(times))
+
+
+def tv_distance(path: Path, logits: np.ndarray, scheme: str, k: int) -> dict[str, float]:
+    """Mean TV distance of decoded targets from float32 targets of the same scheme and k, per temperature."""
+    with LpqlReader(path) as r:
+        h = r.header
+        out = {}
+        for t in TEMPS:
+            dists = []
+            for bid in r.batch_ids:
+                rec = r.read(int(bid))
+                b = h.relabel.batch_size
+                lg = logits[int(bid) * b : int(bid) * b + rec.size]
+                v, i = quantize_logits(lg, scheme, h.quant.k)
+                ref = dense_targets(torch.from_numpy(v), None if i is None else torch.from_numpy(i), scheme, h.num_classes, t)
+                got = record_targets(rec, h, t)
+                dists.append(0.5 * (got - ref).abs().sum(dim=1))
+            out[f"T={t:g}"] = float(torch.cat(dists).mean())
+        return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--classes", type=int, default=1000)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--batches", type=int, default=100)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--logits", type=Path, help="(N, C) float32 .npy of real teacher logits")
+    ap.add_argument("--json", type=Path, help="also write the results here")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    if args.logits:
+        logits = np.load(args.logits, allow_pickle=False).astype(np.float32)
+        args.classes = logits.shape[1]
+        args.batches = len(logits) // args.batch
+        logits = logits[: args.batches * args.batch]
+        source = f"real teacher logits from {args.logits}"
+    else:
+        logits = simulated_logits(args.batch * args.batches, args.classes)
+        source = "simulated logits"
+    c, b = args.classes, args.batch
+    samples = b * args.batches
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for scheme, k, values in SETTINGS:
+            if scheme != "none" and k >= c:
+                continue
+            name = "full" if scheme == "none" else f"MR-{k}"
+            path = tmp / f"{name}-{values}.lpql"
+            h = header_for(scheme, k, values, c, b, args.batches)
+            write_lpql(path, h, logits)
+            authors_dir = tmp / f"authors-{name}-{values}"
+            authors_bytes = write_authors(authors_dir, scheme, k, logits, b)
+            with LpqlReader(path) as r:
+                ids = [int(x) for x in r.batch_ids]
+
+                def ours(r: LpqlReader = r, h: Header = h) -> None:
+                    for bid in ids:
+                        record_targets(r.read(bid), h, 4.0)
+
+                ours_t, ours_spread = time_decode(ours, args.repeats)
+
+            def theirs(folder: Path = authors_dir, scheme: str = scheme) -> None:
+                for bid in ids:
+                    obj = torch.load(folder / f"batch_{bid}.tar", weights_only=True)
+                    idx = None if scheme == "none" else obj[-1].long()
+                    vals = obj[5].float()
+                    dense_targets(vals, idx, scheme, c, 4.0)
+
+            theirs_t, theirs_spread = time_decode(theirs, args.repeats)
+            ours_b = path.stat().st_size / samples
+            theirs_b = authors_bytes / samples
+            rows.append(
+                {
+                    "setting": name,
+                    "values": values,
+                    "lpql_bytes_per_sample": ours_b,
+                    "authors_bytes_per_sample": theirs_b,
+                    "size_ratio": theirs_b / ours_b,
+                    "entropy_bytes_per_sample": entropy_bytes(path),
+                    "lpql_batches_per_s": len(ids) / ours_t,
+                    "authors_batches_per_s": len(ids) / theirs_t,
+                    "decode_speedup": theirs_t / ours_t,
+                    "decode_spread_s": {"lpql": ours_spread, "authors": theirs_spread},
+                    "tv_distance": tv_distance(path, logits, scheme, k or c),
+                }
+            )
+    console = Console(width=160)
+    t = Table(title=f"Label storage, {c} classes, batch {b}, {args.batches} batches ({source})")
+    for col in ("setting", "values", "lpql B/sample", "authors B/sample", "smaller by", "entropy B/sample",
+                "lpql batch/s", "authors batch/s", "decode faster by", "TV T=1", "TV T=4", "TV T=20"):
+        t.add_column(col, justify="right")
+    for r in rows:
+        tv = r["tv_distance"]
+        t.add_row(r["setting"], r["values"], f"{r['lpql_bytes_per_sample']:.2f}", f"{r['authors_bytes_per_sample']:.2f}",
+                  f"x{r['size_ratio']:.2f}", f"{r['entropy_bytes_per_sample']:.2f}", f"{r['lpql_batches_per_s']:.0f}",
+                  f"{r['authors_batches_per_s']:.0f}", f"x{r['decode_speedup']:.1f}",
+                  *(f"{tv[f'T={x:g}']:.4f}" for x in TEMPS))
+    console.print(t)
+    mr10 = [r for r in rows if r["setting"] == "MR-10" and r["values"] == "i8"]
+    checks = {
+        "MR-10 i8 <= 25 B/sample": bool(mr10) and mr10[0]["lpql_bytes_per_sample"] <= 25,
+        "every setting >= 2x smaller (8-bit values)": all(r["size_ratio"] >= 2 for r in rows if r["values"] == "i8"),
+        "decode >= 5x faster (8-bit values)": all(r["decode_speedup"] >= 5 for r in rows if r["values"] == "i8"),
+    }
+    for name, ok in checks.items():
+        console.print(f"{'PASS' if ok else 'FAIL'}  {name}")
+    env = {"python": sys.version.split()[0], "torch": torch.__version__, "machine": platform.machine(),
+           "cpu_threads": torch.get_num_threads(), "source": source, "args": {k: str(v) for k, v in vars(args).items()}}
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"env": env, "rows": rows, "checks": checks}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

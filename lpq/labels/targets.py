@@ -1,0 +1,35 @@
+"""Dense training targets from stored labels (METHOD.md section 2, stages 5-6).
+
+MR-k: softmax over the k stored logits at the current temperature, scattered into zeros. MS-k: the stored
+probabilities at their classes and the remaining mass spread evenly over the other classes. Full labels:
+softmax over all logits. The temperature is where Dynamic Knowledge Reuse acts.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from lpq.format import BatchRecord, Header
+
+
+def dense_targets(
+    values: torch.Tensor, indices: torch.Tensor | None, scheme: str, num_classes: int, temperature: float
+) -> torch.Tensor:
+    """(B, C) float32 target distributions from (B, k) stored values and class indices."""
+    if scheme == "none":
+        return torch.softmax(values.float() / temperature, dim=1)
+    if indices is None:
+        raise ValueError("top-k labels need their class indices")
+    if scheme == "mr":
+        probs = torch.softmax(values.float() / temperature, dim=1)  # (B, k)
+        return torch.zeros(values.shape[0], num_classes).scatter_(1, indices, probs)
+    probs = values.float().clamp(min=0.0)
+    k = values.shape[1]
+    rest = (1.0 - probs.sum(dim=1, keepdim=True)).clamp(min=0.0) / max(num_classes - k, 1)
+    return rest.expand(-1, num_classes).clone().scatter_(1, indices, probs)
+
+
+def record_targets(rec: BatchRecord, header: Header, temperature: float) -> torch.Tensor:
+    """Dense (B, C) targets of one stored batch."""
+    indices = None if rec.indices is None else torch.from_numpy(rec.indices)
+    return dense_targets(torch.from_numpy(rec.values), indices, header.quant.scheme, header.num_classes, temperature)
