@@ -2,3 +2,18 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+import pytest
+import torch
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def digits_teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A convnet teacher on the digits set, trained once per test session (a few seconds on 2 cores)."""
+    from lpq.squeeze import SqueezeConfig, squeeze
+
+    out = tmp_path_factory.mktemp("teacher") / "digits.lpqt"
+    squeeze(SqueezeConfig(data="digits", epochs=8, output=out))
+    return out

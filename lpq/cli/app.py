@@ -8,6 +8,7 @@ import typer
 
 from lpq import __version__
 from lpq.cli.inspect import inspect
+from lpq.cli.squeeze import squeeze
 
 app = typer.Typer(
     name="lpq",
@@ -32,6 +33,7 @@ def root(
     """lpq: make dataset distillation's soft labels small (pruning + top-k quantization) and train on them."""
 
 
+app.command()(squeeze)
 app.command()(inspect)
 
 

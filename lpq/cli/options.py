@@ -1,0 +1,29 @@
+"""Options shared by several subcommands, declared once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import BaseModel
+from rich.table import Table
+
+DataOpt = Annotated[str, typer.Option("--data", help="digits, cifar10, cifar100, or imagefolder:PATH (or a PATH).")]
+RootOpt = Annotated[Path | None, typer.Option(help="Where cifar10/cifar100 live (torchvision layout).")]
+DownloadOpt = Annotated[bool, typer.Option("--download", help="Download cifar10/cifar100 if missing (needs internet).")]
+SeedOpt = Annotated[int, typer.Option(min=0, help="Random seed.")]
+DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda, cuda:1, ...")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as one JSON document.")]
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run with the same settings.")]
+
+
+def result_table(title: str, result: BaseModel) -> Table:
+    """A two-column table of a result model's fields."""
+    t = Table(title=title, show_header=False, title_justify="left")
+    t.add_column(style="bold")
+    t.add_column()
+    for key, value in result.model_dump().items():
+        t.add_row(key.replace("_", " "), f"{value:.4g}" if isinstance(value, float) else str(value))
+    return t

@@ -1,0 +1,50 @@
+"""`lpq squeeze`: teacher + per-class BatchNorm statistics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lpq.cli.common import funnel, print_json, show_progress, stdout
+from lpq.cli.options import DataOpt, DeviceOpt, DownloadOpt, JsonOpt, QuietOpt, RootOpt, SeedOpt, result_table
+
+TRAIN = "Teacher training (when no --weights)"
+
+
+@funnel
+def squeeze(
+    output: Annotated[Path, typer.Option("-o", "--output", help="Teacher file to write (.lpqt).")] = Path("teacher.lpqt"),
+    data: DataOpt = "digits",
+    root: RootOpt = None,
+    download: DownloadOpt = False,
+    model: Annotated[str, typer.Option(help="Architecture: convnet, resnet18, resnet50, mobilenet_v2.")] = "convnet",
+    weights: Annotated[str | None, typer.Option(help="Trained weights (safetensors or weights-only .pt): skip training.")] = None,
+    epochs: Annotated[int, typer.Option(min=0, rich_help_panel=TRAIN, help="Training epochs.")] = 30,
+    batch_size: Annotated[int, typer.Option(min=1, rich_help_panel=TRAIN)] = 128,
+    optimizer: Annotated[str, typer.Option(rich_help_panel=TRAIN, help="sgd or adamw.")] = "sgd",
+    lr: Annotated[float, typer.Option(rich_help_panel=TRAIN, help="Peak learning rate (one-cycle cosine).")] = 0.05,
+    weight_decay: Annotated[float, typer.Option(rich_help_panel=TRAIN)] = 5e-4,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+    quiet: QuietOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Train (or load) a teacher on real data, report its test accuracy, and record per-class BN statistics.
+
+    Example:
+
+        lpq squeeze --data digits --model convnet --epochs 30 -o teacher.lpqt
+    """
+    from lpq.squeeze import SqueezeConfig
+    from lpq.squeeze import squeeze as run
+
+    cfg = SqueezeConfig(data=data, root=root, download=download, model=model, weights=weights, epochs=epochs,
+                        batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay, seed=seed,
+                        device=device, output=output)
+    result = run(cfg, show=show_progress(quiet))
+    if json_out:
+        print_json(result)
+        return
+    stdout().print(result_table("Teacher", result))

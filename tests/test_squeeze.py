@@ -1,0 +1,146 @@
+"""Stage 1: data, models, and the teacher's per-class BatchNorm statistics."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from lpq.cli.app import app
+from lpq.data import load_split
+from lpq.data.datasets import ImageSet
+from lpq.errors import LpqError
+from lpq.models import MODELS, bn_layers, build_model
+from lpq.squeeze import load_teacher
+from lpq.squeeze.squeeze import record_class_stats
+
+runner = CliRunner()
+
+
+def small_set(n_per_class: int = 6, classes: int = 3, size: int = 16) -> ImageSet:
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (n_per_class * classes, 3, size, size), dtype=torch.uint8, generator=g)
+    labels = torch.arange(classes).repeat_interleave(n_per_class)[torch.randperm(n_per_class * classes, generator=g)]
+    return ImageSet("t", images, labels, [str(i) for i in range(classes)], (0.5,) * 3, (0.25,) * 3)
+
+
+@pytest.mark.parametrize("name", ["convnet", "resnet18", "mobilenet_v2"])
+def test_class_stats_equal_direct_computation(name: str) -> None:
+    torch.manual_seed(0)
+    data = small_set()
+    net = build_model(name, data.num_classes, data.image_size).eval()
+    stats = record_class_stats(net, data, data.mean, data.std, torch.device("cpu"), batch=7)
+    inputs: dict[str, torch.Tensor] = {}
+    hooks = [m.register_forward_pre_hook(lambda _m, i, n=n: inputs.__setitem__(n, i[0].detach())) for n, m in bn_layers(net).items()]
+    for c in range(data.num_classes):
+        with torch.no_grad():
+            net(data.normalize(data.images[data.labels == c]))  # class c's images alone, one pass
+        for layer, x in inputs.items():
+            flat = x.double().transpose(0, 1).reshape(x.shape[1], -1)
+            assert torch.allclose(stats[layer].mean[c], flat.mean(dim=1), atol=1e-4)
+            assert torch.allclose(stats[layer].var[c], flat.var(dim=1, unbiased=False), atol=1e-4)
+    for h in hooks:
+        h.remove()
+    assert len(stats) == len(bn_layers(net))
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_registered_model_takes_small_and_large_inputs(name: str) -> None:
+    for size in (16, 32):
+        out = build_model(name, 7, size).eval()(torch.zeros(2, 3, size, size))
+        assert out.shape == (2, 7)
+
+
+def test_digits_teacher_reaches_90_percent_and_round_trips(digits_teacher: Path) -> None:
+    t = load_teacher(digits_teacher)
+    assert t.meta.test_top1 is not None and t.meta.test_top1 >= 90.0
+    test = load_split("digits", "test")
+    with torch.no_grad():
+        acc = (t.model(t.normalize(test.images.float() / 255)).argmax(1) == test.labels).float().mean() * 100
+    assert float(acc) == pytest.approx(t.meta.test_top1, abs=1e-4)  # the reloaded weights are the trained ones
+    assert t.meta.data_fingerprint == load_split("digits", "train").fingerprint()
+    assert set(t.stats) == set(t.meta.bn_layers) and t.stats[t.meta.bn_layers[0]].mean.shape == (10, 128)
+
+
+def test_fingerprint_changes_with_any_pixel() -> None:
+    a = load_split("digits", "train")
+    before = a.fingerprint()
+    a.images[5, 0, 3, 3] ^= 1
+    assert a.fingerprint() != before
+
+
+def write_folder(root: Path, counts: dict[str, int], size: int = 8) -> Path:
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for cls, n in counts.items():
+            d = root / split / cls
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(d / f"{i}.png")
+    return root
+
+
+def test_image_folder_loads_in_sorted_order(tmp_path: Path) -> None:
+    root = write_folder(tmp_path, {"b": 2, "a": 3})
+    s = load_split(f"imagefolder:{root}", "train")
+    assert s.classes == ["a", "b"] and s.labels.tolist() == [0, 0, 0, 1, 1] and s.images.shape == (5, 3, 8, 8)
+    first = np.asarray(Image.open(root / "train" / "a" / "0.png"))
+    assert np.array_equal(s.images[0].permute(1, 2, 0).numpy(), first)
+
+
+@pytest.mark.parametrize(
+    "setup,ref",
+    [
+        (lambda p: (p / "train").mkdir(parents=True), "data-no-classes"),
+        (lambda p: write_folder(p, {"a": 2, "b": 0}), "data-empty-class"),
+        (lambda p: (write_folder(p, {"a": 2}), (p / "train" / "a" / "x.jpg").write_bytes(b"not a jpeg")), "data-bad-image"),
+        (lambda p: None, "data-no-split"),
+    ],
+)
+def test_bad_image_folders_are_refused_by_name(tmp_path: Path, setup, ref: str) -> None:
+    setup(tmp_path)
+    with pytest.raises(LpqError) as e:
+        load_split(str(tmp_path), "train")
+    assert e.value.ref == ref
+
+
+def test_squeeze_cli_refuses_bad_input_in_one_line(tmp_path: Path, digits_teacher: Path) -> None:
+    from safetensors.torch import save_file
+
+    wrong = tmp_path / "r18.safetensors"
+    save_file({k: v.contiguous() for k, v in build_model("resnet18", 10, 16).state_dict().items()}, str(wrong))
+    cases = [
+        (["--data", "digits", "--weights", str(wrong)], "weights-mismatch"),
+        (["--data", str(tmp_path / "nowhere")], "data-not-found"),
+        (["--data", "digits", "--model", "vgg99"], "unknown-model"),
+    ]
+    for args, ref in cases:
+        result = runner.invoke(app, ["squeeze", *args, "-o", str(tmp_path / "t.lpqt"), "--quiet"])
+        assert result.exit_code == 2 and ref in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "t.lpqt").exists()
+
+
+def test_model_without_batchnorm_is_refused() -> None:
+    from lpq.squeeze.squeeze import ClassStatsRecorder
+
+    with pytest.raises(LpqError) as e:
+        ClassStatsRecorder(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3, 2)), 2)
+    assert e.value.ref == "model-no-batchnorm"
+
+
+def test_squeeze_with_weights_skips_training_and_reports_json(tmp_path: Path, digits_teacher: Path) -> None:
+    from safetensors.torch import save_file
+
+    t = load_teacher(digits_teacher)
+    w = tmp_path / "w.safetensors"
+    save_file({k: v.contiguous() for k, v in t.model.state_dict().items()}, str(w))
+    result = runner.invoke(app, ["squeeze", "--weights", str(w), "-o", str(tmp_path / "t.lpqt"), "--json", "-q"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["train_seconds"] < 5 and doc["test_top1"] == pytest.approx(t.meta.test_top1)
+    assert load_teacher(tmp_path / "t.lpqt").meta.weights_sha256 == t.meta.weights_sha256
