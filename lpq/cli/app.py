@@ -8,6 +8,9 @@ import typer
 
 from lpq import __version__
 from lpq.cli.inspect import inspect
+from lpq.cli.prune import prune
+from lpq.cli.quantize import quantize
+from lpq.cli.relabel import relabel
 from lpq.cli.squeeze import squeeze
 
 app = typer.Typer(
@@ -34,6 +37,9 @@ def root(
 
 
 app.command()(squeeze)
+app.command()(relabel)
+app.command()(prune)
+app.command()(quantize)
 app.command()(inspect)
 
 

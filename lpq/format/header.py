@@ -181,6 +181,7 @@ class LogitStats(_Record):
 
 class Calibration(_Record):
     temperatures: list[float]
+    topk: int = Field(ge=1, description="the k that topk_mass figures are for")
     overall: LogitStats
     per_class: list[LogitStats] = Field(description="grouped by the class of each sample's own image")
     teacher_schedule: TempSchedule

@@ -167,13 +167,17 @@ class LpqlReader:
             raise LpqlError("lpql-no-batch", f"{self.path} does not store batch {batch_id}")
         return pos
 
-    def read_with_sizes(self, batch_id: int) -> tuple[BatchRecord, SectionSizes]:
+    def payload(self, batch_id: int) -> bytes:
+        """The batch chunk's payload, CRC checked: what a writer for the same header can copy as is."""
         pos = self._position(batch_id)
         offset = int(self._offsets[pos])
         ctype, length, payload = self._frame(offset, self.size, f"batch {batch_id}")
         if ctype != BTCH or length != int(self._lengths[pos]):
             raise LpqlError("lpql-bad-index", f"{self.path}: index entry of batch {batch_id} does not match its chunk")
-        return self._codec.decode(batch_id, payload)
+        return payload
+
+    def read_with_sizes(self, batch_id: int) -> tuple[BatchRecord, SectionSizes]:
+        return self._codec.decode(batch_id, self.payload(batch_id))
 
     def sizes(self, batch_id: int) -> SectionSizes:
         """Section sizes of a stored batch, without checksum or decompression (for summaries)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import struct
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -38,6 +39,49 @@ def partial_path(path: Path) -> Path:
     return path.with_name(path.name + ".partial")
 
 
+def scan_partial(f: BinaryIO, batches_per_epoch: int) -> tuple[list[tuple[bytes, int, int, int]], int]:
+    """Intact leading chunks of a partial file as (type, id, offset, length), and where they end.
+
+    Stops at the first chunk that is cut short, fails its CRC, or is neither HEAD (first) nor BTCH.
+    """
+    size = os.fstat(f.fileno()).st_size
+    f.seek(0)
+    if f.read(8) != MAGIC:
+        raise LpqlError("resume-not-lpql", f"{getattr(f, 'name', 'file')} is not a partial .lpql file",
+                        "delete it to start over")
+    entries: list[tuple[bytes, int, int, int]] = []
+    pos = PREAMBLE.size
+    while pos + FRAME.size <= size:
+        f.seek(pos)
+        ctype, length, crc = FRAME.unpack(f.read(FRAME.size))
+        start = pos + FRAME.size
+        if start + length > size:
+            break
+        payload = f.read(length)
+        if not frame_crc_ok(ctype, length, crc, payload):
+            break
+        if not entries and ctype == HEAD:
+            entries.append((HEAD, 0, pos, length))
+        elif entries and ctype == BTCH and length >= BATCH_FIXED.size:
+            epoch, batch = struct.unpack_from("<II", payload, 0)
+            entries.append((BTCH, epoch * batches_per_epoch + batch, pos, length))
+        else:
+            break
+        pos = start + length
+    return entries, pos
+
+
+def read_partial_batches(path: Path, header: Header) -> dict[int, bytes]:
+    """Batch payloads of a partial file written for ``header`` (a torchrun rank's part), by batch id."""
+    with open(path, "rb") as f:
+        entries, _ = scan_partial(f, header.relabel.batches_per_epoch)
+        out = {}
+        for ctype, bid, offset, length in entries[1:]:
+            f.seek(offset + FRAME.size)
+            out[bid] = f.read(length)
+        return out
+
+
 class LpqlWriter:
     def __init__(self, path: Path, header: Header, *, resume: bool = False, level: int = 9) -> None:
         self.path = Path(path)
@@ -61,39 +105,20 @@ class LpqlWriter:
         return [i for t, i, _, _ in self._entries if t == BTCH]
 
     def _reopen(self) -> None:
-        f = self._file
-        size = os.fstat(f.fileno()).st_size
-        if f.read(8) != MAGIC:
-            raise LpqlError("resume-not-lpql", f"{self.partial} is not a partial .lpql file", "delete it to start over")
-        pos = PREAMBLE.size
-        bpe = self.header.relabel.batches_per_epoch
-        while pos + FRAME.size <= size:
-            f.seek(pos)
-            ctype, length, crc = FRAME.unpack(f.read(FRAME.size))
-            start = pos + FRAME.size
-            if start + length > size:
-                break  # a chunk cut short by the interruption: drop it and everything after
-            payload = f.read(length)
-            if not frame_crc_ok(ctype, length, crc, payload):
-                break
-            if not self._entries:
-                if ctype != HEAD or payload != self._head_json:
-                    raise LpqlError(
-                        "resume-mismatch",
-                        f"{self.partial} was started with other settings",
-                        "rerun with the same settings, or delete it to start over",
-                    )
-                self._entries.append((HEAD, 0, pos, length))
-            elif ctype == BTCH and length >= BATCH_FIXED.size:
-                epoch, batch = struct.unpack_from("<II", payload, 0)
-                self._entries.append((BTCH, epoch * bpe + batch, pos, length))
-            else:
-                break
-            pos = start + length
-        if not self._entries:
-            raise LpqlError("resume-mismatch", f"{self.partial} has no intact header", "delete it to start over")
-        f.seek(pos)
-        f.truncate()
+        entries, end = scan_partial(self._file, self.header.relabel.batches_per_epoch)
+        if not entries or entries[0][0] != HEAD or self._read(entries[0]) != self._head_json:
+            raise LpqlError(
+                "resume-mismatch",
+                f"{self.partial} was started with other settings",
+                "rerun with the same settings, or delete it to start over",
+            )
+        self._entries = entries
+        self._file.seek(end)
+        self._file.truncate()
+
+    def _read(self, entry: tuple[bytes, int, int, int]) -> bytes:
+        self._file.seek(entry[2] + FRAME.size)
+        return self._file.read(entry[3])
 
     def _append(self, ctype: bytes, cid: int, payload: bytes) -> None:
         offset = self._file.tell()
@@ -101,13 +126,16 @@ class LpqlWriter:
         self._entries.append((ctype, cid, offset, len(payload)))
 
     def add(self, rec: BatchRecord) -> None:
-        bid = rec.epoch * self.header.relabel.batches_per_epoch + rec.batch
+        self.add_encoded(rec.epoch * self.header.relabel.batches_per_epoch + rec.batch, self.codec.encode(rec))
+
+    def add_encoded(self, bid: int, payload: bytes) -> None:
+        """Append a batch payload encoded for this header (as `add` makes, or copied from another file)."""
         if bid not in self._kept:
             raise LpqlError("lpql-bad-batch", f"batch {bid} is not in the header's kept list")
         stored = self.stored
         if stored and bid <= stored[-1]:
             raise LpqlError("lpql-bad-batch", f"batch {bid} written after batch {stored[-1]}: ids must increase")
-        self._append(BTCH, bid, self.codec.encode(rec))
+        self._append(BTCH, bid, payload)
         self._file.flush()
 
     def finish(self, calibration: Calibration | None = None) -> Path:
@@ -130,6 +158,11 @@ class LpqlWriter:
         """Stop writing without finishing: the partial file stays for a later resume."""
         if not self._file.closed:
             self._file.close()
+
+    def discard(self) -> None:
+        """Stop and delete the partial file: for short jobs that are simply rerun."""
+        self.close()
+        self.partial.unlink(missing_ok=True)
 
     def __enter__(self) -> LpqlWriter:
         return self

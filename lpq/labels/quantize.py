@@ -7,7 +7,14 @@ rest evenly. Re-quantizing can only lose information: to a smaller k, or to coar
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import numpy as np
+from pydantic import BaseModel
+
+from lpq.errors import LpqError
+from lpq.format import IndexCodec, LpqlReader, LpqlWriter, Quant, ValueCodec, index_bits
 
 
 def top_k(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -36,3 +43,67 @@ def quantize_logits(
     probs = softmax(logits, ms_temperature)
     vals, idx = top_k(probs, k)
     return vals.astype(np.float32), idx
+
+
+class QuantizeResult(BaseModel):
+    output: Path
+    scheme: str
+    k: int
+    values: str
+    file_bytes_before: int
+    file_bytes_after: int
+
+
+def check_requantize(src: Quant, scheme: str, k: int, ms_temperature: float) -> None:
+    """Refuse conversions that would need information the stored labels no longer hold."""
+    if src.scheme == "none":
+        return
+    if scheme != src.scheme:
+        raise LpqError("quantize-lost", f"cannot turn {src.scheme.upper()}-{src.k} labels into {scheme.upper()}",
+                       "the logits outside the stored top-k are gone; quantize the full-label file instead")
+    if k > src.k:
+        raise LpqError("quantize-lost", f"cannot raise k from {src.k} to {k}: the other classes were not stored",
+                       "quantize the full-label file instead")
+    if scheme == "ms" and ms_temperature != src.ms_temperature:
+        raise LpqError("quantize-lost", "MS probabilities cannot be re-tempered without the full logits")
+
+
+def requantize(values: np.ndarray, indices: np.ndarray | None, src: Quant, scheme: str, k: int,
+               ms_temperature: float) -> tuple[np.ndarray, np.ndarray | None]:
+    """Stored labels of one batch under a scheme `check_requantize` accepted."""
+    if src.scheme == "none":
+        return quantize_logits(values, scheme, k, ms_temperature)
+    return values[:, :k], None if indices is None else indices[:, :k]
+
+
+def quantize_file(src: Path, output: Path, scheme: str, k: int | None, values: str = "i8",
+                  ms_temperature: float = 1.0) -> QuantizeResult:
+    from lpq.labels.prune import check_paths
+
+    check_paths(src, output)
+    with LpqlReader(src) as r:
+        h = r.header
+        c = h.num_classes
+        k = c if scheme == "none" else (min(10, c) if k is None else k)
+        if not 1 <= k <= c:
+            raise LpqError("bad-top-k", f"--top-k {k} must be between 1 and the {c} classes")
+        if scheme == "none" and h.quant.scheme != "none":
+            raise LpqError("quantize-lost", "top-k labels cannot become full labels again")
+        check_requantize(h.quant, scheme, k, ms_temperature)
+        quant = Quant(scheme=scheme, k=k, values=ValueCodec(id=values, relative=values in ("i8", "i4") and scheme != "ms"),
+                      indices=None if scheme == "none" else IndexCodec(bits=index_bits(c)),
+                      ms_temperature=ms_temperature if scheme == "ms" else None)
+        header = h.model_copy(update={"quant": quant})
+        writer = LpqlWriter(output, header)
+        try:
+            for bid in r.batch_ids:
+                rec = r.read(int(bid))
+                vals, idx = requantize(rec.values, rec.indices, h.quant, scheme, k, ms_temperature)
+                writer.add(dataclasses.replace(rec, values=vals.astype(np.float32), indices=idx))
+            writer.finish(r.calibration)  # describes the teacher's logits; its `topk` names the k of its masses
+        except BaseException:
+            writer.discard()
+            raise
+        before = r.size
+    return QuantizeResult(output=output, scheme=scheme, k=k, values=values, file_bytes_before=before,
+                          file_bytes_after=output.stat().st_size)

@@ -1,0 +1,33 @@
+"""`lpq quantize`: top-k labels and fewer bits per value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lpq.cli.common import funnel, print_json, stdout
+from lpq.cli.options import JsonOpt, result_table
+
+
+@funnel
+def quantize(
+    labels: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Input .lpql file (left untouched).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Quantized file to write.")],
+    top_k: Annotated[int | None, typer.Option(help="Classes kept per sample (default 10).")] = None,
+    scheme: Annotated[str, typer.Option(help="mr (top-k logits, re-normalized in training) or ms (top-k probabilities).")] = "mr",
+    values: Annotated[str, typer.Option(help="f32, f16, i8 or i4.")] = "i8",
+    ms_temperature: Annotated[float, typer.Option(help="Softmax temperature of MS probabilities.")] = 1.0,
+    json_out: JsonOpt = False,
+) -> None:
+    """Re-store labels as MR-k / MS-k with coarser values; refuses what needs information already dropped.
+
+    Example:
+
+        lpq quantize labels.lpql --top-k 10 --scheme mr --values i8 -o q.lpql
+    """
+    from lpq.labels.quantize import quantize_file
+
+    result = quantize_file(labels, output, scheme, top_k, values, ms_temperature)
+    print_json(result) if json_out else stdout().print(result_table("Quantize", result))

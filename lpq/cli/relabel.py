@@ -1,0 +1,55 @@
+"""`lpq relabel`: soft labels of augmented batches into a `.lpql` file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lpq.cli.common import funnel, print_json, show_progress, stdout
+from lpq.cli.options import DeviceOpt, JsonOpt, QuietOpt, ResumeOpt, SeedOpt, result_table
+
+AUG = "Augmentation"
+COMPACT = "Pruning and quantization"
+
+
+@funnel
+def relabel(
+    images: Annotated[str, typer.Argument(help="Image set: a folder of class folders (lpq synth output) or a --data name.")],
+    teacher: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="Teacher file from lpq squeeze.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Label file to write.")] = Path("labels.lpql"),
+    epochs: Annotated[int, typer.Option(min=1, help="Epochs of augmented batches (METHOD: 300 on ImageNet-1K).")] = 300,
+    batch_size: Annotated[int, typer.Option(min=1, max=65535, help="Batch size (METHOD: 128 ImageNet-1K, 64 Tiny).")] = 64,
+    ratio: Annotated[float, typer.Option(min=1, rich_help_panel=COMPACT, help="Label only 1/ratio of the batches.")] = 1.0,
+    strategy: Annotated[str, typer.Option(rich_help_panel=COMPACT, help="random or first: which batches --ratio keeps.")] = "random",
+    top_k: Annotated[int | None, typer.Option(min=1, rich_help_panel=COMPACT, help="Store only the top-k classes.")] = None,
+    scheme: Annotated[str, typer.Option(rich_help_panel=COMPACT, help="none, mr (top-k logits) or ms (top-k probabilities).")] = "none",
+    values: Annotated[str, typer.Option(rich_help_panel=COMPACT, help="f32, f16, i8 or i4.")] = "f16",
+    crop_scale: Annotated[tuple[float, float], typer.Option(rich_help_panel=AUG, help="RandomResizedCrop area range.")] = (0.08, 1.0),
+    flip_p: Annotated[float, typer.Option(rich_help_panel=AUG, help="Horizontal flip probability.")] = 0.5,
+    mix: Annotated[str, typer.Option(rich_help_panel=AUG, help="cutmix, mixup or none.")] = "cutmix",
+    mix_alpha: Annotated[float, typer.Option(rich_help_panel=AUG, help="Beta(alpha, alpha) mixing weight.")] = 1.0,
+    seed: SeedOpt = 0,
+    resume: ResumeOpt = False,
+    device: DeviceOpt = "auto",
+    quiet: QuietOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Label every kept augmented batch with the teacher and stream the labels into a .lpql file.
+
+    Example:
+
+        lpq relabel syn/ --teacher teacher.lpqt --epochs 300 --batch-size 64 --ratio 10 --top-k 10 --scheme mr -o labels.lpql
+    """
+    from lpq.labels.relabel import RelabelConfig
+    from lpq.labels.relabel import relabel as run
+
+    if top_k is not None and scheme == "none":
+        scheme = "mr"
+    cfg = RelabelConfig(images=images, teacher=teacher, output=output, epochs=epochs, batch_size=batch_size,
+                        ratio=ratio, strategy=strategy, scheme=scheme, top_k=top_k, values=values,
+                        crop_scale=crop_scale, flip_p=flip_p, mix=mix, mix_alpha=mix_alpha, seed=seed,
+                        resume=resume, device=device)
+    result = run(cfg, show=show_progress(quiet))
+    print_json(result) if json_out else stdout().print(result_table("Relabel", result))

@@ -1,0 +1,101 @@
+"""The augmented batch behind a stored label: planned by `relabel`, rebuilt by `train`, one code path.
+
+A batch's plan is its image indices, each sample's crop box and flip (derived from the seed, see
+spec/lpql-v1.md section 6), and the batch's mix draw (CutMix box or MixUp weight, stored in the chunk).
+``render`` turns a plan and the source images into the exact input tensor the teacher labelled; relabel
+calls it to produce labels and training calls it to consume them, so the two cannot drift.
+
+Not for: pixel normalization (the caller's model decides) or targets (lpq.labels.targets).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lpq.format import BatchRecord, Header, LpqlReader
+from lpq.format.rng import CropSpec, SampleAugment, derive_key, epoch_order, mix_order, sample_augment
+
+TAG_MIX_DRAW = 4  # the writer's stream for lambda and the CutMix box (stored, so any generator would do)
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    epoch: int
+    batch: int
+    image_indices: np.ndarray  # (B,) positions in the image set
+    augment: SampleAugment
+    mix_lambda: float
+    mix_box: tuple[int, int, int, int]  # top, left, bottom, right in the input_size image
+    partner: np.ndarray  # (B,) the sample each sample is mixed with
+
+    @property
+    def size(self) -> int:
+        return len(self.image_indices)
+
+
+def crop_spec(header: Header) -> CropSpec:
+    a = header.augment
+    return CropSpec(a.crop_scale, a.crop_ratio, a.flip_p)
+
+
+def plan_batch(header: Header, epoch: int, batch: int, image_hw: np.ndarray, order: np.ndarray | None = None) -> BatchPlan:
+    """Everything random about batch (epoch, batch), as relabel draws it. image_hw: (N, 2) source sizes."""
+    r, a = header.relabel, header.augment
+    if order is None:
+        order = epoch_order(r.seed, epoch, header.images.count)
+    idx = order[batch * r.batch_size : (batch + 1) * r.batch_size]
+    aug = sample_augment(r.seed, epoch, batch, image_hw[idx], crop_spec(header))
+    lam, box = 1.0, (0, 0, 0, 0)
+    if a.mix != "none":
+        gen = np.random.Generator(np.random.Philox(key=derive_key(r.seed, TAG_MIX_DRAW, epoch, batch)))
+        lam = float(gen.beta(a.mix_alpha, a.mix_alpha))
+        if a.mix == "cutmix":
+            box = cutmix_box(lam, a.input_size, gen)
+            s = a.input_size
+            lam = 1.0 - (box[2] - box[0]) * (box[3] - box[1]) / (s * s)
+    return BatchPlan(epoch, batch, idx, aug, float(np.float32(lam)), box, mix_order(r.seed, epoch, batch, len(idx)))
+
+
+def cutmix_box(lam: float, size: int, gen: np.random.Generator) -> tuple[int, int, int, int]:
+    """The CutMix box of the authors' code: side sqrt(1 - lam) of the image, centred uniformly, clipped."""
+    cut = int(size * math.sqrt(1.0 - lam))
+    cy, cx = int(gen.integers(size)), int(gen.integers(size))
+    top, bottom = max(cy - cut // 2, 0), min(cy + cut // 2, size)
+    left, right = max(cx - cut // 2, 0), min(cx + cut // 2, size)
+    return top, left, bottom, right
+
+
+def stored_plan(reader: LpqlReader, rec: BatchRecord, image_hw: np.ndarray) -> BatchPlan:
+    """The plan of a stored batch, derived from the file and checked against its augmentation CRC."""
+    idx = reader.image_indices(rec)
+    aug = reader.augment(rec, image_hw[idx])
+    partner = mix_order(reader.header.relabel.seed, rec.epoch, rec.batch, rec.size)
+    return BatchPlan(rec.epoch, rec.batch, idx, aug, rec.mix_lambda, rec.mix_box, partner)
+
+
+def render(plan: BatchPlan, images: torch.Tensor, header: Header) -> torch.Tensor:
+    """The augmented batch in [0, 1]: crop, resize to input_size, flip, then CutMix or MixUp. (B, 3, S, S)."""
+    a = header.augment
+    s = a.input_size
+    mode = a.interpolation
+    aug = plan.augment
+    out = torch.empty(plan.size, images.shape[1], s, s)
+    for i, src in enumerate(plan.image_indices.tolist()):
+        t, l, h, w = int(aug.top[i]), int(aug.left[i]), int(aug.height[i]), int(aug.width[i])
+        crop = images[src, :, t : t + h, l : l + w].float().div_(255.0)[None]
+        resized = F.interpolate(crop, size=(s, s), mode=mode, antialias=mode != "nearest",
+                                **({} if mode == "nearest" else {"align_corners": False}))
+        out[i] = resized[0].flip(-1) if aug.flip[i] else resized[0]
+    out.clamp_(0.0, 1.0)
+    partner = torch.from_numpy(plan.partner)
+    if a.mix == "cutmix":
+        top, left, bottom, right = plan.mix_box
+        out[:, :, top:bottom, left:right] = out[partner][:, :, top:bottom, left:right]
+    elif a.mix == "mixup":
+        out = plan.mix_lambda * out + (1.0 - plan.mix_lambda) * out[partner]
+    return out

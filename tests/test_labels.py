@@ -1,0 +1,184 @@
+"""Stages 3-5: relabel, prune, quantize, and the replay shared with training."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from lpq.cli.app import app
+from lpq.data import load_split
+from lpq.errors import LpqError
+from lpq.format import LpqlReader, partial_path
+from lpq.labels.prune import prune_file
+from lpq.labels.quantize import quantize_file
+from lpq.labels.relabel import RelabelConfig, relabel
+from lpq.labels.replay import render, stored_plan
+from lpq.squeeze import load_teacher
+
+runner = CliRunner()
+
+
+def decoded(path: Path) -> list[tuple[int, np.ndarray, np.ndarray | None]]:
+    with LpqlReader(path) as r:
+        return [(int(b), r.read(int(b)).values, r.read(int(b)).indices) for b in r.batch_ids]
+
+
+def assert_same_labels(a: Path, b: Path) -> None:
+    da, db = decoded(a), decoded(b)
+    assert [x[0] for x in da] == [x[0] for x in db]
+    for (_, va, ia), (_, vb, ib) in zip(da, db):
+        assert np.array_equal(va, vb) and (ia is None or np.array_equal(ia, ib))
+
+
+@pytest.fixture(scope="module")
+def full_labels(digits_teacher: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("labels") / "full.lpql"
+    relabel(RelabelConfig(images="digits", teacher=digits_teacher, output=out, epochs=4, batch_size=64, values="f32"))
+    return out
+
+
+@pytest.mark.parametrize("mix", ["cutmix", "mixup", "none"])
+def test_replayed_batch_gives_the_stored_logits(digits_teacher: Path, tmp_path: Path, mix: str) -> None:
+    out = tmp_path / "l.lpql"
+    relabel(RelabelConfig(images="digits", teacher=digits_teacher, output=out, epochs=2, batch_size=50,
+                          values="f32", mix=mix, ratio=4, strategy="random"))
+    teacher = load_teacher(digits_teacher)
+    images = load_split("digits", "train")
+    hw = np.tile(np.array(images.images.shape[2:]), (len(images), 1))
+    with LpqlReader(out) as r:
+        assert r.header.augment.mix == mix
+        for bid in r.batch_ids:
+            rec = r.read(int(bid))
+            plan = stored_plan(r, rec, hw)
+            x = render(plan, images.images, r.header)
+            with torch.no_grad():
+                logits = teacher.model(teacher.normalize(x)).numpy()
+            assert np.abs(logits - rec.values).max() <= 1e-4
+            if mix == "cutmix":
+                assert rec.mix_box[2] > rec.mix_box[0] or rec.mix_lambda == 1.0
+
+
+def test_relabel_records_settings_calibration_and_fingerprint(full_labels: Path, digits_teacher: Path) -> None:
+    with LpqlReader(full_labels) as r:
+        h = r.header
+        assert h.images.fingerprint == load_split("digits", "train").fingerprint()
+        assert h.teacher.weights_sha256 == load_teacher(digits_teacher).meta.weights_sha256
+        assert h.relabel.total_batches == len(r.batch_ids) == 4 * 23
+        c = r.calibration
+        assert c is not None and c.overall.samples == 4 * 1437 and sum(p.samples for p in c.per_class) == 4 * 1437
+        assert c.overall.margin > 0 and 0 < c.overall.entropy < np.log(10)
+
+
+def test_relabel_with_ratio_and_topk_equals_prune_then_quantize(digits_teacher: Path, full_labels: Path, tmp_path: Path) -> None:
+    direct = tmp_path / "direct.lpql"
+    relabel(RelabelConfig(images="digits", teacher=digits_teacher, output=direct, epochs=4, batch_size=64,
+                          ratio=4, strategy="first", scheme="mr", top_k=3, values="f32"))
+    pruned = prune_file(full_labels, 4, tmp_path / "p.lpql", strategy="first").output
+    staged = quantize_file(pruned, tmp_path / "q.lpql", "mr", 3, "f32").output
+    assert_same_labels(direct, staged)
+    with LpqlReader(direct) as r:
+        assert r.header.prune.kept == list(range(23))
+
+
+def test_prune_composes_and_copies_chunks(full_labels: Path, tmp_path: Path) -> None:
+    before = full_labels.read_bytes()
+    a = prune_file(full_labels, 4, tmp_path / "a.lpql", seed=1)
+    b = prune_file(a.output, 2, tmp_path / "b.lpql", seed=2)
+    direct = round(92 / 8)
+    assert (a.batches_after, b.batches_after, b.ratio) == (23, direct, 8.0)
+    with LpqlReader(b.output) as rb, LpqlReader(full_labels) as rf:
+        assert set(rb.batch_ids.tolist()) <= set(rf.batch_ids.tolist())
+        for bid in rb.batch_ids:
+            assert rb.payload(int(bid)) == rf.payload(int(bid))
+    assert full_labels.read_bytes() == before
+
+
+@pytest.mark.parametrize("ratio,ref", [(0.5, "bad-ratio"), (500, "bad-ratio")])
+def test_prune_refuses_bad_ratios(full_labels: Path, tmp_path: Path, ratio: float, ref: str) -> None:
+    with pytest.raises(LpqError) as e:
+        prune_file(full_labels, ratio, tmp_path / "x.lpql")
+    assert e.value.ref == ref and not (tmp_path / "x.lpql").exists()
+
+
+def test_quantize_down_works_and_up_is_refused(full_labels: Path, tmp_path: Path) -> None:
+    mr5 = quantize_file(full_labels, tmp_path / "mr5.lpql", "mr", 5, "f32").output
+    mr2 = quantize_file(mr5, tmp_path / "mr2.lpql", "mr", 2, "i8").output
+    with LpqlReader(full_labels) as rf, LpqlReader(mr2) as r2:
+        full = rf.read(0).values
+        rec = r2.read(0)
+        order = np.argsort(-full, axis=1)[:, :2]
+        assert np.array_equal(rec.indices, order)
+        top = np.take_along_axis(full, order, axis=1)
+        assert np.allclose(rec.values, top - top[:, :1], atol=0.05)
+    for args, ref in [((mr5, "mr", 8, "f16"), "quantize-lost"), ((mr5, "ms", 2, "f16"), "quantize-lost"),
+                      ((full_labels, "mr", 11, "f16"), "bad-top-k"), ((full_labels, "mr", 0, "f16"), "bad-top-k")]:
+        with pytest.raises(LpqError) as e:
+            quantize_file(args[0], tmp_path / "bad.lpql", *args[1:])
+        assert e.value.ref == ref
+
+
+def test_cli_refuses_output_equal_to_input_and_leaves_it(full_labels: Path) -> None:
+    before = full_labels.read_bytes()
+    for cmd in (["prune", str(full_labels), "--ratio", "2", "-o", str(full_labels)],
+                ["quantize", str(full_labels), "--top-k", "3", "-o", str(full_labels)]):
+        result = runner.invoke(app, cmd)
+        assert result.exit_code == 2 and "output-is-input" in result.stderr
+    assert full_labels.read_bytes() == before
+
+
+def test_relabel_refuses_teacher_of_other_classes(digits_teacher: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    for cls in ("cat", "dog"):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        Image.new("RGB", (16, 16)).save(tmp_path / "imgs" / cls / "0.png")
+    result = runner.invoke(app, ["relabel", str(tmp_path / "imgs"), "--teacher", str(digits_teacher), "-o", str(tmp_path / "x.lpql")])
+    assert result.exit_code == 2 and "class-mismatch" in result.stderr
+
+
+def cli_env(threads: int = 1) -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
+
+
+def test_killed_relabel_resumes_to_the_same_file(digits_teacher: Path, tmp_path: Path) -> None:
+    args = [sys.executable, "-m", "lpq", "relabel", "digits", "--teacher", str(digits_teacher), "--epochs", "6",
+            "--batch-size", "32", "--top-k", "4", "--values", "i8", "-q"]
+    whole = tmp_path / "whole.lpql"
+    subprocess.run([*args, "-o", str(whole)], check=True, env=cli_env(), capture_output=True)
+    out = tmp_path / "killed.lpql"
+    proc = subprocess.Popen([*args, "-o", str(out)], env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    part = partial_path(out)
+    deadline = time.monotonic() + 120
+    while (not part.exists() or part.stat().st_size < whole.stat().st_size // 2) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert part.exists() and not out.exists()
+    again = subprocess.run([*args, "-o", str(out)], env=cli_env(), capture_output=True, text=True)
+    assert again.returncode == 2 and "--resume" in again.stderr
+    subprocess.run([*args, "-o", str(out), "--resume"], check=True, env=cli_env(), capture_output=True)
+    assert_same_labels(whole, out)
+    assert not part.exists()
+
+
+def test_torchrun_two_processes_equal_one(digits_teacher: Path, tmp_path: Path) -> None:
+    common = ["relabel", "digits", "--teacher", str(digits_teacher), "--epochs", "2", "--batch-size", "64",
+              "--top-k", "3", "--values", "f16", "--ratio", "2", "-q", "--device", "cpu"]
+    single = tmp_path / "single.lpql"
+    subprocess.run([sys.executable, "-m", "lpq", *common, "-o", str(single)], check=True, env=cli_env(), capture_output=True)
+    multi = tmp_path / "multi.lpql"
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29531",
+                          "-m", "lpq", *common, "-o", str(multi)], env=cli_env(), capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert_same_labels(single, multi)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["multi.lpql", "single.lpql"]
