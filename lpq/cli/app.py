@@ -12,6 +12,7 @@ from lpq.cli.prune import prune
 from lpq.cli.quantize import quantize
 from lpq.cli.relabel import relabel
 from lpq.cli.squeeze import squeeze
+from lpq.cli.synth import synth
 
 app = typer.Typer(
     name="lpq",
@@ -37,6 +38,7 @@ def root(
 
 
 app.command()(squeeze)
+app.command()(synth)
 app.command()(relabel)
 app.command()(prune)
 app.command()(quantize)

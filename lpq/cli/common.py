@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from enum import IntEnum
@@ -60,6 +61,11 @@ def funnel(fn: Callable[P, R]) -> Callable[P, R]:
 def _traceback_wanted() -> bool:
     ctx = get_current_context(silent=True)
     return bool(ctx and ctx.find_root().params.get("traceback"))
+
+
+def is_main_process() -> bool:
+    """Rank 0 under torchrun (or a plain run): the one process that prints results."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def print_json(data: BaseModel | dict[str, Any] | list[Any]) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from lpq.cli.common import funnel, print_json, show_progress, stdout
+from lpq.cli.common import funnel, is_main_process, print_json, show_progress, stdout
 from lpq.cli.options import DeviceOpt, JsonOpt, QuietOpt, ResumeOpt, SeedOpt, result_table
 
 AUG = "Augmentation"
@@ -52,4 +52,6 @@ def relabel(
                         crop_scale=crop_scale, flip_p=flip_p, mix=mix, mix_alpha=mix_alpha, seed=seed,
                         resume=resume, device=device)
     result = run(cfg, show=show_progress(quiet))
+    if not is_main_process():
+        return
     print_json(result) if json_out else stdout().print(result_table("Relabel", result))

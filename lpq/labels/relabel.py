@@ -51,6 +51,7 @@ from lpq.labels.temperature import CalibrationStats, schedule_temperatures
 from lpq.progress import progress
 from lpq.squeeze.squeeze import pick_device
 from lpq.squeeze.teacher import Teacher, load_teacher
+from lpq.synth.synth import read_manifest
 
 CALIB_SAVE_SECONDS = 10.0  # how often the resumable calibration sums are saved beside the partial file
 
@@ -233,6 +234,10 @@ def relabel(cfg: RelabelConfig, show: bool = False) -> RelabelResult:
         raise LpqError("output-partial", f"an interrupted run left {partial_path(out)}",
                        "pass --resume to continue it, or delete it to start over")
     teacher = load_teacher(cfg.teacher, need_stats=False)
+    folder = Path(cfg.images.removeprefix("imagefolder:"))
+    manifest = read_manifest(folder) if folder.is_dir() else None
+    if manifest is not None and not manifest.complete:
+        raise LpqError("synth-incomplete", f"{folder} is an unfinished lpq synth run", "finish it with lpq synth --resume")
     images = load_split(cfg.images, "train")
     check_compatible(teacher, images)
     header = build_header(cfg, teacher, images)

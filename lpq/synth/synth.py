@@ -1,0 +1,377 @@
+"""`lpq synth`: class-wise image synthesis with class BatchNorm supervision (METHOD.md section 2, stage 2).
+
+Images start as Gaussian noise (in the teacher's normalized space) and are optimized one class at a time:
+loss = cross-entropy on the class + r_bn * sum over BN layers of (||mu_batch - mu_class||_2 +
+||var_batch - var_class||_2), the first layer's term x10, with a random roll (jitter), RandomResizedCrop
+and flip before every teacher pass; Adam (betas 0.5, 0.9), cosine decay, pixels clipped to [0, 1] after
+every step. ``batching="mixed"`` is the SRe2L baseline: batches of several classes against the teacher's
+global running statistics, on the same budget and batch shape.
+
+Every class (or mixed batch) draws from its own seeded generator, so a class's images do not depend on
+which process made them or on what ran before: reruns, resumed runs and torchrun ranks agree. Finished
+classes are written as lossless PNGs into OUT/<class>/ by renaming a complete temporary folder; a rerun
+never recomputes them.
+
+    lpq synth --teacher teacher.lpqt --ipc 10 --iterations 1000 -o syn/
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, Field
+from torch import nn
+
+from lpq import __version__
+from lpq.errors import LpqError
+from lpq.models import bn_layers, penultimate
+from lpq.progress import progress
+from lpq.squeeze.squeeze import pick_device
+from lpq.squeeze.teacher import Teacher, load_teacher
+
+MANIFEST = "synth.json"
+RESULTS_DIR = ".classes"  # per-class results while a run is under way (hidden: not a class folder)
+SMALL_INPUT = 64  # pixels: Tiny-ImageNet-like settings at or below this size, ImageNet-1K ones above
+
+
+class SynthConfig(BaseModel):
+    teacher: Path
+    output: Path = Path("syn")
+    ipc: int = Field(10, ge=1, description="images per class")
+    iterations: int = Field(1000, ge=1, description="authors: 4,000")
+    lr: float | None = Field(None, gt=0, description="authors: 0.25 at 224 px, 0.1 at 64 px")
+    r_bn: float | None = Field(None, ge=0, description="authors: 0.01 at 224 px, 0.05 at 64 px")
+    first_bn_multiplier: float = 10.0
+    jitter: int | None = Field(None, ge=0, description="max roll in pixels; default input_size // 8")
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    batching: Literal["classwise", "mixed"] = "classwise"
+    classes: tuple[int, int] | None = Field(None, description="half-open class range [start, stop)")
+    seed: int = Field(0, ge=0)
+    resume: bool = False
+    device: str = "auto"
+
+    def resolved(self, image_size: int) -> SynthConfig:
+        small = image_size <= SMALL_INPUT
+        return self.model_copy(update={
+            "lr": self.lr if self.lr is not None else (0.1 if small else 0.25),
+            "r_bn": self.r_bn if self.r_bn is not None else (0.05 if small else 0.01),
+            "jitter": self.jitter if self.jitter is not None else max(1, image_size // 8),
+        })
+
+    def fingerprint(self) -> dict[str, object]:
+        """The settings two runs must share to be continued by one another."""
+        return self.model_dump(mode="json", exclude={"output", "resume", "device", "classes", "teacher"})
+
+
+class GroupResult(BaseModel):
+    """One optimized group of images: a class (class-wise) or a mixed batch."""
+
+    group: int
+    classes: list[int]
+    ce_loss: float
+    bn_loss: float
+    teacher_correct: int
+    seconds: float
+
+
+class SynthManifest(BaseModel):
+    tool: str
+    teacher: str
+    teacher_sha256: str
+    settings: dict[str, object]
+    class_names: list[str]
+    complete: bool = False
+    groups: list[GroupResult] = []
+    teacher_top1: float | None = Field(None, description="teacher accuracy on the saved images, %")
+    within_class_cosine: float | None = Field(None, description="mean within-class cosine similarity of teacher features")
+
+
+class BNMatcher:
+    """Forward hooks that collect each BN layer's batch statistics and score them against targets."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.layers = bn_layers(model)
+        self.batch: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._handles = [m.register_forward_pre_hook(self._hook(n)) for n, m in self.layers.items()]
+
+    def _hook(self, name: str):  # noqa: ANN202 - a hook closure
+        def hook(_m: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+            x = inputs[0]
+            dims = [0, *range(2, x.dim())]
+            self.batch[name] = (x.mean(dim=dims), x.var(dim=dims, unbiased=False))
+
+        return hook
+
+    def loss(self, targets: dict[str, tuple[torch.Tensor, torch.Tensor]], first_multiplier: float) -> torch.Tensor:
+        total = torch.zeros(())
+        for i, (name, (mu, var)) in enumerate(self.batch.items()):
+            t_mu, t_var = targets[name]
+            term = torch.norm(mu - t_mu, 2) + torch.norm(var - t_var, 2)
+            total = total + (first_multiplier if i == 0 else 1.0) * term
+        return total
+
+    def close(self) -> None:
+        for h in self._handles:
+            h.remove()
+
+
+def _augment(x: torch.Tensor, gen: torch.Generator, jitter: int, scale: tuple[float, float]) -> torch.Tensor:
+    """Random roll, then one RandomResizedCrop and flip for the whole batch (as the authors' recover loop)."""
+    s = x.shape[-1]
+    dy, dx = (int(v) for v in torch.randint(-jitter, jitter + 1, (2,), generator=gen))
+    x = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
+    area = s * s * float(torch.empty(1).uniform_(scale[0], scale[1], generator=gen))
+    ratio = math.exp(float(torch.empty(1).uniform_(math.log(3 / 4), math.log(4 / 3), generator=gen)))
+    w = min(s, max(1, round(math.sqrt(area * ratio))))
+    h = min(s, max(1, round(math.sqrt(area / ratio))))
+    top = int(torch.randint(0, s - h + 1, (1,), generator=gen))
+    left = int(torch.randint(0, s - w + 1, (1,), generator=gen))
+    x = F.interpolate(x[:, :, top : top + h, left : left + w], size=(s, s), mode="bilinear", align_corners=False)
+    if bool(torch.rand(1, generator=gen) < 0.5):
+        x = x.flip(-1)
+    return x
+
+
+def optimize_group(teacher: Teacher, labels: torch.Tensor, targets: dict[str, tuple[torch.Tensor, torch.Tensor]],
+                   cfg: SynthConfig, gen: torch.Generator, device: torch.device) -> tuple[torch.Tensor, float, float]:
+    """Images in [0, 1] for ``labels`` (B,), optimized against BN ``targets``; returns images and final losses."""
+    model = teacher.model
+    s = teacher.meta.image_size
+    mean = torch.tensor(teacher.meta.mean, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(teacher.meta.std, device=device).view(1, 3, 1, 1)
+    x = torch.randn(len(labels), 3, s, s, generator=gen).to(device).requires_grad_(True)
+    opt = torch.optim.Adam([x], lr=cfg.lr, betas=(0.5, 0.9))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.iterations)
+    matcher = BNMatcher(model)
+    labels = labels.to(device)
+    targets = {k: (m.to(device), v.to(device)) for k, (m, v) in targets.items()}
+    r_bn, jitter = cfg.r_bn or 0.0, cfg.jitter or 0  # resolved by SynthConfig.resolved before this point
+    ce = bn = torch.zeros(())
+    try:
+        for _ in range(cfg.iterations):
+            logits = model(_augment(x, gen, jitter, cfg.crop_scale))
+            ce = F.cross_entropy(logits, labels)
+            bn = matcher.loss(targets, cfg.first_bn_multiplier)
+            loss = ce + r_bn * bn
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            with torch.no_grad():
+                x.data = torch.max(torch.min(x, (1 - mean) / std), -mean / std)  # pixels stay in [0, 1]
+    finally:
+        matcher.close()
+    return (x.detach() * std + mean).clamp(0, 1).cpu(), ce.item(), bn.item()
+
+
+def _groups(cfg: SynthConfig, classes: list[int], num_classes: int) -> list[tuple[int, list[int]]]:
+    """(group id, label of each image). Class-wise: a group is a class; mixed: IPC-sized batches across classes."""
+    if cfg.batching == "classwise":
+        return [(c, [c] * cfg.ipc) for c in classes]
+    labels = [c for _ in range(cfg.ipc) for c in classes]  # image j of every class, then j+1, ...
+    return [(g, labels[g * cfg.ipc : (g + 1) * cfg.ipc]) for g in range(math.ceil(len(labels) / cfg.ipc))]
+
+
+def _targets(teacher: Teacher, labels: list[int], batching: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    if batching == "mixed":
+        return {n: (m.running_mean.float(), m.running_var.float()) for n, m in bn_layers(teacher.model).items()}
+    c = labels[0]
+    return {n: (s.mean[c].float(), s.var[c].float()) for n, s in teacher.stats.items()}
+
+
+def _image_name(label_rank: int) -> str:
+    return f"{label_rank:05d}.png"
+
+
+def _save_group(out: Path, teacher: Teacher, labels: list[int], images: torch.Tensor, group: int, batching: str) -> None:
+    """Write a group's PNGs. Class-wise groups go through a temporary folder renamed when complete."""
+    from PIL import Image
+
+    arrays = (images.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+    names = teacher.meta.class_names
+    if batching == "classwise":
+        final = out / names[labels[0]]
+        tmp = out / f".tmp-{names[labels[0]]}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for i, a in enumerate(arrays):
+            Image.fromarray(a).save(tmp / _image_name(i))
+        os.replace(tmp, final)
+        return
+    for i, (c, a) in enumerate(zip(labels, arrays)):
+        folder = out / names[c]
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".tmp-{group}-{i}.png"
+        Image.fromarray(a).save(tmp, format="PNG")
+        os.replace(tmp, folder / _image_name(group))  # image j of a class comes from mixed group j
+
+
+def _write_json(path: Path, model: BaseModel) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(model.model_dump_json(indent=2))
+    os.replace(tmp, path)
+
+
+def _start(cfg: SynthConfig, teacher: Teacher, out: Path) -> SynthManifest:
+    """Check the output folder (fresh, or the same run with --resume) and record the run's settings."""
+    manifest = SynthManifest(tool=f"lpq {__version__}", teacher=str(cfg.teacher), teacher_sha256=teacher.meta.weights_sha256,
+                             settings=cfg.fingerprint(), class_names=teacher.meta.class_names)
+    existing = out / MANIFEST
+    if existing.exists():
+        try:
+            old = SynthManifest.model_validate_json(existing.read_text())
+        except ValueError:
+            raise LpqError("synth-foreign-output", f"{out} holds an unreadable {MANIFEST}", "choose another -o") from None
+        same = old.settings == manifest.settings and old.teacher_sha256 == manifest.teacher_sha256
+        if not same:
+            raise LpqError("synth-foreign-output", f"{out} holds images of another run (other teacher or settings)",
+                           "choose another -o; --resume continues only a run with the same settings")
+        if not cfg.resume:
+            raise LpqError("synth-output-exists", f"{out} already holds a synth run",
+                           "pass --resume to continue it, or choose another -o")
+        return old.model_copy(update={"complete": False})
+    if out.exists() and any(p for p in out.iterdir() if not p.name.startswith(".")):
+        raise LpqError("synth-foreign-output", f"{out} is not empty and holds no {MANIFEST}", "choose another -o")
+    out.mkdir(parents=True, exist_ok=True)
+    _write_json(existing, manifest)
+    return manifest
+
+
+def _done_groups(out: Path) -> dict[int, GroupResult]:
+    folder = out / RESULTS_DIR
+    if not folder.is_dir():
+        return {}
+    return {r.group: r for r in (GroupResult.model_validate_json(p.read_text()) for p in sorted(folder.glob("*.json")))}
+
+
+def _distributed() -> tuple[int, int]:
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def synthesize(cfg: SynthConfig, show: bool = False) -> SynthManifest:
+    teacher = load_teacher(cfg.teacher, need_stats=cfg.batching == "classwise")
+    cfg = cfg.resolved(teacher.meta.image_size)
+    c = teacher.meta.num_classes
+    start, stop = cfg.classes or (0, c)
+    if not 0 <= start < stop <= c:
+        raise LpqError("bad-class-range", f"class range {start}:{stop} is outside the teacher's {c} classes")
+    rank, world = _distributed()
+    device = pick_device(cfg.device)
+    out = cfg.output
+    if rank == 0:
+        manifest = _start(cfg, teacher, out)
+    _barrier(world)
+    if rank != 0:
+        manifest = SynthManifest.model_validate_json((out / MANIFEST).read_text())
+    teacher.model.to(device).eval()
+    for p in teacher.model.parameters():
+        p.requires_grad_(False)
+    groups = _groups(cfg, list(range(start, stop)), c)
+    done = _done_groups(out)
+    mine = [g for i, g in enumerate(groups) if i % world == rank and g[0] not in done]
+    (out / RESULTS_DIR).mkdir(exist_ok=True)
+    with progress(show and rank == 0) as bar:
+        task = bar.add_task(f"synth ({cfg.batching})", total=len(groups), completed=len(groups) - len(mine) * world, info="")
+        for group, labels in mine:
+            t0 = time.perf_counter()
+            gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + group)
+            images, ce, bn = optimize_group(teacher, torch.tensor(labels), _targets(teacher, labels, cfg.batching), cfg, gen, device)
+            _save_group(out, teacher, labels, images, group, cfg.batching)
+            correct = _teacher_correct(teacher, out, labels, group, cfg.batching)
+            result = GroupResult(group=group, classes=sorted(set(labels)), ce_loss=ce, bn_loss=bn,
+                                 teacher_correct=correct, seconds=time.perf_counter() - t0)
+            _write_json(out / RESULTS_DIR / f"{group:06d}.json", result)
+            bar.update(task, advance=world, info=f"ce {ce:.3f} bn {bn:.3f}")
+    _barrier(world)
+    if rank == 0:
+        manifest = _finish(manifest, teacher, out, _groups(cfg, list(range(c)), c))
+    _barrier(world)
+    return SynthManifest.model_validate_json((out / MANIFEST).read_text()) if rank else manifest
+
+
+@torch.no_grad()
+def _teacher_correct(teacher: Teacher, out: Path, labels: list[int], group: int, batching: str) -> int:
+    """How many of the group's saved (8-bit) images the teacher puts in their class."""
+    x = torch.stack([_load_png(out / teacher.meta.class_names[c] / _image_name(i if batching == "classwise" else group))
+                     for i, c in enumerate(labels)])
+    pred = teacher.model(teacher.normalize(x.to(next(teacher.model.parameters()).device))).argmax(1).cpu()
+    return int((pred == torch.tensor(labels)).sum())
+
+
+def _load_png(path: Path) -> torch.Tensor:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1).float() / 255
+
+
+@torch.no_grad()
+def within_class_cosine(teacher: Teacher, out: Path, classes: range) -> float:
+    """Mean over classes of the mean pairwise cosine similarity of the teacher's penultimate features."""
+    feats: list[torch.Tensor] = []
+    handle = penultimate(teacher.model).register_forward_pre_hook(lambda _m, i: feats.append(i[0].flatten(1)))
+    device = next(teacher.model.parameters()).device
+    sims = []
+    try:
+        for c in classes:
+            files = sorted((out / teacher.meta.class_names[c]).glob("*.png"))
+            if len(files) < 2:
+                continue
+            feats.clear()
+            teacher.model(teacher.normalize(torch.stack([_load_png(f) for f in files]).to(device)))
+            f = F.normalize(feats[0].cpu().double(), dim=1)
+            sim = f @ f.T
+            n = len(files)
+            sims.append(float((sim.sum() - sim.diagonal().sum()) / (n * (n - 1))))
+    finally:
+        handle.remove()
+    return float(np.mean(sims)) if sims else float("nan")
+
+
+def _finish(manifest: SynthManifest, teacher: Teacher, out: Path, all_groups: list[tuple[int, list[int]]]) -> SynthManifest:
+    """Fold every finished group (this run's and earlier ones') into synth.json, with the diversity report."""
+    done = _done_groups(out)
+    sizes = {g: len(labels) for g, labels in all_groups}
+    results = sorted(done.values(), key=lambda r: r.group)
+    images = sum(sizes.get(r.group, 0) for r in results)
+    finished = manifest.model_copy(update={
+        "groups": results,
+        "complete": all(g in done for g in sizes),
+        "teacher_top1": 100.0 * sum(r.teacher_correct for r in results) / max(images, 1),
+        "within_class_cosine": within_class_cosine(teacher, out, range(teacher.meta.num_classes)),
+    })
+    _write_json(out / MANIFEST, finished)
+    return finished
+
+
+def read_manifest(folder: Path) -> SynthManifest | None:
+    """The synth.json of an image folder, if it has one (relabel checks it)."""
+    path = folder / MANIFEST
+    if not path.exists():
+        return None
+    try:
+        return SynthManifest.model_validate_json(path.read_text())
+    except ValueError:
+        raise LpqError("synth-bad-manifest", f"{path} is not a valid synth manifest") from None
+

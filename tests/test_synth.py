@@ -1,0 +1,101 @@
+"""Stage 2: class-wise synthesis on digits."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from lpq.cli.app import app
+from lpq.data import load_split
+from lpq.errors import LpqError
+from lpq.squeeze import load_teacher, save_teacher
+from lpq.synth import SynthConfig, synthesize
+
+runner = CliRunner()
+FAST = dict(ipc=2, iterations=50, lr=0.25)
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*.png"))}
+
+
+@pytest.fixture(scope="module")
+def synthesized(digits_teacher: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("syn") / "syn"
+    synthesize(SynthConfig(teacher=digits_teacher, output=out, **FAST))
+    return out
+
+
+def test_images_have_right_count_shape_and_class(synthesized: Path, digits_teacher: Path) -> None:
+    images = load_split(str(synthesized), "train")
+    assert images.classes == [str(i) for i in range(10)] and len(images) == 20 and images.images.shape[1:] == (3, 16, 16)
+    t = load_teacher(digits_teacher)
+    with torch.no_grad():
+        pred = t.model(t.normalize(images.images.float() / 255)).argmax(1)
+    assert float((pred == images.labels).float().mean()) >= 0.9
+
+
+def test_manifest_records_settings_results_and_diversity(synthesized: Path) -> None:
+    from lpq.synth.synth import read_manifest
+
+    m = read_manifest(synthesized)
+    assert m is not None and m.complete and len(m.groups) == 10
+    assert m.settings["ipc"] == 2 and m.settings["batching"] == "classwise" and m.settings["lr"] == 0.25 and m.settings["r_bn"] == 0.05
+    assert m.teacher_top1 is not None and m.teacher_top1 >= 90 and -1 <= (m.within_class_cosine or 0) <= 1
+
+
+def test_interrupted_run_resumes_to_identical_files(synthesized: Path, digits_teacher: Path, tmp_path: Path) -> None:
+    out = tmp_path / "syn"
+    synthesize(SynthConfig(teacher=digits_teacher, output=out, classes=(0, 4), **FAST))
+    (out / ".tmp-5").mkdir()  # a class that was being written when the run died
+    (out / ".tmp-5" / "00000.png").write_bytes(b"half")
+    with pytest.raises(LpqError) as e:
+        synthesize(SynthConfig(teacher=digits_teacher, output=out, **FAST))
+    assert e.value.ref == "synth-output-exists"
+    before = {k: v for k, v in files(out).items()}
+    synthesize(SynthConfig(teacher=digits_teacher, output=out, resume=True, **FAST))
+    after = files(out)
+    assert all(after[k] == v for k, v in before.items() if not k.startswith(".tmp"))
+    assert after == files(synthesized)
+
+
+def test_other_runs_output_and_bad_ranges_are_refused(synthesized: Path, digits_teacher: Path, tmp_path: Path) -> None:
+    cases = [
+        (["--ipc", "3", "--iterations", "50", "--lr", "0.25", "-o", str(synthesized), "--resume"], "synth-foreign-output"),
+        (["--ipc", "0", "-o", str(tmp_path / "a")], "bad-ipc"),
+        (["--classes", "8:12", "-o", str(tmp_path / "b")], "bad-class-range"),
+        (["--classes", "x", "-o", str(tmp_path / "c")], "bad-class-range"),
+    ]
+    for args, ref in cases:
+        result = runner.invoke(app, ["synth", "--teacher", str(digits_teacher), "-q", *args])
+        assert result.exit_code == 2 and ref in result.stderr, result.output
+    assert len(files(synthesized)) == 20
+
+
+def test_teacher_without_class_stats_is_refused(digits_teacher: Path, tmp_path: Path) -> None:
+    t = load_teacher(digits_teacher)
+    t.stats = {}
+    save_teacher(tmp_path / "nostats.lpqt", t)
+    result = runner.invoke(app, ["synth", "--teacher", str(tmp_path / "nostats.lpqt"), "-o", str(tmp_path / "s")])
+    assert result.exit_code == 2 and "teacher-no-stats" in result.stderr
+
+
+def test_mixed_batching_baseline_runs_on_the_same_budget(digits_teacher: Path, tmp_path: Path) -> None:
+    m = synthesize(SynthConfig(teacher=digits_teacher, output=tmp_path / "mixed", batching="mixed", **FAST))
+    assert m.complete and len(load_split(str(tmp_path / "mixed"), "train")) == 20
+
+
+def test_torchrun_two_processes_equal_one(synthesized: Path, digits_teacher: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "syn2"
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29532",
+                          "-m", "lpq", "synth", "--teacher", str(digits_teacher), "--ipc", "2", "--iterations", "50", "--lr", "0.25",
+                          "-o", str(out), "-q", "--device", "cpu"], env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert files(out) == files(synthesized)
