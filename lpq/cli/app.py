@@ -13,6 +13,7 @@ from lpq.cli.quantize import quantize
 from lpq.cli.relabel import relabel
 from lpq.cli.squeeze import squeeze
 from lpq.cli.synth import synth
+from lpq.cli.train import train
 
 app = typer.Typer(
     name="lpq",
@@ -42,6 +43,7 @@ app.command()(synth)
 app.command()(relabel)
 app.command()(prune)
 app.command()(quantize)
+app.command()(train)
 app.command()(inspect)
 
 

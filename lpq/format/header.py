@@ -49,6 +49,8 @@ class Augment(_Record):
     flip_p: float = Field(0.5, ge=0.0, le=1.0)
     mix: MixKind = "cutmix"
     mix_alpha: float = Field(1.0, gt=0.0, description="Beta(alpha, alpha) for the mixing weight")
+    mean: tuple[float, float, float] | None = Field(None, description="per-channel normalization the teacher saw")
+    std: tuple[float, float, float] | None = None
 
     @model_validator(mode="after")
     def _ranges(self) -> Augment:

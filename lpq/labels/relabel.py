@@ -126,7 +126,7 @@ def build_header(cfg: RelabelConfig, teacher: Teacher, images: ImageSet) -> Head
         teacher=TeacherHeader(architecture=teacher.meta.architecture, weights_sha256=teacher.meta.weights_sha256),
         augment=Augment(input_size=cfg.input_size or teacher.meta.image_size, crop_scale=cfg.crop_scale,
                         crop_ratio=cfg.crop_ratio, interpolation=cfg.interpolation, flip_p=cfg.flip_p,
-                        mix=cfg.mix, mix_alpha=cfg.mix_alpha),
+                        mix=cfg.mix, mix_alpha=cfg.mix_alpha, mean=teacher.meta.mean, std=teacher.meta.std),
         relabel=Relabel(epochs=cfg.epochs, batch_size=cfg.batch_size, batches_per_epoch=bpe, seed=cfg.seed),
         prune=Prune(ratio=cfg.ratio, strategy="none" if cfg.ratio == 1 else cfg.strategy, seed=cfg.prune_seed,
                     kept=select_batches(total, cfg.ratio, cfg.strategy, cfg.prune_seed)),

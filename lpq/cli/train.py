@@ -1,0 +1,64 @@
+"""`lpq train`: a student from distilled images and stored labels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lpq.cli.common import funnel, is_main_process, print_json, show_progress, stdout
+from lpq.cli.options import DeviceOpt, JsonOpt, QuietOpt, ResumeOpt, RootOpt, SeedOpt, result_table
+
+OPT = "Optimization"
+TEMP = "Temperatures (defaults: the label file's calibration, else METHOD.md)"
+
+
+@funnel
+def train(
+    images: Annotated[str, typer.Argument(help="The distilled image set (folder or --data name) the labels belong to.")],
+    labels: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="A .lpql label file.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Run folder.")] = Path("run"),
+    model: Annotated[str, typer.Option(help="Student architecture.")] = "convnet",
+    eval_data: Annotated[str, typer.Option(help="Real data whose test split is evaluated.")] = "digits",
+    eval_root: RootOpt = None,
+    epochs: Annotated[int, typer.Option(min=1, rich_help_panel=OPT)] = 300,
+    optimizer: Annotated[str, typer.Option(rich_help_panel=OPT, help="adamw (lr 1e-3, wd 0.01) or sgd (lr 0.2, wd 1e-4).")] = "adamw",
+    lr: Annotated[float | None, typer.Option(rich_help_panel=OPT)] = None,
+    weight_decay: Annotated[float | None, typer.Option(rich_help_panel=OPT)] = None,
+    warmup_epochs: Annotated[int, typer.Option(min=0, rich_help_panel=OPT)] = 0,
+    temp_schedule: Annotated[str | None, typer.Option(rich_help_panel=TEMP, help="none, step, cosine, reverse-step, reverse-cosine.")] = None,
+    temp_start: Annotated[float | None, typer.Option(rich_help_panel=TEMP)] = None,
+    temp_floor: Annotated[float | None, typer.Option(rich_help_panel=TEMP)] = None,
+    temp_factor: Annotated[float | None, typer.Option(rich_help_panel=TEMP)] = None,
+    temp_every: Annotated[int | None, typer.Option(rich_help_panel=TEMP, help="Step period in epochs of a 300-epoch run.")] = None,
+    calibrate: Annotated[bool, typer.Option("--calibrate/--no-calibrate", rich_help_panel=TEMP, help="Refit T_s every epoch (CA).")] = True,
+    student_temp: Annotated[float, typer.Option(rich_help_panel=TEMP, help="T_s (start value with --calibrate).")] = 1.0,
+    t2_scaling: Annotated[bool, typer.Option("--t2-scaling", rich_help_panel=TEMP, help="Scale the loss by T^2.")] = False,
+    eval_every: Annotated[int, typer.Option(min=1)] = 10,
+    workers: Annotated[int, typer.Option(min=0, help="DataLoader worker processes rebuilding batches.")] = 0,
+    stop_after: Annotated[int | None, typer.Option(min=1, help="Stop after N epochs in this session (--resume later).")] = None,
+    seed: SeedOpt = 0,
+    resume: ResumeOpt = False,
+    device: DeviceOpt = "auto",
+    quiet: QuietOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Train a student on the images with the stored soft labels (DKR + CA) and evaluate it on real data.
+
+    Example:
+
+        lpq train syn/ labels.lpql --model convnet --eval-data digits --epochs 100 -o run/
+    """
+    from lpq.train import TrainConfig
+    from lpq.train import train as run
+
+    cfg = TrainConfig(images=images, labels=labels, output=output, model=model, eval_data=eval_data, eval_root=eval_root,
+                      epochs=epochs, optimizer=optimizer, lr=lr, weight_decay=weight_decay, warmup_epochs=warmup_epochs,
+                      temp_schedule=temp_schedule, temp_start=temp_start, temp_floor=temp_floor, temp_factor=temp_factor,
+                      temp_every=temp_every, calibrate=calibrate, student_temp=student_temp, t2_scaling=t2_scaling,
+                      eval_every=eval_every, workers=workers, stop_after=stop_after, seed=seed, resume=resume, device=device)
+    result = run(cfg, show=show_progress(quiet))
+    if not is_main_process():
+        return
+    print_json(result) if json_out else stdout().print(result_table("Student", result))

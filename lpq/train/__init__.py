@@ -1,0 +1,5 @@
+"""Stage 6: students trained on distilled images and stored soft labels, with DKR and CA, evaluated on real data."""
+
+from lpq.train.train import TrainConfig, TrainResult, train
+
+__all__ = ["TrainConfig", "TrainResult", "train"]
