@@ -66,3 +66,18 @@ def test_readme_test_command_is_what_ci_runs() -> None:
     first_two = [line for line in blocks[0].splitlines() if line.strip() and not line.startswith("#")]
     assert len(first_two) == 2 and "lpq demo" in first_two[0]
     assert first_two[1] in (ROOT / ".ci/run").read_text()
+
+
+def test_demo_runs_the_whole_pipeline_on_a_tiny_budget(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    result = runner.invoke(app, ["demo", "-o", str(out), "--teacher-epochs", "3", "--ipc", "3", "--iterations", "30",
+                                 "--label-epochs", "20", "--student-epochs", "8", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    full, small = doc["rows"]
+    assert small["compression"] > 3  # x10 pruning and MR-3, less the fixed header and calibration bytes
+    assert full["top1"] > 10 and small["top1"] > 10  # a learning student, not chance, even on this budget
+    assert sorted(p.name for p in out.iterdir()) == ["labels-full.lpql", "labels-x10-mr3-i8.lpql", "run-compressed",
+                                                       "run-full", "syn", "teacher.lpqt"]
+    again = runner.invoke(app, ["demo", "-o", str(out)])
+    assert again.exit_code == 2 and "output-exists" in again.stderr

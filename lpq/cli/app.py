@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from lpq import __version__
+from lpq.cli.demo import demo
 from lpq.cli.inspect import inspect
 from lpq.cli.prune import prune
 from lpq.cli.quantize import quantize
@@ -45,6 +46,7 @@ app.command()(prune)
 app.command()(quantize)
 app.command()(train)
 app.command()(inspect)
+app.command()(demo)
 
 
 def main() -> None:

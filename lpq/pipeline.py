@@ -1,0 +1,98 @@
+"""The whole LPQLD pipeline in one call, for `lpq demo`: squeeze, synth, relabel, prune + quantize, train x2.
+
+It compares a student trained with full labels against one trained with pruned, quantized labels on the
+same distilled images, and says what each label file costs. Each stage is the library function its CLI
+subcommand calls; this module only chains them and collects their results.
+
+    lpq demo -o demo/            # digits, under 5 minutes on a 2-core laptop
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from lpq.errors import LpqError
+from lpq.format.summary import summarize
+from lpq.labels.prune import prune_file
+from lpq.labels.quantize import quantize_file
+from lpq.labels.relabel import RelabelConfig, relabel
+from lpq.squeeze import SqueezeConfig, squeeze
+from lpq.synth import SynthConfig, synthesize
+from lpq.train import TrainConfig, train
+
+
+class DemoConfig(BaseModel):
+    data: str = "digits"
+    output: Path = Path("lpq-demo")
+    model: str = "convnet"
+    teacher_epochs: int = Field(10, ge=1)
+    ipc: int = Field(10, ge=1)
+    iterations: int = Field(200, ge=1)
+    synth_lr: float = Field(0.25, gt=0)
+    label_epochs: int = Field(100, ge=1)
+    batch_size: int = Field(25, ge=1)
+    ratio: float = Field(10, ge=1)
+    top_k: int = Field(3, ge=1)
+    values: str = "i8"
+    student_epochs: int = Field(100, ge=1)
+    seed: int = 0
+
+
+class StudentRow(BaseModel):
+    labels: str
+    path: Path
+    label_bytes: int
+    bytes_per_image: float
+    compression: float
+    top1: float
+    top5: float
+
+
+class DemoResult(BaseModel):
+    teacher_top1: float
+    synth_teacher_top1: float
+    within_class_cosine: float
+    rows: list[StudentRow]
+    paths: dict[str, Path]
+
+
+def run_demo(cfg: DemoConfig, show: bool = False) -> DemoResult:
+    out = cfg.output
+    if out.exists() and any(out.iterdir()):
+        raise LpqError("output-exists", f"{out} already holds files", "choose another -o, or delete it first")
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "teacher": out / "teacher.lpqt",
+        "images": out / "syn",
+        "labels_full": out / "labels-full.lpql",
+        "labels_pruned": out / f"labels-x{cfg.ratio:g}.lpql",
+        "labels_compressed": out / f"labels-x{cfg.ratio:g}-mr{cfg.top_k}-{cfg.values}.lpql",
+        "run_full": out / "run-full",
+        "run_compressed": out / "run-compressed",
+    }
+    teacher = squeeze(SqueezeConfig(data=cfg.data, model=cfg.model, epochs=cfg.teacher_epochs, seed=cfg.seed,
+                                    output=paths["teacher"]), show=show)
+    synth = synthesize(SynthConfig(teacher=paths["teacher"], output=paths["images"], ipc=cfg.ipc,
+                                   iterations=cfg.iterations, lr=cfg.synth_lr, seed=cfg.seed), show=show)
+    images = str(paths["images"])
+    relabel(RelabelConfig(images=images, teacher=paths["teacher"], output=paths["labels_full"], epochs=cfg.label_epochs,
+                          batch_size=cfg.batch_size, seed=cfg.seed), show=show)
+    prune_file(paths["labels_full"], cfg.ratio, paths["labels_pruned"], seed=cfg.seed)
+    quantize_file(paths["labels_pruned"], paths["labels_compressed"], "mr", cfg.top_k, cfg.values)
+    paths["labels_pruned"].unlink()  # an intermediate: the compressed file is what the demo compares
+    del paths["labels_pruned"]
+    rows = []
+    full_bytes = paths["labels_full"].stat().st_size
+    for name, labels, run in (("full (x1, float16)", "labels_full", "run_full"),
+                              (f"x{cfg.ratio:g} + MR-{cfg.top_k} {cfg.values}", "labels_compressed", "run_compressed")):
+        result = train(TrainConfig(images=images, labels=paths[labels], output=paths[run], model=cfg.model,
+                                   eval_data=cfg.data, epochs=cfg.student_epochs, eval_every=cfg.student_epochs,
+                                   seed=cfg.seed), show=show)
+        s = summarize(paths[labels])
+        rows.append(StudentRow(labels=name, path=paths[labels], label_bytes=s.file_bytes,
+                               bytes_per_image=s.file_bytes / s.header.images.count,
+                               compression=full_bytes / s.file_bytes, top1=result.top1, top5=result.top5))
+    return DemoResult(teacher_top1=teacher.test_top1, synth_teacher_top1=synth.teacher_top1 or 0.0,
+                      within_class_cosine=synth.within_class_cosine or 0.0, rows=rows, paths=paths)
