@@ -14,9 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import tarfile
 import time
-from pathlib import Path
 
 import torch
 
@@ -24,20 +22,7 @@ from lpq.data import load_split
 from lpq.squeeze import SqueezeConfig, load_teacher, squeeze
 from lpq.squeeze.squeeze import record_class_stats
 
-ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "benchmarks" / "out"
-
-
-def cifar_folder() -> Path:
-    """../shared/data's CIFAR-10, extracted once into benchmarks/out/cache (ignored by git)."""
-    cache = OUT / "cache"
-    folder = cache / "cifar10"
-    if not (folder / "test").is_dir():
-        cache.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz") as tar:
-            tar.extractall(cache, filter="data")
-    return folder
-
+from common import OUT, TEACHER, cifar_folder, write_result
 
 def main() -> None:
     ap = argparse.ArgumentParser()
@@ -47,7 +32,7 @@ def main() -> None:
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     data = f"imagefolder:{cifar_folder()}"
-    teacher_path = OUT / "cifar10-convnet.lpqt"
+    teacher_path = TEACHER
     cfg = SqueezeConfig(data=data, model="convnet", epochs=args.epochs, weights=args.weights, output=teacher_path)
     result = squeeze(cfg, show=True)
     print(result.model_dump_json(indent=2))
@@ -81,11 +66,9 @@ def main() -> None:
         "stats_images_per_s": args.images / st,
         "stats_rate_ratio": fwd / st,
         "times_s": times,
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
     }
     print(json.dumps(report, indent=2))
-    (OUT / "squeeze.json").write_text(json.dumps(report, indent=2))
+    write_result("squeeze", report)
 
 
 if __name__ == "__main__":
