@@ -8,6 +8,7 @@ to `header.ValueCodecId`, not rewriting the container.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -31,19 +32,28 @@ def unpack_bits(data: bytes, bits: int, count: int) -> np.ndarray:
     if bits == 8:
         return np.frombuffer(data, np.uint8, count)
     need = packed_size(count, bits)
-    wide = bits > 25  # a 32-bit window holds any value of <= 25 bits whatever its bit offset
     buf = np.zeros(need + 8, np.uint8)
     buf[:need] = np.frombuffer(data, np.uint8, need)
-    dtype = np.dtype("<u8" if wide else "<u4")
-    words = np.ndarray((need,), dtype=dtype, buffer=buf.data, strides=(1,))  # unaligned view, one per byte
-    start = np.arange(count, dtype=dtype) * dtype.type(bits)
-    word = words[(start >> dtype.type(3)).astype(np.intp)]
-    if wide:
-        low = word >> (start & dtype.type(7))
-        high = buf[(start >> dtype.type(3)).astype(np.intp) + 8].astype(dtype) << (dtype.type(64) - (start & dtype.type(7)))
-        word = low | np.where((start & dtype.type(7)) > 0, high, 0).astype(dtype)
-        return word & dtype.type((1 << bits) - 1)
-    return (word >> (start & dtype.type(7))) & dtype.type((1 << bits) - 1)
+    byte, shift, dtype = _bit_positions(count, bits)
+    if dtype.itemsize == 4:
+        words = np.ndarray((need,), dtype=dtype, buffer=buf.data, strides=(1,))  # unaligned view, one per byte
+        return (words[byte] >> shift) & dtype.type((1 << bits) - 1)
+    words = np.ndarray((need,), dtype=dtype, buffer=buf.data, strides=(1,))
+    high = buf[byte + 8].astype(dtype) << (dtype.type(64) - shift)
+    word = (words[byte] >> shift) | np.where(shift > 0, high, dtype.type(0))
+    return word & dtype.type((1 << bits) - 1)
+
+
+@functools.lru_cache(maxsize=64)
+def _bit_positions(count: int, bits: int) -> tuple[np.ndarray, np.ndarray, np.dtype]:
+    """Start byte and bit shift of every value; a 32-bit window holds any value of <= 25 bits."""
+    dtype = np.dtype("<u8" if bits > 25 else "<u4")
+    start = np.arange(count, dtype=np.uint64) * np.uint64(bits)
+    byte = (start >> np.uint64(3)).astype(np.intp)
+    shift = (start & np.uint64(7)).astype(dtype)
+    byte.flags.writeable = False
+    shift.flags.writeable = False
+    return byte, shift, dtype
 
 
 def packed_size(count: int, bits: int) -> int:
