@@ -11,7 +11,7 @@ from enum import IntEnum
 from typing import Any, ParamSpec, TypeVar
 
 import typer
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from rich.console import Console
 from typer._click.globals import get_current_context  # Typer's bundled Click, not the click package
 
@@ -49,13 +49,29 @@ def funnel(fn: Callable[P, R]) -> Callable[P, R]:
         except LpqError as e:
             if _traceback_wanted():
                 raise
-            stderr().print(f"[bold red]error[/]: {e}", markup=True, highlight=False)
+            _say(str(e))
             raise typer.Exit(ExitCode.BAD_INPUT) from None
+        except ValidationError as e:
+            if _traceback_wanted():
+                raise
+            first = e.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            _say(f"bad-option: {where + ': ' if where else ''}{first['msg']}")
+            raise typer.Exit(ExitCode.BAD_INPUT) from None
+        except OSError as e:
+            if _traceback_wanted():
+                raise
+            _say(f"io-error: {e.strerror or e} ({e.filename or 'no file'})")
+            raise typer.Exit(ExitCode.FAILURE) from None
         except KeyboardInterrupt:
             stderr().print("interrupted; finished work is kept (rerun with --resume to continue)")
             raise typer.Exit(ExitCode.INTERRUPTED) from None
 
     return wrapper
+
+
+def _say(line: str) -> None:
+    stderr().print(f"[bold red]error[/]: {line}", markup=True, highlight=False)
 
 
 def _traceback_wanted() -> bool:

@@ -2,12 +2,55 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from pydantic import BaseModel
 from rich.table import Table
+
+class Scheme(str, Enum):
+    none = "none"
+    mr = "mr"
+    ms = "ms"
+
+
+class Values(str, Enum):
+    f32 = "f32"
+    f16 = "f16"
+    i8 = "i8"
+    i4 = "i4"
+
+
+class Mix(str, Enum):
+    cutmix = "cutmix"
+    mixup = "mixup"
+    none = "none"
+
+
+class Strategy(str, Enum):
+    random = "random"
+    first = "first"
+
+
+class Batching(str, Enum):
+    classwise = "classwise"
+    mixed = "mixed"
+
+
+class Optimizer(str, Enum):
+    adamw = "adamw"
+    sgd = "sgd"
+
+
+class Schedule(str, Enum):
+    none = "none"
+    step = "step"
+    cosine = "cosine"
+    reverse_step = "reverse-step"
+    reverse_cosine = "reverse-cosine"
+
 
 DataOpt = Annotated[str, typer.Option("--data", help="digits, cifar10, cifar100, or imagefolder:PATH (or a PATH).")]
 RootOpt = Annotated[Path | None, typer.Option(help="Where cifar10/cifar100 live (torchvision layout).")]

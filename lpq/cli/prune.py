@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from lpq.cli.common import funnel, print_json, stdout
-from lpq.cli.options import JsonOpt, SeedOpt, result_table
+from lpq.cli.options import JsonOpt, SeedOpt, Strategy, result_table
 
 
 @funnel
@@ -16,7 +16,7 @@ def prune(
     labels: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Input .lpql file (left untouched).")],
     ratio: Annotated[float, typer.Option(help="Keep round(total / ratio) batches; composes with earlier pruning.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Pruned file to write.")],
-    strategy: Annotated[str, typer.Option(help="random or first.")] = "random",
+    strategy: Annotated[Strategy, typer.Option(help="Which batches to keep.")] = Strategy.random,
     seed: SeedOpt = 0,
     json_out: JsonOpt = False,
 ) -> None:
@@ -28,5 +28,5 @@ def prune(
     """
     from lpq.labels.prune import prune_file
 
-    result = prune_file(labels, ratio, output, strategy, seed)  # type: ignore[arg-type]
+    result = prune_file(labels, ratio, output, strategy.value, seed)  # type: ignore[arg-type]
     print_json(result) if json_out else stdout().print(result_table("Prune", result))

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from lpq.cli.common import funnel, print_json, stdout
-from lpq.cli.options import JsonOpt, result_table
+from lpq.cli.options import JsonOpt, Scheme, Values, result_table
 
 
 @funnel
@@ -16,8 +16,8 @@ def quantize(
     labels: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Input .lpql file (left untouched).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Quantized file to write.")],
     top_k: Annotated[int | None, typer.Option(help="Classes kept per sample (default 10).")] = None,
-    scheme: Annotated[str, typer.Option(help="mr (top-k logits, re-normalized in training) or ms (top-k probabilities).")] = "mr",
-    values: Annotated[str, typer.Option(help="f32, f16, i8 or i4.")] = "i8",
+    scheme: Annotated[Scheme, typer.Option(help="mr (top-k logits, re-normalized in training), ms (top-k probabilities) or none.")] = Scheme.mr,
+    values: Annotated[Values, typer.Option(help="Value encoding.")] = Values.i8,
     ms_temperature: Annotated[float, typer.Option(help="Softmax temperature of MS probabilities.")] = 1.0,
     json_out: JsonOpt = False,
 ) -> None:
@@ -29,5 +29,5 @@ def quantize(
     """
     from lpq.labels.quantize import quantize_file
 
-    result = quantize_file(labels, output, scheme, top_k, values, ms_temperature)
+    result = quantize_file(labels, output, scheme.value, top_k, values.value, ms_temperature)
     print_json(result) if json_out else stdout().print(result_table("Quantize", result))

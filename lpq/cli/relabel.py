@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from lpq.cli.common import funnel, is_main_process, print_json, show_progress, stdout
-from lpq.cli.options import DeviceOpt, JsonOpt, QuietOpt, ResumeOpt, SeedOpt, result_table
+from lpq.cli.options import DeviceOpt, JsonOpt, Mix, QuietOpt, ResumeOpt, Scheme, SeedOpt, Strategy, Values, result_table
 
 AUG = "Augmentation"
 COMPACT = "Pruning and quantization"
@@ -22,13 +22,13 @@ def relabel(
     epochs: Annotated[int, typer.Option(min=1, help="Epochs of augmented batches (METHOD: 300 on ImageNet-1K).")] = 300,
     batch_size: Annotated[int, typer.Option(min=1, max=65535, help="Batch size (METHOD: 128 ImageNet-1K, 64 Tiny).")] = 64,
     ratio: Annotated[float, typer.Option(min=1, rich_help_panel=COMPACT, help="Label only 1/ratio of the batches.")] = 1.0,
-    strategy: Annotated[str, typer.Option(rich_help_panel=COMPACT, help="random or first: which batches --ratio keeps.")] = "random",
+    strategy: Annotated[Strategy, typer.Option(rich_help_panel=COMPACT, help="Which batches --ratio keeps.")] = Strategy.random,
     top_k: Annotated[int | None, typer.Option(min=1, rich_help_panel=COMPACT, help="Store only the top-k classes.")] = None,
-    scheme: Annotated[str, typer.Option(rich_help_panel=COMPACT, help="none, mr (top-k logits) or ms (top-k probabilities).")] = "none",
-    values: Annotated[str, typer.Option(rich_help_panel=COMPACT, help="f32, f16, i8 or i4.")] = "f16",
+    scheme: Annotated[Scheme, typer.Option(rich_help_panel=COMPACT, help="none, mr (top-k logits) or ms (top-k probabilities).")] = Scheme.none,
+    values: Annotated[Values, typer.Option(rich_help_panel=COMPACT, help="Value encoding.")] = Values.f16,
     crop_scale: Annotated[tuple[float, float], typer.Option(rich_help_panel=AUG, help="RandomResizedCrop area range.")] = (0.08, 1.0),
     flip_p: Annotated[float, typer.Option(rich_help_panel=AUG, help="Horizontal flip probability.")] = 0.5,
-    mix: Annotated[str, typer.Option(rich_help_panel=AUG, help="cutmix, mixup or none.")] = "cutmix",
+    mix: Annotated[Mix, typer.Option(rich_help_panel=AUG, help="Batch mixing.")] = Mix.cutmix,
     mix_alpha: Annotated[float, typer.Option(rich_help_panel=AUG, help="Beta(alpha, alpha) mixing weight.")] = 1.0,
     seed: SeedOpt = 0,
     resume: ResumeOpt = False,
@@ -45,11 +45,10 @@ def relabel(
     from lpq.labels.relabel import RelabelConfig
     from lpq.labels.relabel import relabel as run
 
-    if top_k is not None and scheme == "none":
-        scheme = "mr"
+    chosen = Scheme.mr if top_k is not None and scheme == Scheme.none else scheme
     cfg = RelabelConfig(images=images, teacher=teacher, output=output, epochs=epochs, batch_size=batch_size,
-                        ratio=ratio, strategy=strategy, scheme=scheme, top_k=top_k, values=values,
-                        crop_scale=crop_scale, flip_p=flip_p, mix=mix, mix_alpha=mix_alpha, seed=seed,
+                        ratio=ratio, strategy=strategy.value, scheme=chosen.value, top_k=top_k, values=values.value,
+                        crop_scale=crop_scale, flip_p=flip_p, mix=mix.value, mix_alpha=mix_alpha, seed=seed,
                         resume=resume, device=device)
     result = run(cfg, show=show_progress(quiet))
     if not is_main_process():

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from lpq.cli.common import funnel, print_json, show_progress, stdout
-from lpq.cli.options import DataOpt, DeviceOpt, DownloadOpt, JsonOpt, QuietOpt, RootOpt, SeedOpt, result_table
+from lpq.cli.options import DataOpt, DeviceOpt, DownloadOpt, JsonOpt, Optimizer, QuietOpt, RootOpt, SeedOpt, result_table
 
 TRAIN = "Teacher training (when no --weights)"
 
@@ -23,7 +23,7 @@ def squeeze(
     weights: Annotated[str | None, typer.Option(help="Trained weights (safetensors or weights-only .pt): skip training.")] = None,
     epochs: Annotated[int, typer.Option(min=0, rich_help_panel=TRAIN, help="Training epochs.")] = 30,
     batch_size: Annotated[int, typer.Option(min=1, rich_help_panel=TRAIN)] = 128,
-    optimizer: Annotated[str, typer.Option(rich_help_panel=TRAIN, help="sgd or adamw.")] = "sgd",
+    optimizer: Annotated[Optimizer, typer.Option(rich_help_panel=TRAIN, help="sgd or adamw.")] = Optimizer.sgd,
     lr: Annotated[float, typer.Option(rich_help_panel=TRAIN, help="Peak learning rate (one-cycle cosine).")] = 0.05,
     weight_decay: Annotated[float, typer.Option(rich_help_panel=TRAIN)] = 5e-4,
     seed: SeedOpt = 0,
@@ -41,7 +41,7 @@ def squeeze(
     from lpq.squeeze import squeeze as run
 
     cfg = SqueezeConfig(data=data, root=root, download=download, model=model, weights=weights, epochs=epochs,
-                        batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay, seed=seed,
+                        batch_size=batch_size, optimizer=optimizer.value, lr=lr, weight_decay=weight_decay, seed=seed,
                         device=device, output=output)
     result = run(cfg, show=show_progress(quiet))
     if json_out:

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from lpq.cli.common import funnel, is_main_process, print_json, show_progress, stdout
-from lpq.cli.options import DeviceOpt, JsonOpt, QuietOpt, ResumeOpt, SeedOpt
+from lpq.cli.options import Batching, DeviceOpt, JsonOpt, QuietOpt, ResumeOpt, SeedOpt
 from lpq.errors import LpqError
 
 OPT = "Optimization (defaults: the authors' values for the input size)"
@@ -35,7 +35,7 @@ def synth(
     lr: Annotated[float | None, typer.Option(rich_help_panel=OPT, help="Adam lr (0.25 at 224 px, 0.1 at <= 64 px).")] = None,
     r_bn: Annotated[float | None, typer.Option(rich_help_panel=OPT, help="BN loss weight (0.01 at 224 px, 0.05 at <= 64 px).")] = None,
     jitter: Annotated[int | None, typer.Option(rich_help_panel=OPT, help="Max random roll in pixels (input/8).")] = None,
-    batching: Annotated[str, typer.Option(rich_help_panel=OPT, help="classwise (LPQLD) or mixed (SRe2L baseline).")] = "classwise",
+    batching: Annotated[Batching, typer.Option(rich_help_panel=OPT, help="classwise (LPQLD) or mixed (SRe2L baseline).")] = Batching.classwise,
     classes: Annotated[str | None, typer.Option(help="Only classes START:STOP (half-open).")] = None,
     seed: SeedOpt = 0,
     resume: ResumeOpt = False,
@@ -54,7 +54,7 @@ def synth(
     if ipc < 1:
         raise LpqError("bad-ipc", f"--ipc {ipc} must be at least 1")
     cfg = SynthConfig(teacher=teacher, output=output, ipc=ipc, iterations=iterations, lr=lr, r_bn=r_bn, jitter=jitter,
-                      batching=batching, classes=parse_classes(classes), seed=seed, resume=resume, device=device)
+                      batching=batching.value, classes=parse_classes(classes), seed=seed, resume=resume, device=device)
     manifest = synthesize(cfg, show=show_progress(quiet))
     if not is_main_process():
         return

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from lpq.cli.common import funnel, is_main_process, print_json, show_progress, stdout
-from lpq.cli.options import DeviceOpt, JsonOpt, QuietOpt, ResumeOpt, RootOpt, SeedOpt, result_table
+from lpq.cli.options import DeviceOpt, JsonOpt, Optimizer, QuietOpt, ResumeOpt, RootOpt, Schedule, SeedOpt, result_table
 
 OPT = "Optimization"
 TEMP = "Temperatures (defaults: the label file's calibration, else METHOD.md)"
@@ -23,11 +23,11 @@ def train(
     eval_data: Annotated[str, typer.Option(help="Real data whose test split is evaluated.")] = "digits",
     eval_root: RootOpt = None,
     epochs: Annotated[int, typer.Option(min=1, rich_help_panel=OPT)] = 300,
-    optimizer: Annotated[str, typer.Option(rich_help_panel=OPT, help="adamw (lr 1e-3, wd 0.01) or sgd (lr 0.2, wd 1e-4).")] = "adamw",
+    optimizer: Annotated[Optimizer, typer.Option(rich_help_panel=OPT, help="adamw (lr 1e-3, wd 0.01) or sgd (lr 0.2, wd 1e-4).")] = Optimizer.adamw,
     lr: Annotated[float | None, typer.Option(rich_help_panel=OPT)] = None,
     weight_decay: Annotated[float | None, typer.Option(rich_help_panel=OPT)] = None,
     warmup_epochs: Annotated[int, typer.Option(min=0, rich_help_panel=OPT)] = 0,
-    temp_schedule: Annotated[str | None, typer.Option(rich_help_panel=TEMP, help="none, step, cosine, reverse-step, reverse-cosine.")] = None,
+    temp_schedule: Annotated[Schedule | None, typer.Option(rich_help_panel=TEMP, help="Teacher temperature schedule (DKR).")] = None,
     temp_start: Annotated[float | None, typer.Option(rich_help_panel=TEMP)] = None,
     temp_floor: Annotated[float | None, typer.Option(rich_help_panel=TEMP)] = None,
     temp_factor: Annotated[float | None, typer.Option(rich_help_panel=TEMP)] = None,
@@ -54,8 +54,8 @@ def train(
     from lpq.train import train as run
 
     cfg = TrainConfig(images=images, labels=labels, output=output, model=model, eval_data=eval_data, eval_root=eval_root,
-                      epochs=epochs, optimizer=optimizer, lr=lr, weight_decay=weight_decay, warmup_epochs=warmup_epochs,
-                      temp_schedule=temp_schedule, temp_start=temp_start, temp_floor=temp_floor, temp_factor=temp_factor,
+                      epochs=epochs, optimizer=optimizer.value, lr=lr, weight_decay=weight_decay, warmup_epochs=warmup_epochs,
+                      temp_schedule=temp_schedule.value if temp_schedule else None, temp_start=temp_start, temp_floor=temp_floor, temp_factor=temp_factor,
                       temp_every=temp_every, calibrate=calibrate, student_temp=student_temp, t2_scaling=t2_scaling,
                       eval_every=eval_every, workers=workers, stop_after=stop_after, seed=seed, resume=resume, device=device)
     result = run(cfg, show=show_progress(quiet))
