@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import platform
+import statistics
 import tarfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -36,3 +39,16 @@ def write_result(name: str, data: dict) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps({"env": environment(), **data}, indent=2, default=str))
     return path
+
+
+def alternate(runs: dict[str, Callable[[], object]], repeats: int = 3) -> dict[str, float]:
+    """Median seconds of each run, timed in alternation after one warm-up of each (noisy machines)."""
+    for fn in runs.values():
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, fn in runs.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) for name, t in times.items()}

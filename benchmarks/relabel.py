@@ -12,14 +12,13 @@ full / x10 / x40 / x10+MR-k files for several k and value encodings next to the 
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from common import OUT, TEACHER, write_result
+from common import OUT, TEACHER, alternate, write_result
 from lpq.data import load_split
 from lpq.format import LpqlReader
 from lpq.labels.prune import prune_file
@@ -56,14 +55,8 @@ def throughput(images: str, teacher_path: Path, batches: int = 40) -> dict[str, 
         for x in prepared:
             teacher.model(x)
 
-    full()
-    times: dict[str, list[float]] = {"relabel": [], "forward": []}
-    for _ in range(3):
-        for name, fn in (("relabel", full), ("forward", plain)):
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-    rel, fwd = statistics.median(times["relabel"]), statistics.median(times["forward"])
+    times = alternate({"relabel": full, "forward": plain})
+    rel, fwd = times["relabel"], times["forward"]
     return {"relabel_batches_per_s": len(ids) / rel, "forward_batches_per_s": len(ids) / fwd, "ratio": fwd / rel}
 
 

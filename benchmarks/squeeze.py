@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 
 import torch
 
@@ -22,7 +20,7 @@ from lpq.data import load_split
 from lpq.squeeze import SqueezeConfig, load_teacher, squeeze
 from lpq.squeeze.squeeze import record_class_stats
 
-from common import OUT, TEACHER, cifar_folder, write_result
+from common import OUT, TEACHER, alternate, cifar_folder, write_result
 
 def main() -> None:
     ap = argparse.ArgumentParser()
@@ -52,14 +50,8 @@ def main() -> None:
         part = type(train)(train.name, sub, train.labels[: args.images], train.classes, train.mean, train.std)
         record_class_stats(model, part, train.mean, train.std, torch.device("cpu"))
 
-    forward()
-    times: dict[str, list[float]] = {"forward": [], "stats": []}
-    for _ in range(3):
-        for name, fn in (("forward", forward), ("stats", stats_pass)):
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-    fwd, st = statistics.median(times["forward"]), statistics.median(times["stats"])
+    times = alternate({"forward": forward, "stats": stats_pass})
+    fwd, st = times["forward"], times["stats"]
     report = {
         "teacher": json.loads(result.model_dump_json()),
         "forward_images_per_s": args.images / fwd,

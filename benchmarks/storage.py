@@ -46,7 +46,7 @@ from lpq.format import (
     ValueCodec,
     index_bits,
 )
-from lpq.labels.quantize import quantize_logits, softmax
+from lpq.labels.quantize import quantize_logits
 from lpq.labels.targets import dense_targets, record_targets
 
 def settings(classes: int) -> list[tuple[str, int, str]]:
@@ -211,13 +211,13 @@ def main() -> None:
             with LpqlReader(path) as r:
                 ids = [int(x) for x in r.batch_ids]
 
-                def ours(r: LpqlReader = r, h: Header = h) -> None:
+                def ours(r: LpqlReader = r, h: Header = h, ids: list[int] = ids) -> None:
                     for bid in ids:
                         record_targets(r.read(bid), h, 4.0)
 
                 ours_t, ours_spread = time_decode(ours, args.repeats)
 
-            def theirs(folder: Path = authors_dir, scheme: str = scheme) -> None:
+            def theirs(folder: Path = authors_dir, scheme: str = scheme, ids: list[int] = ids) -> None:
                 for bid in ids:
                     obj = torch.load(folder / f"batch_{bid}.tar", weights_only=True)
                     idx = None if scheme == "none" else obj[-1].long()

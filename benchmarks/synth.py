@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import statistics
 import time
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from common import OUT, RESULTS, TEACHER, write_result
+from common import OUT, RESULTS, TEACHER, alternate, write_result
 from lpq.squeeze import load_teacher
 from lpq.synth import SynthConfig, synthesize
 from lpq.synth.synth import optimize_group
@@ -57,14 +56,8 @@ def step_rates(teacher_path: Path, ipc: int, steps: int = 20) -> tuple[float, fl
             loss = F.cross_entropy(model(x), labels)
             loss.backward()
 
-    synth_run()
-    times: dict[str, list[float]] = {"synth": [], "plain": []}
-    for _ in range(3):
-        for name, fn in (("synth", synth_run), ("plain", plain_run)):
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-    return steps / statistics.median(times["synth"]), steps / statistics.median(times["plain"])
+    times = alternate({"synth": synth_run, "plain": plain_run})
+    return steps / times["synth"], steps / times["plain"]
 
 
 def main() -> None:

@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import statistics
-import time
 from pathlib import Path
 
 import torch
 
-from common import OUT, TEACHER, cifar_folder, write_result
+from common import OUT, TEACHER, alternate, cifar_folder, write_result
 from lpq.format import LpqlReader
 from lpq.labels.prune import prune_file
 from lpq.labels.quantize import quantize_file
@@ -105,14 +103,8 @@ def overhead(images: Path, labels: Path, steps: int = 20) -> dict[str, float]:
         for x, t in held:
             step(x, t)
 
-    from_file()
-    times: dict[str, list[float]] = {"file": [], "memory": []}
-    for _ in range(3):
-        for name, fn in (("file", from_file), ("memory", from_memory)):
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-    f, m = statistics.median(times["file"]), statistics.median(times["memory"])
+    times = alternate({"file": from_file, "memory": from_memory})
+    f, m = times["file"], times["memory"]
     return {"file_s_per_step": f / steps, "memory_s_per_step": m / steps, "ratio": f / m}
 
 

@@ -76,7 +76,7 @@ def read_partial_batches(path: Path, header: Header) -> dict[int, bytes]:
     with open(path, "rb") as f:
         entries, _ = scan_partial(f, header.relabel.batches_per_epoch)
         out = {}
-        for ctype, bid, offset, length in entries[1:]:
+        for _, bid, offset, length in entries[1:]:
             f.seek(offset + FRAME.size)
             out[bid] = f.read(length)
         return out

@@ -49,7 +49,7 @@ from lpq.labels.quantize import quantize_logits
 from lpq.labels.replay import plan_batch, render
 from lpq.labels.temperature import CalibrationStats, schedule_temperatures
 from lpq.progress import progress
-from lpq.squeeze.squeeze import pick_device
+from lpq.runtime import barrier, init_distributed, pick_device
 from lpq.squeeze.teacher import Teacher, load_teacher
 from lpq.synth.synth import read_manifest
 
@@ -216,16 +216,6 @@ def label_part(header: Header, labeller: Labeller, kept: list[int], path: Path, 
     return stats
 
 
-def _distributed() -> tuple[int, int]:
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return 0, 1
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return dist.get_rank(), dist.get_world_size()
-
-
 def relabel(cfg: RelabelConfig, show: bool = False) -> RelabelResult:
     out = cfg.output
     if out.exists():
@@ -241,10 +231,8 @@ def relabel(cfg: RelabelConfig, show: bool = False) -> RelabelResult:
     images = load_split(cfg.images, "train")
     check_compatible(teacher, images)
     header = build_header(cfg, teacher, images)
-    rank, world = _distributed()
-    device = pick_device(cfg.device)
-    if world > 1 and device.type == "cuda":
-        device = torch.device("cuda", rank % torch.cuda.device_count())
+    rank, world = init_distributed()
+    device = pick_device(cfg.device, rank)
     labeller = Labeller(header, teacher, images, device)
     kept = header.prune.kept
     t0 = time.perf_counter()
@@ -252,26 +240,21 @@ def relabel(cfg: RelabelConfig, show: bool = False) -> RelabelResult:
         stats = label_part(header, labeller, kept, out, cfg.resume, show)
         parts = [partial_path(out)]
     else:
-        import torch.distributed as dist
-
         part = out.with_name(f"{out.name}.rank{rank}")
         label_part(header, labeller, kept[rank::world], part, cfg.resume, show and rank == 0)
-        dist.barrier()
+        barrier(world)
         parts = [partial_path(out.with_name(f"{out.name}.rank{r}")) for r in range(world)]
         stats = CalibrationStats(header.num_classes, schedule_temperatures(TempSchedule()), header.quant.k)
         if rank == 0:
             _merge(header, parts, out, stats)
-        dist.barrier()
+        barrier(world)
     seconds = time.perf_counter() - t0
     if rank == 0:
         if world == 1:
             _finish_single(header, out, stats)
         for p in parts:
             _calib_path(p).unlink(missing_ok=True)
-    if world > 1:
-        import torch.distributed as dist
-
-        dist.barrier()
+    barrier(world)
     samples = sum(header.batch_size_of(b) for b in kept)
     size = out.stat().st_size
     return RelabelResult(output=out, batches_labelled=len(kept), batches_kept=len(kept),

@@ -86,8 +86,8 @@ def render(plan: BatchPlan, images: torch.Tensor, header: Header) -> torch.Tenso
     aug = plan.augment
     out = torch.empty(plan.size, images.shape[1], s, s)
     for i, src in enumerate(plan.image_indices.tolist()):
-        t, l, h, w = int(aug.top[i]), int(aug.left[i]), int(aug.height[i]), int(aug.width[i])
-        crop = images[src, :, t : t + h, l : l + w].float().div_(255.0)[None]
+        top, left, h, w = int(aug.top[i]), int(aug.left[i]), int(aug.height[i]), int(aug.width[i])
+        crop = images[src, :, top : top + h, left : left + w].float().div_(255.0)[None]
         resized = F.interpolate(crop, size=(s, s), mode=mode, antialias=mode != "nearest",
                                 **({} if mode == "nearest" else {"align_corners": False}))
         out[i] = resized[0].flip(-1) if aug.flip[i] else resized[0]

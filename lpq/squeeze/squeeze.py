@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -25,6 +24,7 @@ from lpq.data import ImageSet, load_split
 from lpq.errors import LpqError
 from lpq.models import bn_layers, build_model, load_weights
 from lpq.progress import progress
+from lpq.runtime import pick_device
 from lpq.squeeze.teacher import ClassStats, Teacher, TeacherMeta, save_teacher, weights_sha256
 
 
@@ -54,13 +54,6 @@ class SqueezeResult(BaseModel):
     train_seconds: float
     stats_seconds: float
     bn_layers: int
-
-
-def pick_device(name: str) -> torch.device:
-    """``auto`` is CUDA when present, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def augment_batch(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:

@@ -34,7 +34,7 @@ from lpq import __version__
 from lpq.errors import LpqError
 from lpq.models import bn_layers, penultimate
 from lpq.progress import progress
-from lpq.squeeze.squeeze import pick_device
+from lpq.runtime import barrier, init_distributed, pick_device
 from lpq.squeeze.teacher import Teacher, load_teacher
 
 MANIFEST = "synth.json"
@@ -252,23 +252,6 @@ def _done_groups(out: Path) -> dict[int, GroupResult]:
     return {r.group: r for r in (GroupResult.model_validate_json(p.read_text()) for p in sorted(folder.glob("*.json")))}
 
 
-def _distributed() -> tuple[int, int]:
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return 0, 1
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return dist.get_rank(), dist.get_world_size()
-
-
-def _barrier(world: int) -> None:
-    if world > 1:
-        import torch.distributed as dist
-
-        dist.barrier()
-
-
 def synthesize(cfg: SynthConfig, show: bool = False) -> SynthManifest:
     teacher = load_teacher(cfg.teacher, need_stats=cfg.batching == "classwise")
     cfg = cfg.resolved(teacher.meta.image_size)
@@ -276,12 +259,12 @@ def synthesize(cfg: SynthConfig, show: bool = False) -> SynthManifest:
     start, stop = cfg.classes or (0, c)
     if not 0 <= start < stop <= c:
         raise LpqError("bad-class-range", f"class range {start}:{stop} is outside the teacher's {c} classes")
-    rank, world = _distributed()
-    device = pick_device(cfg.device)
+    rank, world = init_distributed()
+    device = pick_device(cfg.device, rank)
     out = cfg.output
     if rank == 0:
         manifest = _start(cfg, teacher, out)
-    _barrier(world)
+    barrier(world)
     if rank != 0:
         manifest = SynthManifest.model_validate_json((out / MANIFEST).read_text())
     teacher.model.to(device).eval()
@@ -303,10 +286,10 @@ def synthesize(cfg: SynthConfig, show: bool = False) -> SynthManifest:
                                  teacher_correct=correct, seconds=time.perf_counter() - t0)
             _write_json(out / RESULTS_DIR / f"{group:06d}.json", result)
             bar.update(task, advance=world, info=f"ce {ce:.3f} bn {bn:.3f}")
-    _barrier(world)
+    barrier(world)
     if rank == 0:
         manifest = _finish(manifest, teacher, out, _groups(cfg, list(range(c)), c))
-    _barrier(world)
+    barrier(world)
     return SynthManifest.model_validate_json((out / MANIFEST).read_text()) if rank else manifest
 
 

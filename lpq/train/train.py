@@ -34,7 +34,7 @@ from lpq.labels.targets import dense_targets
 from lpq.labels.temperature import teacher_temperature
 from lpq.models import build_model
 from lpq.progress import progress
-from lpq.squeeze.squeeze import pick_device
+from lpq.runtime import barrier, init_distributed, pick_device
 from lpq.train.batches import StoredBatches
 
 STATE = "state.pt"
@@ -115,16 +115,6 @@ class TrainResult(BaseModel):
     seconds: float
 
 
-def _distributed() -> tuple[int, int]:
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return 0, 1
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return dist.get_rank(), dist.get_world_size()
-
-
 def _targets(header: Header, values: torch.Tensor, indices: torch.Tensor, temperature: float) -> torch.Tensor:
     return dense_targets(values, indices if indices.numel() else None, header.quant.scheme, header.num_classes, temperature)
 
@@ -187,7 +177,7 @@ def _save_weights(path: Path, model: nn.Module) -> None:
 
 
 def train(cfg: TrainConfig, show: bool = False) -> TrainResult:
-    rank, world = _distributed()
+    rank, world = init_distributed()
     with LpqlReader(cfg.labels) as r:
         header, calibration = r.header, r.calibration
     label_bytes = cfg.labels.stat().st_size
@@ -205,9 +195,7 @@ def train(cfg: TrainConfig, show: bool = False) -> TrainResult:
     if evalset.image_size != header.augment.input_size:
         raise LpqError("eval-size-mismatch", f"--eval-data images are {evalset.image_size} px, the labels' inputs "
                        f"{header.augment.input_size} px", "evaluate on data of the resolution the teacher was trained on")
-    device = pick_device(cfg.device)
-    if world > 1 and device.type == "cuda":
-        device = torch.device("cuda", rank % torch.cuda.device_count())
+    device = pick_device(cfg.device, rank)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, header.num_classes, header.augment.input_size).to(device)
     net: nn.Module = model
@@ -294,10 +282,7 @@ def train(cfg: TrainConfig, show: bool = False) -> TrainResult:
                          f"{header.quant.values.id} x{header.prune.ratio:g}", seconds=time.perf_counter() - t_start)
     if rank == 0:
         (cfg.output / "result.json").write_text(result.model_dump_json(indent=2))
-    if world > 1:
-        import torch.distributed as dist
-
-        dist.barrier()
+    barrier(world)
     return result
 
 
