@@ -144,3 +144,28 @@ def test_squeeze_with_weights_skips_training_and_reports_json(tmp_path: Path, di
     doc = json.loads(result.stdout)
     assert doc["train_seconds"] < 5 and doc["test_top1"] == pytest.approx(t.meta.test_top1)
     assert load_teacher(tmp_path / "t.lpqt").meta.weights_sha256 == t.meta.weights_sha256
+
+
+@pytest.mark.parametrize("kind,label_bytes", [("cifar10", 1), ("cifar100", 2)])
+def test_cifar_binary_release_is_read_without_pickle(tmp_path: Path, kind: str, label_bytes: int) -> None:
+    from lpq.data.datasets import _CIFAR
+
+    _, _, folder, train_files, test_file, _, names_file = _CIFAR[kind]
+    base = tmp_path / folder
+    base.mkdir()
+    rng = np.random.default_rng(0)
+    n_classes = 10 if kind == "cifar10" else 100
+    (base / names_file).write_text("\n".join(f"class{i}" for i in range(n_classes)) + "\n\n")
+    expected = {}
+    for name in [*train_files, test_file]:
+        pixels = rng.integers(0, 256, (4, 3072), dtype=np.uint8)
+        labels = rng.integers(0, n_classes, (4, label_bytes), dtype=np.uint8)
+        np.concatenate([labels, pixels], axis=1).tofile(base / name)
+        expected[name] = (labels[:, -1], pixels.reshape(4, 3, 32, 32))
+    test = load_split(kind, "test", root=tmp_path)
+    assert test.labels.tolist() == expected[test_file][0].tolist()
+    assert np.array_equal(test.images.numpy(), expected[test_file][1]) and len(test.classes) == n_classes
+    assert len(load_split(kind, "train", root=tmp_path)) == 4 * len(train_files)
+    with pytest.raises(LpqError) as e:
+        load_split(kind, "train", root=tmp_path / "elsewhere")
+    assert e.value.ref == "data-not-found" and "--download" in str(e.value)

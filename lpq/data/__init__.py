@@ -2,7 +2,8 @@
 
 - ``digits``: scikit-learn's bundled handwritten digits (1,797 real 8x8 images, 10 classes), split 80/20
   with a fixed seed and upsampled to 16x16 RGB; the offline default.
-- ``cifar10``, ``cifar100``: torchvision's datasets under ``--root`` (``--download`` fetches them).
+- ``cifar10``, ``cifar100``: the binary releases under ``--root`` (``--download`` fetches them; the
+  python releases are pickles, which lpq never loads).
 - ``imagefolder:PATH`` or a plain PATH: ``PATH/train/<class>/*`` and ``PATH/val/`` (or ``test/``), the
   layout of ImageNet-1K, Tiny-ImageNet-style folders, ../shared/data's CIFAR-10 and `lpq synth` output.
   A folder with class folders directly inside is one split on its own (a synthetic image set).

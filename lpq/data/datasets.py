@@ -78,7 +78,7 @@ def load_split(spec: str, split: str = "train", root: Path | None = None, downlo
     if kind == "digits":
         return _digits(split)
     if kind in ("cifar10", "cifar100"):
-        return _torchvision_cifar(kind, split, root or Path("data"), download)
+        return _cifar(kind, split, root or Path("data"), download)
     assert path is not None
     return _image_folder(path, split)
 
@@ -99,17 +99,39 @@ def _digits(split: str) -> ImageSet:
     return ImageSet("digits", images, labels, [str(i) for i in range(10)], mean, std)
 
 
-def _torchvision_cifar(kind: str, split: str, root: Path, download: bool) -> ImageSet:
-    from torchvision.datasets import CIFAR10, CIFAR100
+# The binary releases (fixed-size records), read with numpy: the python releases are pickles, which lpq
+# never loads. (URL, md5, folder, train files, test file, label bytes per record, class-name file)
+_CIFAR = {
+    "cifar10": ("https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz", "c32a1d4ab5d03f1284b67883e8d87530",
+                "cifar-10-batches-bin", [f"data_batch_{i}.bin" for i in range(1, 6)], "test_batch.bin", 1,
+                "batches.meta.txt"),
+    "cifar100": ("https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz", "03b5dce01913d631647c71ecec9e9cb8",
+                 "cifar-100-binary", ["train.bin"], "test.bin", 2, "fine_label_names.txt"),
+}
 
-    cls = CIFAR10 if kind == "cifar10" else CIFAR100
-    try:
-        ds = cls(str(root), train=split == "train", download=download)
-    except RuntimeError as e:
-        raise LpqError("data-not-found", f"{kind} not found under {root} ({e})",
-                       "pass --download to fetch it, or --root pointing at an existing copy") from None
-    images = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))
-    return ImageSet(kind, images, torch.tensor(ds.targets, dtype=torch.int64), list(ds.classes), *_STATS[kind])
+
+def _cifar(kind: str, split: str, root: Path, download: bool) -> ImageSet:
+    url, md5, folder, train_files, test_file, label_bytes, names_file = _CIFAR[kind]
+    base = root / folder
+    if not base.is_dir():
+        if not download:
+            raise LpqError("data-not-found", f"{kind} (binary version) not found under {root}",
+                           "pass --download to fetch it, or --root pointing at the folder holding " + folder)
+        from torchvision.datasets.utils import download_and_extract_archive
+
+        download_and_extract_archive(url, str(root), md5=md5)
+    record = label_bytes + 3 * 32 * 32
+    labels, images = [], []
+    for name in train_files if split == "train" else [test_file]:
+        path = base / name
+        if not path.is_file() or path.stat().st_size % record:
+            raise LpqError("data-bad-image", f"{path} is missing or not a CIFAR binary batch")
+        raw = np.fromfile(path, np.uint8).reshape(-1, record)
+        labels.append(raw[:, label_bytes - 1].astype(np.int64))  # CIFAR-100: the fine label is the second byte
+        images.append(raw[:, label_bytes:].reshape(-1, 3, 32, 32))
+    classes = [c for c in (base / names_file).read_text().splitlines() if c.strip()]
+    return ImageSet(kind, torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(labels)),
+                    classes, *_STATS[kind])
 
 
 def _split_dir(path: Path, split: str) -> Path:
