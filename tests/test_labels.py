@@ -150,7 +150,7 @@ def cli_env(threads: int = 1) -> dict[str, str]:
 
 
 def test_killed_relabel_resumes_to_the_same_file(digits_teacher: Path, tmp_path: Path) -> None:
-    args = [sys.executable, "-m", "lpq", "relabel", "digits", "--teacher", str(digits_teacher), "--epochs", "6",
+    args = [sys.executable, "-m", "lpq", "relabel", "digits", "--teacher", str(digits_teacher), "--epochs", "12",
             "--batch-size", "32", "--top-k", "4", "--values", "i8", "-q"]
     whole = tmp_path / "whole.lpql"
     subprocess.run([*args, "-o", str(whole)], check=True, env=cli_env(), capture_output=True)
@@ -158,8 +158,8 @@ def test_killed_relabel_resumes_to_the_same_file(digits_teacher: Path, tmp_path:
     proc = subprocess.Popen([*args, "-o", str(out)], env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     part = partial_path(out)
     deadline = time.monotonic() + 120
-    while (not part.exists() or part.stat().st_size < whole.stat().st_size // 2) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    while (not part.exists() or part.stat().st_size < whole.stat().st_size // 3) and time.monotonic() < deadline:
+        time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert part.exists() and not out.exists()
