@@ -83,7 +83,6 @@ class RelabelConfig(BaseModel):
 
 class RelabelResult(BaseModel):
     output: Path
-    batches_labelled: int
     batches_kept: int
     batches_total: int
     samples: int
@@ -220,8 +219,9 @@ def relabel(cfg: RelabelConfig, show: bool = False) -> RelabelResult:
     out = cfg.output
     if out.exists():
         raise LpqError("output-exists", f"{out} already exists", "choose another -o, or delete it first")
-    if partial_path(out).exists() and not cfg.resume:
-        raise LpqError("output-partial", f"an interrupted run left {partial_path(out)}",
+    left = [partial_path(out), *out.parent.glob(f"{out.name}.rank*.partial")]
+    if any(p.exists() for p in left) and not cfg.resume:
+        raise LpqError("output-partial", f"an interrupted run left {next(p for p in left if p.exists())}",
                        "pass --resume to continue it, or delete it to start over")
     teacher = load_teacher(cfg.teacher, need_stats=False)
     folder = Path(cfg.images.removeprefix("imagefolder:"))
@@ -257,7 +257,7 @@ def relabel(cfg: RelabelConfig, show: bool = False) -> RelabelResult:
     barrier(world)
     samples = sum(header.batch_size_of(b) for b in kept)
     size = out.stat().st_size
-    return RelabelResult(output=out, batches_labelled=len(kept), batches_kept=len(kept),
+    return RelabelResult(output=out, batches_kept=len(kept),
                          batches_total=header.relabel.total_batches, samples=samples, file_bytes=size,
                          bytes_per_sample=size / samples, seconds=seconds, batches_per_second=len(kept) / max(seconds, 1e-9))
 
