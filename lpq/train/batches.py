@@ -45,7 +45,6 @@ class StoredBatches(Dataset):
             self.header = r.header
         h = self.header
         self.plan = [b for e in epochs for b in rank_share(epoch_draw(h.prune.kept, h.relabel.batches_per_epoch, seed, e), rank, world)]
-        self.steps_per_epoch = len(self.plan) // max(1, len(epochs))
         self.hw = np.tile(np.array(images.shape[2:]), (len(images), 1))
         a = h.augment
         self.mean = torch.tensor(a.mean or (0.5, 0.5, 0.5)).view(1, 3, 1, 1)
