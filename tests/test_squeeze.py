@@ -169,3 +169,15 @@ def test_cifar_binary_release_is_read_without_pickle(tmp_path: Path, kind: str, 
     with pytest.raises(LpqError) as e:
         load_split(kind, "train", root=tmp_path / "elsewhere")
     assert e.value.ref == "data-not-found" and "--download" in str(e.value)
+
+
+def test_weight_files_that_are_not_weights_are_refused(tmp_path: Path) -> None:
+    from lpq.models import load_weights
+
+    net = build_model("convnet", 10, 16)
+    (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 64)
+    torch.save({"obj": object.__new__(ImageSet)}, tmp_path / "code.pt")  # would run code if unpickled freely
+    for name in ("junk.safetensors", "code.pt"):
+        with pytest.raises(LpqError) as e:
+            load_weights(net, str(tmp_path / name))
+        assert e.value.ref == "weights-unreadable"

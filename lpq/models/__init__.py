@@ -13,6 +13,7 @@ read with ``weights_only=True``) or, for users online, by torchvision weight nam
 from __future__ import annotations
 
 from collections.abc import Callable
+import pickle  # for its exception type only: nothing here unpickles
 from pathlib import Path
 
 import torch
@@ -87,16 +88,18 @@ def load_weights(net: nn.Module, source: str) -> None:
     path = Path(source)
     if not path.is_file():
         raise LpqError("weights-not-found", f"weight file {path} does not exist")
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
             state = load_file(str(path))
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
             state = state.get("state_dict", state) if isinstance(state, dict) else state
-    except Exception as e:  # noqa: BLE001 - any parse failure of a user file is bad input, said in one line
-        raise LpqError("weights-unreadable", f"cannot read weights from {path}: {e}") from None
+    except (SafetensorError, RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as e:
+        # weights_only=True refuses anything but tensors and plain containers with UnpicklingError
+        raise LpqError("weights-unreadable", f"cannot read weights from {path}: {str(e).splitlines()[0]}") from None
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as e:
