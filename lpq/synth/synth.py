@@ -105,8 +105,8 @@ class BNMatcher:
     def _hook(self, name: str):  # noqa: ANN202 - a hook closure
         def hook(_m: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
             x = inputs[0]
-            dims = [0, *range(2, x.dim())]
-            self.batch[name] = (x.mean(dim=dims), x.var(dim=dims, unbiased=False))
+            var, mean = torch.var_mean(x, dim=[0, *range(2, x.dim())], correction=0)
+            self.batch[name] = (mean, var)
 
         return hook
 
@@ -147,6 +147,7 @@ def optimize_group(teacher: Teacher, labels: torch.Tensor, targets: dict[str, tu
     s = teacher.meta.image_size
     mean = torch.tensor(teacher.meta.mean, device=device).view(1, 3, 1, 1)
     std = torch.tensor(teacher.meta.std, device=device).view(1, 3, 1, 1)
+    lo, hi = -mean / std, (1 - mean) / std  # [0, 1] in the teacher's normalized space
     x = torch.randn(len(labels), 3, s, s, generator=gen).to(device).requires_grad_(True)
     opt = torch.optim.Adam([x], lr=cfg.lr, betas=(0.5, 0.9))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.iterations)
@@ -166,7 +167,7 @@ def optimize_group(teacher: Teacher, labels: torch.Tensor, targets: dict[str, tu
             opt.step()
             sched.step()
             with torch.no_grad():
-                x.data = torch.max(torch.min(x, (1 - mean) / std), -mean / std)  # pixels stay in [0, 1]
+                x.clamp_(lo, hi)  # pixels stay in [0, 1]
     finally:
         matcher.close()
     return (x.detach() * std + mean).clamp(0, 1).cpu(), ce.item(), bn.item()
