@@ -56,6 +56,18 @@ STORAGE_NOTE = (
 )
 
 
+def direction(rows: list[dict]) -> str:
+    """The paper's expected direction, checked on the measured cells (computed, so it follows the numbers)."""
+    by = {r["cell"].split(" (")[0]: r for r in rows}
+    full, lpld, lpqld = by["full labels x1"], by["LPLD x40"], by["LPQLD x40"]
+    vs_lpld = lpqld["top1"] - lpld["top1"]
+    vs_full = lpqld["top1"] - full["top1"]
+    holds = vs_lpld >= 0 and lpqld["label_bytes"] <= lpld["label_bytes"] and vs_full >= -1
+    return (f"Paper's direction: LPQLD x40 vs LPLD x40 {vs_lpld:+.2f} points at {lpqld['label_bytes'] / lpld['label_bytes']:.2f}x "
+            f"the bytes; LPQLD x40 vs full labels {vs_full:+.2f} points. The expected direction (LPQLD >= LPLD at equal or "
+            f"smaller storage, x40 within 1 point of full) {'holds' if holds else 'does NOT hold'} at this scale.")
+
+
 def render() -> str:
     env = (load("storage") or {}).get("env", {})
     parts = ["# Benchmark results", "",
@@ -98,6 +110,7 @@ def render() -> str:
                                    [[m, f"{d[m]['teacher_top1']:.1f}%", f"{d[m]['within_class_cosine']:.4f}", f"{d[m]['wall_seconds']:.0f}"] for m in modes]),
                   "", f"Synthesis step rate {d['synth_steps_per_s']:.2f}/s vs plain teacher forward+backward "
                   f"{d['plain_fwd_bwd_steps_per_s']:.2f}/s on the same batch: ratio {d['rate_ratio']:.2f}.",
+                  f"(`python benchmarks/synth.py --ipc {ipc} --rate-only` re-measures the rates alone.)",
                   "", *(f"![{m} IPC {ipc}](results/contact-ipc{ipc}-{m}.png)" for m in modes), ""]
     for tag in ("ipc10",):
         d = load(f"relabel-{tag}")
@@ -121,7 +134,8 @@ def render() -> str:
                         [[r["cell"], f"{r['top1']:.2f}%", f"{r['top5']:.2f}%", f"{r['label_bytes']:,}", f"{r['bytes_per_image']:.0f}",
                           f"x{r['compression']:.1f}"] for r in d["rows"]]), "",
                   f"Step overhead from .lpql vs in-memory targets: {d['overhead']['file_s_per_step'] * 1000:.1f} ms vs "
-                  f"{d['overhead']['memory_s_per_step'] * 1000:.1f} ms per step, ratio {d['overhead']['ratio']:.3f}.", ""]
+                  f"{d['overhead']['memory_s_per_step'] * 1000:.1f} ms per step, ratio {d['overhead']['ratio']:.3f}.", "",
+                  direction(d["rows"]), ""]
     if (RESULTS / "accuracy-vs-bytes.png").exists():
         parts += ["## Accuracy against label bytes", "", "![top-1 vs label bytes](results/accuracy-vs-bytes.png)", ""]
     return "\n".join(parts)
