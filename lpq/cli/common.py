@@ -29,7 +29,8 @@ class ExitCode(IntEnum):
 
 
 def stdout() -> Console:
-    return Console(soft_wrap=True)
+    # Piped output keeps whole table rows (Rich would otherwise assume 80 columns).
+    return Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 
 
 def stderr() -> Console:
