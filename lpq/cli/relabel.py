@@ -8,7 +8,19 @@ from typing import Annotated
 import typer
 
 from lpq.cli.common import funnel, is_main_process, print_json, show_progress, stdout
-from lpq.cli.options import DeviceOpt, JsonOpt, Mix, QuietOpt, ResumeOpt, Scheme, SeedOpt, Strategy, Values, result_table
+from lpq.cli.options import (
+    DeviceOpt,
+    JsonOpt,
+    Mix,
+    QuietOpt,
+    ResumeOpt,
+    Scheme,
+    SeedOpt,
+    Strategy,
+    TeacherOpt,
+    Values,
+    result_table,
+)
 
 AUG = "Augmentation"
 COMPACT = "Pruning and quantization"
@@ -17,7 +29,7 @@ COMPACT = "Pruning and quantization"
 @funnel
 def relabel(
     images: Annotated[str, typer.Argument(help="Image set: a folder of class folders (lpq synth output) or a --data name.")],
-    teacher: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="Teacher file from lpq squeeze.")],
+    teacher: TeacherOpt,
     output: Annotated[Path, typer.Option("-o", "--output", help="Label file to write.")] = Path("labels.lpql"),
     epochs: Annotated[int, typer.Option(min=1, help="Epochs of augmented batches (METHOD: 300 on ImageNet-1K).")] = 300,
     batch_size: Annotated[int, typer.Option(min=1, max=65535, help="Batch size (METHOD: 128 ImageNet-1K, 64 Tiny).")] = 64,

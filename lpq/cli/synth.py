@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from lpq.cli.common import funnel, is_main_process, print_json, show_progress, stdout
-from lpq.cli.options import Batching, DeviceOpt, JsonOpt, QuietOpt, ResumeOpt, SeedOpt
+from lpq.cli.options import Batching, DeviceOpt, JsonOpt, QuietOpt, ResumeOpt, SeedOpt, TeacherOpt
 from lpq.errors import LpqError
 
 OPT = "Optimization (defaults: the authors' values for the input size)"
@@ -28,7 +28,7 @@ def parse_classes(text: str | None) -> tuple[int, int] | None:
 
 @funnel
 def synth(
-    teacher: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="Teacher file from lpq squeeze.")],
+    teacher: TeacherOpt,
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the image set (ImageFolder of PNGs).")] = Path("syn"),
     ipc: Annotated[int, typer.Option(help="Images per class.")] = 10,
     iterations: Annotated[int, typer.Option(min=1, rich_help_panel=OPT, help="Steps per class (authors: 4000).")] = 1000,
