@@ -108,6 +108,24 @@ def load_weights(net: nn.Module, source: str) -> None:
                        "check --model and the class count") from None
 
 
+@torch.no_grad()
+def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, mean: tuple[float, ...],
+             std: tuple[float, ...], device: torch.device, batch: int = 512) -> tuple[float, float]:
+    """Top-1 and top-5 accuracy (%) of a classifier on uint8 images (N, 3, H, W) normalized by mean/std."""
+    model.eval()
+    m = torch.tensor(mean, device=device).view(1, 3, 1, 1)
+    s = torch.tensor(std, device=device).view(1, 3, 1, 1)
+    top1 = top5 = 0
+    for i in range(0, len(labels), batch):
+        x = (images[i : i + batch].to(device).float() / 255 - m) / s
+        y = labels[i : i + batch].to(device)
+        logits = model(x)
+        pred = logits.topk(min(5, logits.shape[1]), dim=1).indices
+        top1 += int((pred[:, 0] == y).sum())
+        top5 += int((pred == y[:, None]).any(dim=1).sum())
+    return 100.0 * top1 / len(labels), 100.0 * top5 / len(labels)
+
+
 def bn_layers(net: nn.Module) -> dict[str, nn.modules.batchnorm._BatchNorm]:
     """Every BatchNorm layer by its module name, in forward-definition order."""
     return {n: m for n, m in net.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}

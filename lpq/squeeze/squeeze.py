@@ -22,7 +22,7 @@ from torch import nn
 
 from lpq.data import ImageSet, load_split
 from lpq.errors import LpqError
-from lpq.models import bn_layers, build_model, load_weights
+from lpq.models import bn_layers, build_model, evaluate, load_weights
 from lpq.progress import progress
 from lpq.runtime import pick_device
 from lpq.squeeze.teacher import ClassStats, Teacher, TeacherMeta, save_teacher, weights_sha256
@@ -67,22 +67,6 @@ def augment_batch(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     flip = torch.rand(b, generator=gen) < 0.5
     out[flip] = out[flip].flip(-1)
     return out
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, data: ImageSet, mean: tuple, std: tuple, device: torch.device, batch: int = 512) -> tuple[float, float]:
-    """Top-1 and top-5 accuracy (%) on an image set."""
-    model.eval()
-    m = torch.tensor(mean, device=device).view(1, 3, 1, 1)
-    s = torch.tensor(std, device=device).view(1, 3, 1, 1)
-    top1 = top5 = 0
-    for i in range(0, len(data), batch):
-        x = (data.images[i : i + batch].to(device).float() / 255 - m) / s
-        y = data.labels[i : i + batch].to(device)
-        pred = model(x).topk(min(5, data.num_classes), dim=1).indices
-        top1 += int((pred[:, 0] == y).sum())
-        top5 += int((pred == y[:, None]).any(dim=1).sum())
-    return 100.0 * top1 / len(data), 100.0 * top5 / len(data)
 
 
 def fit(model: nn.Module, train: ImageSet, cfg: SqueezeConfig, device: torch.device, show: bool) -> None:
@@ -205,7 +189,7 @@ def squeeze(cfg: SqueezeConfig, show: bool = False) -> SqueezeResult:
     if not cfg.weights:
         fit(model, train, cfg, device, show)
     train_s = time.perf_counter() - t0
-    top1, top5 = evaluate(model, test, train.mean, train.std, device)
+    top1, top5 = evaluate(model, test.images, test.labels, train.mean, train.std, device)
     t0 = time.perf_counter()
     stats = record_class_stats(model, train, train.mean, train.std, device, show=show)
     stats_s = time.perf_counter() - t0

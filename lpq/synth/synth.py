@@ -173,7 +173,7 @@ def optimize_group(teacher: Teacher, labels: torch.Tensor, targets: dict[str, tu
     return (x.detach() * std + mean).clamp(0, 1).cpu(), ce.item(), bn.item()
 
 
-def _groups(cfg: SynthConfig, classes: list[int], num_classes: int) -> list[tuple[int, list[int]]]:
+def _groups(cfg: SynthConfig, classes: list[int]) -> list[tuple[int, list[int]]]:
     """(group id, label of each image). Class-wise: a group is a class; mixed: IPC-sized batches across classes."""
     if cfg.batching == "classwise":
         return [(c, [c] * cfg.ipc) for c in classes]
@@ -271,7 +271,7 @@ def synthesize(cfg: SynthConfig, show: bool = False) -> SynthManifest:
     teacher.model.to(device).eval()
     for p in teacher.model.parameters():
         p.requires_grad_(False)
-    groups = _groups(cfg, list(range(start, stop)), c)
+    groups = _groups(cfg, list(range(start, stop)))
     done = _done_groups(out)
     mine = [g for i, g in enumerate(groups) if i % world == rank and g[0] not in done]
     (out / RESULTS_DIR).mkdir(exist_ok=True)
@@ -289,7 +289,7 @@ def synthesize(cfg: SynthConfig, show: bool = False) -> SynthManifest:
             bar.update(task, advance=world, info=f"ce {ce:.3f} bn {bn:.3f}")
     barrier(world)
     if rank == 0:
-        manifest = _finish(manifest, teacher, out, _groups(cfg, list(range(c)), c))
+        manifest = _finish(manifest, teacher, out, _groups(cfg, list(range(c))))
     barrier(world)
     return SynthManifest.model_validate_json((out / MANIFEST).read_text()) if rank else manifest
 

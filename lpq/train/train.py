@@ -32,7 +32,7 @@ from lpq.errors import LpqError
 from lpq.format import Header, LpqlReader, ScheduleKind, TempSchedule
 from lpq.labels.targets import dense_targets
 from lpq.labels.temperature import teacher_temperature
-from lpq.models import build_model
+from lpq.models import build_model, evaluate
 from lpq.progress import progress
 from lpq.runtime import barrier, init_distributed, pick_device
 from lpq.train.batches import StoredBatches
@@ -131,24 +131,6 @@ def fit_student_temperature(logits: torch.Tensor, target: torch.Tensor, grid: to
     return float(grid[int(losses.argmin())])
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
-             device: torch.device, batch: int = 500) -> tuple[float, float]:
-    model.eval()
-    top1 = top5 = 0
-    for i in range(0, len(labels), batch):
-        x = ((images[i : i + batch].float() / 255 - mean) / std).to(device)
-        y = labels[i : i + batch].to(device)
-        pred = model(x).topk(min(5, model_classes(model)), dim=1).indices
-        top1 += int((pred[:, 0] == y).sum())
-        top5 += int((pred == y[:, None]).any(dim=1).sum())
-    return 100.0 * top1 / len(labels), 100.0 * top5 / len(labels)
-
-
-def model_classes(model: nn.Module) -> int:
-    return [m for m in model.modules() if isinstance(m, nn.Linear)][-1].out_features
-
-
 def _check_run_folder(cfg: TrainConfig, identity: dict[str, object]) -> None:
     saved = cfg.output / "config.json"
     if cfg.resume:
@@ -225,7 +207,7 @@ def train(cfg: TrainConfig, show: bool = False) -> TrainResult:
     data = StoredBatches(cfg.labels, images.images, cfg.seed, range(start, end), rank, world)
     loader = DataLoader(data, batch_size=None, shuffle=False, num_workers=cfg.workers,
                         persistent_workers=False, prefetch_factor=4 if cfg.workers else None)
-    mean, std = data.mean, data.std
+    norm_mean, norm_std = tuple(data.mean.flatten().tolist()), tuple(data.std.flatten().tolist())
     grid = torch.linspace(0.01, 1.0, 100)
     schedule = cfg.schedule()
     t_start = time.perf_counter()
@@ -264,7 +246,7 @@ def train(cfg: TrainConfig, show: bool = False) -> TrainResult:
                                    batches_per_second=steps_per_epoch / seconds)
             if rank == 0:
                 if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
-                    top1, top5 = evaluate(model, evalset.images, evalset.labels, mean, std, device)
+                    top1, top5 = evaluate(model, evalset.images, evalset.labels, norm_mean, norm_std, device)
                     metrics = metrics.model_copy(update={"top1": top1, "top5": top5})
                     if top1 > best:
                         best = top1
@@ -276,7 +258,7 @@ def train(cfg: TrainConfig, show: bool = False) -> TrainResult:
                                                   "scheduler": sched.state_dict(), "epoch": epoch + 1,
                                                   "student_temp": student_temp, "best_top1": best})
     if top1 is None or top5 is None:
-        top1, top5 = evaluate(model, evalset.images, evalset.labels, mean, std, device)
+        top1, top5 = evaluate(model, evalset.images, evalset.labels, norm_mean, norm_std, device)
     result = TrainResult(output=cfg.output, epochs=end, top1=top1, top5=top5, best_top1=max(best, top1),
                          label_bytes=label_bytes, label_scheme=f"{header.quant.scheme} k={header.quant.k} "
                          f"{header.quant.values.id} x{header.prune.ratio:g}", seconds=time.perf_counter() - t_start)
