@@ -99,3 +99,13 @@ def test_torchrun_two_processes_equal_one(synthesized: Path, digits_teacher: Pat
                           "-o", str(out), "-q", "--device", "cpu"], env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-2000:]
     assert files(out) == files(synthesized)
+
+
+def test_channel_moments_match_var_mean_and_their_gradient() -> None:
+    from lpq.synth.synth import ChannelMoments
+
+    x = torch.randn(4, 3, 5, 6, dtype=torch.double, requires_grad=True) * 2 + 3
+    mean, var = ChannelMoments.apply(x)
+    ref_var, ref_mean = torch.var_mean(x, dim=[0, 2, 3], correction=0)
+    assert torch.allclose(mean, ref_mean) and torch.allclose(var, ref_var)
+    assert torch.autograd.gradcheck(ChannelMoments.apply, (x.detach().requires_grad_(True),))
