@@ -114,26 +114,31 @@ class BatchCodec:
         return SECTION.pack(RAW, len(raw)) + raw
 
     def decode(self, batch_id: int, payload: memoryview) -> tuple[BatchRecord, SectionSizes]:
+        (epoch, batch, size, aug_crc, lam, *box), idx_raw, val_raw, sizes = self.sections(batch_id, payload)
+        indices = None if idx_raw is None or self.indices is None else self.indices.decode(idx_raw, size, self.k)
+        values = self.values.decode(val_raw, size, self.k)
+        return BatchRecord(epoch, batch, aug_crc, lam, (box[0], box[1], box[2], box[3]), values, indices), sizes
+
+    def sections(self, batch_id: int, payload: memoryview) -> tuple[tuple, bytes | None, bytes, SectionSizes]:
+        """Fixed fields, then the raw (decompressed) index and value sections, checked against the header."""
         h = self.header
         if len(payload) < BATCH_FIXED.size:
             raise LpqlError("lpql-bad-chunk", f"batch {batch_id} is shorter than its fixed fields")
-        epoch, batch, size, aug_crc, lam, *box = BATCH_FIXED.unpack_from(payload, 0)
+        fixed = BATCH_FIXED.unpack_from(payload, 0)
+        epoch, batch, size = fixed[:3]
         if epoch * h.relabel.batches_per_epoch + batch != batch_id or batch >= h.relabel.batches_per_epoch:
             raise LpqlError("lpql-bad-chunk", f"batch chunk {batch_id} says it is epoch {epoch} batch {batch}")
         if size != h.batch_size_of(batch_id):
             raise LpqlError("lpql-bad-chunk", f"batch {batch_id} holds {size} samples, expected {h.batch_size_of(batch_id)}")
         pos = BATCH_FIXED.size
-        indices = None
+        idx_raw = None
         idx_bytes = 0
         if self.indices is not None:
-            raw, pos, idx_bytes = self._read_section(payload, pos, self.indices.size(size, self.k), batch_id)
-            indices = self.indices.decode(raw, size, self.k)
-        raw, pos, val_bytes = self._read_section(payload, pos, self.values.size(size, self.k), batch_id)
+            idx_raw, pos, idx_bytes = self._read_section(payload, pos, self.indices.size(size, self.k), batch_id)
+        val_raw, pos, val_bytes = self._read_section(payload, pos, self.values.size(size, self.k), batch_id)
         if pos != len(payload):
             raise LpqlError("lpql-bad-chunk", f"batch {batch_id} has {len(payload) - pos} trailing bytes")
-        values = self.values.decode(raw, size, self.k)
-        rec = BatchRecord(epoch, batch, aug_crc, lam, (box[0], box[1], box[2], box[3]), values, indices)
-        return rec, SectionSizes(BATCH_FIXED.size, idx_bytes, val_bytes)
+        return fixed, idx_raw, val_raw, SectionSizes(BATCH_FIXED.size, idx_bytes, val_bytes)
 
     def sizes(self, payload: bytes) -> SectionSizes:
         """Stored bytes by role, read from the section headers alone (nothing is decompressed)."""

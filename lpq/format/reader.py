@@ -122,8 +122,8 @@ class LpqlReader:
         if not np.array_equal(ids, np.asarray(self.header.prune.kept, np.int64)):
             raise LpqlError("lpql-bad-index", f"{self.path}: stored batches differ from the header's kept list")
         self.batch_ids = ids
-        self._offsets = batches["offset"].astype(np.int64)
-        self._lengths = batches["length"].astype(np.int64)
+        # Plain ints: a batch read is a dict lookup and two list items, with no numpy scalar in the way.
+        self._where = {int(bid): (int(o), int(n)) for bid, o, n in zip(ids, batches["offset"], batches["length"])}
         self._codec = BatchCodec(self.header)
         a = self.header.augment
         self.crop_spec = CropSpec(a.crop_scale, a.crop_ratio, a.flip_p)
@@ -161,18 +161,18 @@ class LpqlReader:
             where = ".".join(str(p) for p in first["loc"]) or what
             raise LpqlError("lpql-bad-header", f"{self.path}: {what} field {where}: {first['msg']}") from None
 
-    def _position(self, batch_id: int) -> int:
-        pos = int(np.searchsorted(self.batch_ids, batch_id))
-        if pos >= len(self.batch_ids) or self.batch_ids[pos] != batch_id:
+    def _location(self, batch_id: int) -> tuple[int, int]:
+        """(offset, payload length) of a stored batch's chunk."""
+        where = self._where.get(int(batch_id))
+        if where is None:
             raise LpqlError("lpql-no-batch", f"{self.path} does not store batch {batch_id}")
-        return pos
+        return where
 
     def payload(self, batch_id: int) -> bytes:
         """The batch chunk's payload, CRC checked: what a writer for the same header can copy as is."""
-        pos = self._position(batch_id)
-        offset = int(self._offsets[pos])
+        offset, indexed_length = self._location(batch_id)
         ctype, length, payload = self._frame(offset, self.size, f"batch {batch_id}")
-        if ctype != BTCH or length != int(self._lengths[pos]):
+        if ctype != BTCH or length != indexed_length:
             raise LpqlError("lpql-bad-index", f"{self.path}: index entry of batch {batch_id} does not match its chunk")
         return payload
 
@@ -181,9 +181,9 @@ class LpqlReader:
 
     def sizes(self, batch_id: int) -> SectionSizes:
         """Section sizes of a stored batch, without checksum or decompression (for summaries)."""
-        pos = self._position(batch_id)
-        start = int(self._offsets[pos]) + FRAME.size
-        return self._codec.sizes(self._mm[start : start + int(self._lengths[pos])])
+        offset, length = self._location(batch_id)
+        start = offset + FRAME.size
+        return self._codec.sizes(self._mm[start : start + length])
 
     def read(self, batch_id: int) -> BatchRecord:
         return self.read_with_sizes(batch_id)[0]
