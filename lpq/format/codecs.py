@@ -148,19 +148,14 @@ class IntCodec:
 
     def decode(self, data: bytes, rows: int, k: int) -> np.ndarray:
         scale = np.frombuffer(data, "<f2", rows, 0).astype(np.float32)
-        pos = rows * 2
-        if self.relative:
-            hi = np.zeros(rows, np.float32)
-        else:
-            hi = np.frombuffer(data, "<f2", rows, pos).astype(np.float32)
-            pos += rows * 2
+        pos = rows * (2 if self.relative else 4)
         codes = unpack_rank_major(memoryview(data)[pos:], self.bits, rows, k)
         # hi + code * -scale equals hi - code * scale (a zero may come out as -0.0), in one pass into a
         # sample-major array.
         out = np.empty((rows, k), np.float32)
         np.multiply(codes, -scale[:, None], out=out)
         if not self.relative:
-            out += hi[:, None]
+            out += np.frombuffer(data, "<f2", rows, rows * 2).astype(np.float32)[:, None]
         return out
 
 

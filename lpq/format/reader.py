@@ -122,7 +122,7 @@ class LpqlReader:
         if not np.array_equal(ids, np.asarray(self.header.prune.kept, np.int64)):
             raise LpqlError("lpql-bad-index", f"{self.path}: stored batches differ from the header's kept list")
         self.batch_ids = ids
-        # Plain ints: a batch read is a dict lookup and two list items, with no numpy scalar in the way.
+        # Plain ints: locating a batch is one dict lookup, with no numpy scalar in the way.
         self._where = {int(bid): (int(o), int(n)) for bid, o, n in zip(ids, batches["offset"], batches["length"])}
         self._codec = BatchCodec(self.header)
         a = self.header.augment
