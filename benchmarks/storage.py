@@ -53,11 +53,13 @@ from lpq.format.layout import BatchCodec
 from lpq.labels.quantize import quantize_logits
 from lpq.labels.targets import dense_targets, record_targets
 
+TEMPS = (1.0, 4.0, 20.0)
+
+
 def settings(classes: int) -> list[tuple[str, int, str]]:
     """Full labels, and MR-k at the paper's k (10, 50, 100 of 1,000) or the same fractions of fewer classes."""
     ks = [k for k in (10, 50, 100) if k < classes] if classes >= 1000 else sorted({max(1, classes * f // 100) for f in (10, 20, 50)})
     return [("none", 0, v) for v in ("f16", "i8")] + [("mr", k, v) for k in ks for v in ("f16", "i8", "i4")]
-TEMPS = (1.0, 4.0, 20.0)
 
 
 def simulated_logits(n: int, c: int, seed: int = 0) -> np.ndarray:

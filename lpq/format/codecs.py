@@ -27,29 +27,20 @@ def pack_bits(values: np.ndarray, bits: int) -> bytes:
     return np.packbits(planes.reshape(-1), bitorder="little").tobytes()
 
 
-def unpack_bits(data: bytes, bits: int, count: int) -> np.ndarray:
-    """Inverse of pack_bits: each value is read from the little-endian word its bits start in. (count,)."""
-    if bits == 8:
-        return np.frombuffer(data, np.uint8, count)
-    return _gather(data, bits, count, *_bit_positions(count, bits, 0))
-
-
 def unpack_rank_major(data: bytes, bits: int, rows: int, k: int) -> np.ndarray:
     """A rank-major (k, rows) stream of values read straight into sample-major order: (rows, k)."""
+    count = rows * k
     if bits == 8:
-        return np.frombuffer(data, np.uint8, rows * k).reshape(k, rows).T
+        return np.frombuffer(data, np.uint8, count).reshape(k, rows).T
     if bits == 4:  # two codes a byte, low nibble first: splitting nibbles beats a general gather
-        packed = np.frombuffer(data, np.uint8, packed_size(rows * k, 4))
+        packed = np.frombuffer(data, np.uint8, packed_size(count, 4))
         codes = np.empty(2 * len(packed), np.uint8)
         np.bitwise_and(packed, 15, out=codes[0::2])
         np.right_shift(packed, 4, out=codes[1::2])
-        return codes[: rows * k].reshape(k, rows).T
-    if rows * k == 0:
+        return codes[:count].reshape(k, rows).T
+    if count == 0:
         return np.zeros((rows, k), np.uint32)
-    return _gather(data, bits, rows * k, *_bit_positions(rows * k, bits, rows)).reshape(rows, k)
-
-
-def _gather(data: bytes, bits: int, count: int, byte: np.ndarray, shift: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    byte, shift, dtype = _bit_positions(count, bits, rows)
     need = packed_size(count, bits)
     buf = np.zeros(need + 8, np.uint8)
     buf[:need] = np.frombuffer(data, np.uint8, need)
@@ -60,17 +51,15 @@ def _gather(data: bytes, bits: int, count: int, byte: np.ndarray, shift: np.ndar
     if dtype.itemsize == 8:
         words |= np.where(shift > 0, np.take(buf, byte + 8).astype(dtype) << (dtype.type(64) - shift), dtype.type(0))
     words &= dtype.type((1 << bits) - 1)
-    return words
+    return words.reshape(rows, k)
 
 
 @functools.lru_cache(maxsize=64)
 def _bit_positions(count: int, bits: int, rows: int) -> tuple[np.ndarray, np.ndarray, np.dtype]:
-    """Start byte and bit shift of every value, in stream order, or transposed from (count // rows, rows)
-    when rows > 0. A 32-bit window holds any value of <= 25 bits."""
+    """Start byte and bit shift of every value of a (count // rows, rows) stream, in transposed order.
+    A 32-bit window holds any value of <= 25 bits."""
     dtype = np.dtype("<u8" if bits > 25 else "<u4")
-    order = np.arange(count, dtype=np.uint64)
-    if rows:
-        order = np.ascontiguousarray(order.reshape(count // rows, rows).T).reshape(-1)
+    order = np.ascontiguousarray(np.arange(count, dtype=np.uint64).reshape(count // rows, rows).T).reshape(-1)
     start = order * np.uint64(bits)
     byte = (start >> np.uint64(3)).astype(np.intp)
     shift = (start & np.uint64(7)).astype(dtype)
