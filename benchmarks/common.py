@@ -1,4 +1,4 @@
-"""Shared by the benchmark scripts: where ../shared/data's CIFAR-10 is extracted and where results go."""
+"""Shared by the benchmark scripts: where ../shared/data's data sets are extracted and where results go."""
 
 from __future__ import annotations
 
@@ -27,6 +27,41 @@ def cifar_folder() -> Path:
         with tarfile.open(ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz") as tar:
             tar.extractall(cache, filter="data")
     return folder
+
+
+def tiny_folder(size: int = 32) -> Path:
+    """../shared/data's Tiny-ImageNet-200 (64 px JPEGs) as an ImageFolder of ``size`` px PNGs, made once.
+
+    Downsampled with PIL's antialiased bilinear filter (as the ImageNet 32x32 variants are), grayscale
+    images converted to RGB; PNG keeps the downsampled pixels exact. 32 px makes a ConvNet epoch over the
+    100,000 training images about 5 minutes on our 2-core CPU instead of 22 at 64 px.
+    """
+    from concurrent.futures import ProcessPoolExecutor
+
+    cache = OUT / "cache"
+    source = cache / "tiny-imagenet-200"
+    folder = cache / f"tiny-imagenet-200-{size}px"
+    if (folder / ".complete").exists():
+        return folder
+    if not (source / "test").is_dir():
+        cache.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(ROOT.parent / "shared" / "data" / "tiny-imagenet-200-jpg.tar.gz") as tar:
+            tar.extractall(cache, filter="data")
+    files = sorted(source.glob("*/*/*.jpg"))
+    jobs = [(f, folder / f.relative_to(source).with_suffix(".png"), size) for f in files]
+    with ProcessPoolExecutor(2) as pool:
+        list(pool.map(_downsample, jobs, chunksize=512))
+    (folder / ".complete").touch()
+    return folder
+
+
+def _downsample(job: tuple[Path, Path, int]) -> None:
+    from PIL import Image
+
+    src, dst, size = job
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with Image.open(src) as im:
+        im.convert("RGB").resize((size, size), Image.BILINEAR).save(dst)
 
 
 def environment() -> dict[str, object]:

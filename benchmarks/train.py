@@ -124,7 +124,7 @@ def main() -> None:
         run = OUT / f"run-{tag}-{name.split(' (')[0].replace(' ', '-')}"
         shutil.rmtree(run, ignore_errors=True)
         result = train(TrainConfig(images=str(images), labels=labels, output=run, eval_data=eval_data,
-                                   epochs=args.epochs, eval_every=args.epochs, **overrides), show=True)
+                                   epochs=args.epochs, evals=1, **overrides), show=True)
         with LpqlReader(labels) as r:
             n_images = r.header.images.count
         rows.append({"cell": name, "family": family, "top1": result.top1, "top5": result.top5,

@@ -88,7 +88,7 @@ def run_demo(cfg: DemoConfig, show: bool = False) -> DemoResult:
     for name, labels, run in (("full (x1, float16)", "labels_full", "run_full"),
                               (f"x{cfg.ratio:g} + MR-{cfg.top_k} {cfg.values}", "labels_compressed", "run_compressed")):
         result = train(TrainConfig(images=images, labels=paths[labels], output=paths[run], model=cfg.model,
-                                   eval_data=cfg.data, epochs=cfg.student_epochs, eval_every=cfg.student_epochs,
+                                   eval_data=cfg.data, epochs=cfg.student_epochs, evals=1,
                                    seed=cfg.seed), show=show)
         s = summarize(paths[labels])
         rows.append(StudentRow(labels=name, path=paths[labels], label_bytes=s.file_bytes,

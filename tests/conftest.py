@@ -17,3 +17,12 @@ def digits_teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("teacher") / "digits.lpqt"
     squeeze(SqueezeConfig(data="digits", epochs=8, output=out))
     return out
+
+
+def free_port() -> int:
+    """A TCP port no process listens on now, for a torchrun rendezvous."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -14,6 +14,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from conftest import free_port
 from lpq.cli.app import app
 from lpq.data import load_split
 from lpq.errors import LpqError
@@ -176,7 +177,7 @@ def test_torchrun_two_processes_equal_one(digits_teacher: Path, tmp_path: Path) 
     single = tmp_path / "single.lpql"
     subprocess.run([sys.executable, "-m", "lpq", *common, "-o", str(single)], check=True, env=cli_env(), capture_output=True)
     multi = tmp_path / "multi.lpql"
-    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29531",
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(free_port()),
                           "-m", "lpq", *common, "-o", str(multi)], env=cli_env(), capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-2000:]
     assert_same_labels(single, multi)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from conftest import free_port
 from lpq.cli.app import app
 from lpq.data import load_split
 from lpq.errors import LpqError
@@ -94,7 +96,7 @@ def test_mixed_batching_baseline_runs_on_the_same_budget(digits_teacher: Path, t
 def test_torchrun_two_processes_equal_one(synthesized: Path, digits_teacher: Path, tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = tmp_path / "syn2"
-    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29532",
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(free_port()),
                           "-m", "lpq", "synth", "--teacher", str(digits_teacher), "--ipc", "2", "--iterations", "50", "--lr", "0.25",
                           "-o", str(out), "-q", "--device", "cpu"], env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-2000:]
@@ -109,3 +111,22 @@ def test_channel_moments_match_var_mean_and_their_gradient() -> None:
     ref_var, ref_mean = torch.var_mean(x, dim=[0, 2, 3], correction=0)
     assert torch.allclose(mean, ref_mean) and torch.allclose(var, ref_var)
     assert torch.autograd.gradcheck(ChannelMoments.apply, (x.detach().requires_grad_(True),))
+
+
+def test_real_init_with_zero_iterations_is_a_random_real_subset(digits_teacher: Path, tmp_path: Path) -> None:
+    """The random-real baseline: --init real --iterations 0 writes IPC real training images per class, exactly."""
+    from lpq.data import load_split
+    from lpq.synth.synth import real_choice
+
+    out = tmp_path / "real"
+    result = runner.invoke(app, ["synth", "--teacher", str(digits_teacher), "--ipc", "3", "--init", "real",
+                                 "--iterations", "0", "--seed", "4", "-o", str(out), "-q", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["teacher_top1"] > 90.0  # real digits, which the teacher knows
+    real = load_split("digits", "train")
+    picks = real_choice(real.labels, range(10), 3, seed=4)
+    saved = load_split(str(out), "train")
+    assert torch.equal(saved.images, real.images[[i for c in range(10) for i in picks[c]]])
+    assert picks != real_choice(real.labels, range(10), 3, seed=5)  # the seed picks the subset
+    bad = runner.invoke(app, ["synth", "--teacher", str(digits_teacher), "--iterations", "0", "-o", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "needs --init real" in bad.stderr

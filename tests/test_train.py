@@ -13,13 +13,16 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
+from conftest import free_port
 from lpq.cli.app import app
 from lpq.errors import LpqError
 from lpq.format import TempSchedule
 from lpq.labels.relabel import RelabelConfig, relabel
 from lpq.labels.temperature import teacher_temperature
-from lpq.train import TrainConfig, train
-from lpq.train.train import fit_student_temperature, kd_loss
+from lpq.labels.targets import hard_targets
+from lpq.train import TrainConfig, train, train_seeds
+from lpq.train.train import eval_epochs, fit_student_temperature, kd_loss
+
 
 runner = CliRunner()
 
@@ -34,17 +37,20 @@ def compact_labels(digits_teacher: Path, tmp_path_factory: pytest.TempPathFactor
 
 
 def test_student_from_pruned_quantized_labels_beats_chance_widely(compact_labels: Path, tmp_path: Path) -> None:
-    result = train(TrainConfig(images="digits", labels=compact_labels, output=tmp_path / "run", epochs=12, eval_every=6))
+    result = train(TrainConfig(images="digits", labels=compact_labels, output=tmp_path / "run", epochs=12, evals=2))
     assert result.top1 >= 70.0  # chance is 10%
     lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in lines] == list(range(1, 13))
+    assert [m["epoch"] for m in lines if m["top1"] is not None] == [6, 12]  # evenly spread, the last always
+    assert lines[-1]["top1"] == result.top1  # the headline is the final epoch
+    assert result.eval_seconds == pytest.approx(sum(m["eval_seconds"] for m in lines))
     assert lines[0]["teacher_temp"] == 20.0 and lines[-1]["teacher_temp"] < 20.0  # DKR schedule moved
     assert len({m["student_temp"] for m in lines}) > 1  # CA refitted T_s
-    assert (tmp_path / "run" / "best.safetensors").exists() and json.loads((tmp_path / "run" / "result.json").read_text())["top1"] == result.top1
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["top1"] == result.top1
 
 
 def test_resume_continues_exactly(compact_labels: Path, tmp_path: Path) -> None:
-    base = dict(images="digits", labels=compact_labels, epochs=4, eval_every=2)
+    base = dict(images="digits", labels=compact_labels, epochs=4, evals=2)
     train(TrainConfig(output=tmp_path / "straight", **base))
     train(TrainConfig(output=tmp_path / "split", stop_after=2, **base))
     with pytest.raises(LpqError) as e:
@@ -94,9 +100,58 @@ def test_calibrated_temperature_recovers_a_known_scale() -> None:
 
 def test_torchrun_two_processes_train_and_learn(compact_labels: Path, tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29534",
-                          "-m", "lpq", "train", "digits", str(compact_labels), "--epochs", "6", "--eval-every", "3",
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(free_port()),
+                          "-m", "lpq", "train", "digits", str(compact_labels), "--epochs", "6", "--evals", "2",
                           "-o", str(tmp_path / "ddp"), "-q", "--device", "cpu", "--json"], env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-2000:]
     result = json.loads(run.stdout)
     assert result["top1"] >= 40.0
+
+
+def test_seeds_report_mean_and_sd_of_final_epochs_and_resume_keeps_finished_seeds(compact_labels: Path, tmp_path: Path) -> None:
+    base = dict(images="digits", labels=compact_labels, epochs=3, evals=1, output=tmp_path / "seeds")
+    result = train_seeds(TrainConfig(seeds=2, **base))
+    top1 = [r.top1 for r in result.runs]
+    assert result.seeds == [0, 1] and len(set(top1)) == 2  # different seeds, different students
+    assert result.top1_mean == pytest.approx(sum(top1) / 2) and result.top1_sd == pytest.approx(abs(top1[0] - top1[1]) / 2**0.5)
+    stamp = (tmp_path / "seeds" / "seed-0" / "last.safetensors").stat().st_mtime_ns
+    more = train_seeds(TrainConfig(seeds=3, resume=True, **base))
+    assert more.seeds == [0, 1, 2] and [r.top1 for r in more.runs[:2]] == top1
+    assert (tmp_path / "seeds" / "seed-0" / "last.safetensors").stat().st_mtime_ns == stamp  # not retrained
+    doc = json.loads((tmp_path / "seeds" / "seeds.json").read_text())
+    assert [r["top1"] for r in doc["runs"]] == [r.top1 for r in more.runs]
+    with pytest.raises(LpqError) as e:
+        train_seeds(TrainConfig(seeds=2, **base))
+    assert e.value.ref == "run-exists"
+
+
+def test_cli_seeds_print_mean_and_sd(compact_labels: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["train", "digits", str(compact_labels), "--epochs", "2", "--evals", "1", "--seeds", "2",
+                                 "-o", str(tmp_path / "r"), "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["seeds"] == [0, 1] and len(doc["runs"]) == 2 and doc["top1_sd"] >= 0
+
+
+def test_hard_targets_are_the_mixed_classes() -> None:
+    classes, partner = torch.tensor([2, 0, 1]), torch.tensor([1, 2, 0])
+    t = hard_targets(classes, partner, 0.75, 4)
+    expected = torch.zeros(3, 4)
+    for i in range(3):
+        expected[i, classes[i]] += 0.75
+        expected[i, classes[partner[i]]] += 0.25
+    assert torch.equal(t, expected) and torch.allclose(t.sum(1), torch.ones(3))
+
+
+def test_hard_target_baseline_learns_and_refuses_temperatures(compact_labels: Path, tmp_path: Path) -> None:
+    result = train(TrainConfig(images="digits", labels=compact_labels, output=tmp_path / "hard", epochs=8, evals=1,
+                               targets="hard"))
+    lines = [json.loads(x) for x in (tmp_path / "hard" / "metrics.jsonl").read_text().splitlines()]
+    assert {m["teacher_temp"] for m in lines} == {1.0} and {m["student_temp"] for m in lines} == {1.0}
+    assert result.top1 >= 50.0  # chance is 10%
+    with pytest.raises(ValueError, match="hard targets take no temperature"):
+        TrainConfig(images="digits", labels=compact_labels, targets="hard", temp_start=4.0)
+
+
+def test_eval_epochs_spread_evenly_and_include_the_last() -> None:
+    assert eval_epochs(300, 2) == {150, 300} and eval_epochs(10, 1) == {10} and eval_epochs(3, 5) == {1, 2, 3}

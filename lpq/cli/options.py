@@ -39,9 +39,19 @@ class Batching(str, Enum):
     mixed = "mixed"
 
 
+class Init(str, Enum):
+    noise = "noise"
+    real = "real"
+
+
 class Optimizer(str, Enum):
     adamw = "adamw"
     sgd = "sgd"
+
+
+class Targets(str, Enum):
+    soft = "soft"
+    hard = "hard"
 
 
 class Schedule(str, Enum):

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from lpq.cli.common import funnel, is_main_process, print_json, show_progress, stdout
-from lpq.cli.options import Batching, DeviceOpt, JsonOpt, QuietOpt, ResumeOpt, SeedOpt, TeacherOpt
+from lpq.cli.options import Batching, Init, DeviceOpt, JsonOpt, QuietOpt, ResumeOpt, SeedOpt, TeacherOpt
 from lpq.errors import LpqError
 
 OPT = "Optimization (defaults: the authors' values for the input size)"
@@ -31,7 +31,9 @@ def synth(
     teacher: TeacherOpt,
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the image set (ImageFolder of PNGs).")] = Path("syn"),
     ipc: Annotated[int, typer.Option(help="Images per class.")] = 10,
-    iterations: Annotated[int, typer.Option(min=1, rich_help_panel=OPT, help="Steps per class (authors: 4000).")] = 1000,
+    iterations: Annotated[int, typer.Option(min=0, rich_help_panel=OPT, help="Steps per class (authors: 4000).")] = 1000,
+    init: Annotated[Init, typer.Option(rich_help_panel=OPT, help="noise, or real: random real images of the class (with --iterations 0: the random-real baseline).")] = Init.noise,
+    data: Annotated[str | None, typer.Option(rich_help_panel=OPT, help="Real images for --init real (default: the teacher's data).")] = None,
     lr: Annotated[float | None, typer.Option(rich_help_panel=OPT, help="Adam lr (0.25 at 224 px, 0.1 at <= 64 px).")] = None,
     r_bn: Annotated[float | None, typer.Option(rich_help_panel=OPT, help="BN loss weight (0.01 at 224 px, 0.05 at <= 64 px).")] = None,
     jitter: Annotated[int | None, typer.Option(rich_help_panel=OPT, help="Max random roll in pixels (input/8).")] = None,
@@ -53,7 +55,8 @@ def synth(
 
     if ipc < 1:
         raise LpqError("bad-ipc", f"--ipc {ipc} must be at least 1")
-    cfg = SynthConfig(teacher=teacher, output=output, ipc=ipc, iterations=iterations, lr=lr, r_bn=r_bn, jitter=jitter,
+    cfg = SynthConfig(teacher=teacher, output=output, ipc=ipc, iterations=iterations, init=init.value, data=data,
+                      lr=lr, r_bn=r_bn, jitter=jitter,
                       batching=batching.value, classes=parse_classes(classes), seed=seed, resume=resume, device=device)
     manifest = synthesize(cfg, show=show_progress(quiet))
     if not is_main_process():

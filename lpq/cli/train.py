@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.table import Table
 
 from lpq.cli.common import funnel, is_main_process, print_json, show_progress, stdout
-from lpq.cli.options import DeviceOpt, JsonOpt, Optimizer, QuietOpt, ResumeOpt, RootOpt, Schedule, SeedOpt, result_table
+from lpq.cli.options import (
+    DeviceOpt,
+    JsonOpt,
+    Optimizer,
+    QuietOpt,
+    ResumeOpt,
+    RootOpt,
+    Schedule,
+    SeedOpt,
+    Targets,
+    result_table,
+)
+
+if TYPE_CHECKING:
+    from lpq.train import SeedsResult
 
 OPT = "Optimization"
 TEMP = "Temperatures (defaults: the label file's calibration, else METHOD.md)"
@@ -32,10 +47,12 @@ def train(
     temp_floor: Annotated[float | None, typer.Option(rich_help_panel=TEMP)] = None,
     temp_factor: Annotated[float | None, typer.Option(rich_help_panel=TEMP)] = None,
     temp_every: Annotated[int | None, typer.Option(rich_help_panel=TEMP, help="Step period in epochs of a 300-epoch run.")] = None,
-    calibrate: Annotated[bool, typer.Option("--calibrate/--no-calibrate", rich_help_panel=TEMP, help="Refit T_s every epoch (CA).")] = True,
+    calibrate: Annotated[bool | None, typer.Option("--calibrate/--no-calibrate", rich_help_panel=TEMP, help="Refit T_s every epoch (CA); default on for soft targets.")] = None,
     student_temp: Annotated[float, typer.Option(rich_help_panel=TEMP, help="T_s (start value with --calibrate).")] = 1.0,
     t2_scaling: Annotated[bool, typer.Option("--t2-scaling", rich_help_panel=TEMP, help="Scale the loss by T^2.")] = False,
-    eval_every: Annotated[int, typer.Option(min=1)] = 10,
+    targets: Annotated[Targets, typer.Option(help="soft: the stored labels; hard: the images' own classes (baseline).")] = Targets.soft,
+    evals: Annotated[int, typer.Option(min=1, help="Test-split evaluations, evenly spread; the last epoch always.")] = 2,
+    seeds: Annotated[int, typer.Option(min=1, help="Students with seeds SEED, SEED+1, ...: mean and sd of top-1.")] = 1,
     workers: Annotated[int, typer.Option(min=0, help="DataLoader worker processes rebuilding batches.")] = 0,
     stop_after: Annotated[int | None, typer.Option(min=1, help="Stop after N epochs in this session (--resume later).")] = None,
     seed: SeedOpt = 0,
@@ -50,15 +67,31 @@ def train(
 
         lpq train syn/ labels.lpql --model convnet --eval-data digits --epochs 100 -o run/
     """
-    from lpq.train import TrainConfig
+    from lpq.train import TrainConfig, train_seeds
     from lpq.train import train as run
 
     cfg = TrainConfig(images=images, labels=labels, output=output, model=model, eval_data=eval_data, eval_root=eval_root,
                       epochs=epochs, optimizer=optimizer.value, lr=lr, weight_decay=weight_decay, warmup_epochs=warmup_epochs,
                       temp_schedule=temp_schedule.value if temp_schedule else None, temp_start=temp_start, temp_floor=temp_floor, temp_factor=temp_factor,
                       temp_every=temp_every, calibrate=calibrate, student_temp=student_temp, t2_scaling=t2_scaling,
-                      eval_every=eval_every, workers=workers, stop_after=stop_after, seed=seed, resume=resume, device=device)
-    result = run(cfg, show=show_progress(quiet))
-    if not is_main_process():
+                      targets=targets.value, evals=evals, seeds=seeds, workers=workers, stop_after=stop_after, seed=seed,
+                      resume=resume, device=device)
+    if seeds == 1:
+        result = run(cfg, show=show_progress(quiet))
+        if is_main_process():
+            print_json(result) if json_out else stdout().print(result_table("Student", result))
         return
-    print_json(result) if json_out else stdout().print(result_table("Student", result))
+    many = train_seeds(cfg, show=show_progress(quiet))
+    if is_main_process():
+        print_json(many) if json_out else stdout().print(seeds_table(many))
+
+
+def seeds_table(result: SeedsResult) -> Table:
+    t = Table(title=f"Students over seeds {result.seeds} (final epoch): top-1 {result.top1_mean:.2f} +- "
+                    f"{result.top1_sd:.2f}%, top-5 {result.top5_mean:.2f} +- {result.top5_sd:.2f}%", title_justify="left")
+    for col in ("seed", "top-1", "top-5", "train s", "eval s", "run"):
+        t.add_column(col, justify="left" if col == "run" else "right")
+    for r in result.runs:
+        t.add_row(str(r.seed), f"{r.top1:.2f}%", f"{r.top5:.2f}%", f"{r.train_seconds:.0f}", f"{r.eval_seconds:.0f}",
+                  str(r.output))
+    return t

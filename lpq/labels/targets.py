@@ -2,7 +2,9 @@
 
 MR-k: softmax over the k stored logits at the current temperature, scattered into zeros. MS-k: the stored
 probabilities at their classes and the remaining mass spread evenly over the other classes. Full labels:
-softmax over all logits. The temperature is where Dynamic Knowledge Reuse acts.
+softmax over all logits. The temperature is where Dynamic Knowledge Reuse acts. Hard targets (the
+baseline without a teacher) are the images' own classes, mixed with the weight the batch's CutMix or
+MixUp gave each image.
 """
 
 from __future__ import annotations
@@ -33,3 +35,9 @@ def record_targets(rec: BatchRecord, header: Header, temperature: float) -> torc
     """Dense (B, C) targets of one stored batch."""
     indices = None if rec.indices is None else torch.from_numpy(rec.indices)
     return dense_targets(torch.from_numpy(rec.values), indices, header.quant.scheme, header.num_classes, temperature)
+
+
+def hard_targets(classes: torch.Tensor, partner: torch.Tensor, mix_lambda: float, num_classes: int) -> torch.Tensor:
+    """(B, C) one-hot targets of the images' classes (B,), mixed as the batch was: lam * own + (1 - lam) * partner's."""
+    own = torch.nn.functional.one_hot(classes, num_classes).float()
+    return mix_lambda * own + (1.0 - mix_lambda) * own[partner]

@@ -5,7 +5,9 @@ loss = cross-entropy on the class + r_bn * sum over BN layers of (||mu_batch - m
 ||var_batch - var_class||_2), the first layer's term x10, with a random roll (jitter), RandomResizedCrop
 and flip before every teacher pass; Adam (betas 0.5, 0.9), cosine decay, pixels clipped to [0, 1] after
 every step. ``batching="mixed"`` is the SRe2L baseline: batches of several classes against the teacher's
-global running statistics, on the same budget and batch shape.
+global running statistics, on the same budget and batch shape. ``init="real"`` starts from IPC random real
+training images of each class instead of noise; with 0 iterations that is the random-real-subset baseline,
+written and labelled through the same files and pipeline as synthetic images.
 
 Every class (or mixed batch) draws from its own seeded generator, so a class's images do not depend on
 which process made them or on what ran before: reruns, resumed runs and torchrun ranks agree. Finished
@@ -27,10 +29,11 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from torch import nn
 
 from lpq import __version__
+from lpq.data import ImageSet
 from lpq.errors import LpqError
 from lpq.models import bn_layers, penultimate
 from lpq.progress import progress
@@ -46,7 +49,10 @@ class SynthConfig(BaseModel):
     teacher: Path
     output: Path = Path("syn")
     ipc: int = Field(10, ge=1, description="images per class")
-    iterations: int = Field(1000, ge=1, description="authors: 4,000")
+    iterations: int = Field(1000, ge=0, description="authors: 4,000; 0 keeps the initial images (real init only)")
+    init: Literal["noise", "real"] = Field("noise", description="start from Gaussian noise, or from random real images")
+    data: str | None = Field(None, description="real images for init 'real'; default: the teacher's training data")
+    root: Path | None = None
     lr: float | None = Field(None, gt=0, description="authors: 0.25 at 224 px, 0.1 at 64 px")
     r_bn: float | None = Field(None, ge=0, description="authors: 0.01 at 224 px, 0.05 at 64 px")
     first_bn_multiplier: float = 10.0
@@ -57,6 +63,12 @@ class SynthConfig(BaseModel):
     seed: int = Field(0, ge=0)
     resume: bool = False
     device: str = "auto"
+
+    @model_validator(mode="after")
+    def _zero_iterations_need_real_images(self) -> SynthConfig:
+        if self.iterations == 0 and self.init != "real":
+            raise ValueError("--iterations 0 keeps the initial images: it needs --init real (noise would stay noise)")
+        return self
 
     def resolved(self, image_size: int) -> SynthConfig:
         small = image_size <= SMALL_INPUT
@@ -167,14 +179,22 @@ def _augment(x: torch.Tensor, gen: torch.Generator, jitter: int, scale: tuple[fl
 
 
 def optimize_group(teacher: Teacher, labels: torch.Tensor, targets: dict[str, tuple[torch.Tensor, torch.Tensor]],
-                   cfg: SynthConfig, gen: torch.Generator, device: torch.device) -> tuple[torch.Tensor, float, float]:
-    """Images in [0, 1] for ``labels`` (B,), optimized against BN ``targets``; returns images and final losses."""
+                   cfg: SynthConfig, gen: torch.Generator, device: torch.device,
+                   init: torch.Tensor | None = None) -> tuple[torch.Tensor, float, float]:
+    """Images in [0, 1] for ``labels`` (B,), optimized against BN ``targets``; returns images and final losses.
+
+    ``init`` (B, 3, S, S) uint8 real images to start from; Gaussian noise in the normalized space otherwise.
+    """
     model = teacher.model
     s = teacher.meta.image_size
     mean = torch.tensor(teacher.meta.mean, device=device).view(1, 3, 1, 1)
     std = torch.tensor(teacher.meta.std, device=device).view(1, 3, 1, 1)
     lo, hi = -mean / std, (1 - mean) / std  # [0, 1] in the teacher's normalized space
-    x = torch.randn(len(labels), 3, s, s, generator=gen).to(device).requires_grad_(True)
+    if init is None:
+        start = torch.randn(len(labels), 3, s, s, generator=gen).to(device)
+    else:
+        start = (init.to(device).float() / 255 - mean) / std
+    x = start.requires_grad_(True)
     opt = torch.optim.Adam([x], lr=cfg.lr, betas=(0.5, 0.9))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.iterations)
     matcher = BNMatcher(model)
@@ -205,6 +225,36 @@ def _groups(cfg: SynthConfig, classes: list[int]) -> list[tuple[int, list[int]]]
         return [(c, [c] * cfg.ipc) for c in classes]
     labels = [c for _ in range(cfg.ipc) for c in classes]  # image j of every class, then j+1, ...
     return [(g, labels[g * cfg.ipc : (g + 1) * cfg.ipc]) for g in range(math.ceil(len(labels) / cfg.ipc))]
+
+
+def _image_ranks(cfg: SynthConfig, group: int, size: int, num_classes: int) -> list[int]:
+    """Which image of its class each image of a group is (the j of image j of class c)."""
+    if cfg.batching == "classwise":
+        return list(range(size))
+    return [(group * cfg.ipc + i) // num_classes for i in range(size)]
+
+
+def real_choice(labels: torch.Tensor, classes: range, ipc: int, seed: int) -> dict[int, list[int]]:
+    """IPC random training images of each class (seeded per class, so any class range draws the same)."""
+    chosen = {}
+    for c in classes:
+        pool = torch.nonzero(labels == c).flatten().numpy()
+        if len(pool) < ipc:
+            raise LpqError("synth-few-real-images", f"class {c} has {len(pool)} real images, fewer than --ipc {ipc}")
+        chosen[c] = np.random.default_rng([seed, c]).choice(pool, size=ipc, replace=False).tolist()
+    return chosen
+
+
+def _real_images(cfg: SynthConfig, teacher: Teacher) -> ImageSet:
+    from lpq.data import load_split
+
+    real = load_split(cfg.data or teacher.meta.data, "train", cfg.root)
+    if real.classes != teacher.meta.class_names:
+        raise LpqError("class-mismatch", f"--data {cfg.data or teacher.meta.data} has other classes than the teacher")
+    if real.image_size != teacher.meta.image_size:
+        raise LpqError("synth-real-size", f"real images are {real.image_size} px, the teacher takes "
+                       f"{teacher.meta.image_size} px")
+    return real
 
 
 def _targets(teacher: Teacher, labels: list[int], batching: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -298,6 +348,8 @@ def synthesize(cfg: SynthConfig, show: bool = False) -> SynthManifest:
     for p in teacher.model.parameters():
         p.requires_grad_(False)
     groups = _groups(cfg, list(range(start, stop)))
+    real = _real_images(cfg, teacher) if cfg.init == "real" else None
+    picks = real_choice(real.labels, range(start, stop), cfg.ipc, cfg.seed) if real is not None else {}
     done = _done_groups(out)
     mine = [g for i, g in enumerate(groups) if i % world == rank and g[0] not in done]
     (out / RESULTS_DIR).mkdir(exist_ok=True)
@@ -306,7 +358,12 @@ def synthesize(cfg: SynthConfig, show: bool = False) -> SynthManifest:
         for group, labels in mine:
             t0 = time.perf_counter()
             gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + group)
-            images, ce, bn = optimize_group(teacher, torch.tensor(labels), _targets(teacher, labels, cfg.batching), cfg, gen, device)
+            init = None
+            if real is not None:
+                ranks = _image_ranks(cfg, group, len(labels), stop - start)
+                init = real.images[[picks[c][j] for c, j in zip(labels, ranks)]]
+            images, ce, bn = optimize_group(teacher, torch.tensor(labels), _targets(teacher, labels, cfg.batching), cfg,
+                                            gen, device, init)
             _save_group(out, teacher, labels, images, group, cfg.batching)
             correct = _teacher_correct(teacher, out, labels, group, cfg.batching)
             result = GroupResult(group=group, classes=sorted(set(labels)), ce_loss=ce, bn_loss=bn,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -35,8 +36,19 @@ def rank_share(draw: list[int], rank: int, world: int) -> list[int]:
     return padded[rank::world]
 
 
+class ReplayedBatch(NamedTuple):
+    """One stored batch rebuilt: what the student sees and what its targets are made from."""
+
+    inputs: torch.Tensor  # (B, 3, S, S) normalized
+    values: torch.Tensor  # (B, k) stored logits or probabilities
+    indices: torch.Tensor  # (B, k) class ids of the top-k; empty for full labels
+    image_indices: torch.Tensor  # (B,) positions in the image set
+    partner: torch.Tensor  # (B,) the sample each sample was mixed with
+    mix_lambda: float  # weight of a sample's own image in the mix (1.0 without mixing)
+
+
 class StoredBatches(Dataset):
-    """Item i of the run: (inputs (B, 3, S, S) normalized, values (B, k), indices (B, k) or empty, images (B,))."""
+    """Item i is the i-th batch this rank trains on over ``epochs``, rebuilt from the label file."""
 
     def __init__(self, labels: Path, images: torch.Tensor, seed: int, epochs: range, rank: int = 0, world: int = 1) -> None:
         self.labels = labels
@@ -44,7 +56,8 @@ class StoredBatches(Dataset):
         with LpqlReader(labels) as r:
             self.header = r.header
         h = self.header
-        self.plan = [b for e in epochs for b in rank_share(epoch_draw(h.prune.kept, h.relabel.batches_per_epoch, seed, e), rank, world)]
+        self.batch_ids = [b for e in epochs
+                          for b in rank_share(epoch_draw(h.prune.kept, h.relabel.batches_per_epoch, seed, e), rank, world)]
         self.hw = np.tile(np.array(images.shape[2:]), (len(images), 1))
         a = h.augment
         self.mean = torch.tensor(a.mean or (0.5, 0.5, 0.5)).view(1, 3, 1, 1)
@@ -52,20 +65,21 @@ class StoredBatches(Dataset):
         self._reader: LpqlReader | None = None
 
     def __len__(self) -> int:
-        return len(self.plan)
+        return len(self.batch_ids)
 
     def reader(self) -> LpqlReader:
         if self._reader is None:  # one mmap per worker process
             self._reader = LpqlReader(self.labels)
         return self._reader
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def __getitem__(self, i: int) -> ReplayedBatch:
         r = self.reader()
-        rec = r.read(self.plan[i])
+        rec = r.read(self.batch_ids[i])
         plan = stored_plan(r, rec, self.hw)
         x = (render(plan, self.images, self.header) - self.mean) / self.std
         indices = torch.from_numpy(rec.indices) if rec.indices is not None else torch.empty(0, dtype=torch.int64)
-        return x, torch.from_numpy(rec.values), indices, torch.from_numpy(plan.image_indices)
+        return ReplayedBatch(x, torch.from_numpy(rec.values), indices, torch.from_numpy(plan.image_indices),
+                             torch.from_numpy(plan.partner), plan.mix_lambda)
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()

@@ -6,8 +6,13 @@ stored labels at the teacher temperature of the epoch (DKR: step or cosine sched
 logits). With ``calibrate`` the student temperature T_s is re-fitted after every epoch on a grid (0.01 to
 1, 100 points) to the value minimizing that KL on a sample of stored batches (CA). Temperature defaults
 come from the label file's calibration metadata, else from METHOD.md (start 20, x0.7 every 30 of 300
-epochs, floor 2). The run folder holds config.json, metrics.jsonl, best/last weights (safetensors), a
-resume state (read with ``weights_only=True``) and result.json.
+epochs, floor 2). ``targets="hard"`` is the baseline without a teacher: the same replayed batches with the
+images' own classes as targets (mixed as CutMix mixed the images), no temperatures.
+
+Evaluation on the test split runs ``evals`` times, evenly spread, the last epoch always among them: the
+headline is the final epoch, never the best one. The run folder holds config.json, metrics.jsonl (with
+training and evaluation seconds per epoch), last weights (safetensors), a resume state (read with
+``weights_only=True``) and result.json.
 
     lpq train syn/ labels.lpql --model convnet --eval-data digits --epochs 100 -o run/
 """
@@ -18,28 +23,31 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from torch import nn
 from torch.utils.data import DataLoader
 
-from lpq.data import load_split
+from lpq.data import ImageSet, load_split
 from lpq.errors import LpqError
 from lpq.format import Header, LpqlReader, ScheduleKind, TempSchedule
-from lpq.labels.targets import dense_targets
+from lpq.labels.targets import dense_targets, hard_targets
 from lpq.labels.temperature import teacher_temperature
 from lpq.models import build_model, evaluate
 from lpq.progress import progress
 from lpq.runtime import barrier, init_distributed, pick_device
-from lpq.train.batches import StoredBatches
+from lpq.train.batches import ReplayedBatch, StoredBatches
 
 STATE = "state.pt"
-RUN_ONLY = {"resume", "stop_after", "workers", "device"}  # settings that may differ when resuming
+RUN_ONLY = {"resume", "stop_after", "workers", "device", "seeds"}  # settings that may differ when resuming
 CALIBRATION_BATCHES = 8  # stored batches the student temperature is fitted on after each epoch
+TEMPERATURE_OPTIONS = ("temp_schedule", "temp_start", "temp_floor", "temp_factor", "temp_every")
 
 
 class TrainConfig(BaseModel):
@@ -55,24 +63,36 @@ class TrainConfig(BaseModel):
     weight_decay: float | None = Field(None, ge=0, description="AdamW 0.01, SGD 1e-4")
     momentum: float = 0.9
     warmup_epochs: int = Field(0, ge=0)
+    targets: Literal["soft", "hard"] = Field("soft", description="soft: the stored labels; hard: the images' classes")
     temp_schedule: ScheduleKind | None = None
     temp_start: float | None = Field(None, gt=0)
     temp_floor: float | None = Field(None, gt=0)
     temp_factor: float | None = Field(None, gt=0, le=1)
     temp_every: int | None = Field(None, ge=1, description="step schedule period, in epochs of a 300-epoch run")
-    calibrate: bool = True
-    student_temp: float = Field(1.0, gt=0, description="T_s without --calibrate, and its starting value with it")
+    calibrate: bool | None = Field(None, description="refit T_s every epoch; default on for soft targets")
+    student_temp: float = Field(1.0, gt=0, description="T_s without calibration, and its starting value with it")
     t2_scaling: bool = False
-    eval_every: int = Field(10, ge=1)
+    evals: int = Field(2, ge=1, description="test-split evaluations, evenly spread; the last epoch is always one")
+    seeds: int = Field(1, ge=1, description="students with seeds seed, seed+1, ...; mean and sd reported")
     seed: int = Field(0, ge=0)
     workers: int = Field(0, ge=0)
     device: str = "auto"
     resume: bool = False
     stop_after: int | None = Field(None, ge=1, description="stop after this many epochs in this session")
 
+    @model_validator(mode="after")
+    def _hard_targets_take_no_temperature(self) -> TrainConfig:
+        if self.targets == "hard":
+            given = [n for n in TEMPERATURE_OPTIONS if getattr(self, n) is not None]
+            if given or self.calibrate or self.t2_scaling or self.student_temp != 1.0:
+                raise ValueError("hard targets take no temperature options (they are the images' own classes)")
+        return self
+
     def resolved(self, calibration_schedule: TempSchedule | None) -> TrainConfig:
-        base = calibration_schedule or TempSchedule()
+        """Defaults filled in: optimizer settings, and the temperature schedule of the label file."""
         sgd = self.optimizer == "sgd"
+        base = TempSchedule(kind="none", start=1.0, floor=1.0) if self.targets == "hard" else (
+            calibration_schedule or TempSchedule())
         return self.model_copy(update={
             "lr": self.lr if self.lr is not None else (0.2 if sgd else 1e-3),
             "weight_decay": self.weight_decay if self.weight_decay is not None else (1e-4 if sgd else 0.01),
@@ -81,6 +101,7 @@ class TrainConfig(BaseModel):
             "temp_floor": self.temp_floor or base.floor,
             "temp_factor": self.temp_factor or base.factor,
             "temp_every": self.temp_every or base.every,
+            "calibrate": self.targets == "soft" if self.calibrate is None else self.calibrate,
         })
 
     def schedule(self) -> TempSchedule:
@@ -98,7 +119,8 @@ class EpochMetrics(BaseModel):
     teacher_temp: float
     student_temp: float
     lr: float
-    seconds: float
+    seconds: float = Field(description="training seconds of the epoch (temperature fit included)")
+    eval_seconds: float = Field(0.0, description="seconds spent evaluating on the test split after the epoch")
     batches_per_second: float
     top1: float | None = None
     top5: float | None = None
@@ -106,17 +128,14 @@ class EpochMetrics(BaseModel):
 
 class TrainResult(BaseModel):
     output: Path
+    seed: int
     epochs: int
-    top1: float
+    top1: float = Field(description="test top-1 % at the final epoch")
     top5: float
-    best_top1: float
     label_bytes: int
     label_scheme: str
-    seconds: float
-
-
-def _targets(header: Header, values: torch.Tensor, indices: torch.Tensor, temperature: float) -> torch.Tensor:
-    return dense_targets(values, indices if indices.numel() else None, header.quant.scheme, header.num_classes, temperature)
+    train_seconds: float
+    eval_seconds: float
 
 
 def kd_loss(logits: torch.Tensor, target: torch.Tensor, student_temp: float) -> torch.Tensor:
@@ -131,12 +150,133 @@ def fit_student_temperature(logits: torch.Tensor, target: torch.Tensor, grid: to
     return float(grid[int(losses.argmin())])
 
 
-def _check_run_folder(cfg: TrainConfig, identity: dict[str, object]) -> None:
+def eval_epochs(epochs: int, evals: int) -> set[int]:
+    """The (1-based) epochs after which the test split is evaluated: evenly spread, the last one always."""
+    n = min(evals, epochs)
+    return {round(i * epochs / n) for i in range(1, n + 1)}
+
+
+@dataclass
+class Student:
+    """The model being trained (``net`` wraps it in DDP when distributed), its optimizer and schedule."""
+
+    model: nn.Module
+    net: nn.Module
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+
+    @classmethod
+    def build(cls, cfg: TrainConfig, header: Header, device: torch.device, world: int, steps_per_epoch: int) -> Student:
+        torch.manual_seed(cfg.seed)
+        model = build_model(cfg.model, header.num_classes, header.augment.input_size).to(device)
+        net = model if world == 1 else nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+        lr, wd = float(cfg.lr or 0.0), float(cfg.weight_decay or 0.0)  # resolved before this point
+        opt: torch.optim.Optimizer = (torch.optim.AdamW(model.parameters(), lr, weight_decay=wd) if cfg.optimizer == "adamw"
+                                      else torch.optim.SGD(model.parameters(), lr, momentum=cfg.momentum, weight_decay=wd))
+        total, warm = cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
+        return cls(model, net, opt, sched)
+
+    def save(self, path: Path, epoch: int, student_temp: float) -> None:
+        _replace(path, lambda tmp: torch.save({"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                                               "scheduler": self.sched.state_dict(), "epoch": epoch,
+                                               "student_temp": student_temp}, tmp))
+        from safetensors.torch import save_file
+
+        weights = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        _replace(path.with_name("last.safetensors"), lambda tmp: save_file(weights, str(tmp)))
+
+    def load(self, path: Path) -> tuple[int, float]:
+        """Restore a checkpoint; returns (epochs done, student temperature)."""
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        return int(state["epoch"]), float(state["student_temp"])
+
+
+def _replace(path: Path, write: Callable[[Path], object]) -> None:
+    """Write through ``write(tmp)`` to a temporary name, then rename: a reader never sees half a file."""
+    tmp = path.with_name(path.name + ".partial")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+@dataclass
+class EpochStats:
+    loss: float
+    agreement: float
+    seconds: float
+    calibration_inputs: list[torch.Tensor]
+    calibration_targets: list[torch.Tensor]
+
+
+def make_targets(batch: ReplayedBatch, header: Header, targets: str, temperature: float,
+                 image_classes: torch.Tensor) -> torch.Tensor:
+    """(B, C) target distributions: the stored labels at ``temperature``, or the mixed one-hot classes."""
+    if targets == "hard":
+        return hard_targets(image_classes[batch.image_indices], batch.partner, batch.mix_lambda, header.num_classes)
+    indices = batch.indices if batch.indices.numel() else None
+    return dense_targets(batch.values, indices, header.quant.scheme, header.num_classes, temperature)
+
+
+def train_epoch(student: Student, batches: Iterator[ReplayedBatch], steps: int, header: Header, cfg: TrainConfig,
+                temp: float, student_temp: float, image_classes: torch.Tensor, device: torch.device,
+                advance: Callable[[str], None]) -> EpochStats:
+    """One epoch of KD steps; keeps the first batches' inputs and targets for the temperature fit."""
+    student.net.train()
+    t0 = time.perf_counter()
+    loss_sum = agree = seen = 0.0
+    inputs: list[torch.Tensor] = []
+    targets: list[torch.Tensor] = []
+    scale = temp * temp if cfg.t2_scaling else 1.0
+    for _ in range(steps):
+        batch = next(batches)
+        target = make_targets(batch, header, cfg.targets, temp, image_classes).to(device)
+        logits = student.net(batch.inputs.to(device))
+        loss = kd_loss(logits, target, student_temp) * scale
+        student.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        student.opt.step()
+        student.sched.step()
+        n = len(target)
+        loss_sum += loss.item() * n
+        agree += float((logits.argmax(1) == target.argmax(1)).sum())
+        seen += n
+        if cfg.calibrate and len(inputs) < CALIBRATION_BATCHES:
+            inputs.append(batch.inputs)
+            targets.append(target)
+        advance(f"loss {loss_sum / seen:.4f} T {temp:.2f} Ts {student_temp:.2f}")
+    return EpochStats(loss_sum / seen, 100 * agree / seen, time.perf_counter() - t0, inputs, targets)
+
+
+def calibrate_student(model: nn.Module, inputs: list[torch.Tensor], targets: list[torch.Tensor], grid: torch.Tensor,
+                      device: torch.device, world: int) -> float:
+    """Calibrated Alignment: refit T_s on this epoch's first stored batches (rank 0's), shared with all ranks."""
+    model.eval()
+    with torch.no_grad():
+        logits = torch.cat([model(x.to(device)) for x in inputs])
+    value = torch.tensor([fit_student_temperature(logits.cpu(), torch.cat(targets).cpu(), grid)])
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.broadcast(value, src=0)
+    return float(value[0])
+
+
+def _read_labels(path: Path) -> tuple[Header, TempSchedule | None]:
+    with LpqlReader(path) as r:
+        return r.header, r.calibration.teacher_schedule if r.calibration else None
+
+
+def _check_run_folder(cfg: TrainConfig) -> None:
     saved = cfg.output / "config.json"
     if cfg.resume:
         if not (cfg.output / STATE).exists():
             raise LpqError("resume-nothing", f"{cfg.output} holds no run to resume", "drop --resume to start one")
-        if json.loads(saved.read_text()) != identity:
+        if json.loads(saved.read_text()) != cfg.identity():
             raise LpqError("resume-mismatch", f"{cfg.output} was trained with other settings",
                            "resume with the same settings, or choose another -o")
     elif cfg.output.exists() and any(cfg.output.iterdir()):
@@ -144,29 +284,8 @@ def _check_run_folder(cfg: TrainConfig, identity: dict[str, object]) -> None:
                        "pass --resume to continue it, or choose another -o")
 
 
-def _save_state(path: Path, state: dict) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def _save_weights(path: Path, model: nn.Module) -> None:
-    from safetensors.torch import save_file
-
-    tmp = path.with_name(path.name + ".partial")
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    os.replace(tmp, path)
-
-
-def train(cfg: TrainConfig, show: bool = False) -> TrainResult:
-    rank, world = init_distributed()
-    with LpqlReader(cfg.labels) as r:
-        header, calibration = r.header, r.calibration
-    label_bytes = cfg.labels.stat().st_size
-    cfg = cfg.resolved(calibration.teacher_schedule if calibration else None)
-    identity = cfg.identity()
-    if rank == 0:
-        _check_run_folder(cfg, identity)
+def _load_data(cfg: TrainConfig, header: Header) -> tuple[ImageSet, ImageSet]:
+    """The distilled images (checked against the labels' fingerprint) and the real test split."""
     images = load_split(cfg.images, "train")
     if images.fingerprint() != header.images.fingerprint:
         raise LpqError("fingerprint-mismatch", f"{cfg.labels} was made for other images than {cfg.images}",
@@ -177,111 +296,7 @@ def train(cfg: TrainConfig, show: bool = False) -> TrainResult:
     if evalset.image_size != header.augment.input_size:
         raise LpqError("eval-size-mismatch", f"--eval-data images are {evalset.image_size} px, the labels' inputs "
                        f"{header.augment.input_size} px", "evaluate on data of the resolution the teacher was trained on")
-    device = pick_device(cfg.device, rank)
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, header.num_classes, header.augment.input_size).to(device)
-    net: nn.Module = model
-    if world > 1:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    steps_per_epoch = math.ceil(header.relabel.batches_per_epoch / world)
-    total = cfg.epochs * steps_per_epoch
-    warm = cfg.warmup_epochs * steps_per_epoch
-    if cfg.optimizer == "adamw":
-        opt: torch.optim.Optimizer = torch.optim.AdamW(model.parameters(), cfg.lr, weight_decay=cfg.weight_decay or 0.0)
-    else:
-        opt = torch.optim.SGD(model.parameters(), cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay or 0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
-    start, student_temp, best = 0, cfg.student_temp, -1.0
-    if cfg.resume:
-        state = torch.load(cfg.output / STATE, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        start, student_temp, best = int(state["epoch"]), float(state["student_temp"]), float(state["best_top1"])
-    if rank == 0:
-        cfg.output.mkdir(parents=True, exist_ok=True)
-        (cfg.output / "config.json").write_text(json.dumps(identity, indent=2))
-        _trim_metrics(cfg.output / "metrics.jsonl", start)
-    end = cfg.epochs if cfg.stop_after is None else min(cfg.epochs, start + cfg.stop_after)
-    data = StoredBatches(cfg.labels, images.images, cfg.seed, range(start, end), rank, world)
-    loader = DataLoader(data, batch_size=None, shuffle=False, num_workers=cfg.workers,
-                        persistent_workers=False, prefetch_factor=4 if cfg.workers else None)
-    norm_mean, norm_std = tuple(data.mean.flatten().tolist()), tuple(data.std.flatten().tolist())
-    grid = torch.linspace(0.01, 1.0, 100)
-    schedule = cfg.schedule()
-    t_start = time.perf_counter()
-    top1 = top5 = None
-    with progress(show and rank == 0) as bar:
-        task = bar.add_task("train student", total=(end - start) * steps_per_epoch, info="")
-        it = iter(loader)
-        for epoch in range(start, end):
-            temp = teacher_temperature(schedule, epoch, cfg.epochs)
-            net.train()
-            t0 = time.perf_counter()
-            loss_sum = agree = seen = 0.0
-            calib_logits, calib_targets = [], []
-            for _ in range(steps_per_epoch):
-                x, values, indices, _ = next(it)
-                target = _targets(header, values, indices, temp).to(device)
-                logits = net(x.to(device))
-                loss = kd_loss(logits, target, student_temp) * (temp * temp if cfg.t2_scaling else 1.0)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                n = len(target)
-                loss_sum += loss.item() * n
-                agree += float((logits.argmax(1) == target.argmax(1)).sum())
-                seen += n
-                if cfg.calibrate and len(calib_logits) < CALIBRATION_BATCHES:
-                    calib_logits.append(x)
-                    calib_targets.append(target)
-                bar.update(task, advance=1, info=f"epoch {epoch + 1} loss {loss_sum / seen:.4f} T {temp:.2f} Ts {student_temp:.2f}")
-            if cfg.calibrate:
-                student_temp = _calibrate(model, calib_logits, calib_targets, grid, device, rank, world)
-            seconds = time.perf_counter() - t0
-            metrics = EpochMetrics(epoch=epoch + 1, loss=loss_sum / seen, agreement=100 * agree / seen, teacher_temp=temp,
-                                   student_temp=student_temp, lr=sched.get_last_lr()[0], seconds=seconds,
-                                   batches_per_second=steps_per_epoch / seconds)
-            if rank == 0:
-                if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
-                    top1, top5 = evaluate(model, evalset.images, evalset.labels, norm_mean, norm_std, device)
-                    metrics = metrics.model_copy(update={"top1": top1, "top5": top5})
-                    if top1 > best:
-                        best = top1
-                        _save_weights(cfg.output / "best.safetensors", model)
-                with open(cfg.output / "metrics.jsonl", "a") as f:
-                    f.write(metrics.model_dump_json() + "\n")
-                _save_weights(cfg.output / "last.safetensors", model)
-                _save_state(cfg.output / STATE, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                                  "scheduler": sched.state_dict(), "epoch": epoch + 1,
-                                                  "student_temp": student_temp, "best_top1": best})
-    if top1 is None or top5 is None:
-        top1, top5 = evaluate(model, evalset.images, evalset.labels, norm_mean, norm_std, device)
-    result = TrainResult(output=cfg.output, epochs=end, top1=top1, top5=top5, best_top1=max(best, top1),
-                         label_bytes=label_bytes, label_scheme=f"{header.quant.scheme} k={header.quant.k} "
-                         f"{header.quant.values.id} x{header.prune.ratio:g}", seconds=time.perf_counter() - t_start)
-    if rank == 0:
-        (cfg.output / "result.json").write_text(result.model_dump_json(indent=2))
-    barrier(world)
-    return result
-
-
-def _calibrate(model: nn.Module, inputs: list[torch.Tensor], targets: list[torch.Tensor], grid: torch.Tensor,
-               device: torch.device, rank: int, world: int) -> float:
-    """Calibrated Alignment: refit T_s on this epoch's first stored batches (rank 0), shared with all ranks."""
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        logits = torch.cat([model(x.to(device)) for x in inputs])
-    model.train(was_training)
-    value = torch.tensor([fit_student_temperature(logits.cpu(), torch.cat(targets).cpu(), grid)])
-    if world > 1:
-        import torch.distributed as dist
-
-        dist.broadcast(value, src=0)
-    return float(value[0])
+    return images, evalset
 
 
 def _trim_metrics(path: Path, start: int) -> None:
@@ -291,3 +306,95 @@ def _trim_metrics(path: Path, start: int) -> None:
     keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["epoch"] <= start]
     path.write_text("".join(line + "\n" for line in keep))
 
+
+def _so_far(path: Path) -> tuple[float, float, EpochMetrics | None]:
+    """(training seconds, evaluation seconds, the last evaluated epoch) of the epochs in metrics.jsonl."""
+    lines = [EpochMetrics.model_validate_json(x) for x in path.read_text().splitlines() if x] if path.exists() else []
+    scored = [m for m in lines if m.top1 is not None]
+    return sum(m.seconds for m in lines), sum(m.eval_seconds for m in lines), scored[-1] if scored else None
+
+
+def _from_rank0(values: tuple[float, float], world: int) -> tuple[float, float]:
+    """Rank 0's evaluation, for every rank (only rank 0 evaluates)."""
+    if world == 1:
+        return values
+    import torch.distributed as dist
+
+    t = torch.tensor(values, dtype=torch.float64)
+    dist.broadcast(t, src=0)
+    return float(t[0]), float(t[1])
+
+
+def train(cfg: TrainConfig, show: bool = False) -> TrainResult:
+    """Train one student (``cfg.seeds`` is for `train_seeds`) and evaluate it at its final epoch."""
+    rank, world = init_distributed()
+    header, label_schedule = _read_labels(cfg.labels)
+    cfg = cfg.resolved(label_schedule)
+    if rank == 0:
+        _check_run_folder(cfg)
+    images, evalset = _load_data(cfg, header)
+    device = pick_device(cfg.device, rank)
+    steps = math.ceil(header.relabel.batches_per_epoch / world)
+    student = Student.build(cfg, header, device, world, steps)
+    start, student_temp = student.load(cfg.output / STATE) if cfg.resume else (0, cfg.student_temp)
+    metrics_path = cfg.output / "metrics.jsonl"
+    if rank == 0:
+        cfg.output.mkdir(parents=True, exist_ok=True)
+        (cfg.output / "config.json").write_text(json.dumps(cfg.identity(), indent=2))
+        _trim_metrics(metrics_path, start)
+    train_seconds, eval_seconds, last_eval = _so_far(metrics_path) if rank == 0 else (0.0, 0.0, None)
+    end = cfg.epochs if cfg.stop_after is None else min(cfg.epochs, start + cfg.stop_after)
+    data = StoredBatches(cfg.labels, images.images, cfg.seed, range(start, end), rank, world)
+    loader = DataLoader(data, batch_size=None, shuffle=False, num_workers=cfg.workers,
+                        prefetch_factor=4 if cfg.workers else None)
+    norm = (tuple(data.mean.flatten().tolist()), tuple(data.std.flatten().tolist()))
+    grid = torch.linspace(0.01, 1.0, 100)
+    temperatures = cfg.schedule()
+    evaluate_after = eval_epochs(cfg.epochs, cfg.evals)
+    with progress(show and rank == 0) as bar:
+        task = bar.add_task("train student", total=(end - start) * steps, info="")
+        batches = iter(loader)
+        for epoch in range(start, end):
+            temp = teacher_temperature(temperatures, epoch, cfg.epochs)
+
+            def advance(info: str, epoch: int = epoch) -> None:
+                bar.update(task, advance=1, info=f"epoch {epoch + 1} {info}")
+
+            stats = train_epoch(student, batches, steps, header, cfg, temp, student_temp, images.labels, device, advance)
+            t0 = time.perf_counter()
+            if cfg.calibrate:
+                student_temp = calibrate_student(student.model, stats.calibration_inputs, stats.calibration_targets,
+                                                 grid, device, world)
+            seconds = stats.seconds + time.perf_counter() - t0
+            train_seconds += seconds
+            metrics = EpochMetrics(epoch=epoch + 1, loss=stats.loss, agreement=stats.agreement, teacher_temp=temp,
+                                   student_temp=student_temp, lr=student.sched.get_last_lr()[0], seconds=seconds,
+                                   batches_per_second=steps / seconds)
+            if rank != 0:
+                continue
+            if epoch + 1 in evaluate_after:
+                t0 = time.perf_counter()
+                top1, top5 = evaluate(student.model, evalset.images, evalset.labels, *norm, device)
+                spent = time.perf_counter() - t0
+                eval_seconds += spent
+                metrics = last_eval = metrics.model_copy(update={"top1": top1, "top5": top5, "eval_seconds": spent})
+            with open(metrics_path, "a") as f:
+                f.write(metrics.model_dump_json() + "\n")
+            student.save(cfg.output / STATE, epoch + 1, student_temp)
+    scores = (0.0, 0.0)  # ranks other than 0 receive rank 0's
+    if rank == 0 and last_eval is not None and last_eval.epoch == end:
+        scores = (last_eval.top1 or 0.0, last_eval.top5 or 0.0)
+    elif rank == 0:  # a session stopped between evaluations
+        t0 = time.perf_counter()
+        scores = evaluate(student.model, evalset.images, evalset.labels, *norm, device)
+        eval_seconds += time.perf_counter() - t0
+    top1, top5 = _from_rank0(scores, world)
+    q = header.quant
+    result = TrainResult(output=cfg.output, seed=cfg.seed, epochs=end, top1=top1, top5=top5,
+                         label_bytes=cfg.labels.stat().st_size,
+                         label_scheme=f"{q.scheme} k={q.k} {q.values.id} x{header.prune.ratio:g}",
+                         train_seconds=train_seconds, eval_seconds=eval_seconds)
+    if rank == 0 and end == cfg.epochs:
+        (cfg.output / "result.json").write_text(result.model_dump_json(indent=2))
+    barrier(world)
+    return result
