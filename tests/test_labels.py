@@ -54,13 +54,13 @@ def test_replayed_batch_gives_the_stored_logits(digits_teacher: Path, tmp_path: 
                           values="f32", mix=mix, ratio=4, strategy="random"))
     teacher = load_teacher(digits_teacher)
     images = load_split("digits", "train")
-    hw = np.tile(np.array(images.images.shape[2:]), (len(images), 1))
+    hw = images.sizes()
     with LpqlReader(out) as r:
         assert r.header.augment.mix == mix
         for bid in r.batch_ids:
             rec = r.read(int(bid))
             plan = stored_plan(r, rec, hw)
-            x = render(plan, images.images, r.header)
+            x = render(plan, images, r.header)
             with torch.no_grad():
                 logits = teacher.model(teacher.normalize(x)).numpy()
             assert np.abs(logits - rec.values).max() <= 1e-4

@@ -69,7 +69,7 @@ SeedOpt = Annotated[int, typer.Option(min=0, help="Random seed.")]
 DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda, cuda:1, ...")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as one JSON document.")]
-TeacherOpt = Annotated[Path, typer.Option(exists=True, dir_okay=False, help="Teacher file from lpq squeeze.")]
+TeacherOpt = Annotated[str, typer.Option(help="Teacher file from lpq squeeze, or pretrained weights (torchvision:resnet18.IMAGENET1K_V1).")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run with the same settings.")]
 
 

@@ -19,9 +19,12 @@ def squeeze(
     data: DataOpt = "digits",
     root: RootOpt = None,
     download: DownloadOpt = False,
-    model: Annotated[str, typer.Option(help="Architecture: convnet, resnet18, resnet50, mobilenet_v2.")] = "convnet",
-    weights: Annotated[str | None, typer.Option(help="Trained weights (safetensors or weights-only .pt): skip training.")] = None,
-    epochs: Annotated[int, typer.Option(min=0, rich_help_panel=TRAIN, help="Training epochs.")] = 30,
+    model: Annotated[str | None, typer.Option(help="convnet, any torchvision classifier (resnet18, ...) or timm:NAME; default: the weights' architecture, else convnet.")] = None,
+    weights: Annotated[str | None, typer.Option(help="A weight file (safetensors or weights-only .pt), torchvision:resnet18.IMAGENET1K_V1, or timm:NAME.TAG.")] = None,
+    epochs: Annotated[int | None, typer.Option(min=0, rich_help_panel=TRAIN, help="Training epochs (default 30; 0 with --weights).")] = None,
+    image_size: Annotated[int | None, typer.Option(min=8, help="Input size S (default: native for images of <= 64 px, 224 for larger ones).")] = None,
+    workers: Annotated[int | None, typer.Option(min=0, help="Decoding workers for streamed images (default from the CPU count).")] = None,
+    skip_bad_images: Annotated[bool, typer.Option("--skip-bad-images", help="Skip and count unreadable image files instead of stopping.")] = False,
     batch_size: Annotated[int, typer.Option(min=1, rich_help_panel=TRAIN)] = 128,
     optimizer: Annotated[Optimizer, typer.Option(rich_help_panel=TRAIN, help="sgd or adamw.")] = Optimizer.sgd,
     lr: Annotated[float, typer.Option(rich_help_panel=TRAIN, help="Peak learning rate (one-cycle cosine).")] = 0.05,
@@ -36,12 +39,16 @@ def squeeze(
     Example:
 
         lpq squeeze --data digits --model convnet --epochs 30 -o teacher.lpqt
+
+    A pretrained ImageNet teacher (statistics pass and evaluation only, streamed):
+
+        lpq squeeze --data /data/imagenet --weights torchvision:resnet18.IMAGENET1K_V1 --epochs 0 -o teacher.lpqt
     """
     from lpq.squeeze import SqueezeConfig
     from lpq.squeeze import squeeze as run
 
     cfg = SqueezeConfig(data=data, root=root, download=download, model=model, weights=weights, epochs=epochs,
-                        batch_size=batch_size, optimizer=optimizer.value, lr=lr, weight_decay=weight_decay, seed=seed,
+                        image_size=image_size, workers=workers, skip_bad_images=skip_bad_images, batch_size=batch_size, optimizer=optimizer.value, lr=lr, weight_decay=weight_decay, seed=seed,
                         device=device, output=output)
     result = run(cfg, show=show_progress(quiet))
     if json_out:

@@ -51,6 +51,9 @@ class Augment(_Record):
     mix_alpha: float = Field(1.0, gt=0.0, description="Beta(alpha, alpha) for the mixing weight")
     mean: tuple[float, float, float] | None = Field(None, description="per-channel normalization the teacher saw")
     std: tuple[float, float, float] | None = None
+    eval_resize: Literal["none", "resize", "center-crop"] = Field(
+        "none", description="1.1: how real images are prepared for the teacher (and a student's evaluation)")
+    eval_crop_fraction: float = Field(0.875, gt=0.0, le=1.0, description="1.1: center-crop: S / resized shorter side")
 
     @model_validator(mode="after")
     def _ranges(self) -> Augment:

@@ -18,14 +18,16 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Literal
+from collections.abc import Callable, Iterable
+from typing import Literal, NamedTuple
 
 import numpy as np
 import torch
 from pydantic import BaseModel, Field
+from torch.utils.data import DataLoader, Dataset
 
 from lpq import __version__
-from lpq.data import ImageSet, load_split
+from lpq.data import ImageSource, default_workers, open_images
 from lpq.errors import LpqError
 from lpq.format import (
     Augment,
@@ -58,7 +60,7 @@ CALIB_SAVE_SECONDS = 10.0  # how often the resumable calibration sums are saved 
 
 class RelabelConfig(BaseModel):
     images: str = Field(description="image set: a folder (lpq synth output) or a --data name")
-    teacher: Path
+    teacher: Path | str = Field(description="a .lpqt file, or pretrained weights (torchvision:resnet18.IMAGENET1K_V1)")
     output: Path = Path("labels.lpql")
     epochs: int = Field(300, ge=1, description="METHOD.md: 300 on ImageNet-1K, 100 on Tiny-ImageNet")
     batch_size: int = Field(64, ge=1, le=65535)
@@ -77,6 +79,7 @@ class RelabelConfig(BaseModel):
     interpolation: Literal["bilinear", "bicubic", "nearest"] = "bilinear"
     mix: Literal["cutmix", "mixup", "none"] = "cutmix"
     mix_alpha: float = Field(1.0, gt=0)
+    workers: int | None = Field(None, ge=0, description="processes rendering batches (default from the CPU count)")
     resume: bool = False
     device: str = "auto"
 
@@ -105,7 +108,7 @@ def select_batches(total: int, ratio: float, strategy: str, seed: int) -> list[i
     return sorted(rng.choice(total, size=keep, replace=False).tolist())
 
 
-def build_header(cfg: RelabelConfig, teacher: Teacher, images: ImageSet) -> Header:
+def build_header(cfg: RelabelConfig, teacher: Teacher, images: ImageSource) -> Header:
     c = teacher.meta.num_classes
     if cfg.scheme == "none":
         k, indices = c, None
@@ -116,16 +119,19 @@ def build_header(cfg: RelabelConfig, teacher: Teacher, images: ImageSet) -> Head
         indices = IndexCodec(bits=index_bits(c))
     bpe = math.ceil(len(images) / cfg.batch_size)
     total = cfg.epochs * bpe
+    sizes = images.sizes()
+    height, width = (int(sizes[0, 0]), int(sizes[0, 1])) if (sizes == sizes[0]).all() else (0, 0)
+    m = teacher.meta
     return Header(
         tool=f"lpq {__version__}",
         num_classes=c,
         class_names=teacher.meta.class_names,
-        images=ImageSetHeader(fingerprint=images.fingerprint(), count=len(images),
-                              height=int(images.images.shape[2]), width=int(images.images.shape[3])),
+        images=ImageSetHeader(fingerprint=images.fingerprint(), count=len(images), height=height, width=width),
         teacher=TeacherHeader(architecture=teacher.meta.architecture, weights_sha256=teacher.meta.weights_sha256),
-        augment=Augment(input_size=cfg.input_size or teacher.meta.image_size, crop_scale=cfg.crop_scale,
+        augment=Augment(input_size=cfg.input_size or m.image_size, crop_scale=cfg.crop_scale,
                         crop_ratio=cfg.crop_ratio, interpolation=cfg.interpolation, flip_p=cfg.flip_p,
-                        mix=cfg.mix, mix_alpha=cfg.mix_alpha, mean=teacher.meta.mean, std=teacher.meta.std),
+                        mix=cfg.mix, mix_alpha=cfg.mix_alpha, mean=m.mean, std=m.std, eval_resize=m.resize,
+                        eval_crop_fraction=m.crop_fraction),
         relabel=Relabel(epochs=cfg.epochs, batch_size=cfg.batch_size, batches_per_epoch=bpe, seed=cfg.seed),
         prune=Prune(ratio=cfg.ratio, strategy="none" if cfg.ratio == 1 else cfg.strategy, seed=cfg.prune_seed,
                     kept=select_batches(total, cfg.ratio, cfg.strategy, cfg.prune_seed)),
@@ -135,34 +141,72 @@ def build_header(cfg: RelabelConfig, teacher: Teacher, images: ImageSet) -> Head
     )
 
 
-def check_compatible(teacher: Teacher, images: ImageSet) -> None:
+def check_compatible(teacher: Teacher, images: ImageSource) -> None:
     if teacher.meta.class_names != images.classes:
         raise LpqError("class-mismatch", f"the teacher's {teacher.meta.num_classes} classes differ from the images' "
-                       f"{images.num_classes} ({images.classes[:3]}... vs {teacher.meta.class_names[:3]}...)")
+                       f"{len(images.classes)} ({images.classes[:3]}... vs {teacher.meta.class_names[:3]}...)")
+
+
+class RenderedBatch(NamedTuple):
+    """A kept batch planned and rendered for the teacher (built in a DataLoader worker)."""
+
+    batch_id: int
+    inputs: torch.Tensor  # (B, 3, S, S) normalized for the teacher
+    aug_crc: int
+    mix_lambda: float
+    mix_box: tuple[int, int, int, int]
+    classes: torch.Tensor  # (B,) the class of each sample's own image
+
+
+class PlannedBatches(Dataset):
+    """Item i: batch ``ids[i]`` planned from the seed and rendered from the image source."""
+
+    def __init__(self, header: Header, images: ImageSource, ids: list[int]) -> None:
+        self.header, self.images, self.ids = header, images, ids
+        self.hw = images.sizes()
+        a = header.augment
+        self.mean = torch.tensor(a.mean or (0.5, 0.5, 0.5)).view(1, 3, 1, 1)
+        self.std = torch.tensor(a.std or (0.25, 0.25, 0.25)).view(1, 3, 1, 1)
+        self._order: tuple[int, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> RenderedBatch:
+        r = self.header.relabel
+        epoch, batch = divmod(self.ids[i], r.batches_per_epoch)
+        if self._order is None or self._order[0] != epoch:  # batches come mostly in epoch order
+            self._order = (epoch, epoch_order(r.seed, epoch, self.header.images.count))
+        plan = plan_batch(self.header, epoch, batch, self.hw, self._order[1])
+        x = (render(plan, self.images, self.header) - self.mean) / self.std
+        return RenderedBatch(self.ids[i], x, plan.augment.crc32(), plan.mix_lambda, plan.mix_box,
+                             self.images.labels[torch.from_numpy(plan.image_indices)])
 
 
 class Labeller:
-    """Labels planned batches with the teacher; shared by relabel's main loop and its calibration catch-up."""
+    """The teacher on rendered batches: logits, and the batch record with the header's quantized labels."""
 
-    def __init__(self, header: Header, teacher: Teacher, images: ImageSet, device: torch.device) -> None:
-        self.header, self.teacher, self.images, self.device = header, teacher, images, device
+    def __init__(self, header: Header, teacher: Teacher, device: torch.device) -> None:
+        self.header, self.device = header, device
         self.model = teacher.model.to(device).eval()
-        self.hw = np.tile(np.array(images.images.shape[2:]), (len(images), 1))
-        self._orders: dict[int, np.ndarray] = {}
 
     @torch.no_grad()
-    def logits(self, bid: int) -> tuple[np.ndarray, BatchRecord, np.ndarray]:
-        """(B, C) float32 logits of kept batch ``bid``, its record with quantized labels, and image classes."""
-        r, q = self.header.relabel, self.header.quant
-        epoch, batch = divmod(bid, r.batches_per_epoch)
-        if epoch not in self._orders:
-            self._orders = {epoch: epoch_order(r.seed, epoch, self.header.images.count)}
-        plan = plan_batch(self.header, epoch, batch, self.hw, self._orders[epoch])
-        x = self.teacher.normalize(render(plan, self.images.images, self.header)).to(self.device)
-        logits = self.model(x).float().cpu().numpy()
+    def __call__(self, item: RenderedBatch) -> tuple[np.ndarray, BatchRecord]:
+        """(B, C) float32 logits of the batch, and its record with quantized labels."""
+        q, r = self.header.quant, self.header.relabel
+        logits = self.model(item.inputs.to(self.device, non_blocking=True)).float().cpu().numpy()
         values, indices = quantize_logits(logits, q.scheme, q.k, q.ms_temperature or 1.0)
-        rec = BatchRecord(epoch, batch, plan.augment.crc32(), plan.mix_lambda, plan.mix_box, values, indices)
-        return logits, rec, self.images.labels[plan.image_indices].numpy()
+        epoch, batch = divmod(item.batch_id, r.batches_per_epoch)
+        return logits, BatchRecord(epoch, batch, item.aug_crc, item.mix_lambda, item.mix_box, values, indices)
+
+
+Render = Callable[[list[int]], Iterable[RenderedBatch]]
+
+
+def renderer(header: Header, images: ImageSource, workers: int, device: torch.device) -> Render:
+    """Batch ids -> their rendered batches, made in ``workers`` DataLoader processes (0: in this one)."""
+    return lambda ids: DataLoader(PlannedBatches(header, images, ids), batch_size=None, num_workers=workers,
+                                  pin_memory=device.type == "cuda", prefetch_factor=4 if workers else None)
 
 
 def _calib_path(partial: Path) -> Path:
@@ -175,7 +219,8 @@ def _save_calib(path: Path, stats: CalibrationStats, included: list[int]) -> Non
     os.replace(tmp, path)
 
 
-def label_part(header: Header, labeller: Labeller, kept: list[int], path: Path, resume: bool, show: bool) -> CalibrationStats:
+def label_part(header: Header, render_ids: Render, labeller: Labeller, kept: list[int], path: Path, resume: bool,
+               show: bool) -> CalibrationStats:
     """Label ``kept`` batches into ``path`` (resuming its partial file); returns the calibration sums of them."""
     q = header.quant
     temps = schedule_temperatures(TempSchedule())
@@ -192,19 +237,19 @@ def label_part(header: Header, labeller: Labeller, kept: list[int], path: Path, 
     done = set(writer.stored)
     try:
         # Batches stored before an interruption but after the last calibration save: stats only.
-        for bid in sorted(done.difference(included)):
-            logits, _, classes = labeller.logits(bid)
-            stats.add(logits, classes)
-            included.append(bid)
+        for item in render_ids(sorted(done.difference(included))):
+            logits, _ = labeller(item)
+            stats.add(logits, item.classes.numpy())
+            included.append(item.batch_id)
         todo = [b for b in kept if b not in done]
         last_save = time.monotonic()
         with progress(show) as bar:
             task = bar.add_task("relabel", total=len(kept), completed=len(kept) - len(todo), info="batches")
-            for bid in todo:
-                logits, rec, classes = labeller.logits(bid)
+            for item in render_ids(todo):
+                logits, rec = labeller(item)
                 writer.add(rec)
-                stats.add(logits, classes)
-                included.append(bid)
+                stats.add(logits, item.classes.numpy())
+                included.append(item.batch_id)
                 bar.update(task, advance=1)
                 if time.monotonic() - last_save > CALIB_SAVE_SECONDS:
                     _save_calib(calib, stats, included)
@@ -223,25 +268,26 @@ def relabel(cfg: RelabelConfig, show: bool = False) -> RelabelResult:
     if any(p.exists() for p in left) and not cfg.resume:
         raise LpqError("output-partial", f"an interrupted run left {next(p for p in left if p.exists())}",
                        "pass --resume to continue it, or delete it to start over")
-    teacher = load_teacher(cfg.teacher, need_stats=False)
     folder = Path(cfg.images.removeprefix("imagefolder:"))
     manifest = read_manifest(folder) if folder.is_dir() else None
     if manifest is not None and not manifest.complete:
         raise LpqError("synth-incomplete", f"{folder} is an unfinished lpq synth run", "finish it with lpq synth --resume")
-    images = load_split(cfg.images, "train")
+    images = open_images(cfg.images)
+    teacher = load_teacher(cfg.teacher, need_stats=False, classes=images.classes)
     check_compatible(teacher, images)
     header = build_header(cfg, teacher, images)
     rank, world = init_distributed()
     device = pick_device(cfg.device, rank)
-    labeller = Labeller(header, teacher, images, device)
+    render_ids = renderer(header, images, default_workers() if cfg.workers is None else cfg.workers, device)
+    labeller = Labeller(header, teacher, device)
     kept = header.prune.kept
     t0 = time.perf_counter()
     if world == 1:
-        stats = label_part(header, labeller, kept, out, cfg.resume, show)
+        stats = label_part(header, render_ids, labeller, kept, out, cfg.resume, show)
         parts = [partial_path(out)]
     else:
         part = out.with_name(f"{out.name}.rank{rank}")
-        label_part(header, labeller, kept[rank::world], part, cfg.resume, show and rank == 0)
+        label_part(header, render_ids, labeller, kept[rank::world], part, cfg.resume, show and rank == 0)
         barrier(world)
         parts = [partial_path(out.with_name(f"{out.name}.rank{r}")) for r in range(world)]
         stats = CalibrationStats(header.num_classes, schedule_temperatures(TempSchedule()), header.quant.k)

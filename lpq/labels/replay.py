@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lpq.data import ImageSource
 from lpq.format import BatchRecord, Header, LpqlReader
 from lpq.format.rng import CropSpec, SampleAugment, derive_key, epoch_order, mix_order, sample_augment
 
@@ -78,16 +79,19 @@ def stored_plan(reader: LpqlReader, rec: BatchRecord, image_hw: np.ndarray) -> B
     return BatchPlan(rec.epoch, rec.batch, idx, aug, rec.mix_lambda, rec.mix_box, partner)
 
 
-def render(plan: BatchPlan, images: torch.Tensor, header: Header) -> torch.Tensor:
-    """The augmented batch in [0, 1]: crop, resize to input_size, flip, then CutMix or MixUp. (B, 3, S, S)."""
+def render(plan: BatchPlan, images: ImageSource, header: Header) -> torch.Tensor:
+    """The augmented batch in [0, 1]: crop, resize to input_size, flip, then CutMix or MixUp. (B, 3, S, S).
+
+    Each sample's crop is cut from its source image at full resolution (any size), one image at a time.
+    """
     a = header.augment
     s = a.input_size
     mode = a.interpolation
     aug = plan.augment
-    out = torch.empty(plan.size, images.shape[1], s, s)
+    out = torch.empty(plan.size, 3, s, s)
     for i, src in enumerate(plan.image_indices.tolist()):
         top, left, h, w = int(aug.top[i]), int(aug.left[i]), int(aug.height[i]), int(aug.width[i])
-        crop = images[src, :, top : top + h, left : left + w].float().div_(255.0)[None]
+        crop = images.load(src)[:, top : top + h, left : left + w].float().div_(255.0)[None]
         resized = F.interpolate(crop, size=(s, s), mode=mode, antialias=mode != "nearest",
                                 **({} if mode == "nearest" else {"align_corners": False}))
         out[i] = resized[0].flip(-1) if aug.flip[i] else resized[0]

@@ -1,20 +1,19 @@
-"""Classifiers by name, for teachers and students.
+"""Classifiers by name, for teachers and students, and where their weights come from.
 
-``convnet`` is the dataset-distillation literature's ConvNet (3 x [conv 3x3, 128 channels, BatchNorm, ReLU,
-2x2 average pooling], then a linear layer): fast enough to be the CPU default. torchvision's resnet18,
-resnet50 and mobilenet_v2 get the small-image stem the authors use for inputs of 64 pixels or less (3x3
-stride-1 first convolution, no max-pool). Weights come from a local file (safetensors, or a PyTorch file
-read with ``weights_only=True``) or, for users online, by torchvision weight name (``torchvision:DEFAULT``).
+Names: ``convnet`` (the dataset-distillation literature's ConvNet: 3 x [conv 3x3, 128 channels, BatchNorm,
+ReLU, 2x2 average pooling], then a linear layer; fast enough to be the CPU default), every classification
+model torchvision lists (``resnet18``, ``resnet50``, ``mobilenet_v2``, ``efficientnet_b0``, ...), and
+``timm:NAME`` for timm's models (the optional extra ``lpq[timm]``). ResNet-style and MobileNet models get
+the small-image stem the authors use for inputs of 64 pixels or less (3x3 stride-1 first convolution, no
+max-pool). Weights: see `lpq.models.weights`.
 
-    from lpq.models import build_model, MODELS
+    from lpq.models import build_model
     net = build_model("resnet18", num_classes=10, image_size=32)
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-import pickle  # for its exception type only: nothing here unpickles
-from pathlib import Path
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
@@ -22,8 +21,8 @@ from torch import nn
 from lpq.errors import LpqError
 
 ModelFactory = Callable[[int, int], nn.Module]
-MODELS: dict[str, ModelFactory] = {}
-SMALL_INPUT = 64  # pixels: at or below this, torchvision models get the 3x3 stride-1 stem
+MODELS: dict[str, ModelFactory] = {}  # lpq's own models; torchvision's and timm's are found by name
+SMALL_INPUT = 64  # pixels: at or below this, ResNet-style and MobileNet models get the 3x3 stride-1 stem
 
 
 def register_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
@@ -40,7 +39,8 @@ class ConvNet(nn.Module):
         layers: list[nn.Module] = []
         channels, size = 3, image_size
         for _ in range(depth):
-            layers += [nn.Conv2d(channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(inplace=True), nn.AvgPool2d(2)]
+            layers += [nn.Conv2d(channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+                       nn.AvgPool2d(2)]
             channels, size = width, size // 2
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Linear(width * size * size, num_classes)
@@ -54,76 +54,76 @@ def convnet(num_classes: int, image_size: int) -> nn.Module:
     return ConvNet(num_classes, image_size)
 
 
-def _torchvision(name: str) -> ModelFactory:
-    def build(num_classes: int, image_size: int) -> nn.Module:
-        import torchvision
+def torchvision_models() -> list[str]:
+    """Every classification model torchvision lists (not detection, segmentation, video or quantized)."""
+    import torchvision
 
-        net = getattr(torchvision.models, name)(weights=None, num_classes=num_classes)
-        if image_size <= SMALL_INPUT:
-            if name.startswith("resnet"):
-                net.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
-                net.maxpool = nn.Identity()
-            else:  # mobilenet_v2: the first ConvBNReLU's stride
-                net.features[0][0].stride = (1, 1)
-        return net
-
-    return build
+    return sorted(torchvision.models.list_models(module=torchvision.models))
 
 
-for _name in ("resnet18", "resnet50", "mobilenet_v2"):
-    register_model(_name)(_torchvision(_name))
+def available_models() -> list[str]:
+    return sorted(MODELS) + torchvision_models()
+
+
+def small_stem(net: nn.Module) -> nn.Module:
+    """The authors' stem for small inputs: a 3x3 stride-1 first convolution and no max-pool."""
+    if isinstance(getattr(net, "conv1", None), nn.Conv2d) and hasattr(net, "maxpool"):  # ResNet, ResNeXt, Wide ResNet
+        net.conv1 = nn.Conv2d(3, net.conv1.out_channels, 3, 1, 1, bias=False)
+        net.maxpool = nn.Identity()
+    elif isinstance(getattr(net, "features", None), nn.Sequential):  # MobileNet v2/v3: the first conv's stride
+        first = next(m for m in net.features.modules() if isinstance(m, nn.Conv2d))
+        first.stride = (1, 1)
+    return net
+
+
+def check_model_name(name: str) -> None:
+    """Refuse an unknown architecture before any heavy work (building resnet152 just to check is slow)."""
+    if name in MODELS or (name.startswith("timm:") and import_timm().is_model(name.removeprefix("timm:"))):
+        return
+    if not name.startswith("timm:") and name in torchvision_models():
+        return
+    raise LpqError("unknown-model", f"no model named {name!r}",
+                   "choose convnet, a torchvision classification model (resnet18, mobilenet_v2, ...) or timm:NAME")
 
 
 def build_model(name: str, num_classes: int, image_size: int) -> nn.Module:
-    if name not in MODELS:
-        raise LpqError("unknown-model", f"no model named {name!r}", f"choose one of {', '.join(sorted(MODELS))}")
-    return MODELS[name](num_classes, image_size)
+    """A freshly initialized classifier for ``num_classes`` classes and square inputs of ``image_size``."""
+    check_model_name(name)
+    if name in MODELS:
+        return MODELS[name](num_classes, image_size)
+    if name.startswith("timm:"):
+        net = import_timm().create_model(name.removeprefix("timm:"), pretrained=False, num_classes=num_classes)
+    else:
+        import torchvision
+
+        net = torchvision.models.get_model(name, weights=None, num_classes=num_classes)
+    return small_stem(net) if image_size <= SMALL_INPUT else net
 
 
-def load_weights(net: nn.Module, source: str) -> None:
-    """Load a safetensors file, a weights_only PyTorch file, or ``torchvision:WEIGHTS`` into net (strict)."""
-    if source.startswith("torchvision:"):
-        raise LpqError("weights-online", "torchvision weights are ImageNet 1000-class weights and need a download",
-                       "save them with torchvision once online, then pass the file")
-    path = Path(source)
-    if not path.is_file():
-        raise LpqError("weights-not-found", f"weight file {path} does not exist")
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
+def import_timm():  # noqa: ANN201 - the timm module, optional
     try:
-        if path.suffix == ".safetensors":
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            state = state.get("state_dict", state) if isinstance(state, dict) else state
-    except (SafetensorError, RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as e:
-        # weights_only=True refuses anything but tensors and plain containers with UnpicklingError
-        raise LpqError("weights-unreadable", f"cannot read weights from {path}: {str(e).splitlines()[0]}") from None
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        first = str(e).splitlines()[1].strip() if "\n" in str(e) else str(e)
-        raise LpqError("weights-mismatch", f"{path} does not fit this model ({first})",
-                       "check --model and the class count") from None
+        import timm
+    except ImportError:
+        raise LpqError("timm-missing", "timm models need the timm package", "pip install 'lpq[timm]'") from None
+    return timm
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, mean: tuple[float, ...],
-             std: tuple[float, ...], device: torch.device, batch: int = 512) -> tuple[float, float]:
-    """Top-1 and top-5 accuracy (%) of a classifier on uint8 images (N, 3, H, W) normalized by mean/std."""
+def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+             device: torch.device) -> tuple[float, float]:
+    """Top-1 and top-5 accuracy (%) of a classifier over (normalized inputs, labels) batches."""
     model.eval()
-    m = torch.tensor(mean, device=device).view(1, 3, 1, 1)
-    s = torch.tensor(std, device=device).view(1, 3, 1, 1)
-    top1 = top5 = 0
-    for i in range(0, len(labels), batch):
-        x = (images[i : i + batch].to(device).float() / 255 - m) / s
-        y = labels[i : i + batch].to(device)
-        logits = model(x)
+    top1 = top5 = seen = 0
+    for x, y in batches:
+        logits = model(x.to(device, non_blocking=True))
+        y = y.to(device, non_blocking=True)
         pred = logits.topk(min(5, logits.shape[1]), dim=1).indices
         top1 += int((pred[:, 0] == y).sum())
         top5 += int((pred == y[:, None]).any(dim=1).sum())
-    return 100.0 * top1 / len(labels), 100.0 * top5 / len(labels)
+        seen += len(y)
+    if seen == 0:
+        raise LpqError("data-empty", "no images to evaluate on")
+    return 100.0 * top1 / seen, 100.0 * top5 / seen
 
 
 def bn_layers(net: nn.Module) -> dict[str, nn.modules.batchnorm._BatchNorm]:

@@ -4,14 +4,22 @@ The statistics pass runs the teacher in eval mode over the real training split o
 ordinary BatchNorm layers add each sample's per-channel sum and sum of squares into its class's
 accumulators (float64), so for any architecture with BatchNorm the recorded class-c mean and variance are
 exactly those of that layer's input over class c's images (variance biased, as BatchNorm normalizes).
+Small in-memory sets pass as they are; streamed large images pass through the training transform
+(RandomResizedCrop + flip), as the authors' forward pass over ImageNet does.
+
+Inputs: small sets keep their native size (or ``--image-size``, resized), large streamed images take
+torchvision's reference recipe at S = ``--image-size`` (224 by default), and pretrained weights bring their
+own preset. The teacher file records S, the resize rule and the normalization.
 
     lpq squeeze --data digits --model convnet --epochs 30 -o teacher.lpqt
+    lpq squeeze --data /data/imagenet --weights torchvision:resnet18.IMAGENET1K_V1 --epochs 0 -o teacher.lpqt
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Literal
 
@@ -20,25 +28,32 @@ import torch.nn.functional as F
 from pydantic import BaseModel, Field
 from torch import nn
 
-from lpq.data import ImageSet, load_split
+from lpq.data import ImageSet, ImageSource, InputSpec, batches, default_workers, open_split
+from lpq.data.loader import sample_stats
 from lpq.errors import LpqError
-from lpq.models import bn_layers, build_model, evaluate, load_weights
+from lpq.models import bn_layers, build_model, check_model_name, evaluate
+from lpq.models.weights import Weights, load_into, read_weights
 from lpq.progress import progress
 from lpq.runtime import pick_device
-from lpq.squeeze.teacher import ClassStats, Teacher, TeacherMeta, save_teacher, weights_sha256
+from lpq.squeeze.teacher import ClassStats, Teacher, TeacherMeta, pretrained_input, save_teacher, weights_sha256
+
+LARGE_SIZE = 224  # S for streamed (large) images when --image-size is not given: torchvision's reference
 
 
 class SqueezeConfig(BaseModel):
     data: str = "digits"
     root: Path | None = None
     download: bool = False
-    model: str = "convnet"
+    model: str | None = Field(None, description="default: the architecture the weights name, else convnet")
     weights: str | None = None
-    epochs: int = Field(30, ge=0)
+    epochs: int | None = Field(None, ge=0, description="default: 30 without --weights, 0 with them")
+    image_size: int | None = Field(None, ge=8, description="S; default: native for small sets, 224 for large")
     batch_size: int = Field(128, ge=1)
     optimizer: Literal["sgd", "adamw"] = "sgd"
     lr: float = Field(0.05, gt=0, description="SGD default; AdamW takes about 1e-3")
     weight_decay: float = Field(5e-4, ge=0)
+    workers: int | None = Field(None, ge=0, description="decoding workers for streamed data (default from CPUs)")
+    skip_bad_images: bool = False
     seed: int = 0
     device: str = "auto"
     output: Path = Path("teacher.lpqt")
@@ -49,11 +64,15 @@ class SqueezeResult(BaseModel):
     architecture: str
     classes: int
     train_images: int
+    image_size: int
+    resize: str
     test_top1: float
     test_top5: float
     train_seconds: float
     stats_seconds: float
+    stats_images_per_second: float
     bn_layers: int
+    bad_images_skipped: int
 
 
 def augment_batch(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -69,38 +88,54 @@ def augment_batch(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return out
 
 
-def fit(model: nn.Module, train: ImageSet, cfg: SqueezeConfig, device: torch.device, show: bool) -> None:
-    """Supervised training with crop/flip augmentation and cosine learning-rate decay."""
-    gen = torch.Generator().manual_seed(cfg.seed)
-    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
+EpochBatches = Callable[[int], Iterable[tuple[torch.Tensor, torch.Tensor]]]
+
+
+def training_batches(train: ImageSource, spec: InputSpec, cfg: SqueezeConfig, workers: int) -> EpochBatches:
+    """Epoch -> its augmented, normalized batches: batched crop + flip in memory, the training transform when
+    streamed."""
+    if isinstance(train, ImageSet) and spec.resize == "none":
+        gen = torch.Generator().manual_seed(cfg.seed)
+
+        def in_memory(_epoch: int) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+            order = torch.randperm(len(train), generator=gen)
+            for i in range(0, len(train), cfg.batch_size):
+                idx = order[i : i + cfg.batch_size]
+                yield spec.normalize(augment_batch(train.images[idx], gen)), train.labels[idx]
+
+        return in_memory
+    return lambda epoch: batches(train, spec, train=True, batch_size=cfg.batch_size, workers=workers, shuffle=True,
+                                 seed=cfg.seed * 1000 + epoch, skip_bad=cfg.skip_bad_images)
+
+
+def fit(model: nn.Module, epoch_batches: EpochBatches, steps_per_epoch: int, cfg: SqueezeConfig, epochs: int,
+        device: torch.device, show: bool) -> None:
+    """Supervised training with one-cycle cosine learning-rate decay."""
     if cfg.optimizer == "sgd":
-        opt: torch.optim.Optimizer = torch.optim.SGD(model.parameters(), cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
+        opt: torch.optim.Optimizer = torch.optim.SGD(model.parameters(), cfg.lr, momentum=0.9, nesterov=True,
+                                                     weight_decay=cfg.weight_decay)
     else:
         opt = torch.optim.AdamW(model.parameters(), cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.15)
-    mean = torch.tensor(train.mean, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(train.std, device=device).view(1, 3, 1, 1)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=epochs * steps_per_epoch, pct_start=0.15)
     with progress(show) as bar:
-        task = bar.add_task("train teacher", total=cfg.epochs * steps_per_epoch, info="")
-        for epoch in range(cfg.epochs):
+        task = bar.add_task("train teacher", total=epochs * steps_per_epoch, info="")
+        for epoch in range(epochs):
             model.train()
-            order = torch.randperm(len(train), generator=gen)
             seen = correct = 0
             loss_sum = 0.0
-            for i in range(steps_per_epoch):
-                idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
-                x = augment_batch(train.images[idx], gen).to(device).float() / 255
-                y = train.labels[idx].to(device)
-                logits = model((x - mean) / std)
+            for x, y in epoch_batches(epoch):
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                logits = model(x)
                 loss = F.cross_entropy(logits, y)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 sched.step()
-                seen += len(idx)
+                seen += len(y)
                 correct += int((logits.argmax(1) == y).sum())
-                loss_sum += loss.item() * len(idx)
-                bar.update(task, advance=1, info=f"epoch {epoch + 1} loss {loss_sum / seen:.3f} acc {100 * correct / seen:.1f}%")
+                loss_sum += loss.item() * len(y)
+                bar.update(task, advance=1,
+                           info=f"epoch {epoch + 1} loss {loss_sum / seen:.3f} acc {100 * correct / seen:.1f}%")
 
 
 class ClassStatsRecorder:
@@ -116,7 +151,7 @@ class ClassStatsRecorder:
         self.sums: dict[str, list[torch.Tensor]] = {}
         self._handles = [m.register_forward_pre_hook(self._hook(n)) for n, m in self.layers.items()]
 
-    def _hook(self, name: str):  # noqa: ANN202 - a hook closure
+    def _hook(self, name: str) -> Callable[[nn.Module, tuple[torch.Tensor, ...]], None]:
         def hook(_module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
             x = inputs[0]
             dims = tuple(range(2, x.dim()))
@@ -149,67 +184,109 @@ class ClassStatsRecorder:
 
 
 @torch.no_grad()
-def record_class_stats(model: nn.Module, data: ImageSet, mean: tuple, std: tuple, device: torch.device,
-                       batch: int = 256, show: bool = False) -> dict[str, ClassStats]:
+def record_class_stats(model: nn.Module, data: Iterable[tuple[torch.Tensor, torch.Tensor]], num_classes: int,
+                       device: torch.device, total: int = 0, show: bool = False) -> dict[str, ClassStats]:
+    """Per-class statistics of every BatchNorm input over (normalized inputs, labels) batches."""
     model.eval()
-    rec = ClassStatsRecorder(model, data.num_classes)
-    m = torch.tensor(mean, device=device).view(1, 3, 1, 1)
-    s = torch.tensor(std, device=device).view(1, 3, 1, 1)
+    rec = ClassStatsRecorder(model, num_classes)
     try:
         with progress(show) as bar:
-            task = bar.add_task("class BN statistics", total=len(data), info="")
-            for i in range(0, len(data), batch):
-                rec.labels = data.labels[i : i + batch].to(device)
-                model((data.images[i : i + batch].to(device).float() / 255 - m) / s)
-                bar.update(task, advance=len(rec.labels))
+            task = bar.add_task("class BN statistics", total=total or None, info="")
+            for x, y in data:
+                rec.labels = y.to(device)
+                model(x.to(device, non_blocking=True))
+                bar.update(task, advance=len(y))
     finally:
         rec.close()
     return rec.result()
 
 
+def input_spec(cfg: SqueezeConfig, train: ImageSource, weights: Weights | None, workers: int) -> InputSpec:
+    """How images become the teacher's input (see the module docstring)."""
+    if weights is not None and weights.input is not None:
+        return pretrained_input(weights)
+    if isinstance(train, ImageSet):
+        same = cfg.image_size in (None, train.image_size)
+        return InputSpec(size=train.image_size if same else cfg.image_size, resize="none" if same else "resize",
+                         mean=train.mean, std=train.std)
+    size = cfg.image_size or LARGE_SIZE
+    mean, std = sample_stats(train, size, workers=workers, seed=cfg.seed)
+    return InputSpec(size=size, resize="center-crop", mean=mean, std=std)
+
+
+def _resolve(cfg: SqueezeConfig) -> tuple[str, int, Weights | None]:
+    """Architecture, epochs and weights, checked before any data is read."""
+    weights = read_weights(cfg.weights, cfg.model) if cfg.weights else None
+    named = weights.architecture if weights else None
+    if cfg.model and named and cfg.model != named:
+        raise LpqError("weights-mismatch", f"--weights {cfg.weights} are for {named}, not --model {cfg.model}")
+    arch = cfg.model or named or "convnet"
+    check_model_name(arch)
+    epochs = cfg.epochs if cfg.epochs is not None else (0 if weights else 30)
+    if epochs == 0 and weights is None:
+        raise LpqError("squeeze-no-teacher", "--epochs 0 without --weights leaves an untrained teacher",
+                       "pass --weights, or train with --epochs N")
+    return arch, epochs, weights
+
+
 def squeeze(cfg: SqueezeConfig, show: bool = False) -> SqueezeResult:
+    arch, epochs, weights = _resolve(cfg)
     device = pick_device(cfg.device)
+    workers = default_workers() if cfg.workers is None else cfg.workers
     torch.manual_seed(cfg.seed)
-    train = load_split(cfg.data, "train", cfg.root, cfg.download)
-    test = load_split(cfg.data, "test", cfg.root, cfg.download)
+    train = open_split(cfg.data, "train", cfg.root, cfg.download, cfg.skip_bad_images)
+    test = open_split(cfg.data, "test", cfg.root, cfg.download, cfg.skip_bad_images)
     if test.classes != train.classes:
         raise LpqError("data-class-mismatch", "the test split's classes differ from the training split's")
-    empty = [c for c, n in zip(train.classes, torch.bincount(train.labels, minlength=train.num_classes).tolist()) if n == 0]
-    if empty:
-        raise LpqError("data-empty-class", f"training split has no images of class {empty[0]}")
-    model = build_model(cfg.model, train.num_classes, train.image_size)
+    counts = torch.bincount(train.labels, minlength=len(train.classes)).tolist()
+    if 0 in counts:
+        raise LpqError("data-empty-class", f"training split has no images of class {train.classes[counts.index(0)]}")
+    if weights is not None and weights.num_classes not in (None, len(train.classes)):
+        raise LpqError("weights-class-count", f"{weights.source} predicts {weights.num_classes} classes, "
+                       f"{cfg.data} has {len(train.classes)}", "use data with the classes the weights were trained on")
+    spec = input_spec(cfg, train, weights, workers)
+    train_spec = spec  # how training-split batches are made: an in-memory set resized once is then native
+    if isinstance(train, ImageSet) and spec.resize == "resize":
+        train, train_spec = resized(train, spec), spec.model_copy(update={"resize": "none"})
+    model = build_model(arch, len(train.classes), spec.size)
     if not bn_layers(model):
-        raise LpqError("model-no-batchnorm", f"{cfg.model} has no BatchNorm layers: class statistics are impossible")
-    if cfg.weights:
-        load_weights(model, cfg.weights)
-    elif cfg.epochs == 0:
-        raise LpqError("squeeze-no-teacher", "--epochs 0 without --weights leaves an untrained teacher")
+        raise LpqError("model-no-batchnorm", f"{arch} has no BatchNorm layers: class statistics are impossible")
+    if weights is not None:
+        load_into(model, weights)
     model.to(device)
     t0 = time.perf_counter()
-    if not cfg.weights:
-        fit(model, train, cfg, device, show)
+    if epochs:
+        fit(model, training_batches(train, train_spec, cfg, workers), -(-len(train) // cfg.batch_size), cfg, epochs,
+            device, show)
     train_s = time.perf_counter() - t0
-    top1, top5 = evaluate(model, test.images, test.labels, train.mean, train.std, device)
+    evaluation = batches(test, spec, batch_size=256, workers=workers, skip_bad=cfg.skip_bad_images,
+                         pin_memory=device.type == "cuda")
+    top1, top5 = evaluate(model, evaluation, device)
     t0 = time.perf_counter()
-    stats = record_class_stats(model, train, train.mean, train.std, device, show=show)
+    stats_data = batches(train, train_spec, train=not isinstance(train, ImageSet), batch_size=256, workers=workers,
+                         seed=cfg.seed, skip_bad=cfg.skip_bad_images, pin_memory=device.type == "cuda")
+    stats = record_class_stats(model, stats_data, len(train.classes), device, total=len(train), show=show)
     stats_s = time.perf_counter() - t0
     model.cpu().eval()
     meta = TeacherMeta(
-        architecture=cfg.model,
-        num_classes=train.num_classes,
-        class_names=train.classes,
-        image_size=train.image_size,
-        mean=train.mean,
-        std=train.std,
-        data=cfg.data,
-        data_fingerprint=train.fingerprint(),
-        test_top1=top1,
-        test_top5=top5,
-        bn_layers=list(stats),
-        weights_sha256=weights_sha256(model),
-        training={"epochs": 0 if cfg.weights else cfg.epochs, "optimizer": cfg.optimizer, "lr": cfg.lr,
-                  "batch_size": cfg.batch_size, "seed": cfg.seed, "weights": cfg.weights or ""},
+        architecture=arch, num_classes=len(train.classes), class_names=train.classes, image_size=spec.size,
+        mean=spec.mean, std=spec.std, resize=spec.resize, crop_fraction=spec.crop_fraction,
+        interpolation=spec.interpolation, data=cfg.data, data_fingerprint=train.fingerprint(), test_top1=top1,
+        test_top5=top5, bn_layers=list(stats), weights_sha256=weights_sha256(model),
+        training={"epochs": epochs, "optimizer": cfg.optimizer, "lr": cfg.lr, "batch_size": cfg.batch_size,
+                  "seed": cfg.seed, "weights": weights.source if weights else ""},
     )
     save_teacher(cfg.output, Teacher(meta, model, stats))
-    return SqueezeResult(output=cfg.output, architecture=cfg.model, classes=train.num_classes, train_images=len(train),
-                         test_top1=top1, test_top5=top5, train_seconds=train_s, stats_seconds=stats_s, bn_layers=len(stats))
+    skipped = {*getattr(train, "skipped", []), *getattr(test, "skipped", []), *evaluation.skipped,
+               *stats_data.skipped}
+    return SqueezeResult(output=cfg.output, architecture=arch, classes=len(train.classes), train_images=len(train),
+                         image_size=spec.size, resize=spec.resize, test_top1=top1, test_top5=top5,
+                         train_seconds=train_s, stats_seconds=stats_s, stats_images_per_second=len(train) / stats_s,
+                         bn_layers=len(stats), bad_images_skipped=len(skipped))
+
+
+def resized(data: ImageSet, spec: InputSpec) -> ImageSet:
+    """An in-memory set prepared once by the spec's geometry (the 'resize' rule), as evaluation prepares it."""
+    images = torch.stack([spec.fit(x) for x in data.images])
+    return ImageSet(data.name, images, data.labels, data.classes, data.mean, data.std, data.skipped)
+

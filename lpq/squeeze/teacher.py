@@ -1,8 +1,13 @@
-"""The `.lpqt` teacher file: a safetensors file (no pickle) holding weights, class statistics and metadata.
+"""Teachers: the `.lpqt` file `lpq squeeze` writes, or pretrained weights used directly (relabel needs no stats).
 
-Tensors: ``model.<name>`` (the state dict), ``stats.<bn layer>.mean`` and ``.var`` (classes, channels)
-float64 per-class statistics of each BatchNorm layer's input, ``stats.<bn layer>.count`` (classes,)
-float64 positions counted. Metadata key ``lpqt`` holds the `TeacherMeta` JSON.
+The `.lpqt` file is a safetensors file (no pickle): tensors ``model.<name>`` (the state dict),
+``stats.<bn layer>.mean`` and ``.var`` (classes, channels) float64 per-class statistics of each BatchNorm
+layer's input, ``stats.<bn layer>.count`` (classes,) float64 positions counted; metadata key ``lpqt``
+holds the `TeacherMeta` JSON, including how images are prepared for it (size, resize rule, normalization),
+which every later command takes from it.
+
+A teacher is named by a path to a `.lpqt` file, or by pretrained weights (``torchvision:resnet18.IMAGENET1K_V1``,
+``timm:resnet18.a1_in1k``) whose classes are then those of the images it labels.
 """
 
 from __future__ import annotations
@@ -17,8 +22,11 @@ import torch
 from pydantic import BaseModel, ValidationError
 from torch import nn
 
+from lpq.data import InputSpec
+from lpq.data.transforms import ResizeRule
 from lpq.errors import LpqError
-from lpq.models import build_model
+from lpq.models import bn_layers, build_model
+from lpq.models.weights import SOURCES, Weights, load_into, read_weights
 
 FORMAT = "lpqt/1"
 
@@ -31,6 +39,9 @@ class TeacherMeta(BaseModel):
     image_size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    resize: ResizeRule = "none"
+    crop_fraction: float = 0.875
+    interpolation: str = "bilinear"
     data: str
     data_fingerprint: str
     test_top1: float | None
@@ -38,6 +49,10 @@ class TeacherMeta(BaseModel):
     bn_layers: list[str]
     weights_sha256: str
     training: dict[str, float | int | str] = {}
+
+    def input_spec(self) -> InputSpec:
+        return InputSpec(size=self.image_size, resize=self.resize, crop_fraction=self.crop_fraction,
+                         interpolation=self.interpolation, mean=self.mean, std=self.std)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -70,14 +85,6 @@ def weights_sha256(model: nn.Module) -> str:
     return h.hexdigest()
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def save_teacher(path: Path, teacher: Teacher) -> Path:
     """Write atomically: a temporary name, then rename."""
     from safetensors.torch import save_file
@@ -93,16 +100,24 @@ def save_teacher(path: Path, teacher: Teacher) -> Path:
     return path
 
 
-def load_teacher(path: Path, need_stats: bool = True) -> Teacher:
-    from safetensors import SafetensorError, safe_open
+def is_pretrained(spec: str | Path) -> bool:
+    prefix, colon, _ = str(spec).partition(":")
+    return bool(colon) and prefix in SOURCES
 
-    path = Path(path)
+
+def load_teacher(spec: str | Path, need_stats: bool = True, classes: list[str] | None = None) -> Teacher:
+    """A teacher from a `.lpqt` file, or from pretrained weights (their classes are then ``classes``)."""
+    if is_pretrained(spec):
+        return pretrained_teacher(read_weights(str(spec)), classes, need_stats)
+    path = Path(spec)
     if not path.is_file():
         raise LpqError("teacher-not-found", f"teacher file {path} does not exist", "make one with lpq squeeze")
+    from safetensors import SafetensorError, safe_open
+
     try:
         with safe_open(str(path), framework="pt") as f:
             raw = (f.metadata() or {}).get("lpqt")
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open is no mapping
     except (SafetensorError, OSError) as e:
         raise LpqError("teacher-unreadable", f"{path} is not a teacher file ({e})") from None
     if raw is None:
@@ -124,3 +139,34 @@ def load_teacher(path: Path, need_stats: bool = True) -> Teacher:
         raise LpqError("teacher-no-stats", f"{path} has no per-class BatchNorm statistics",
                        "rerun lpq squeeze to record them")
     return Teacher(meta, model, stats)
+
+
+def pretrained_input(weights: Weights) -> InputSpec:
+    """The input preparation pretrained weights were made with (torchvision's or timm's own presets)."""
+    if weights.input is None:
+        raise LpqError("weights-no-preset", f"{weights.source} says nothing about its input size and normalization")
+    p = weights.input
+    return InputSpec(size=p.crop_size, resize="center-crop", crop_fraction=p.crop_size / p.resize_size,
+                     interpolation=p.interpolation if p.interpolation in ("bilinear", "bicubic") else "bilinear",
+                     mean=p.mean, std=p.std)
+
+
+def pretrained_teacher(weights: Weights, classes: list[str] | None, need_stats: bool) -> Teacher:
+    """Pretrained weights as a teacher without class statistics (enough for relabel, not for synth)."""
+    if need_stats:
+        raise LpqError("teacher-no-stats", f"{weights.source} has no per-class BatchNorm statistics",
+                       f"record them once: lpq squeeze --weights {weights.source} --epochs 0 --data ... -o teacher.lpqt")
+    if classes is None or weights.num_classes != len(classes):
+        raise LpqError("teacher-class-count", f"{weights.source} predicts {weights.num_classes} classes, the images "
+                       f"have {len(classes or [])}", "use images of the classes the weights were trained on")
+    spec = pretrained_input(weights)
+    arch = weights.architecture or ""
+    model = build_model(arch, len(classes), spec.size)
+    load_into(model, weights)
+    model.eval()
+    meta = TeacherMeta(architecture=arch, num_classes=len(classes), class_names=classes, image_size=spec.size,
+                       mean=spec.mean, std=spec.std, resize=spec.resize, crop_fraction=spec.crop_fraction,
+                       interpolation=spec.interpolation, data="", data_fingerprint="", test_top1=None, test_top5=None,
+                       bn_layers=list(bn_layers(model)), weights_sha256=weights_sha256(model),
+                       training={"weights": weights.source})
+    return Teacher(meta, model, {})

@@ -33,7 +33,7 @@ from pydantic import BaseModel, Field, model_validator
 from torch import nn
 
 from lpq import __version__
-from lpq.data import ImageSet
+from lpq.data import ImageSource, check_fits, open_split
 from lpq.errors import LpqError
 from lpq.models import bn_layers, penultimate
 from lpq.progress import progress
@@ -245,15 +245,11 @@ def real_choice(labels: torch.Tensor, classes: range, ipc: int, seed: int) -> di
     return chosen
 
 
-def _real_images(cfg: SynthConfig, teacher: Teacher) -> ImageSet:
-    from lpq.data import load_split
-
-    real = load_split(cfg.data or teacher.meta.data, "train", cfg.root)
+def _real_images(cfg: SynthConfig, teacher: Teacher) -> ImageSource:
+    real = open_split(cfg.data or teacher.meta.data, "train", cfg.root)
     if real.classes != teacher.meta.class_names:
         raise LpqError("class-mismatch", f"--data {cfg.data or teacher.meta.data} has other classes than the teacher")
-    if real.image_size != teacher.meta.image_size:
-        raise LpqError("synth-real-size", f"real images are {real.image_size} px, the teacher takes "
-                       f"{teacher.meta.image_size} px")
+    check_fits(real, teacher.meta.input_spec())
     return real
 
 
@@ -361,7 +357,8 @@ def synthesize(cfg: SynthConfig, show: bool = False) -> SynthManifest:
             init = None
             if real is not None:
                 ranks = _image_ranks(cfg, group, len(labels), stop - start)
-                init = real.images[[picks[c][j] for c, j in zip(labels, ranks)]]
+                fit = teacher.meta.input_spec().fit  # the teacher's evaluation geometry: S x S
+                init = torch.stack([fit(real.load(picks[c][j])) for c, j in zip(labels, ranks)])
             images, ce, bn = optimize_group(teacher, torch.tensor(labels), _targets(teacher, labels, cfg.batching), cfg,
                                             gen, device, init)
             _save_group(out, teacher, labels, images, group, cfg.batching)

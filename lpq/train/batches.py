@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from lpq.data import ImageSource
 from lpq.format import LpqlReader
 from lpq.labels.replay import render, stored_plan
 
@@ -50,7 +51,7 @@ class ReplayedBatch(NamedTuple):
 class StoredBatches(Dataset):
     """Item i is the i-th batch this rank trains on over ``epochs``, rebuilt from the label file."""
 
-    def __init__(self, labels: Path, images: torch.Tensor, seed: int, epochs: range, rank: int = 0, world: int = 1) -> None:
+    def __init__(self, labels: Path, images: ImageSource, seed: int, epochs: range, rank: int = 0, world: int = 1) -> None:
         self.labels = labels
         self.images = images
         with LpqlReader(labels) as r:
@@ -58,7 +59,7 @@ class StoredBatches(Dataset):
         h = self.header
         self.batch_ids = [b for e in epochs
                           for b in rank_share(epoch_draw(h.prune.kept, h.relabel.batches_per_epoch, seed, e), rank, world)]
-        self.hw = np.tile(np.array(images.shape[2:]), (len(images), 1))
+        self.hw = images.sizes()
         a = h.augment
         self.mean = torch.tensor(a.mean or (0.5, 0.5, 0.5)).view(1, 3, 1, 1)
         self.std = torch.tensor(a.std or (0.25, 0.25, 0.25)).view(1, 3, 1, 1)

@@ -34,7 +34,7 @@ from pydantic import BaseModel, Field, model_validator
 from torch import nn
 from torch.utils.data import DataLoader
 
-from lpq.data import ImageSet, load_split
+from lpq.data import ImageSource, InputSpec, batches as image_batches, check_fits, open_images, open_split
 from lpq.errors import LpqError
 from lpq.format import Header, LpqlReader, ScheduleKind, TempSchedule
 from lpq.labels.targets import dense_targets, hard_targets
@@ -284,18 +284,24 @@ def _check_run_folder(cfg: TrainConfig) -> None:
                        "pass --resume to continue it, or choose another -o")
 
 
-def _load_data(cfg: TrainConfig, header: Header) -> tuple[ImageSet, ImageSet]:
+def eval_spec(header: Header) -> InputSpec:
+    """How the teacher prepared real images (recorded in the label file): the student is evaluated the same way."""
+    a = header.augment
+    return InputSpec(size=a.input_size, resize=a.eval_resize, crop_fraction=a.eval_crop_fraction,
+                     interpolation="bicubic" if a.interpolation == "bicubic" else "bilinear",
+                     mean=a.mean or (0.5, 0.5, 0.5), std=a.std or (0.25, 0.25, 0.25))
+
+
+def _load_data(cfg: TrainConfig, header: Header) -> tuple[ImageSource, ImageSource]:
     """The distilled images (checked against the labels' fingerprint) and the real test split."""
-    images = load_split(cfg.images, "train")
+    images = open_images(cfg.images)
     if images.fingerprint() != header.images.fingerprint:
         raise LpqError("fingerprint-mismatch", f"{cfg.labels} was made for other images than {cfg.images}",
                        "pass the image set the labels were relabelled from")
-    evalset = load_split(cfg.eval_data, "test", cfg.eval_root)
+    evalset = open_split(cfg.eval_data, "test", cfg.eval_root)
     if evalset.classes != header.class_names:
         raise LpqError("class-mismatch", f"--eval-data {cfg.eval_data} has other classes than the labels")
-    if evalset.image_size != header.augment.input_size:
-        raise LpqError("eval-size-mismatch", f"--eval-data images are {evalset.image_size} px, the labels' inputs "
-                       f"{header.augment.input_size} px", "evaluate on data of the resolution the teacher was trained on")
+    check_fits(evalset, eval_spec(header))
     return images, evalset
 
 
@@ -344,10 +350,10 @@ def train(cfg: TrainConfig, show: bool = False) -> TrainResult:
         _trim_metrics(metrics_path, start)
     train_seconds, eval_seconds, last_eval = _so_far(metrics_path) if rank == 0 else (0.0, 0.0, None)
     end = cfg.epochs if cfg.stop_after is None else min(cfg.epochs, start + cfg.stop_after)
-    data = StoredBatches(cfg.labels, images.images, cfg.seed, range(start, end), rank, world)
+    data = StoredBatches(cfg.labels, images, cfg.seed, range(start, end), rank, world)
     loader = DataLoader(data, batch_size=None, shuffle=False, num_workers=cfg.workers,
                         prefetch_factor=4 if cfg.workers else None)
-    norm = (tuple(data.mean.flatten().tolist()), tuple(data.std.flatten().tolist()))
+    evaluation = image_batches(evalset, eval_spec(header), batch_size=512, workers=cfg.workers)
     grid = torch.linspace(0.01, 1.0, 100)
     temperatures = cfg.schedule()
     evaluate_after = eval_epochs(cfg.epochs, cfg.evals)
@@ -374,7 +380,7 @@ def train(cfg: TrainConfig, show: bool = False) -> TrainResult:
                 continue
             if epoch + 1 in evaluate_after:
                 t0 = time.perf_counter()
-                top1, top5 = evaluate(student.model, evalset.images, evalset.labels, *norm, device)
+                top1, top5 = evaluate(student.model, evaluation, device)
                 spent = time.perf_counter() - t0
                 eval_seconds += spent
                 metrics = last_eval = metrics.model_copy(update={"top1": top1, "top5": top5, "eval_seconds": spent})
@@ -386,7 +392,7 @@ def train(cfg: TrainConfig, show: bool = False) -> TrainResult:
         scores = (last_eval.top1 or 0.0, last_eval.top5 or 0.0)
     elif rank == 0:  # a session stopped between evaluations
         t0 = time.perf_counter()
-        scores = evaluate(student.model, evalset.images, evalset.labels, *norm, device)
+        scores = evaluate(student.model, evaluation, device)
         eval_seconds += time.perf_counter() - t0
     top1, top5 = _from_rank0(scores, world)
     q = header.quant

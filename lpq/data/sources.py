@@ -1,0 +1,274 @@
+"""Image sources: N labelled images that can be listed, sized and decoded one at a time.
+
+Three implementations of one protocol (`ImageSource`):
+
+- `ImageSet`: uint8 pixels of one size in memory (digits, CIFAR, small folders): fastest for small sets.
+- `ImageFiles`: files decoded when used (any size, any PIL mode), for real data of any size; decoding
+  happens in DataLoader workers, so memory does not grow with the number of images.
+- `CachedImages`: a folder's decoded pixels in one uint8 cache file (``.lpq-cache/`` in the folder, made
+  once, rebuilt when a file changes), read image by image with ``pread``: distilled sets of any size are
+  replayed without decoding, and their pages stay in the OS cache rather than in the process.
+
+Fingerprints identify image sets. A content fingerprint is sha256 over the set's shape (``str((N, 3, H,
+W))``, or ``(N, 3, 0, 0)`` when sizes differ), the labels (int64 little-endian), then every image's pixels
+(uint8, C x H x W; each preceded by its height and width as two uint32 when sizes differ): the same digest
+whichever source holds the images. A manifest fingerprint (``manifest:`` + sha256 over each file's relative
+path, byte size and label) identifies a large real set without decoding it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import struct
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+from lpq.data.layout import FileList
+from lpq.errors import LpqError
+
+CACHE_DIR = ".lpq-cache"
+CACHE_FORMAT = "lpq-image-cache/1"
+DECODE_CHUNK = 256  # files decoded together while a cache is built: bounded memory
+
+
+@runtime_checkable
+class ImageSource(Protocol):
+    name: str
+    classes: list[str]
+    labels: torch.Tensor  # (N,) int64
+
+    def __len__(self) -> int: ...
+    def sizes(self) -> np.ndarray: ...  # (N, 2) int64 heights and widths
+    def load(self, index: int) -> torch.Tensor: ...  # (3, H, W) uint8
+    def fingerprint(self) -> str: ...
+
+
+class BadImage(LpqError):
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__("data-bad-image", f"cannot read image {path} ({reason})",
+                         "remove or replace the file, or pass --skip-bad-images")
+        self.path = path
+
+
+def decode(path: Path) -> torch.Tensor:
+    """A file as RGB uint8 (3, H, W): grayscale, palette, CMYK and alpha images become RGB."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            rgb = np.asarray(im.convert("RGB"))
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
+        raise BadImage(path, str(e).splitlines()[0] if str(e) else type(e).__name__) from None
+    return torch.from_numpy(rgb.transpose(2, 0, 1).copy())
+
+
+class ContentDigest:
+    """The content fingerprint, fed image by image (see the module docstring)."""
+
+    def __init__(self, sizes: np.ndarray, labels: np.ndarray) -> None:
+        self.uniform = bool(len(sizes)) and bool((sizes == sizes[0]).all())
+        h, w = (int(sizes[0][0]), int(sizes[0][1])) if self.uniform else (0, 0)
+        self._h = hashlib.sha256(str((len(sizes), 3, h, w)).encode())
+        self._h.update(labels.astype("<i8").tobytes())
+
+    def add(self, pixels: torch.Tensor) -> None:
+        if not self.uniform:
+            self._h.update(struct.pack("<II", pixels.shape[1], pixels.shape[2]))
+        self._h.update(pixels.contiguous().numpy().tobytes())
+
+    def hexdigest(self) -> str:
+        return self._h.hexdigest()
+
+
+@dataclass
+class ImageSet:
+    """A labelled image set in memory: uint8 pixels (N, 3, H, W), int64 labels (N,), class names, and the
+    per-channel statistics of the split (what a teacher trained on it normalizes with)."""
+
+    name: str
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: list[str]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    skipped: list[str] = field(default_factory=list)  # unreadable files left out (--skip-bad-images)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def image_size(self) -> int:
+        return int(self.images.shape[-1])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def sizes(self) -> np.ndarray:
+        return np.tile(np.array(self.images.shape[2:], np.int64), (len(self), 1))
+
+    def load(self, index: int) -> torch.Tensor:
+        return self.images[index]
+
+    def fingerprint(self) -> str:
+        digest = ContentDigest(self.sizes(), self.labels.numpy())
+        digest.add(self.images)  # (N, 3, H, W) C-order: the images' pixels one after another
+        return digest.hexdigest()
+
+
+@dataclass
+class ImageFiles:
+    """Image files decoded when loaded; for real data of any size (``fingerprint`` is a manifest)."""
+
+    name: str
+    files: FileList
+    classes: list[str] = field(init=False)
+    labels: torch.Tensor = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.classes = self.files.classes
+        self.labels = torch.from_numpy(self.files.labels)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def sizes(self) -> np.ndarray:
+        from PIL import Image
+
+        out = np.empty((len(self), 2), np.int64)
+        for i, f in enumerate(self.files.files):
+            try:
+                with Image.open(f) as im:
+                    out[i] = im.height, im.width
+            except OSError as e:
+                raise BadImage(f, str(e)) from None
+        return out
+
+    def load(self, index: int) -> torch.Tensor:
+        return decode(self.files.files[index])
+
+    def fingerprint(self) -> str:
+        return "manifest:" + manifest_digest(self.files)
+
+
+def manifest_digest(files: FileList, with_mtime: bool = False) -> str:
+    """sha256 over relative path, byte size (and modification time) and label of every file."""
+    h = hashlib.sha256()
+    for f, label in zip(files.files, files.labels.tolist()):
+        st = f.stat()
+        h.update(f"{f.relative_to(files.root).as_posix()}\t{st.st_size}\t{label}".encode())
+        if with_mtime:
+            h.update(f"\t{st.st_mtime_ns}".encode())
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+class CachedImages:
+    """A folder's images as one uint8 cache file of decoded pixels, read with ``pread`` (see the docstring)."""
+
+    def __init__(self, name: str, files: FileList, cache: Path) -> None:
+        self.name = name
+        self.classes = files.classes
+        self.labels = torch.from_numpy(files.labels)
+        self.cache = cache
+        meta = json.loads((cache / "meta.json").read_text())
+        self._fingerprint = str(meta["fingerprint"])
+        self._sizes = np.load(cache / "sizes.npy", allow_pickle=False)
+        self._offsets = np.load(cache / "offsets.npy", allow_pickle=False)
+        self._fd: int | None = None
+        self._pid = -1
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def sizes(self) -> np.ndarray:
+        return self._sizes
+
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    def load(self, index: int) -> torch.Tensor:
+        if self._fd is None or self._pid != os.getpid():  # one descriptor per DataLoader worker process
+            self._fd = os.open(self.cache / "pixels.u8", os.O_RDONLY)
+            self._pid = os.getpid()
+        h, w = (int(v) for v in self._sizes[index])
+        raw = os.pread(self._fd, 3 * h * w, int(self._offsets[index]))
+        return torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(3, h, w)
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_fd"] = None
+        return state
+
+    def __del__(self) -> None:
+        if self._fd is not None and self._pid == os.getpid():
+            os.close(self._fd)
+
+
+def cache_location(folder: Path) -> Path:
+    """``FOLDER/.lpq-cache``, or a per-folder directory under ~/.cache/lpq when FOLDER is read-only."""
+    if os.access(folder, os.W_OK):
+        return folder / CACHE_DIR
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lpq" / "images"
+    return base / hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:24]
+
+
+def open_cached(name: str, files: FileList, folder: Path) -> CachedImages:
+    """The folder's pixel cache, made (once, under a lock shared by concurrent processes) if missing or stale."""
+    cache = cache_location(folder)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    key = manifest_digest(files, with_mtime=True)
+    with open(cache.parent / f"{cache.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _cache_current(cache, key):
+            _build_cache(cache, files, key)
+    return CachedImages(name, files, cache)
+
+
+def _cache_current(cache: Path, key: str) -> bool:
+    try:
+        meta = json.loads((cache / "meta.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return meta.get("format") == CACHE_FORMAT and meta.get("manifest") == key
+
+
+def _build_cache(cache: Path, files: FileList, key: str) -> None:
+    """Decode every file once into pixels.u8, computing the content fingerprint on the way; rename when done."""
+    tmp = cache.with_name(cache.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    sizes = ImageFiles(str(files.root), files).sizes()  # from the headers: the digest needs them first
+    offsets = np.concatenate([[0], np.cumsum(3 * sizes[:, 0] * sizes[:, 1])[:-1]]).astype(np.int64)
+    digest = ContentDigest(sizes, files.labels)
+    with open(tmp / "pixels.u8", "wb") as out, ThreadPoolExecutor(4) as pool:
+        for start in range(0, len(files), DECODE_CHUNK):
+            chunk = files.files[start : start + DECODE_CHUNK]
+            for path, size, x in zip(chunk, sizes[start : start + DECODE_CHUNK].tolist(), pool.map(decode, chunk)):
+                if list(x.shape[1:]) != size:
+                    raise BadImage(path, "the decoded size differs from the size in its header")
+                digest.add(x)
+                out.write(x.numpy().tobytes())
+    np.save(tmp / "sizes.npy", sizes)
+    np.save(tmp / "offsets.npy", offsets)
+    (tmp / "meta.json").write_text(json.dumps({"format": CACHE_FORMAT, "manifest": key, "count": len(files),
+                                               "fingerprint": digest.hexdigest()}))
+    shutil.rmtree(cache, ignore_errors=True)
+    os.replace(tmp, cache)
