@@ -90,7 +90,8 @@ def cells(d: Dataset) -> list[Cell]:
 
 def lpq(*args: str | Path) -> dict:
     """Run one `lpq` command with --json; its result document."""
-    cmd = [*LPQ, *map(str, args), "--json", "-q"]
+    quiet = ["-q"] if args[0] not in ("prune", "quantize", "inspect") else []  # those draw no progress bars
+    cmd = [*LPQ, *map(str, args), "--json", *quiet]
     print("$", " ".join(cmd[2:]), flush=True)
     run = subprocess.run(cmd, capture_output=True, text=True)
     if run.returncode != 0:

@@ -15,8 +15,8 @@ from pydantic import BaseModel, Field
 
 from lpq.errors import LpqError
 from lpq.format.summary import summarize
-from lpq.labels.prune import prune_file
-from lpq.labels.quantize import quantize_file
+from lpq.labels.prune import PruneConfig, prune_file
+from lpq.labels.quantize import QuantizeConfig, quantize_file
 from lpq.labels.relabel import RelabelConfig, relabel
 from lpq.squeeze import SqueezeConfig, squeeze
 from lpq.synth import SynthConfig, synthesize
@@ -79,8 +79,9 @@ def run_demo(cfg: DemoConfig, show: bool = False) -> DemoResult:
     images = str(paths["images"])
     relabel(RelabelConfig(images=images, teacher=paths["teacher"], output=paths["labels_full"], epochs=cfg.label_epochs,
                           batch_size=cfg.batch_size, seed=cfg.seed), show=show)
-    prune_file(paths["labels_full"], cfg.ratio, paths["labels_pruned"], seed=cfg.seed)
-    quantize_file(paths["labels_pruned"], paths["labels_compressed"], "mr", cfg.top_k, cfg.values)
+    prune_file(PruneConfig(labels=paths["labels_full"], ratio=cfg.ratio, output=paths["labels_pruned"], seed=cfg.seed))
+    quantize_file(QuantizeConfig(labels=paths["labels_pruned"], output=paths["labels_compressed"], scheme="mr",
+                                 top_k=cfg.top_k, values=cfg.values))
     paths["labels_pruned"].unlink()  # an intermediate: the compressed file is what the demo compares
     del paths["labels_pruned"]
     rows = []

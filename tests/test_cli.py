@@ -81,3 +81,64 @@ def test_demo_runs_the_whole_pipeline_on_a_tiny_budget(tmp_path: Path) -> None:
                                                        "run-full", "syn", "teacher.lpqt"]
     again = runner.invoke(app, ["demo", "-o", str(out)])
     assert again.exit_code == 2 and "output-exists" in again.stderr
+
+
+def config_models() -> dict[str, type]:
+    from lpq.labels.prune import PruneConfig
+    from lpq.labels.quantize import QuantizeConfig
+    from lpq.labels.relabel import RelabelConfig
+    from lpq.pipeline import DemoConfig
+    from lpq.squeeze import SqueezeConfig
+    from lpq.synth import SynthConfig
+    from lpq.train import TrainConfig
+
+    return {"squeeze": SqueezeConfig, "synth": SynthConfig, "relabel": RelabelConfig, "prune": PruneConfig,
+            "quantize": QuantizeConfig, "train": TrainConfig, "demo": DemoConfig}
+
+
+@pytest.mark.parametrize("name", sorted(config_models()))
+def test_cli_options_are_config_fields_with_the_same_defaults(name: str) -> None:
+    """One source of truth: each option of a command is a field of its config model, defaulting alike."""
+    from lpq.cli.common import CLI_ONLY
+
+    model = config_models()[name]
+    for p in get_command(app).commands[name].params:  # type: ignore[attr-defined]
+        if p.name in CLI_ONLY:
+            continue
+        assert p.name in model.model_fields, f"lpq {name} --{p.name} is not a field of {model.__name__}"
+        field = model.model_fields[p.name]
+        default = getattr(p.default, "value", p.default)
+        if field.is_required():
+            assert p.default is None or p.required, f"--{p.name}"
+        else:
+            assert default == (list(field.default) if isinstance(default, list) else field.default), f"--{p.name}"
+
+
+def test_config_file_fills_options_and_the_command_line_wins(label_file: Path, tmp_path: Path) -> None:
+    conf = tmp_path / "q.toml"
+    conf.write_text('top-k = 2\nvalues = "f16"\n')
+    result = runner.invoke(app, ["quantize", str(label_file), "--config", str(conf), "--values", "i4",
+                                 "-o", str(tmp_path / "q.lpql"), "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert (doc["k"], doc["values"]) == (2, "i4")
+    conf.write_text("top_k = 2\ncolour = 3\n")
+    result = runner.invoke(app, ["quantize", str(label_file), "--config", str(conf), "-o", str(tmp_path / "r.lpql")])
+    assert result.exit_code == 2 and "config-unknown-key" in result.stderr and "colour" in result.stderr
+    conf.write_text("top_k = [oops\n")
+    result = runner.invoke(app, ["quantize", str(label_file), "--config", str(conf), "-o", str(tmp_path / "r.lpql")])
+    assert result.exit_code == 2 and "config-unreadable" in result.stderr
+
+
+def test_a_runs_config_json_repeats_the_run(digits_teacher: Path, tmp_path: Path) -> None:
+    labels = tmp_path / "l.lpql"
+    assert runner.invoke(app, ["relabel", "digits", "--teacher", str(digits_teacher), "--epochs", "3", "--top-k", "3",
+                               "-o", str(labels), "-q"]).exit_code == 0
+    first = runner.invoke(app, ["train", "digits", str(labels), "--epochs", "2", "--evals", "1", "--lr", "0.002",
+                                "-o", str(tmp_path / "a"), "--json", "-q"])
+    again = runner.invoke(app, ["train", "--config", str(tmp_path / "a" / "config.json"), "-o", str(tmp_path / "b"),
+                                "--json", "-q"])
+    assert first.exit_code == 0 and again.exit_code == 0, again.output
+    saved = [json.loads((tmp_path / run / "config.json").read_text()) for run in ("a", "b")]
+    assert saved[0].pop("output") != saved[1].pop("output") and saved[0] == saved[1] and saved[0]["lr"] == 0.002
+    assert json.loads(again.stdout)["top1"] == json.loads(first.stdout)["top1"]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 import torch
 from typer.testing import CliRunner
 
@@ -19,13 +20,21 @@ from lpq.cli.app import app
 from lpq.data import load_split
 from lpq.errors import LpqError
 from lpq.format import LpqlReader, partial_path
-from lpq.labels.prune import prune_file
-from lpq.labels.quantize import quantize_file
+from lpq.labels.prune import PruneConfig, PruneResult, prune_file
+from lpq.labels.quantize import QuantizeConfig, QuantizeResult, quantize_file
 from lpq.labels.relabel import RelabelConfig, relabel
 from lpq.labels.replay import render, stored_plan
 from lpq.squeeze import load_teacher
 
 runner = CliRunner()
+
+
+def prune(src: Path, ratio: float, out: Path, **kw: object) -> PruneResult:
+    return prune_file(PruneConfig(labels=src, ratio=ratio, output=out, **kw))
+
+
+def quantize(src: Path, out: Path, scheme: str, k: int | None, values: str) -> QuantizeResult:
+    return quantize_file(QuantizeConfig(labels=src, output=out, scheme=scheme, top_k=k, values=values))
 
 
 def decoded(path: Path) -> list[tuple[int, np.ndarray, np.ndarray | None]]:
@@ -83,8 +92,8 @@ def test_relabel_with_ratio_and_topk_equals_prune_then_quantize(digits_teacher: 
     direct = tmp_path / "direct.lpql"
     relabel(RelabelConfig(images="digits", teacher=digits_teacher, output=direct, epochs=4, batch_size=64,
                           ratio=4, strategy="first", scheme="mr", top_k=3, values="f32"))
-    pruned = prune_file(full_labels, 4, tmp_path / "p.lpql", strategy="first").output
-    staged = quantize_file(pruned, tmp_path / "q.lpql", "mr", 3, "f32").output
+    pruned = prune(full_labels, 4, tmp_path / "p.lpql", strategy="first").output
+    staged = quantize(pruned, tmp_path / "q.lpql", "mr", 3, "f32").output
     assert_same_labels(direct, staged)
     with LpqlReader(direct) as r:
         assert r.header.prune.kept == list(range(23))
@@ -92,8 +101,8 @@ def test_relabel_with_ratio_and_topk_equals_prune_then_quantize(digits_teacher: 
 
 def test_prune_composes_and_copies_chunks(full_labels: Path, tmp_path: Path) -> None:
     before = full_labels.read_bytes()
-    a = prune_file(full_labels, 4, tmp_path / "a.lpql", seed=1)
-    b = prune_file(a.output, 2, tmp_path / "b.lpql", seed=2)
+    a = prune(full_labels, 4, tmp_path / "a.lpql", seed=1)
+    b = prune(a.output, 2, tmp_path / "b.lpql", seed=2)
     direct = round(92 / 8)
     assert (a.batches_after, b.batches_after, b.ratio) == (23, direct, 8.0)
     with LpqlReader(b.output) as rb, LpqlReader(full_labels) as rf:
@@ -103,16 +112,17 @@ def test_prune_composes_and_copies_chunks(full_labels: Path, tmp_path: Path) -> 
     assert full_labels.read_bytes() == before
 
 
-@pytest.mark.parametrize("ratio,ref", [(0.5, "bad-ratio"), (500, "bad-ratio")])
-def test_prune_refuses_bad_ratios(full_labels: Path, tmp_path: Path, ratio: float, ref: str) -> None:
+def test_prune_refuses_bad_ratios(full_labels: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="greater than or equal to 1"):
+        PruneConfig(labels=full_labels, ratio=0.5, output=tmp_path / "x.lpql")
     with pytest.raises(LpqError) as e:
-        prune_file(full_labels, ratio, tmp_path / "x.lpql")
-    assert e.value.ref == ref and not (tmp_path / "x.lpql").exists()
+        prune(full_labels, 500, tmp_path / "x.lpql")
+    assert e.value.ref == "bad-ratio" and not (tmp_path / "x.lpql").exists()
 
 
 def test_quantize_down_works_and_up_is_refused(full_labels: Path, tmp_path: Path) -> None:
-    mr5 = quantize_file(full_labels, tmp_path / "mr5.lpql", "mr", 5, "f32").output
-    mr2 = quantize_file(mr5, tmp_path / "mr2.lpql", "mr", 2, "i8").output
+    mr5 = quantize(full_labels, tmp_path / "mr5.lpql", "mr", 5, "f32").output
+    mr2 = quantize(mr5, tmp_path / "mr2.lpql", "mr", 2, "i8").output
     with LpqlReader(full_labels) as rf, LpqlReader(mr2) as r2:
         full = rf.read(0).values
         rec = r2.read(0)
@@ -121,10 +131,12 @@ def test_quantize_down_works_and_up_is_refused(full_labels: Path, tmp_path: Path
         top = np.take_along_axis(full, order, axis=1)
         assert np.allclose(rec.values, top - top[:, :1], atol=0.05)
     for args, ref in [((mr5, "mr", 8, "f16"), "quantize-lost"), ((mr5, "ms", 2, "f16"), "quantize-lost"),
-                      ((full_labels, "mr", 11, "f16"), "bad-top-k"), ((full_labels, "mr", 0, "f16"), "bad-top-k")]:
+                      ((full_labels, "mr", 11, "f16"), "bad-top-k")]:
         with pytest.raises(LpqError) as e:
-            quantize_file(args[0], tmp_path / "bad.lpql", *args[1:])
+            quantize(args[0], tmp_path / "bad.lpql", *args[1:])
         assert e.value.ref == ref
+    with pytest.raises(ValidationError):
+        QuantizeConfig(labels=full_labels, output=tmp_path / "bad.lpql", top_k=0)
 
 
 def test_cli_refuses_output_equal_to_input_and_leaves_it(full_labels: Path) -> None:

@@ -70,9 +70,9 @@ def test_interrupted_run_resumes_to_identical_files(synthesized: Path, digits_te
 def test_other_runs_output_and_bad_ranges_are_refused(synthesized: Path, digits_teacher: Path, tmp_path: Path) -> None:
     cases = [
         (["--ipc", "3", "--iterations", "50", "--lr", "0.25", "-o", str(synthesized), "--resume"], "synth-foreign-output"),
-        (["--ipc", "0", "-o", str(tmp_path / "a")], "bad-ipc"),
+        (["--ipc", "0", "-o", str(tmp_path / "a")], "bad-option: ipc"),
         (["--classes", "8:12", "-o", str(tmp_path / "b")], "bad-class-range"),
-        (["--classes", "x", "-o", str(tmp_path / "c")], "bad-class-range"),
+        (["--classes", "x", "-o", str(tmp_path / "c")], "bad-option: classes"),
     ]
     for args, ref in cases:
         result = runner.invoke(app, ["synth", "--teacher", str(digits_teacher), "-q", *args])

@@ -33,10 +33,12 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def root(
+    ctx: typer.Context,
     traceback: Annotated[bool, typer.Option("--traceback", help="Show full tracebacks (for bug reports).")] = False,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
 ) -> None:
     """lpq: make dataset distillation's soft labels small (pruning + top-k quantization) and train on them."""
+    ctx.obj = {"traceback": traceback}
 
 
 app.command()(squeeze)

@@ -6,19 +6,21 @@ import functools
 import json
 import os
 import sys
+import tomllib
 from collections.abc import Callable
-from enum import IntEnum
+from enum import Enum, IntEnum
+from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import typer
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
-from typer._click.globals import get_current_context  # Typer's bundled Click, not the click package
 
 from lpq.errors import LpqError
 
 P = ParamSpec("P")
 R = TypeVar("R")
+M = TypeVar("M", bound=BaseModel)
 
 
 class ExitCode(IntEnum):
@@ -40,32 +42,29 @@ def stderr() -> Console:
 def funnel(fn: Callable[P, R]) -> Callable[P, R]:
     """The one place library errors become CLI errors: one line on stderr and an exit code.
 
-    ``lpq --traceback CMD`` shows the full trace instead, for bug reports.
+    Every command takes ``ctx: typer.Context``; ``lpq --traceback CMD`` (kept in the root context's ``obj``)
+    shows the full trace instead, for bug reports.
     """
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        ctx = kwargs.get("ctx")
+        wants_trace = isinstance(ctx, typer.Context) and bool((ctx.find_root().obj or {}).get("traceback"))
         try:
             return fn(*args, **kwargs)
         except LpqError as e:
-            if _traceback_wanted():
+            if wants_trace:
                 raise
             _say(str(e))
             raise typer.Exit(ExitCode.BAD_INPUT) from None
-        except ValidationError as e:
-            if _traceback_wanted():
-                raise
-            first = e.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            _say(f"bad-option: {where + ': ' if where else ''}{first['msg']}")
-            raise typer.Exit(ExitCode.BAD_INPUT) from None
         except OSError as e:
-            if _traceback_wanted():
+            if wants_trace:
                 raise
             _say(f"io-error: {e.strerror or e} ({e.filename or 'no file'})")
             raise typer.Exit(ExitCode.FAILURE) from None
         except KeyboardInterrupt:
-            stderr().print("interrupted; finished work is kept (rerun with --resume to continue)")
+            resumable = isinstance(ctx, typer.Context) and "resume" in ctx.params
+            stderr().print("interrupted; finished work is kept" + (" (rerun with --resume to continue)" if resumable else ""))
             raise typer.Exit(ExitCode.INTERRUPTED) from None
 
     return wrapper
@@ -75,9 +74,49 @@ def _say(line: str) -> None:
     stderr().print(f"[bold red]error[/]: {line}", markup=True, highlight=False)
 
 
-def _traceback_wanted() -> bool:
-    ctx = get_current_context(silent=True)
-    return bool(ctx and ctx.find_root().params.get("traceback"))
+CLI_ONLY = {"config", "json_out", "quiet"}  # parameters that shape the output, not the work
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Option values from TOML (keys are option names, ``top-k`` or ``top_k``) or a JSON object such as the
+    config.json a run wrote."""
+    try:
+        text = path.read_text()
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (OSError, UnicodeDecodeError, ValueError) as e:  # tomllib.TOMLDecodeError and JSONDecodeError are ValueErrors
+        raise LpqError("config-unreadable", f"cannot read --config {path} ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise LpqError("config-unreadable", f"--config {path} holds no table of option values")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def options(ctx: typer.Context, model: type[BaseModel] | None = None) -> dict[str, Any]:
+    """The command's option values: the command line first, then ``--config FILE``, then the defaults.
+
+    Keys of the file must be options of the command (or fields of its config ``model``); enums become values.
+    """
+    values = dict(ctx.params)
+    path = values.pop("config", None)
+    if path is not None:
+        known = set(values) | set(model.model_fields if model else ())
+        for key, value in read_config_file(Path(path)).items():
+            if key not in known or key in CLI_ONLY:
+                raise LpqError("config-unknown-key", f"--config {path}: {key!r} is no option of lpq {ctx.info_name}")
+            source = ctx.get_parameter_source(key)
+            if source is None or source.name in ("DEFAULT", "DEFAULT_MAP"):
+                values[key] = value
+    return {k: v.value if isinstance(v, Enum) else v for k, v in values.items()}
+
+
+def make_config(ctx: typer.Context, model: type[M], **extra: Any) -> M:
+    """The command's config model from its merged options; invalid values are a ``bad-option`` error."""
+    values = options(ctx, model)
+    try:
+        return model.model_validate({**{k: v for k, v in values.items() if k in model.model_fields}, **extra})
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise LpqError("bad-option", f"{where.replace('_', '-') + ': ' if where else ''}{first['msg']}") from None
 
 
 def is_main_process() -> bool:

@@ -8,14 +8,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from lpq.cli.common import funnel, print_json, show_progress, stdout
-from lpq.cli.options import DataOpt, JsonOpt, QuietOpt, SeedOpt
+from lpq.cli.common import funnel, make_config, print_json, show_progress, stdout
+from lpq.cli.options import ConfigOpt, DataOpt, JsonOpt, QuietOpt, SeedOpt
 
 BUDGET = "Budget (defaults finish in under 5 minutes on a 2-core CPU)"
 
 
 @funnel
 def demo(
+    ctx: typer.Context,
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder for everything the demo writes.")] = Path("lpq-demo"),
     data: DataOpt = "digits",
     model: Annotated[str, typer.Option(help="Teacher and student architecture.")] = "convnet",
@@ -27,6 +28,7 @@ def demo(
     ratio: Annotated[float, typer.Option(min=1, help="Label pruning ratio of the compressed labels.")] = 10,
     top_k: Annotated[int, typer.Option(min=1, help="Classes kept per sample in the compressed labels.")] = 3,
     seed: SeedOpt = 0,
+    config: ConfigOpt = None,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -38,9 +40,7 @@ def demo(
     """
     from lpq.pipeline import DemoConfig, run_demo
 
-    cfg = DemoConfig(data=data, output=output, model=model, teacher_epochs=teacher_epochs, ipc=ipc, iterations=iterations,
-                     label_epochs=label_epochs, student_epochs=student_epochs, ratio=ratio, top_k=top_k, seed=seed)
-    result = run_demo(cfg, show=show_progress(quiet))
+    result = run_demo(make_config(ctx, DemoConfig), show=show_progress(quiet))
     if json_out:
         print_json(result)
         return

@@ -10,7 +10,8 @@ import typer
 from pydantic import BaseModel
 from rich.table import Table
 
-from lpq.cli.common import funnel, print_json, stdout
+from lpq.cli.common import funnel, options, print_json, stdout
+from lpq.cli.options import ConfigOpt, JsonOpt
 from lpq.format import LpqlReader
 from lpq.format.summary import FileSummary, summarize
 
@@ -54,10 +55,12 @@ def batch_view(path: Path, batch_id: int, show: int = 5) -> BatchView:
 
 
 def inspect(
+    ctx: typer.Context,
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, resolve_path=True, help="A .lpql label file.")],
     batch: Annotated[int | None, typer.Option("--batch", help="Show this stored batch (global batch id).")] = None,
     verify: Annotated[bool, typer.Option("--verify", help="Check every checksum and decode every batch.")] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")] = False,
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Summarize a label file: header, batches stored, bytes per sample by role, compression, calibration.
 
@@ -65,6 +68,8 @@ def inspect(
 
         lpq inspect labels.lpql --verify
     """
+    chosen = options(ctx)
+    batch, verify = chosen["batch"], chosen["verify"]
     if batch is not None:
         view = batch_view(file, batch)
         print_json(view) if json_out else _render_batch(view)

@@ -69,8 +69,12 @@ SeedOpt = Annotated[int, typer.Option(min=0, help="Random seed.")]
 DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda, cuda:1, ...")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as one JSON document.")]
-TeacherOpt = Annotated[str, typer.Option(help="Teacher file from lpq squeeze, or pretrained weights (torchvision:resnet18.IMAGENET1K_V1).")]
+TeacherOpt = Annotated[str | None, typer.Option(help="Teacher file from lpq squeeze, or pretrained weights (torchvision:resnet18.IMAGENET1K_V1).")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run with the same settings.")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", exists=True, dir_okay=False,
+                                                help="Option values from a TOML file (or a run's config.json); "
+                                                     "options given on the command line win.")]
+WorkersOpt = Annotated[int | None, typer.Option(min=0, help="Worker processes preparing images (default from the CPU count).")]
 
 
 def result_table(title: str, result: BaseModel) -> Table:

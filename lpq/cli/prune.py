@@ -7,17 +7,19 @@ from typing import Annotated
 
 import typer
 
-from lpq.cli.common import funnel, print_json, stdout
-from lpq.cli.options import JsonOpt, SeedOpt, Strategy, result_table
+from lpq.cli.common import funnel, make_config, print_json, stdout
+from lpq.cli.options import ConfigOpt, JsonOpt, SeedOpt, Strategy, result_table
 
 
 @funnel
 def prune(
+    ctx: typer.Context,
     labels: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Input .lpql file (left untouched).")],
-    ratio: Annotated[float, typer.Option(help="Keep round(total / ratio) batches; composes with earlier pruning.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Pruned file to write.")],
+    ratio: Annotated[float | None, typer.Option(help="Keep round(total / ratio) batches; composes with earlier pruning.")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Pruned file to write.")] = None,
     strategy: Annotated[Strategy, typer.Option(help="Which batches to keep.")] = Strategy.random,
     seed: SeedOpt = 0,
+    config: ConfigOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Keep 1/ratio of the stored batches (chunks copied unchanged) and record which.
@@ -26,7 +28,7 @@ def prune(
 
         lpq prune labels.lpql --ratio 40 -o small.lpql
     """
-    from lpq.labels.prune import prune_file
+    from lpq.labels.prune import PruneConfig, prune_file
 
-    result = prune_file(labels, ratio, output, strategy.value, seed)  # type: ignore[arg-type]
+    result = prune_file(make_config(ctx, PruneConfig))
     print_json(result) if json_out else stdout().print(result_table("Prune", result))

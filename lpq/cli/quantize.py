@@ -7,18 +7,20 @@ from typing import Annotated
 
 import typer
 
-from lpq.cli.common import funnel, print_json, stdout
-from lpq.cli.options import JsonOpt, Scheme, Values, result_table
+from lpq.cli.common import funnel, make_config, print_json, stdout
+from lpq.cli.options import ConfigOpt, JsonOpt, Scheme, Values, result_table
 
 
 @funnel
 def quantize(
+    ctx: typer.Context,
     labels: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Input .lpql file (left untouched).")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Quantized file to write.")],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Quantized file to write.")] = None,
     top_k: Annotated[int | None, typer.Option(help="Classes kept per sample (default 10).")] = None,
     scheme: Annotated[Scheme, typer.Option(help="mr (top-k logits, re-normalized in training), ms (top-k probabilities) or none.")] = Scheme.mr,
     values: Annotated[Values, typer.Option(help="Value encoding.")] = Values.i8,
     ms_temperature: Annotated[float, typer.Option(help="Softmax temperature of MS probabilities.")] = 1.0,
+    config: ConfigOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Re-store labels as MR-k / MS-k with coarser values; refuses what needs information already dropped.
@@ -27,7 +29,7 @@ def quantize(
 
         lpq quantize labels.lpql --top-k 10 --scheme mr --values i8 -o q.lpql
     """
-    from lpq.labels.quantize import quantize_file
+    from lpq.labels.quantize import QuantizeConfig, quantize_file
 
-    result = quantize_file(labels, output, scheme.value, top_k, values.value, ms_temperature)
+    result = quantize_file(make_config(ctx, QuantizeConfig))
     print_json(result) if json_out else stdout().print(result_table("Quantize", result))

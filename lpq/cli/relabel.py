@@ -7,8 +7,9 @@ from typing import Annotated
 
 import typer
 
-from lpq.cli.common import funnel, is_main_process, print_json, show_progress, stdout
+from lpq.cli.common import funnel, is_main_process, make_config, print_json, show_progress, stdout
 from lpq.cli.options import (
+    ConfigOpt,
     DeviceOpt,
     JsonOpt,
     Mix,
@@ -19,6 +20,7 @@ from lpq.cli.options import (
     Strategy,
     TeacherOpt,
     Values,
+    WorkersOpt,
     result_table,
 )
 
@@ -28,14 +30,15 @@ COMPACT = "Pruning and quantization"
 
 @funnel
 def relabel(
-    images: Annotated[str, typer.Argument(help="Image set: a folder of class folders (lpq synth output) or a --data name.")],
-    teacher: TeacherOpt,
+    ctx: typer.Context,
+    images: Annotated[str | None, typer.Argument(help="Image set: a folder of class folders (lpq synth output) or a --data name.")] = None,
+    teacher: TeacherOpt = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="Label file to write.")] = Path("labels.lpql"),
     epochs: Annotated[int, typer.Option(min=1, help="Epochs of augmented batches (METHOD: 300 on ImageNet-1K).")] = 300,
     batch_size: Annotated[int, typer.Option(min=1, max=65535, help="Batch size (METHOD: 128 ImageNet-1K, 64 Tiny).")] = 64,
     ratio: Annotated[float, typer.Option(min=1, rich_help_panel=COMPACT, help="Label only 1/ratio of the batches.")] = 1.0,
     strategy: Annotated[Strategy, typer.Option(rich_help_panel=COMPACT, help="Which batches --ratio keeps.")] = Strategy.random,
-    top_k: Annotated[int | None, typer.Option(min=1, rich_help_panel=COMPACT, help="Store only the top-k classes.")] = None,
+    top_k: Annotated[int | None, typer.Option(min=1, rich_help_panel=COMPACT, help="Store only the top-k classes (implies --scheme mr).")] = None,
     scheme: Annotated[Scheme, typer.Option(rich_help_panel=COMPACT, help="none, mr (top-k logits) or ms (top-k probabilities).")] = Scheme.none,
     values: Annotated[Values, typer.Option(rich_help_panel=COMPACT, help="Value encoding.")] = Values.f16,
     crop_scale: Annotated[tuple[float, float], typer.Option(rich_help_panel=AUG, help="RandomResizedCrop area range.")] = (0.08, 1.0),
@@ -43,8 +46,10 @@ def relabel(
     mix: Annotated[Mix, typer.Option(rich_help_panel=AUG, help="Batch mixing.")] = Mix.cutmix,
     mix_alpha: Annotated[float, typer.Option(rich_help_panel=AUG, help="Beta(alpha, alpha) mixing weight.")] = 1.0,
     seed: SeedOpt = 0,
+    workers: WorkersOpt = None,
     resume: ResumeOpt = False,
     device: DeviceOpt = "auto",
+    config: ConfigOpt = None,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -52,17 +57,11 @@ def relabel(
 
     Example:
 
-        lpq relabel syn/ --teacher teacher.lpqt --epochs 300 --batch-size 64 --ratio 10 --top-k 10 --scheme mr -o labels.lpql
+        lpq relabel syn/ --teacher teacher.lpqt --epochs 300 --batch-size 64 --ratio 10 --top-k 10 -o labels.lpql
     """
     from lpq.labels.relabel import RelabelConfig
     from lpq.labels.relabel import relabel as run
 
-    chosen = Scheme.mr if top_k is not None and scheme == Scheme.none else scheme
-    cfg = RelabelConfig(images=images, teacher=teacher, output=output, epochs=epochs, batch_size=batch_size,
-                        ratio=ratio, strategy=strategy.value, scheme=chosen.value, top_k=top_k, values=values.value,
-                        crop_scale=crop_scale, flip_p=flip_p, mix=mix.value, mix_alpha=mix_alpha, seed=seed,
-                        resume=resume, device=device)
-    result = run(cfg, show=show_progress(quiet))
-    if not is_main_process():
-        return
-    print_json(result) if json_out else stdout().print(result_table("Relabel", result))
+    result = run(make_config(ctx, RelabelConfig), show=show_progress(quiet))
+    if is_main_process():
+        print_json(result) if json_out else stdout().print(result_table("Relabel", result))

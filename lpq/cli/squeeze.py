@@ -7,30 +7,44 @@ from typing import Annotated
 
 import typer
 
-from lpq.cli.common import funnel, print_json, show_progress, stdout
-from lpq.cli.options import DataOpt, DeviceOpt, DownloadOpt, JsonOpt, Optimizer, QuietOpt, RootOpt, SeedOpt, result_table
+from lpq.cli.common import funnel, make_config, print_json, show_progress, stdout
+from lpq.cli.options import (
+    ConfigOpt,
+    DataOpt,
+    DeviceOpt,
+    DownloadOpt,
+    JsonOpt,
+    Optimizer,
+    QuietOpt,
+    RootOpt,
+    SeedOpt,
+    WorkersOpt,
+    result_table,
+)
 
-TRAIN = "Teacher training (when no --weights)"
+TRAIN = "Teacher training"
 
 
 @funnel
 def squeeze(
+    ctx: typer.Context,
     output: Annotated[Path, typer.Option("-o", "--output", help="Teacher file to write (.lpqt).")] = Path("teacher.lpqt"),
     data: DataOpt = "digits",
     root: RootOpt = None,
     download: DownloadOpt = False,
     model: Annotated[str | None, typer.Option(help="convnet, any torchvision classifier (resnet18, ...) or timm:NAME; default: the weights' architecture, else convnet.")] = None,
     weights: Annotated[str | None, typer.Option(help="A weight file (safetensors or weights-only .pt), torchvision:resnet18.IMAGENET1K_V1, or timm:NAME.TAG.")] = None,
-    epochs: Annotated[int | None, typer.Option(min=0, rich_help_panel=TRAIN, help="Training epochs (default 30; 0 with --weights).")] = None,
     image_size: Annotated[int | None, typer.Option(min=8, help="Input size S (default: native for images of <= 64 px, 224 for larger ones).")] = None,
-    workers: Annotated[int | None, typer.Option(min=0, help="Decoding workers for streamed images (default from the CPU count).")] = None,
-    skip_bad_images: Annotated[bool, typer.Option("--skip-bad-images", help="Skip and count unreadable image files instead of stopping.")] = False,
+    epochs: Annotated[int | None, typer.Option(min=0, rich_help_panel=TRAIN, help="Training epochs (default 30; 0 with --weights).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, rich_help_panel=TRAIN)] = 128,
     optimizer: Annotated[Optimizer, typer.Option(rich_help_panel=TRAIN, help="sgd or adamw.")] = Optimizer.sgd,
     lr: Annotated[float, typer.Option(rich_help_panel=TRAIN, help="Peak learning rate (one-cycle cosine).")] = 0.05,
     weight_decay: Annotated[float, typer.Option(rich_help_panel=TRAIN)] = 5e-4,
+    workers: WorkersOpt = None,
+    skip_bad_images: Annotated[bool, typer.Option("--skip-bad-images", help="Skip and count unreadable image files instead of stopping.")] = False,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
+    config: ConfigOpt = None,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -42,16 +56,10 @@ def squeeze(
 
     A pretrained ImageNet teacher (statistics pass and evaluation only, streamed):
 
-        lpq squeeze --data /data/imagenet --weights torchvision:resnet18.IMAGENET1K_V1 --epochs 0 -o teacher.lpqt
+        lpq squeeze --data /data/imagenet --weights torchvision:resnet18.IMAGENET1K_V1 -o teacher.lpqt
     """
     from lpq.squeeze import SqueezeConfig
     from lpq.squeeze import squeeze as run
 
-    cfg = SqueezeConfig(data=data, root=root, download=download, model=model, weights=weights, epochs=epochs,
-                        image_size=image_size, workers=workers, skip_bad_images=skip_bad_images, batch_size=batch_size, optimizer=optimizer.value, lr=lr, weight_decay=weight_decay, seed=seed,
-                        device=device, output=output)
-    result = run(cfg, show=show_progress(quiet))
-    if json_out:
-        print_json(result)
-        return
-    stdout().print(result_table("Teacher", result))
+    result = run(make_config(ctx, SqueezeConfig), show=show_progress(quiet))
+    print_json(result) if json_out else stdout().print(result_table("Teacher", result))

@@ -8,27 +8,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from lpq.cli.common import funnel, is_main_process, print_json, show_progress, stdout
-from lpq.cli.options import Batching, Init, DeviceOpt, JsonOpt, QuietOpt, ResumeOpt, SeedOpt, TeacherOpt
-from lpq.errors import LpqError
+from lpq.cli.common import funnel, is_main_process, make_config, print_json, show_progress, stdout
+from lpq.cli.options import Batching, ConfigOpt, DeviceOpt, Init, JsonOpt, QuietOpt, ResumeOpt, SeedOpt, TeacherOpt
 
 OPT = "Optimization (defaults: the authors' values for the input size)"
 
 
-def parse_classes(text: str | None) -> tuple[int, int] | None:
-    """'0:50' -> (0, 50)."""
-    if text is None:
-        return None
-    try:
-        a, b = (int(v) for v in text.split(":"))
-    except ValueError:
-        raise LpqError("bad-class-range", f"--classes {text!r} is not START:STOP") from None
-    return a, b
-
-
 @funnel
 def synth(
-    teacher: TeacherOpt,
+    ctx: typer.Context,
+    teacher: TeacherOpt = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the image set (ImageFolder of PNGs).")] = Path("syn"),
     ipc: Annotated[int, typer.Option(help="Images per class.")] = 10,
     iterations: Annotated[int, typer.Option(min=0, rich_help_panel=OPT, help="Steps per class (authors: 4000).")] = 1000,
@@ -42,6 +31,7 @@ def synth(
     seed: SeedOpt = 0,
     resume: ResumeOpt = False,
     device: DeviceOpt = "auto",
+    config: ConfigOpt = None,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -53,12 +43,7 @@ def synth(
     """
     from lpq.synth import SynthConfig, synthesize
 
-    if ipc < 1:
-        raise LpqError("bad-ipc", f"--ipc {ipc} must be at least 1")
-    cfg = SynthConfig(teacher=teacher, output=output, ipc=ipc, iterations=iterations, init=init.value, data=data,
-                      lr=lr, r_bn=r_bn, jitter=jitter,
-                      batching=batching.value, classes=parse_classes(classes), seed=seed, resume=resume, device=device)
-    manifest = synthesize(cfg, show=show_progress(quiet))
+    manifest = synthesize(make_config(ctx, SynthConfig), show=show_progress(quiet))
     if not is_main_process():
         return
     if json_out:

@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from lpq.cli.common import funnel, is_main_process, print_json, show_progress, stdout
+from lpq.cli.common import funnel, is_main_process, make_config, print_json, show_progress, stdout
 from lpq.cli.options import (
+    ConfigOpt,
     DeviceOpt,
     JsonOpt,
     Optimizer,
@@ -31,10 +32,11 @@ TEMP = "Temperatures (defaults: the label file's calibration, else METHOD.md)"
 
 @funnel
 def train(
-    images: Annotated[str, typer.Argument(help="The distilled image set (folder or --data name) the labels belong to.")],
-    labels: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="A .lpql label file.")],
+    ctx: typer.Context,
+    images: Annotated[str | None, typer.Argument(help="The distilled image set (folder or --data name) the labels belong to.")] = None,
+    labels: Annotated[Path | None, typer.Argument(exists=True, dir_okay=False, help="A .lpql label file.")] = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="Run folder.")] = Path("run"),
-    model: Annotated[str, typer.Option(help="Student architecture.")] = "convnet",
+    model: Annotated[str, typer.Option(help="Student architecture (convnet, resnet18, ...).")] = "convnet",
     eval_data: Annotated[str, typer.Option(help="Real data whose test split is evaluated.")] = "digits",
     eval_root: RootOpt = None,
     epochs: Annotated[int, typer.Option(min=1, rich_help_panel=OPT)] = 300,
@@ -42,6 +44,7 @@ def train(
     lr: Annotated[float | None, typer.Option(rich_help_panel=OPT)] = None,
     weight_decay: Annotated[float | None, typer.Option(rich_help_panel=OPT)] = None,
     warmup_epochs: Annotated[int, typer.Option(min=0, rich_help_panel=OPT)] = 0,
+    targets: Annotated[Targets, typer.Option(rich_help_panel=OPT, help="soft: the stored labels; hard: the images' own classes (baseline).")] = Targets.soft,
     temp_schedule: Annotated[Schedule | None, typer.Option(rich_help_panel=TEMP, help="Teacher temperature schedule (DKR).")] = None,
     temp_start: Annotated[float | None, typer.Option(rich_help_panel=TEMP)] = None,
     temp_floor: Annotated[float | None, typer.Option(rich_help_panel=TEMP)] = None,
@@ -50,7 +53,6 @@ def train(
     calibrate: Annotated[bool | None, typer.Option("--calibrate/--no-calibrate", rich_help_panel=TEMP, help="Refit T_s every epoch (CA); default on for soft targets.")] = None,
     student_temp: Annotated[float, typer.Option(rich_help_panel=TEMP, help="T_s (start value with --calibrate).")] = 1.0,
     t2_scaling: Annotated[bool, typer.Option("--t2-scaling", rich_help_panel=TEMP, help="Scale the loss by T^2.")] = False,
-    targets: Annotated[Targets, typer.Option(help="soft: the stored labels; hard: the images' own classes (baseline).")] = Targets.soft,
     evals: Annotated[int, typer.Option(min=1, help="Test-split evaluations, evenly spread; the last epoch always.")] = 2,
     seeds: Annotated[int, typer.Option(min=1, help="Students with seeds SEED, SEED+1, ...: mean and sd of top-1.")] = 1,
     workers: Annotated[int, typer.Option(min=0, help="DataLoader worker processes rebuilding batches.")] = 0,
@@ -58,6 +60,7 @@ def train(
     seed: SeedOpt = 0,
     resume: ResumeOpt = False,
     device: DeviceOpt = "auto",
+    config: ConfigOpt = None,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -66,17 +69,14 @@ def train(
     Example:
 
         lpq train syn/ labels.lpql --model convnet --eval-data digits --epochs 100 -o run/
+
+    Repeat a run from the settings it recorded: lpq train --config run/config.json -o run2/
     """
     from lpq.train import TrainConfig, train_seeds
     from lpq.train import train as run
 
-    cfg = TrainConfig(images=images, labels=labels, output=output, model=model, eval_data=eval_data, eval_root=eval_root,
-                      epochs=epochs, optimizer=optimizer.value, lr=lr, weight_decay=weight_decay, warmup_epochs=warmup_epochs,
-                      temp_schedule=temp_schedule.value if temp_schedule else None, temp_start=temp_start, temp_floor=temp_floor, temp_factor=temp_factor,
-                      temp_every=temp_every, calibrate=calibrate, student_temp=student_temp, t2_scaling=t2_scaling,
-                      targets=targets.value, evals=evals, seeds=seeds, workers=workers, stop_after=stop_after, seed=seed,
-                      resume=resume, device=device)
-    if seeds == 1:
+    cfg = make_config(ctx, TrainConfig)
+    if cfg.seeds == 1:
         result = run(cfg, show=show_progress(quiet))
         if is_main_process():
             print_json(result) if json_out else stdout().print(result_table("Student", result))

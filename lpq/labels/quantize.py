@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from lpq.errors import LpqError
 from lpq.format import IndexCodec, LpqlReader, LpqlWriter, Quant, ValueCodec, index_bits
@@ -45,6 +46,15 @@ def quantize_logits(
     return vals.astype(np.float32), idx
 
 
+class QuantizeConfig(BaseModel):
+    labels: Path = Field(description="input .lpql file (left untouched)")
+    output: Path
+    scheme: Literal["none", "mr", "ms"] = "mr"
+    top_k: int | None = Field(None, ge=1, description="classes kept per sample; default 10 (all for 'none')")
+    values: Literal["f32", "f16", "i8", "i4"] = "i8"
+    ms_temperature: float = Field(1.0, gt=0)
+
+
 class QuantizeResult(BaseModel):
     output: Path
     scheme: str
@@ -76,15 +86,15 @@ def requantize(values: np.ndarray, indices: np.ndarray | None, src: Quant, schem
     return values[:, :k], None if indices is None else indices[:, :k]
 
 
-def quantize_file(src: Path, output: Path, scheme: str, k: int | None, values: str = "i8",
-                  ms_temperature: float = 1.0) -> QuantizeResult:
+def quantize_file(cfg: QuantizeConfig) -> QuantizeResult:
     from lpq.labels.prune import check_paths
 
-    check_paths(src, output)
-    with LpqlReader(src) as r:
+    check_paths(cfg.labels, cfg.output)
+    scheme, values, ms_temperature = cfg.scheme, cfg.values, cfg.ms_temperature
+    with LpqlReader(cfg.labels) as r:
         h = r.header
         c = h.num_classes
-        k = c if scheme == "none" else (min(10, c) if k is None else k)
+        k = c if scheme == "none" else (min(10, c) if cfg.top_k is None else cfg.top_k)
         if not 1 <= k <= c:
             raise LpqError("bad-top-k", f"--top-k {k} must be between 1 and the {c} classes")
         if scheme == "none" and h.quant.scheme != "none":
@@ -94,7 +104,7 @@ def quantize_file(src: Path, output: Path, scheme: str, k: int | None, values: s
                       indices=None if scheme == "none" else IndexCodec(bits=index_bits(c)),
                       ms_temperature=ms_temperature if scheme == "ms" else None)
         header = h.model_copy(update={"quant": quant})
-        writer = LpqlWriter(output, header)
+        writer = LpqlWriter(cfg.output, header)
         try:
             for bid in r.batch_ids:
                 rec = r.read(int(bid))
@@ -105,5 +115,5 @@ def quantize_file(src: Path, output: Path, scheme: str, k: int | None, values: s
             writer.discard()
             raise
         before = r.size
-    return QuantizeResult(output=output, scheme=scheme, k=k, values=values, file_bytes_before=before,
-                          file_bytes_after=output.stat().st_size)
+    return QuantizeResult(output=cfg.output, scheme=scheme, k=k, values=values, file_bytes_before=before,
+                          file_bytes_after=cfg.output.stat().st_size)

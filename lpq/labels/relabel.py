@@ -23,7 +23,7 @@ from typing import Literal, NamedTuple
 
 import numpy as np
 import torch
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from torch.utils.data import DataLoader, Dataset
 
 from lpq import __version__
@@ -47,6 +47,7 @@ from lpq.format import (
 )
 from lpq.format.rng import epoch_order
 from lpq.format.writer import read_partial_batches
+from lpq.labels.prune import choose_batches
 from lpq.labels.quantize import quantize_logits
 from lpq.labels.replay import plan_batch, render
 from lpq.labels.temperature import CalibrationStats, schedule_temperatures
@@ -83,6 +84,14 @@ class RelabelConfig(BaseModel):
     resume: bool = False
     device: str = "auto"
 
+    @model_validator(mode="before")
+    @classmethod
+    def _top_k_means_mr(cls, data: object) -> object:
+        """Asking for a top-k is asking for top-k labels: MR unless MS is named."""
+        if isinstance(data, dict) and data.get("top_k") is not None and data.get("scheme", "none") == "none":
+            return {**data, "scheme": "mr"}
+        return data
+
 
 class RelabelResult(BaseModel):
     output: Path
@@ -93,19 +102,6 @@ class RelabelResult(BaseModel):
     bytes_per_sample: float
     seconds: float
     batches_per_second: float
-
-
-def select_batches(total: int, ratio: float, strategy: str, seed: int) -> list[int]:
-    """round(total / ratio) batch ids, at least 1: the first ones, or a seeded random sorted subset."""
-    if ratio < 1:
-        raise LpqError("bad-ratio", f"pruning ratio {ratio:g} is below 1")
-    keep = max(1, round(total / ratio))
-    if ratio > total:
-        raise LpqError("bad-ratio", f"ratio {ratio:g} exceeds the {total} batches there are", "choose a smaller --ratio")
-    if strategy == "first":
-        return list(range(keep))
-    rng = np.random.default_rng(seed)
-    return sorted(rng.choice(total, size=keep, replace=False).tolist())
 
 
 def build_header(cfg: RelabelConfig, teacher: Teacher, images: ImageSource) -> Header:
@@ -134,7 +130,7 @@ def build_header(cfg: RelabelConfig, teacher: Teacher, images: ImageSource) -> H
                         eval_crop_fraction=m.crop_fraction),
         relabel=Relabel(epochs=cfg.epochs, batch_size=cfg.batch_size, batches_per_epoch=bpe, seed=cfg.seed),
         prune=Prune(ratio=cfg.ratio, strategy="none" if cfg.ratio == 1 else cfg.strategy, seed=cfg.prune_seed,
-                    kept=select_batches(total, cfg.ratio, cfg.strategy, cfg.prune_seed)),
+                    kept=choose_batches(list(range(total)), total, cfg.ratio, cfg.ratio, cfg.strategy, cfg.prune_seed)),
         quant=Quant(scheme=cfg.scheme, k=k, indices=indices,
                     values=ValueCodec(id=cfg.values, relative=cfg.values in ("i8", "i4") and cfg.scheme != "ms"),
                     ms_temperature=cfg.ms_temperature if cfg.scheme == "ms" else None),

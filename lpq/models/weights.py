@@ -42,7 +42,6 @@ class Weights:
     state: dict[str, torch.Tensor]
     source: str
     architecture: str | None = None  # the architecture the weights belong to, when the source names one
-    num_classes: int | None = None
     input: PretrainedInput | None = None
 
 
@@ -83,7 +82,7 @@ def _torchvision(rest: str, model: str | None) -> Weights:
     t = w.transforms()
     spec = PretrainedInput(int(t.crop_size[0]), int(t.resize_size[0]), t.interpolation.value,
                            tuple(t.mean), tuple(t.std))  # type: ignore[arg-type]
-    return Weights(state, f"torchvision:{arch}.{w.name}", arch, len(w.meta["categories"]), spec)
+    return Weights(state, f"torchvision:{arch}.{w.name}", arch, spec)
 
 
 def _timm(rest: str, model: str | None) -> Weights:
@@ -110,7 +109,7 @@ def _timm(rest: str, model: str | None) -> Weights:
     size = int(cfg.input_size[-1])
     spec = PretrainedInput(size, round(size / cfg.crop_pct), cfg.interpolation, tuple(cfg.mean),  # type: ignore[arg-type]
                            tuple(cfg.std))  # type: ignore[arg-type]
-    return Weights(load_file(path), f"timm:{name}", f"timm:{cfg.architecture}", cfg.num_classes, spec)
+    return Weights(load_file(path), f"timm:{name}", f"timm:{cfg.architecture}", spec)
 
 
 def _torch_file(path: Path) -> dict[str, torch.Tensor]:
@@ -148,8 +147,20 @@ def read_weights(spec: str, model: str | None = None) -> Weights:
     return _file(spec)
 
 
+def head_classes(net: nn.Module, state: dict[str, torch.Tensor]) -> tuple[int, int | None]:
+    """(classes the model predicts, classes the weights' classifier predicts): its last linear layer's rows."""
+    name, head = next((n, m) for n, m in reversed(list(net.named_modules())) if isinstance(m, nn.Linear))
+    w = state.get(f"{name}.weight")
+    return head.out_features, None if w is None else int(w.shape[0])
+
+
 def load_into(net: nn.Module, weights: Weights) -> None:
-    """Strict load, with an error that says which tensor does not fit."""
+    """Strict load, with an error that says which tensor does not fit (the class count first)."""
+    ours, theirs = head_classes(net, weights.state)
+    if theirs is not None and theirs != ours:
+        raise LpqError("weights-class-count", f"{weights.source} predicts {theirs} classes, the data has {ours}",
+                       "use data with the classes the weights were trained on (ImageNet weights: 1,000, in "
+                       "sorted-wnid order)")
     try:
         net.load_state_dict(weights.state, strict=True)
     except RuntimeError as e:

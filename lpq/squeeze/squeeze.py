@@ -241,9 +241,6 @@ def squeeze(cfg: SqueezeConfig, show: bool = False) -> SqueezeResult:
     counts = torch.bincount(train.labels, minlength=len(train.classes)).tolist()
     if 0 in counts:
         raise LpqError("data-empty-class", f"training split has no images of class {train.classes[counts.index(0)]}")
-    if weights is not None and weights.num_classes not in (None, len(train.classes)):
-        raise LpqError("weights-class-count", f"{weights.source} predicts {weights.num_classes} classes, "
-                       f"{cfg.data} has {len(train.classes)}", "use data with the classes the weights were trained on")
     spec = input_spec(cfg, train, weights, workers)
     train_spec = spec  # how training-split batches are made: an in-memory set resized once is then native
     if isinstance(train, ImageSet) and spec.resize == "resize":

@@ -156,9 +156,8 @@ def pretrained_teacher(weights: Weights, classes: list[str] | None, need_stats: 
     if need_stats:
         raise LpqError("teacher-no-stats", f"{weights.source} has no per-class BatchNorm statistics",
                        f"record them once: lpq squeeze --weights {weights.source} --epochs 0 --data ... -o teacher.lpqt")
-    if classes is None or weights.num_classes != len(classes):
-        raise LpqError("teacher-class-count", f"{weights.source} predicts {weights.num_classes} classes, the images "
-                       f"have {len(classes or [])}", "use images of the classes the weights were trained on")
+    if classes is None:
+        raise LpqError("teacher-no-classes", f"{weights.source} as a teacher needs the images' class names")
     spec = pretrained_input(weights)
     arch = weights.architecture or ""
     model = build_model(arch, len(classes), spec.size)

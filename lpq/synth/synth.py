@@ -29,7 +29,7 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from torch import nn
 
 from lpq import __version__
@@ -63,6 +63,18 @@ class SynthConfig(BaseModel):
     seed: int = Field(0, ge=0)
     resume: bool = False
     device: str = "auto"
+
+    @field_validator("classes", mode="before")
+    @classmethod
+    def _class_range(cls, value: object) -> object:
+        """'START:STOP' (as the CLI takes it) -> (START, STOP)."""
+        if not isinstance(value, str):
+            return value
+        try:
+            start, stop = (int(v) for v in value.split(":"))
+        except ValueError:
+            raise ValueError(f"{value!r} is not START:STOP") from None
+        return start, stop
 
     @model_validator(mode="after")
     def _zero_iterations_need_real_images(self) -> SynthConfig:
