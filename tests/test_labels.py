@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -194,3 +195,59 @@ def test_torchrun_two_processes_equal_one(digits_teacher: Path, tmp_path: Path) 
     assert run.returncode == 0, run.stderr[-2000:]
     assert_same_labels(single, multi)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["multi.lpql", "single.lpql"]
+
+
+def direct_mass(path: Path, k: int, temperature: float) -> float:
+    """Mean softmax mass inside the top k, computed from a full-label file's logits independently."""
+    masses = []
+    with LpqlReader(path) as r:
+        for bid in r.batch_ids:
+            p = torch.softmax(torch.from_numpy(r.read(int(bid)).values).double() / temperature, dim=1)
+            masses.append(p.sort(dim=1, descending=True).values[:, :k].sum(1))
+    return float(torch.cat(masses).mean())
+
+
+def test_calibration_records_the_kept_mass_ladder_from_full_logits(full_labels: Path) -> None:
+    with LpqlReader(full_labels) as r:
+        c = r.calibration
+    assert c is not None and c.topk == 10 and sorted(map(int, c.overall.kept_mass)) == [1, 2, 5, 10]
+    j = c.temperatures.index(1.0)
+    for k in (1, 2, 5):
+        assert c.overall.kept_mass[str(k)][j] == pytest.approx(direct_mass(full_labels, k, 1.0), abs=1e-6)
+    assert c.overall.kept_mass["10"] == pytest.approx([1.0] * len(c.temperatures))
+    assert c.overall.kept_mass["2"][c.temperatures.index(20.0)] < c.overall.kept_mass["2"][j]  # softer at T=20
+    assert all(len(pc.kept_mass) == 4 for pc in c.per_class)
+
+
+def test_quantize_marks_its_k_and_keeps_full_logit_masses(full_labels: Path, tmp_path: Path) -> None:
+    mr3 = quantize(full_labels, tmp_path / "mr3.lpql", "mr", 3, "i8").output  # k=3 is not on the ladder
+    with LpqlReader(mr3) as r:
+        c = r.calibration
+    assert c is not None and c.topk == 3
+    assert c.overall.topk_mass["1"] == pytest.approx(direct_mass(full_labels, 3, 1.0), abs=1e-6)  # measured, not 1.0
+    assert all(pc.topk_mass == {} for pc in c.per_class)  # no image classes here: unknown, never 1.0
+    assert c.overall.kept_mass["5"][c.temperatures.index(1.0)] < 1.0  # the table is still the full logits'
+    mr2 = quantize(mr3, tmp_path / "mr2.lpql", "mr", 2, "i8").output  # from quantized labels: the table knows k=2
+    with LpqlReader(mr2) as r:
+        assert r.calibration is not None and r.calibration.overall.topk_mass["1"] == pytest.approx(
+            direct_mass(full_labels, 2, 1.0), abs=1e-6)
+    mr5 = quantize(full_labels, tmp_path / "mr5.lpql", "mr", 5, "i8").output
+    mr4 = quantize(mr5, tmp_path / "mr4.lpql", "mr", 4, "i8").output  # quantized source, k off the ladder
+    with LpqlReader(mr4) as r:
+        assert r.calibration is not None and r.calibration.overall.topk_mass == {}
+    shown = runner.invoke(app, ["inspect", str(mr4)])
+    assert "top-4 mass by T" in shown.output and "unknown" in shown.output and "(this file)" not in shown.output
+    shown = runner.invoke(app, ["inspect", str(mr5)])
+    assert "5 (this file)" in shown.output and "schedule start" in shown.output
+
+
+def test_top_k_auto_keeps_the_asked_mass_with_the_smallest_k(full_labels: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["quantize", str(full_labels), "--top-k", "auto", "--keep-mass", "0.99",
+                                 "--at-temp", "4", "-o", str(tmp_path / "auto.lpql"), "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    k = doc["k"]
+    assert direct_mass(full_labels, k, 4.0) >= 0.99 > direct_mass(full_labels, k - 1, 4.0)
+    assert doc["kept_mass"] == pytest.approx(direct_mass(full_labels, k, 4.0), abs=1e-6) and doc["at_temp"] == 4.0
+    with LpqlReader(tmp_path / "auto.lpql") as r:
+        assert r.header.quant.k == k

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from lpq.cli.common import funnel, options, print_json, stdout
 from lpq.cli.options import ConfigOpt, JsonOpt
-from lpq.format import LpqlReader
+from lpq.format import Calibration, LpqlReader
 from lpq.format.summary import FileSummary, summarize
 
 
@@ -141,11 +141,30 @@ def _render_summary(s: FileSummary) -> None:
             ("top-1 logit", f"{c.overall.top1_logit:.3f}"),
             ("top1-top2 margin", f"{c.overall.margin:.3f}"),
             ("entropy at T=1", f"{c.overall.entropy:.3f} nats"),
-            ("top-k mass by T", ", ".join(f"T={t}: {m:.3f}" for t, m in c.overall.topk_mass.items())),
+            (f"top-{c.topk} mass by T", ", ".join(f"T={t}: {m:.3f}" for t, m in c.overall.topk_mass.items())
+             or "unknown (not measured on the full logits)"),
             ("teacher schedule", f"{ts.kind} from {ts.start:g}, x{ts.factor:g} every {ts.every} epochs, floor {ts.floor:g}"),
             ("student temperature", f"{'calibrated' if st.calibrate else 'fixed'}, start {st.initial:g}, grid {st.grid_min:g}..{st.grid_max:g} ({st.grid_points})"),
         ]
         out.print(_table("Calibration", rows))
+        if c.overall.kept_mass:
+            out.print(kept_mass_table(c))
+
+
+def kept_mass_table(c: Calibration) -> Table:
+    """Softmax mass the top k keep (from the full logits), at the DKR schedule's start and end and at T=1."""
+    ts = c.teacher_schedule
+    temps = [f"{t:g}" for t in c.temperatures]
+    wanted = [(f"T={ts.start:g} (schedule start)", f"{ts.start:g}"), (f"T={ts.floor:g} (schedule end)", f"{ts.floor:g}"),
+              ("T=1 (teacher as is)", "1")]
+    columns = [(title, temps.index(key)) for title, key in wanted if key in temps]
+    t = Table(title="Softmax mass kept by the top k (full logits, mean over stored samples)", title_justify="left")
+    t.add_column("k", justify="right")
+    for title, _ in columns:
+        t.add_column(title, justify="right")
+    for k, row in sorted(c.overall.kept_mass.items(), key=lambda kv: int(kv[0])):
+        t.add_row(f"{k}{' (this file)' if int(k) == c.topk else ''}", *(f"{row[j]:.3f}" for _, j in columns))
+    return t
 
 
 def _render_batch(v: BatchView) -> None:

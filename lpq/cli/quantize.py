@@ -16,7 +16,9 @@ def quantize(
     ctx: typer.Context,
     labels: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Input .lpql file (left untouched).")],
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Quantized file to write.")] = None,
-    top_k: Annotated[int | None, typer.Option(help="Classes kept per sample (default 10).")] = None,
+    top_k: Annotated[str | None, typer.Option(help="Classes kept per sample (default 10), or auto: the smallest k keeping --keep-mass.")] = None,
+    keep_mass: Annotated[float, typer.Option(help="With --top-k auto: the mean softmax mass to keep.")] = 0.9,
+    at_temp: Annotated[float, typer.Option(help="With --top-k auto: the temperature the mass is measured at.")] = 1.0,
     scheme: Annotated[Scheme, typer.Option(help="mr (top-k logits, re-normalized in training), ms (top-k probabilities) or none.")] = Scheme.mr,
     values: Annotated[Values, typer.Option(help="Value encoding.")] = Values.i8,
     ms_temperature: Annotated[float, typer.Option(help="Softmax temperature of MS probabilities.")] = 1.0,
@@ -28,6 +30,10 @@ def quantize(
     Example:
 
         lpq quantize labels.lpql --top-k 10 --scheme mr --values i8 -o q.lpql
+
+    The smallest k that keeps 90% of the teacher's softmax mass at T=1, chosen from the full logits:
+
+        lpq quantize labels.lpql --top-k auto --keep-mass 0.9 -o q.lpql
     """
     from lpq.labels.quantize import QuantizeConfig, quantize_file
 

@@ -181,7 +181,10 @@ class LogitStats(_Record):
     top1_logit: float
     margin: float = Field(description="top-1 minus top-2 logit")
     entropy: float = Field(description="entropy of softmax(logits) at T=1, nats")
-    topk_mass: dict[str, float] = Field(description="temperature -> softmax mass inside the stored top-k")
+    topk_mass: dict[str, float] = Field(description="temperature -> softmax mass inside the file's top-k, from the "
+                                                    "full logits; empty when unknown")
+    kept_mass: dict[str, list[float]] = Field(default_factory=dict, description="1.1: k -> softmax mass inside the "
+                                              "top k at each calibration temperature, from the full logits")
 
 
 class Calibration(_Record):

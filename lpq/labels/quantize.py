@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
 
 from lpq.errors import LpqError
-from lpq.format import IndexCodec, LpqlReader, LpqlWriter, Quant, ValueCodec, index_bits
+from lpq.format import Calibration, IndexCodec, LpqlReader, LpqlWriter, Quant, ValueCodec, index_bits
+from lpq.labels.temperature import for_k, kept_mass
 
 
 def top_k(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -50,7 +51,11 @@ class QuantizeConfig(BaseModel):
     labels: Path = Field(description="input .lpql file (left untouched)")
     output: Path
     scheme: Literal["none", "mr", "ms"] = "mr"
-    top_k: int | None = Field(None, ge=1, description="classes kept per sample; default 10 (all for 'none')")
+    top_k: Annotated[int, Field(ge=1)] | Literal["auto"] | None = Field(
+        None, description="classes kept per sample; default 10 (all for 'none'); auto: the smallest k keeping "
+                          "--keep-mass of the teacher's softmax at --at-temp")
+    keep_mass: float = Field(0.9, gt=0, le=1, description="for --top-k auto: the mean softmax mass to keep")
+    at_temp: float = Field(1.0, gt=0, description="for --top-k auto: the temperature that mass is measured at")
     values: Literal["f32", "f16", "i8", "i4"] = "i8"
     ms_temperature: float = Field(1.0, gt=0)
 
@@ -59,6 +64,8 @@ class QuantizeResult(BaseModel):
     output: Path
     scheme: str
     k: int
+    kept_mass: float | None = Field(description="mean softmax mass inside the top k at at_temp (None: unknown)")
+    at_temp: float
     values: str
     file_bytes_before: int
     file_bytes_after: int
@@ -86,6 +93,38 @@ def requantize(values: np.ndarray, indices: np.ndarray | None, src: Quant, schem
     return values[:, :k], None if indices is None else indices[:, :k]
 
 
+def mean_kept_mass(reader: LpqlReader, temperatures: list[float]) -> np.ndarray:
+    """(C, T): the mean over stored samples of the softmax mass inside the top k at each temperature, for
+    k = 1..C (full labels)."""
+    ks = list(range(1, reader.header.num_classes + 1))
+    total = np.zeros((len(ks), len(temperatures)))
+    count = 0
+    for bid in reader.batch_ids:
+        total += kept_mass(reader.read(int(bid)).values, temperatures, ks).sum(axis=0)
+        count += reader.header.batch_size_of(int(bid))
+    return total / count
+
+
+def choose_k(reader: LpqlReader, keep: float, temperature: float) -> tuple[int, float]:
+    """The smallest k whose mean kept mass at ``temperature`` reaches ``keep``: exact from full logits, else from
+    the calibration's kept-mass table (k up to the file's own)."""
+    h, cal = reader.header, reader.calibration
+    if h.quant.scheme == "none":
+        masses = mean_kept_mass(reader, [temperature])[:, 0]
+        k = int(np.argmax(masses >= keep - 1e-12)) + 1
+        return k, float(masses[k - 1])
+    key = f"{temperature:g}"
+    if cal is None or key not in (f"{t:g}" for t in cal.temperatures):
+        raise LpqError("quantize-auto-unknown", f"{reader.path} stores top-{h.quant.k} labels and no kept mass at T={key}",
+                       "choose k from the full-label file, or pass --at-temp with a calibration temperature")
+    j = [f"{t:g}" for t in cal.temperatures].index(key)
+    for k in sorted(int(v) for v in cal.overall.kept_mass if int(v) <= h.quant.k):
+        if cal.overall.kept_mass[str(k)][j] >= keep:
+            return k, cal.overall.kept_mass[str(k)][j]
+    raise LpqError("quantize-lost", f"top-{h.quant.k} labels keep less than {keep:g} of the mass at T={key}",
+                   "quantize the full-label file instead")
+
+
 def quantize_file(cfg: QuantizeConfig) -> QuantizeResult:
     from lpq.labels.prune import check_paths
 
@@ -94,7 +133,10 @@ def quantize_file(cfg: QuantizeConfig) -> QuantizeResult:
     with LpqlReader(cfg.labels) as r:
         h = r.header
         c = h.num_classes
-        k = c if scheme == "none" else (min(10, c) if cfg.top_k is None else cfg.top_k)
+        if cfg.top_k == "auto":
+            k, mass = choose_k(r, cfg.keep_mass, cfg.at_temp)
+        else:
+            k, mass = c if scheme == "none" else (min(10, c) if cfg.top_k is None else cfg.top_k), None
         if not 1 <= k <= c:
             raise LpqError("bad-top-k", f"--top-k {k} must be between 1 and the {c} classes")
         if scheme == "none" and h.quant.scheme != "none":
@@ -104,16 +146,29 @@ def quantize_file(cfg: QuantizeConfig) -> QuantizeResult:
                       indices=None if scheme == "none" else IndexCodec(bits=index_bits(c)),
                       ms_temperature=ms_temperature if scheme == "ms" else None)
         header = h.model_copy(update={"quant": quant})
+        calibration = None if r.calibration is None else _recalibrated(r, r.calibration, k)
         writer = LpqlWriter(cfg.output, header)
         try:
             for bid in r.batch_ids:
                 rec = r.read(int(bid))
                 vals, idx = requantize(rec.values, rec.indices, h.quant, scheme, k, ms_temperature)
                 writer.add(dataclasses.replace(rec, values=vals.astype(np.float32), indices=idx))
-            writer.finish(r.calibration)  # describes the teacher's logits; its `topk` names the k of its masses
+            writer.finish(calibration)
         except BaseException:
             writer.discard()
             raise
         before = r.size
-    return QuantizeResult(output=cfg.output, scheme=scheme, k=k, values=values, file_bytes_before=before,
-                          file_bytes_after=cfg.output.stat().st_size)
+        if mass is None and calibration is not None and calibration.overall.topk_mass:
+            mass = calibration.overall.topk_mass.get(f"{cfg.at_temp:g}")
+    return QuantizeResult(output=cfg.output, scheme=scheme, k=k, kept_mass=mass, at_temp=cfg.at_temp, values=values,
+                          file_bytes_before=before, file_bytes_after=cfg.output.stat().st_size)
+
+
+def _recalibrated(reader: LpqlReader, cal: Calibration, k: int) -> Calibration:
+    """The source's calibration with k marked; its overall mass for k measured on the full logits when the
+    kept-mass table has no row for k (a full-label source), else left unknown."""
+    measured = None
+    if str(k) not in cal.overall.kept_mass and reader.header.quant.scheme == "none":
+        row = mean_kept_mass(reader, cal.temperatures)[k - 1]
+        measured = {f"{t:g}": float(m) for t, m in zip(cal.temperatures, row)}
+    return for_k(cal, k, measured)

@@ -40,7 +40,6 @@ from lpq.format import (
     Quant,
     Relabel,
     Teacher as TeacherHeader,
-    TempSchedule,
     ValueCodec,
     index_bits,
     partial_path,
@@ -50,7 +49,7 @@ from lpq.format.writer import read_partial_batches
 from lpq.labels.prune import choose_batches
 from lpq.labels.quantize import quantize_logits
 from lpq.labels.replay import plan_batch, render
-from lpq.labels.temperature import CalibrationStats, schedule_temperatures
+from lpq.labels.temperature import CalibrationStats
 from lpq.progress import progress
 from lpq.runtime import barrier, init_distributed, pick_device
 from lpq.squeeze.teacher import Teacher, load_teacher
@@ -218,9 +217,7 @@ def _save_calib(path: Path, stats: CalibrationStats, included: list[int]) -> Non
 def label_part(header: Header, render_ids: Render, labeller: Labeller, kept: list[int], path: Path, resume: bool,
                show: bool) -> CalibrationStats:
     """Label ``kept`` batches into ``path`` (resuming its partial file); returns the calibration sums of them."""
-    q = header.quant
-    temps = schedule_temperatures(TempSchedule())
-    stats = CalibrationStats(header.num_classes, temps, q.k)
+    stats = CalibrationStats.for_header(header)
     writer = LpqlWriter(path, header, resume=resume)
     calib = _calib_path(writer.partial)
     included: list[int] = []
@@ -286,7 +283,7 @@ def relabel(cfg: RelabelConfig, show: bool = False) -> RelabelResult:
         label_part(header, render_ids, labeller, kept[rank::world], part, cfg.resume, show and rank == 0)
         barrier(world)
         parts = [partial_path(out.with_name(f"{out.name}.rank{r}")) for r in range(world)]
-        stats = CalibrationStats(header.num_classes, schedule_temperatures(TempSchedule()), header.quant.k)
+        stats = CalibrationStats.for_header(header)
         if rank == 0:
             _merge(header, parts, out, stats)
         barrier(world)
@@ -315,7 +312,7 @@ def _merge(header: Header, parts: list[Path], out: Path, stats: CalibrationStats
     for p in parts:
         payloads.update(read_partial_batches(p, header))
         saved = json.loads(_calib_path(p).read_text())
-        part_stats = CalibrationStats(header.num_classes, stats.temperatures, stats.k)
+        part_stats = CalibrationStats.for_header(header)
         part_stats.load_dict(saved)
         stats.merge(part_stats)
     writer = LpqlWriter(out, header)

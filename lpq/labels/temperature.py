@@ -5,9 +5,10 @@ schedule starts at T=20 and multiplies by 0.7 every 30 of 300 epochs down to a f
 decays from the start to the floor. Reverse forms run the same curve backwards. ``every`` is given for
 the authors' 300-epoch budget and scaled to the run's epoch count.
 
-Calibration statistics, written into the label file at relabel time, describe the teacher's logits per
-class and overall (top-1 logit, top1-top2 margin, entropy at T=1, softmax mass inside the stored top-k at
-each temperature of the schedule), so training and `lpq inspect` can judge what a temperature does.
+Calibration statistics, written into the label file at relabel time from the full logits, describe the
+teacher's logits per class and overall (top-1 logit, top1-top2 margin, entropy at T=1, and the softmax mass
+kept by the top k for a ladder of k at each temperature of the schedule), so `lpq inspect` shows what MR-k
+keeps at the temperatures training will use, and `lpq quantize --top-k auto` can choose k.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lpq.format import Calibration, LogitStats, StudentTemp, TempSchedule
+from lpq.format import Calibration, Header, LogitStats, StudentTemp, TempSchedule
 
 METHOD_EPOCHS = 300  # the budget the authors' schedule constants are given for
 
@@ -41,32 +42,52 @@ def schedule_temperatures(s: TempSchedule, epochs: int = METHOD_EPOCHS) -> list[
     return sorted(temps | {1.0}, reverse=True)
 
 
+LADDER = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000)  # k of the kept-mass table
+
+
+def ladder_for(num_classes: int, k: int) -> list[int]:
+    """The k's whose kept mass a calibration records: the standard ladder below C, the file's own k, and C."""
+    return sorted({*(v for v in LADDER if v < num_classes), k, num_classes})
+
+
+def kept_mass(logits: np.ndarray, temperatures: list[float], ks: list[int]) -> np.ndarray:
+    """(B, len(ks), len(temperatures)): the softmax mass at each temperature inside each sample's top k."""
+    z = -np.sort(-logits.astype(np.float64), axis=1)  # (B, C) descending
+    out = np.empty((len(z), len(ks), len(temperatures)))
+    at = np.asarray(ks) - 1
+    for j, t in enumerate(temperatures):
+        p = np.exp((z - z[:, :1]) / t)
+        out[:, :, j] = np.cumsum(p, axis=1)[:, at] / p.sum(axis=1, keepdims=True)
+    return out
+
+
 @dataclass
 class CalibrationStats:
     """Running per-class sums of logit statistics; mergeable across resumes and ranks."""
 
     num_classes: int
     temperatures: list[float]
-    k: int
-    sums: np.ndarray = field(init=False)  # (C, 3 + len(temps)): top1, margin, entropy, mass at each T
+    k: int  # the file's own k
+    ladder: list[int] = field(init=False)
+    sums: np.ndarray = field(init=False)  # (C, 3 + ladder x temps): top1, margin, entropy, then kept masses
     counts: np.ndarray = field(init=False)  # (C,)
 
     def __post_init__(self) -> None:
-        self.sums = np.zeros((self.num_classes, 3 + len(self.temperatures)))
+        self.ladder = ladder_for(self.num_classes, self.k)
+        self.sums = np.zeros((self.num_classes, 3 + len(self.ladder) * len(self.temperatures)))
         self.counts = np.zeros(self.num_classes)
+
+    @classmethod
+    def for_header(cls, header: Header) -> CalibrationStats:
+        return cls(header.num_classes, schedule_temperatures(TempSchedule()), header.quant.k)
 
     def add(self, logits: np.ndarray, classes: np.ndarray) -> None:
         """logits (B, C) float, classes (B,) the class of each sample's own image."""
         z = logits.astype(np.float64)
         top2 = -np.sort(-np.partition(z, z.shape[1] - 2, axis=1)[:, -2:], axis=1)  # (B, 2) descending
-        cols = [top2[:, 0], top2[:, 0] - top2[:, 1], _entropy(z)]
-        kth = -np.sort(-z, axis=1)[:, : self.k]
-        for t in self.temperatures:
-            zt = z / t
-            m = zt.max(axis=1, keepdims=True)
-            total = np.exp(zt - m).sum(axis=1)
-            cols.append(np.exp(kth / t - m).sum(axis=1) / total)
-        np.add.at(self.sums, classes, np.stack(cols, axis=1))
+        cols = np.stack([top2[:, 0], top2[:, 0] - top2[:, 1], _entropy(z)], axis=1)
+        masses = kept_mass(z, self.temperatures, self.ladder).reshape(len(z), -1)
+        np.add.at(self.sums, classes, np.concatenate([cols, masses], axis=1))
         np.add.at(self.counts, classes, 1)
 
     def merge(self, other: CalibrationStats) -> None:
@@ -82,12 +103,15 @@ class CalibrationStats:
 
     def _stats(self, sums: np.ndarray, count: float) -> LogitStats:
         mean = sums / max(count, 1.0)
+        masses = mean[3:].reshape(len(self.ladder), len(self.temperatures))
+        table = {str(k): [round(float(m), 6) for m in row] for k, row in zip(self.ladder, masses)}
         return LogitStats(
             samples=int(count),
             top1_logit=float(mean[0]),
             margin=float(mean[1]),
             entropy=float(mean[2]),
-            topk_mass={f"{t:g}": float(m) for t, m in zip(self.temperatures, mean[3:])},
+            topk_mass=dict(zip((f"{t:g}" for t in self.temperatures), table[str(self.k)])),
+            kept_mass=table,
         )
 
     def calibration(self, schedule: TempSchedule | None = None) -> Calibration:
@@ -101,6 +125,19 @@ class CalibrationStats:
         )
 
 
+def for_k(calibration: Calibration, k: int, overall_mass: dict[str, float] | None = None) -> Calibration:
+    """The calibration of a file re-quantized to top-k: its masses stay those of the full logits (the kept-mass
+    table), the file's own k is marked; where the table has no row for k (and ``overall_mass`` does not give
+    it, measured on the full logits), the masses are unknown (empty), never 1.0."""
+
+    def mark(stats: LogitStats, given: dict[str, float] | None) -> LogitStats:
+        row = stats.kept_mass.get(str(k))
+        mass = given if given is not None else (
+            dict(zip((f"{t:g}" for t in calibration.temperatures), row)) if row is not None else {})
+        return stats.model_copy(update={"topk_mass": mass})
+
+    return calibration.model_copy(update={"topk": k, "overall": mark(calibration.overall, overall_mass),
+                                          "per_class": [mark(c, None) for c in calibration.per_class]})
 def _entropy(z: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=1, keepdims=True)
     p = np.exp(z)

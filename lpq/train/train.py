@@ -3,10 +3,10 @@ Alignment (METHOD.md section 2, stage 6), evaluated on a real test split.
 
 Loss: KL(target || softmax(student / T_s)), batch mean, optionally times T^2. The target is rebuilt from the
 stored labels at the teacher temperature of the epoch (DKR: step or cosine schedules over the same
-logits). With ``calibrate`` the student temperature T_s is re-fitted after every epoch on a grid (0.01 to
-1, 100 points) to the value minimizing that KL on a sample of stored batches (CA). Temperature defaults
-come from the label file's calibration metadata, else from METHOD.md (start 20, x0.7 every 30 of 300
-epochs, floor 2). ``targets="hard"`` is the baseline without a teacher: the same replayed batches with the
+logits). With ``calibrate`` the student temperature T_s is re-fitted after every epoch on the label file's
+grid (0.01 to 1, 100 points by default) to the value minimizing that KL on a sample of stored batches
+(CA). Temperature defaults come from the label file's calibration metadata, else from METHOD.md (start
+20, x0.7 every 30 of 300 epochs, floor 2). ``targets="hard"`` is the baseline without a teacher: the same replayed batches with the
 images' own classes as targets (mixed as CutMix mixed the images), no temperatures.
 
 Evaluation on the test split runs ``evals`` times, evenly spread, the last epoch always among them: the
@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader
 
 from lpq.data import ImageSource, InputSpec, batches as image_batches, check_fits, open_images, open_split
 from lpq.errors import LpqError
-from lpq.format import Header, LpqlReader, ScheduleKind, TempSchedule
+from lpq.format import Header, LpqlReader, ScheduleKind, StudentTemp, TempSchedule
 from lpq.labels.targets import dense_targets, hard_targets
 from lpq.labels.temperature import teacher_temperature
 from lpq.models import build_model, evaluate
@@ -266,9 +266,11 @@ def calibrate_student(model: nn.Module, inputs: list[torch.Tensor], targets: lis
     return float(value[0])
 
 
-def _read_labels(path: Path) -> tuple[Header, TempSchedule | None]:
+def _read_labels(path: Path) -> tuple[Header, TempSchedule | None, StudentTemp]:
+    """The header, and the label file's recommended teacher schedule and student-temperature grid."""
     with LpqlReader(path) as r:
-        return r.header, r.calibration.teacher_schedule if r.calibration else None
+        c = r.calibration
+        return r.header, c.teacher_schedule if c else None, c.student if c else StudentTemp()
 
 
 def _check_run_folder(cfg: TrainConfig) -> None:
@@ -334,7 +336,7 @@ def _from_rank0(values: tuple[float, float], world: int) -> tuple[float, float]:
 def train(cfg: TrainConfig, show: bool = False) -> TrainResult:
     """Train one student (``cfg.seeds`` is for `train_seeds`) and evaluate it at its final epoch."""
     rank, world = init_distributed()
-    header, label_schedule = _read_labels(cfg.labels)
+    header, label_schedule, student_grid = _read_labels(cfg.labels)
     cfg = cfg.resolved(label_schedule)
     if rank == 0:
         _check_run_folder(cfg)
@@ -354,7 +356,7 @@ def train(cfg: TrainConfig, show: bool = False) -> TrainResult:
     loader = DataLoader(data, batch_size=None, shuffle=False, num_workers=cfg.workers,
                         prefetch_factor=4 if cfg.workers else None)
     evaluation = image_batches(evalset, eval_spec(header), batch_size=512, workers=cfg.workers)
-    grid = torch.linspace(0.01, 1.0, 100)
+    grid = torch.linspace(student_grid.grid_min, student_grid.grid_max, student_grid.grid_points)
     temperatures = cfg.schedule()
     evaluate_after = eval_epochs(cfg.epochs, cfg.evals)
     with progress(show and rank == 0) as bar:
