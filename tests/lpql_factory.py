@@ -59,7 +59,7 @@ def make_header(
 def make_records(header: Header, seed: int = 0) -> list[BatchRecord]:
     rng = np.random.default_rng(seed)
     r, q = header.relabel, header.quant
-    spec = CropSpec(header.augment.crop_scale, header.augment.crop_ratio, header.augment.flip_p)
+    spec = CropSpec.of(header.augment)
     out = []
     for bid in header.prune.kept:
         epoch, batch = divmod(bid, r.batches_per_epoch)

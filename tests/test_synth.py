@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from conftest import free_port
 from lpq.cli.app import app
+from lpq.files import temporary
 from lpq.data import load_split
 from lpq.errors import LpqError
 from lpq.squeeze import load_teacher, save_teacher
@@ -55,15 +56,16 @@ def test_manifest_records_settings_results_and_diversity(synthesized: Path) -> N
 def test_interrupted_run_resumes_to_identical_files(synthesized: Path, digits_teacher: Path, tmp_path: Path) -> None:
     out = tmp_path / "syn"
     synthesize(SynthConfig(teacher=digits_teacher, output=out, classes=(0, 4), **FAST))
-    (out / ".tmp-5").mkdir()  # a class that was being written when the run died
-    (out / ".tmp-5" / "00000.png").write_bytes(b"half")
+    half = temporary(out / "5")  # a class that was being written when the run died
+    half.mkdir()
+    (half / "00000.png").write_bytes(b"half")
     with pytest.raises(LpqError) as e:
         synthesize(SynthConfig(teacher=digits_teacher, output=out, **FAST))
     assert e.value.ref == "synth-output-exists"
     before = {k: v for k, v in files(out).items()}
     synthesize(SynthConfig(teacher=digits_teacher, output=out, resume=True, **FAST))
     after = files(out)
-    assert all(after[k] == v for k, v in before.items() if not k.startswith(".tmp"))
+    assert all(after[k] == v for k, v in before.items() if not k.startswith(half.name))
     assert after == files(synthesized)
 
 

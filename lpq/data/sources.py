@@ -34,6 +34,7 @@ import torch
 
 from lpq.data.layout import FileList
 from lpq.errors import LpqError
+from lpq.files import atomic
 
 CACHE_DIR = ".lpq-cache"
 CACHE_FORMAT = "lpq-image-cache/1"
@@ -252,23 +253,21 @@ def _cache_current(cache: Path, key: str) -> bool:
 
 def _build_cache(cache: Path, files: FileList, key: str) -> None:
     """Decode every file once into pixels.u8, computing the content fingerprint on the way; rename when done."""
-    tmp = cache.with_name(cache.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     sizes = ImageFiles(str(files.root), files).sizes()  # from the headers: the digest needs them first
     offsets = np.concatenate([[0], np.cumsum(3 * sizes[:, 0] * sizes[:, 1])[:-1]]).astype(np.int64)
     digest = ContentDigest(sizes, files.labels)
-    with open(tmp / "pixels.u8", "wb") as out, ThreadPoolExecutor(4) as pool:
-        for start in range(0, len(files), DECODE_CHUNK):
-            chunk = files.files[start : start + DECODE_CHUNK]
-            for path, size, x in zip(chunk, sizes[start : start + DECODE_CHUNK].tolist(), pool.map(decode, chunk)):
-                if list(x.shape[1:]) != size:
-                    raise BadImage(path, "the decoded size differs from the size in its header")
-                digest.add(x)
-                out.write(x.numpy().tobytes())
-    np.save(tmp / "sizes.npy", sizes)
-    np.save(tmp / "offsets.npy", offsets)
-    (tmp / "meta.json").write_text(json.dumps({"format": CACHE_FORMAT, "manifest": key, "count": len(files),
-                                               "fingerprint": digest.hexdigest()}))
-    shutil.rmtree(cache, ignore_errors=True)
-    os.replace(tmp, cache)
+    shutil.rmtree(cache, ignore_errors=True)  # stale: a file changed
+    with atomic(cache) as tmp:
+        tmp.mkdir(parents=True)
+        with open(tmp / "pixels.u8", "wb") as out, ThreadPoolExecutor(4) as pool:
+            for start in range(0, len(files), DECODE_CHUNK):
+                chunk = files.files[start : start + DECODE_CHUNK]
+                for path, size, x in zip(chunk, sizes[start : start + DECODE_CHUNK].tolist(), pool.map(decode, chunk)):
+                    if list(x.shape[1:]) != size:
+                        raise BadImage(path, "the decoded size differs from the size in its header")
+                    digest.add(x)
+                    out.write(x.numpy().tobytes())
+        np.save(tmp / "sizes.npy", sizes)
+        np.save(tmp / "offsets.npy", offsets)
+        (tmp / "meta.json").write_text(json.dumps({"format": CACHE_FORMAT, "manifest": key, "count": len(files),
+                                                   "fingerprint": digest.hexdigest()}))

@@ -16,7 +16,7 @@ import torch
 
 from lpq.data.layout import FileList, list_split
 from lpq.data.named import NAMED, channel_stats, named_split
-from lpq.data.sources import BadImage, CachedImages, ImageFiles, ImageSet, ImageSource, decode, open_cached
+from lpq.data.sources import BadImage, ImageFiles, ImageSet, ImageSource, decode, open_cached
 from lpq.errors import LpqError
 
 SMALL_SIDE = 64  # pixels: folders of images at most this large are held in memory

@@ -113,13 +113,13 @@ class BatchCodec:
             return SECTION.pack(ZSTD, len(packed)) + packed
         return SECTION.pack(RAW, len(raw)) + raw
 
-    def decode(self, batch_id: int, payload: memoryview) -> tuple[BatchRecord, SectionSizes]:
-        (epoch, batch, size, aug_crc, lam, *box), idx_raw, val_raw, sizes = self.sections(batch_id, payload)
+    def decode(self, batch_id: int, payload: memoryview) -> BatchRecord:
+        (epoch, batch, size, aug_crc, lam, *box), idx_raw, val_raw = self.sections(batch_id, payload)
         indices = None if idx_raw is None or self.indices is None else self.indices.decode(idx_raw, size, self.k)
         values = self.values.decode(val_raw, size, self.k)
-        return BatchRecord(epoch, batch, aug_crc, lam, (box[0], box[1], box[2], box[3]), values, indices), sizes
+        return BatchRecord(epoch, batch, aug_crc, lam, (box[0], box[1], box[2], box[3]), values, indices)
 
-    def sections(self, batch_id: int, payload: memoryview) -> tuple[tuple, bytes | None, bytes, SectionSizes]:
+    def sections(self, batch_id: int, payload: memoryview) -> tuple[tuple, bytes | None, bytes]:
         """Fixed fields, then the raw (decompressed) index and value sections, checked against the header."""
         h = self.header
         if len(payload) < BATCH_FIXED.size:
@@ -132,13 +132,12 @@ class BatchCodec:
             raise LpqlError("lpql-bad-chunk", f"batch {batch_id} holds {size} samples, expected {h.batch_size_of(batch_id)}")
         pos = BATCH_FIXED.size
         idx_raw = None
-        idx_bytes = 0
         if self.indices is not None:
-            idx_raw, pos, idx_bytes = self._read_section(payload, pos, self.indices.size(size, self.k), batch_id)
-        val_raw, pos, val_bytes = self._read_section(payload, pos, self.values.size(size, self.k), batch_id)
+            idx_raw, pos = self._read_section(payload, pos, self.indices.size(size, self.k), batch_id)
+        val_raw, pos = self._read_section(payload, pos, self.values.size(size, self.k), batch_id)
         if pos != len(payload):
             raise LpqlError("lpql-bad-chunk", f"batch {batch_id} has {len(payload) - pos} trailing bytes")
-        return fixed, idx_raw, val_raw, SectionSizes(BATCH_FIXED.size, idx_bytes, val_bytes)
+        return fixed, idx_raw, val_raw
 
     def sizes(self, payload: bytes) -> SectionSizes:
         """Stored bytes by role, read from the section headers alone (nothing is decompressed)."""
@@ -152,7 +151,7 @@ class BatchCodec:
             pos += SECTION.size + length
         return SectionSizes(BATCH_FIXED.size, lengths[0] if len(lengths) == 2 else 0, lengths[-1])
 
-    def _read_section(self, payload: memoryview, pos: int, expect: int, batch_id: int) -> tuple[bytes, int, int]:
+    def _read_section(self, payload: memoryview, pos: int, expect: int, batch_id: int) -> tuple[bytes, int]:
         if pos + SECTION.size > len(payload):
             raise LpqlError("lpql-bad-chunk", f"batch {batch_id} ends inside a section header")
         codec, length = SECTION.unpack_from(payload, pos)
@@ -177,4 +176,4 @@ class BatchCodec:
             raise LpqlError("lpql-bad-chunk", f"batch {batch_id}: unknown section codec {codec}")
         if len(raw) != expect:
             raise LpqlError("lpql-bad-chunk", f"batch {batch_id}: section holds {len(raw)} bytes, expected {expect}")
-        return raw, end, SECTION.size + length
+        return raw, end

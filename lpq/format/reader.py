@@ -125,8 +125,7 @@ class LpqlReader:
         # Plain ints: locating a batch is one dict lookup, with no numpy scalar in the way.
         self._where = {int(bid): (int(o), int(n)) for bid, o, n in zip(ids, batches["offset"], batches["length"])}
         self._codec = BatchCodec(self.header)
-        a = self.header.augment
-        self.crop_spec = CropSpec(a.crop_scale, a.crop_ratio, a.flip_p)
+        self.crop_spec = CropSpec.of(self.header.augment)
 
     def _check_tiling(self, entries: np.ndarray, index_offset: int) -> None:
         """Chunks must cover [16, index_offset) exactly, in order: no byte of the file escapes a checksum."""
@@ -176,9 +175,6 @@ class LpqlReader:
             raise LpqlError("lpql-bad-index", f"{self.path}: index entry of batch {batch_id} does not match its chunk")
         return payload
 
-    def read_with_sizes(self, batch_id: int) -> tuple[BatchRecord, SectionSizes]:
-        return self._codec.decode(batch_id, self.payload(batch_id))
-
     def sizes(self, batch_id: int) -> SectionSizes:
         """Section sizes of a stored batch, without checksum or decompression (for summaries)."""
         offset, length = self._location(batch_id)
@@ -186,7 +182,7 @@ class LpqlReader:
         return self._codec.sizes(self._mm[start : start + length])
 
     def read(self, batch_id: int) -> BatchRecord:
-        return self.read_with_sizes(batch_id)[0]
+        return self._codec.decode(batch_id, self.payload(batch_id))
 
     def image_indices(self, rec: BatchRecord) -> np.ndarray:
         """Positions in the image set of the batch's samples, from the derived epoch shuffle. (B,) int64."""

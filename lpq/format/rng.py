@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lpq.format.header import Augment
+
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _C1 = np.uint64(0xBF58476D1CE4E5B9)
 _C2 = np.uint64(0x94D049BB133111EB)
@@ -85,6 +87,11 @@ class CropSpec:
     scale: tuple[float, float]
     ratio: tuple[float, float]
     flip_p: float
+
+    @classmethod
+    def of(cls, augment: Augment) -> CropSpec:
+        """The crop parameters a header's augmentation record names."""
+        return cls(augment.crop_scale, augment.crop_ratio, augment.flip_p)
 
 
 @dataclass(frozen=True)

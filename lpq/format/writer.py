@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -39,8 +40,18 @@ def partial_path(path: Path) -> Path:
     return path.with_name(path.name + ".partial")
 
 
-def scan_partial(f: BinaryIO, batches_per_epoch: int) -> tuple[list[tuple[bytes, int, int, int]], int]:
-    """Intact leading chunks of a partial file as (type, id, offset, length), and where they end.
+@dataclass(frozen=True)
+class Entry:
+    """A written chunk, as the index will list it."""
+
+    type: bytes
+    id: int
+    offset: int
+    length: int  # payload bytes
+
+
+def scan_partial(f: BinaryIO, batches_per_epoch: int) -> tuple[list[Entry], int]:
+    """Intact leading chunks of a partial file, and where they end.
 
     Stops at the first chunk that is cut short, fails its CRC, or is neither HEAD (first) nor BTCH.
     """
@@ -49,7 +60,7 @@ def scan_partial(f: BinaryIO, batches_per_epoch: int) -> tuple[list[tuple[bytes,
     if f.read(8) != MAGIC:
         raise LpqlError("resume-not-lpql", f"{getattr(f, 'name', 'file')} is not a partial .lpql file",
                         "delete it to start over")
-    entries: list[tuple[bytes, int, int, int]] = []
+    entries: list[Entry] = []
     pos = PREAMBLE.size
     while pos + FRAME.size <= size:
         f.seek(pos)
@@ -61,10 +72,10 @@ def scan_partial(f: BinaryIO, batches_per_epoch: int) -> tuple[list[tuple[bytes,
         if not frame_crc_ok(ctype, length, crc, payload):
             break
         if not entries and ctype == HEAD:
-            entries.append((HEAD, 0, pos, length))
+            entries.append(Entry(HEAD, 0, pos, length))
         elif entries and ctype == BTCH and length >= BATCH_FIXED.size:
             epoch, batch = struct.unpack_from("<II", payload, 0)
-            entries.append((BTCH, epoch * batches_per_epoch + batch, pos, length))
+            entries.append(Entry(BTCH, epoch * batches_per_epoch + batch, pos, length))
         else:
             break
         pos = start + length
@@ -76,9 +87,9 @@ def read_partial_batches(path: Path, header: Header) -> dict[int, bytes]:
     with open(path, "rb") as f:
         entries, _ = scan_partial(f, header.relabel.batches_per_epoch)
         out = {}
-        for _, bid, offset, length in entries[1:]:
-            f.seek(offset + FRAME.size)
-            out[bid] = f.read(length)
+        for e in entries[1:]:
+            f.seek(e.offset + FRAME.size)
+            out[e.id] = f.read(e.length)
         return out
 
 
@@ -89,7 +100,8 @@ class LpqlWriter:
         self.header = header
         self.codec = BatchCodec(header, level)
         self._kept = set(header.prune.kept)
-        self._entries: list[tuple[bytes, int, int, int]] = []  # type, id, offset, payload length
+        self._entries: list[Entry] = []
+        self.stored: list[int] = []  # ids of the batches in the file, in order
         self._head_json = header.model_dump_json().encode()
         if resume and self.partial.exists():
             self._file = open(self.partial, "r+b")  # noqa: SIM115 - lives until finish()/close()
@@ -99,31 +111,29 @@ class LpqlWriter:
             self._file.write(PREAMBLE.pack(MAGIC, FORMAT_MAJOR, FORMAT_MINOR, 0))
             self._append(HEAD, 0, self._head_json)
 
-    @property
-    def stored(self) -> list[int]:
-        """Ids of the batches already in the file, in order."""
-        return [i for t, i, _, _ in self._entries if t == BTCH]
-
     def _reopen(self) -> None:
         entries, end = scan_partial(self._file, self.header.relabel.batches_per_epoch)
-        if not entries or entries[0][0] != HEAD or self._read(entries[0]) != self._head_json:
+        if not entries or entries[0].type != HEAD or self._read(entries[0]) != self._head_json:
             raise LpqlError(
                 "resume-mismatch",
                 f"{self.partial} was started with other settings",
                 "rerun with the same settings, or delete it to start over",
             )
         self._entries = entries
+        self.stored = [e.id for e in entries if e.type == BTCH]
         self._file.seek(end)
         self._file.truncate()
 
-    def _read(self, entry: tuple[bytes, int, int, int]) -> bytes:
-        self._file.seek(entry[2] + FRAME.size)
-        return self._file.read(entry[3])
+    def _read(self, entry: Entry) -> bytes:
+        self._file.seek(entry.offset + FRAME.size)
+        return self._file.read(entry.length)
 
     def _append(self, ctype: bytes, cid: int, payload: bytes) -> None:
         offset = self._file.tell()
         self._file.write(frame(ctype, payload))
-        self._entries.append((ctype, cid, offset, len(payload)))
+        self._entries.append(Entry(ctype, cid, offset, len(payload)))
+        if ctype == BTCH:
+            self.stored.append(cid)
 
     def add(self, rec: BatchRecord) -> None:
         self.add_encoded(rec.epoch * self.header.relabel.batches_per_epoch + rec.batch, self.codec.encode(rec))
@@ -132,9 +142,8 @@ class LpqlWriter:
         """Append a batch payload encoded for this header (as `add` makes, or copied from another file)."""
         if bid not in self._kept:
             raise LpqlError("lpql-bad-batch", f"batch {bid} is not in the header's kept list")
-        stored = self.stored
-        if stored and bid <= stored[-1]:
-            raise LpqlError("lpql-bad-batch", f"batch {bid} written after batch {stored[-1]}: ids must increase")
+        if self.stored and bid <= self.stored[-1]:
+            raise LpqlError("lpql-bad-batch", f"batch {bid} written after batch {self.stored[-1]}: ids must increase")
         self._append(BTCH, bid, payload)
         self._file.flush()
 
@@ -144,7 +153,7 @@ class LpqlWriter:
             raise LpqlError("lpql-incomplete", f"{len(missing)} kept batches were never written (first: {min(missing)})")
         if calibration is not None:
             self._append(CALB, 0, calibration.model_dump_json().encode())
-        index = np.array([(t, i, o, n) for t, i, o, n in self._entries], dtype=INDEX_ENTRY)
+        index = np.array([(e.type, e.id, e.offset, e.length) for e in self._entries], dtype=INDEX_ENTRY)
         index_offset = self._file.tell()
         self._file.write(frame(INDX, struct.pack("<I", len(index)) + index.tobytes()))
         self._file.write(footer(index_offset))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from pathlib import Path
 from collections.abc import Callable, Iterable
@@ -29,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 from lpq import __version__
 from lpq.data import ImageSource, default_workers, open_images
 from lpq.errors import LpqError
+from lpq.files import write_text
 from lpq.format import (
     Augment,
     BatchRecord,
@@ -48,7 +48,7 @@ from lpq.format.rng import epoch_order
 from lpq.format.writer import read_partial_batches
 from lpq.labels.prune import choose_batches
 from lpq.labels.quantize import quantize_logits
-from lpq.labels.replay import plan_batch, render
+from lpq.labels.replay import plan_batch, render, teacher_input
 from lpq.labels.temperature import CalibrationStats
 from lpq.progress import progress
 from lpq.runtime import barrier, init_distributed, pick_device
@@ -159,9 +159,7 @@ class PlannedBatches(Dataset):
     def __init__(self, header: Header, images: ImageSource, ids: list[int]) -> None:
         self.header, self.images, self.ids = header, images, ids
         self.hw = images.sizes()
-        a = header.augment
-        self.mean = torch.tensor(a.mean or (0.5, 0.5, 0.5)).view(1, 3, 1, 1)
-        self.std = torch.tensor(a.std or (0.25, 0.25, 0.25)).view(1, 3, 1, 1)
+        self.spec = teacher_input(header)
         self._order: tuple[int, np.ndarray] | None = None
 
     def __len__(self) -> int:
@@ -173,7 +171,7 @@ class PlannedBatches(Dataset):
         if self._order is None or self._order[0] != epoch:  # batches come mostly in epoch order
             self._order = (epoch, epoch_order(r.seed, epoch, self.header.images.count))
         plan = plan_batch(self.header, epoch, batch, self.hw, self._order[1])
-        x = (render(plan, self.images, self.header) - self.mean) / self.std
+        x = self.spec.normalize(render(plan, self.images, self.header))
         return RenderedBatch(self.ids[i], x, plan.augment.crc32(), plan.mix_lambda, plan.mix_box,
                              self.images.labels[torch.from_numpy(plan.image_indices)])
 
@@ -208,10 +206,17 @@ def _calib_path(partial: Path) -> Path:
     return partial.with_name(partial.name + ".calib.json")
 
 
+def _load_calib(path: Path) -> dict | None:
+    """Saved calibration sums, or None: unreadable sums are recomputed from the stored batches."""
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return saved if isinstance(saved, dict) and {"included", "sums", "counts"} <= saved.keys() else None
+
+
 def _save_calib(path: Path, stats: CalibrationStats, included: list[int]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"included": included, **stats.to_dict()}))
-    os.replace(tmp, path)
+    write_text(path, json.dumps({"included": included, **stats.to_dict()}))
 
 
 def label_part(header: Header, render_ids: Render, labeller: Labeller, kept: list[int], path: Path, resume: bool,
@@ -221,12 +226,10 @@ def label_part(header: Header, render_ids: Render, labeller: Labeller, kept: lis
     writer = LpqlWriter(path, header, resume=resume)
     calib = _calib_path(writer.partial)
     included: list[int] = []
-    if resume and calib.exists():
-        saved = json.loads(calib.read_text())
-        stored = set(writer.stored)
-        if set(saved["included"]) <= stored:
-            stats.load_dict(saved)
-            included = list(saved["included"])
+    saved = _load_calib(calib) if resume else None
+    if saved is not None and set(saved["included"]) <= set(writer.stored):
+        stats.load_dict(saved)
+        included = list(saved["included"])
     done = set(writer.stored)
     try:
         # Batches stored before an interruption but after the last calibration save: stats only.
@@ -311,7 +314,9 @@ def _merge(header: Header, parts: list[Path], out: Path, stats: CalibrationStats
     payloads: dict[int, bytes] = {}
     for p in parts:
         payloads.update(read_partial_batches(p, header))
-        saved = json.loads(_calib_path(p).read_text())
+        saved = _load_calib(_calib_path(p))
+        if saved is None:
+            raise LpqError("relabel-part-corrupt", f"{_calib_path(p)} is unreadable", "rerun with --resume")
         part_stats = CalibrationStats.for_header(header)
         part_stats.load_dict(saved)
         stats.merge(part_stats)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lpq.data import ImageSource
+from lpq.data import ImageSource, InputSpec
 from lpq.format import BatchRecord, Header, LpqlReader
 from lpq.format.rng import CropSpec, SampleAugment, derive_key, epoch_order, mix_order, sample_augment
 
@@ -39,9 +39,13 @@ class BatchPlan:
         return len(self.image_indices)
 
 
-def crop_spec(header: Header) -> CropSpec:
+def teacher_input(header: Header) -> InputSpec:
+    """How the teacher prepared its inputs, as the label file records it: the replayed batches are normalized
+    this way, and a student is evaluated on real images prepared the same way."""
     a = header.augment
-    return CropSpec(a.crop_scale, a.crop_ratio, a.flip_p)
+    return InputSpec(size=a.input_size, resize=a.eval_resize, crop_fraction=a.eval_crop_fraction,
+                     interpolation="bicubic" if a.interpolation == "bicubic" else "bilinear",
+                     mean=a.mean or (0.5, 0.5, 0.5), std=a.std or (0.25, 0.25, 0.25))
 
 
 def plan_batch(header: Header, epoch: int, batch: int, image_hw: np.ndarray, order: np.ndarray | None = None) -> BatchPlan:
@@ -50,7 +54,7 @@ def plan_batch(header: Header, epoch: int, batch: int, image_hw: np.ndarray, ord
     if order is None:
         order = epoch_order(r.seed, epoch, header.images.count)
     idx = order[batch * r.batch_size : (batch + 1) * r.batch_size]
-    aug = sample_augment(r.seed, epoch, batch, image_hw[idx], crop_spec(header))
+    aug = sample_augment(r.seed, epoch, batch, image_hw[idx], CropSpec.of(header.augment))
     lam, box = 1.0, (0, 0, 0, 0)
     if a.mix != "none":
         gen = np.random.Generator(np.random.Philox(key=derive_key(r.seed, TAG_MIX_DRAW, epoch, batch)))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from torch import nn
 from lpq.data import InputSpec
 from lpq.data.transforms import ResizeRule
 from lpq.errors import LpqError
+from lpq.files import atomic
 from lpq.models import bn_layers, build_model
 from lpq.models.weights import SOURCES, Weights, load_into, read_weights
 
@@ -71,10 +71,8 @@ class Teacher:
     stats: dict[str, ClassStats]
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """[0, 1] images to the teacher's normalized input."""
-        mean = torch.tensor(self.meta.mean, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-        std = torch.tensor(self.meta.std, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-        return (x - mean) / std
+        """uint8 or [0, 1] images to the teacher's normalized input."""
+        return self.meta.input_spec().normalize(x)
 
 
 def weights_sha256(model: nn.Module) -> str:
@@ -94,9 +92,8 @@ def save_teacher(path: Path, teacher: Teacher) -> Path:
         tensors[f"stats.{name}.mean"] = s.mean.contiguous()
         tensors[f"stats.{name}.var"] = s.var.contiguous()
         tensors[f"stats.{name}.count"] = s.count.contiguous()
-    tmp = path.with_name(path.name + ".partial")
-    save_file(tensors, str(tmp), metadata={"lpqt": teacher.meta.model_dump_json()})
-    os.replace(tmp, path)
+    with atomic(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"lpqt": teacher.meta.model_dump_json()})
     return path
 
 

@@ -20,7 +20,6 @@ never recomputes them.
 from __future__ import annotations
 
 import math
-import os
 import shutil
 import time
 from pathlib import Path
@@ -35,14 +34,14 @@ from torch import nn
 from lpq import __version__
 from lpq.data import ImageSource, check_fits, open_split
 from lpq.errors import LpqError
-from lpq.models import bn_layers, penultimate
+from lpq.files import atomic, write_model
+from lpq.models import SMALL_INPUT, bn_layers, penultimate  # Tiny-ImageNet settings at or below, ImageNet-1K above
 from lpq.progress import progress
 from lpq.runtime import barrier, init_distributed, pick_device
 from lpq.squeeze.teacher import Teacher, load_teacher
 
 MANIFEST = "synth.json"
 RESULTS_DIR = ".classes"  # per-class results while a run is under way (hidden: not a class folder)
-SMALL_INPUT = 64  # pixels: Tiny-ImageNet-like settings at or below this size, ImageNet-1K ones above
 
 
 class SynthConfig(BaseModel):
@@ -284,25 +283,17 @@ def _save_group(out: Path, teacher: Teacher, labels: list[int], images: torch.Te
     names = teacher.meta.class_names
     if batching == "classwise":
         final = out / names[labels[0]]
-        tmp = out / f".tmp-{names[labels[0]]}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        for i, a in enumerate(arrays):
-            Image.fromarray(a).save(tmp / _image_name(i))
-        os.replace(tmp, final)
+        shutil.rmtree(final, ignore_errors=True)  # left by a run stopped before it recorded the class as done
+        with atomic(final) as tmp:
+            tmp.mkdir(parents=True)
+            for i, a in enumerate(arrays):
+                Image.fromarray(a).save(tmp / _image_name(i))
         return
-    for i, (c, a) in enumerate(zip(labels, arrays)):
+    for c, a in zip(labels, arrays):
         folder = out / names[c]
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".tmp-{group}-{i}.png"
-        Image.fromarray(a).save(tmp, format="PNG")
-        os.replace(tmp, folder / _image_name(group))  # image j of a class comes from mixed group j
-
-
-def _write_json(path: Path, model: BaseModel) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(model.model_dump_json(indent=2))
-    os.replace(tmp, path)
+        with atomic(folder / _image_name(group)) as tmp:  # image j of a class comes from mixed group j
+            Image.fromarray(a).save(tmp, format="PNG")
 
 
 def _start(cfg: SynthConfig, teacher: Teacher, out: Path) -> SynthManifest:
@@ -311,10 +302,7 @@ def _start(cfg: SynthConfig, teacher: Teacher, out: Path) -> SynthManifest:
                              settings=cfg.fingerprint(), class_names=teacher.meta.class_names)
     existing = out / MANIFEST
     if existing.exists():
-        try:
-            old = SynthManifest.model_validate_json(existing.read_text())
-        except ValueError:
-            raise LpqError("synth-foreign-output", f"{out} holds an unreadable {MANIFEST}", "choose another -o") from None
+        old = _manifest(out)
         same = old.settings == manifest.settings and old.teacher_sha256 == manifest.teacher_sha256
         if not same:
             raise LpqError("synth-foreign-output", f"{out} holds images of another run (other teacher or settings)",
@@ -326,7 +314,7 @@ def _start(cfg: SynthConfig, teacher: Teacher, out: Path) -> SynthManifest:
     if out.exists() and any(p for p in out.iterdir() if not p.name.startswith(".")):
         raise LpqError("synth-foreign-output", f"{out} is not empty and holds no {MANIFEST}", "choose another -o")
     out.mkdir(parents=True, exist_ok=True)
-    _write_json(existing, manifest)
+    write_model(existing, manifest)
     return manifest
 
 
@@ -334,7 +322,15 @@ def _done_groups(out: Path) -> dict[int, GroupResult]:
     folder = out / RESULTS_DIR
     if not folder.is_dir():
         return {}
-    return {r.group: r for r in (GroupResult.model_validate_json(p.read_text()) for p in sorted(folder.glob("*.json")))}
+    done = {}
+    for path in sorted(folder.glob("*.json")):
+        try:
+            result = GroupResult.model_validate_json(path.read_text())
+        except ValueError:  # pydantic's ValidationError is a ValueError
+            raise LpqError("synth-bad-manifest", f"{path} is not a group result of lpq synth",
+                           "delete it: the group is then made again") from None
+        done[result.group] = result
+    return done
 
 
 def synthesize(cfg: SynthConfig, show: bool = False) -> SynthManifest:
@@ -351,7 +347,7 @@ def synthesize(cfg: SynthConfig, show: bool = False) -> SynthManifest:
         manifest = _start(cfg, teacher, out)
     barrier(world)
     if rank != 0:
-        manifest = SynthManifest.model_validate_json((out / MANIFEST).read_text())
+        manifest = _manifest(out)
     teacher.model.to(device).eval()
     for p in teacher.model.parameters():
         p.requires_grad_(False)
@@ -377,13 +373,13 @@ def synthesize(cfg: SynthConfig, show: bool = False) -> SynthManifest:
             correct = _teacher_correct(teacher, out, labels, group, cfg.batching)
             result = GroupResult(group=group, classes=sorted(set(labels)), ce_loss=ce, bn_loss=bn,
                                  teacher_correct=correct, seconds=time.perf_counter() - t0)
-            _write_json(out / RESULTS_DIR / f"{group:06d}.json", result)
+            write_model(out / RESULTS_DIR / f"{group:06d}.json", result)
             bar.update(task, advance=world, info=f"ce {ce:.3f} bn {bn:.3f}")
     barrier(world)
     if rank == 0:
         manifest = _finish(manifest, teacher, out, _groups(cfg, list(range(c))))
     barrier(world)
-    return SynthManifest.model_validate_json((out / MANIFEST).read_text()) if rank else manifest
+    return _manifest(out) if rank else manifest
 
 
 @torch.no_grad()
@@ -437,17 +433,18 @@ def _finish(manifest: SynthManifest, teacher: Teacher, out: Path, all_groups: li
         "teacher_top1": 100.0 * sum(r.teacher_correct for r in results) / max(images, 1),
         "within_class_cosine": within_class_cosine(teacher, out, range(teacher.meta.num_classes)),
     })
-    _write_json(out / MANIFEST, finished)
+    write_model(out / MANIFEST, finished)
     return finished
 
 
 def read_manifest(folder: Path) -> SynthManifest | None:
     """The synth.json of an image folder, if it has one (relabel checks it)."""
+    return _manifest(folder) if (folder / MANIFEST).exists() else None
+
+
+def _manifest(folder: Path) -> SynthManifest:
     path = folder / MANIFEST
-    if not path.exists():
-        return None
     try:
         return SynthManifest.model_validate_json(path.read_text())
-    except ValueError:
+    except ValueError:  # pydantic's ValidationError is a ValueError
         raise LpqError("synth-bad-manifest", f"{path} is not a valid synth manifest") from None
-

@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 
 from lpq.data import ImageSource
 from lpq.format import LpqlReader
-from lpq.labels.replay import render, stored_plan
+from lpq.labels.replay import render, stored_plan, teacher_input
 
 
 def epoch_draw(kept: list[int], per_epoch: int, seed: int, epoch: int) -> list[int]:
@@ -60,9 +60,7 @@ class StoredBatches(Dataset):
         self.batch_ids = [b for e in epochs
                           for b in rank_share(epoch_draw(h.prune.kept, h.relabel.batches_per_epoch, seed, e), rank, world)]
         self.hw = images.sizes()
-        a = h.augment
-        self.mean = torch.tensor(a.mean or (0.5, 0.5, 0.5)).view(1, 3, 1, 1)
-        self.std = torch.tensor(a.std or (0.25, 0.25, 0.25)).view(1, 3, 1, 1)
+        self.spec = teacher_input(h)
         self._reader: LpqlReader | None = None
 
     def __len__(self) -> int:
@@ -77,7 +75,7 @@ class StoredBatches(Dataset):
         r = self.reader()
         rec = r.read(self.batch_ids[i])
         plan = stored_plan(r, rec, self.hw)
-        x = (render(plan, self.images, self.header) - self.mean) / self.std
+        x = self.spec.normalize(render(plan, self.images, self.header))
         indices = torch.from_numpy(rec.indices) if rec.indices is not None else torch.empty(0, dtype=torch.int64)
         return ReplayedBatch(x, torch.from_numpy(rec.values), indices, torch.from_numpy(plan.image_indices),
                              torch.from_numpy(plan.partner), plan.mix_lambda)

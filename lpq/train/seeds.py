@@ -17,6 +17,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from lpq.errors import LpqError
+from lpq.files import write_model
 from lpq.train.train import STATE, TrainConfig, TrainResult, train
 
 SUMMARY = "seeds.json"
@@ -58,5 +59,5 @@ def train_seeds(cfg: TrainConfig, show: bool = False) -> SeedsResult:
     result = SeedsResult(output=out, seeds=[r.seed for r in runs], top1_mean=statistics.fmean(top1), top1_sd=_sd(top1),
                          top5_mean=statistics.fmean(top5), top5_sd=_sd(top5), label_bytes=runs[0].label_bytes,
                          label_scheme=runs[0].label_scheme, runs=runs)
-    (out / SUMMARY).write_text(result.model_dump_json(indent=2))
+    write_model(out / SUMMARY, result)
     return result

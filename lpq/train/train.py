@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -34,9 +33,11 @@ from pydantic import BaseModel, Field, model_validator
 from torch import nn
 from torch.utils.data import DataLoader
 
-from lpq.data import ImageSource, InputSpec, batches as image_batches, check_fits, open_images, open_split
+from lpq.data import ImageSource, batches as image_batches, check_fits, open_images, open_split
 from lpq.errors import LpqError
+from lpq.files import atomic, write_model, write_text
 from lpq.format import Header, LpqlReader, ScheduleKind, StudentTemp, TempSchedule
+from lpq.labels.replay import teacher_input
 from lpq.labels.targets import dense_targets, hard_targets
 from lpq.labels.temperature import teacher_temperature
 from lpq.models import build_model, evaluate
@@ -180,13 +181,14 @@ class Student:
         return cls(model, net, opt, sched)
 
     def save(self, path: Path, epoch: int, student_temp: float) -> None:
-        _replace(path, lambda tmp: torch.save({"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
-                                               "scheduler": self.sched.state_dict(), "epoch": epoch,
-                                               "student_temp": student_temp}, tmp))
+        """The resume state at ``path`` and the weights beside it (last.safetensors), each written atomically."""
         from safetensors.torch import save_file
 
-        weights = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
-        _replace(path.with_name("last.safetensors"), lambda tmp: save_file(weights, str(tmp)))
+        with atomic(path) as tmp:
+            torch.save({"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                        "scheduler": self.sched.state_dict(), "epoch": epoch, "student_temp": student_temp}, tmp)
+        with atomic(path.with_name("last.safetensors")) as tmp:
+            save_file({k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}, str(tmp))
 
     def load(self, path: Path) -> tuple[int, float]:
         """Restore a checkpoint; returns (epochs done, student temperature)."""
@@ -195,13 +197,6 @@ class Student:
         self.opt.load_state_dict(state["optimizer"])
         self.sched.load_state_dict(state["scheduler"])
         return int(state["epoch"]), float(state["student_temp"])
-
-
-def _replace(path: Path, write: Callable[[Path], object]) -> None:
-    """Write through ``write(tmp)`` to a temporary name, then rename: a reader never sees half a file."""
-    tmp = path.with_name(path.name + ".partial")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 @dataclass
@@ -278,20 +273,12 @@ def _check_run_folder(cfg: TrainConfig) -> None:
     if cfg.resume:
         if not (cfg.output / STATE).exists():
             raise LpqError("resume-nothing", f"{cfg.output} holds no run to resume", "drop --resume to start one")
-        if json.loads(saved.read_text()) != cfg.identity():
+        if _read_json(saved) != cfg.identity():
             raise LpqError("resume-mismatch", f"{cfg.output} was trained with other settings",
                            "resume with the same settings, or choose another -o")
     elif cfg.output.exists() and any(cfg.output.iterdir()):
         raise LpqError("run-exists", f"{cfg.output} already holds a run",
                        "pass --resume to continue it, or choose another -o")
-
-
-def eval_spec(header: Header) -> InputSpec:
-    """How the teacher prepared real images (recorded in the label file): the student is evaluated the same way."""
-    a = header.augment
-    return InputSpec(size=a.input_size, resize=a.eval_resize, crop_fraction=a.eval_crop_fraction,
-                     interpolation="bicubic" if a.interpolation == "bicubic" else "bilinear",
-                     mean=a.mean or (0.5, 0.5, 0.5), std=a.std or (0.25, 0.25, 0.25))
 
 
 def _load_data(cfg: TrainConfig, header: Header) -> tuple[ImageSource, ImageSource]:
@@ -303,7 +290,7 @@ def _load_data(cfg: TrainConfig, header: Header) -> tuple[ImageSource, ImageSour
     evalset = open_split(cfg.eval_data, "test", cfg.eval_root)
     if evalset.classes != header.class_names:
         raise LpqError("class-mismatch", f"--eval-data {cfg.eval_data} has other classes than the labels")
-    check_fits(evalset, eval_spec(header))
+    check_fits(evalset, teacher_input(header))
     return images, evalset
 
 
@@ -311,13 +298,31 @@ def _trim_metrics(path: Path, start: int) -> None:
     """On resume, drop metric lines of epochs after the checkpoint (they will be redone)."""
     if not path.exists():
         return
-    keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["epoch"] <= start]
-    path.write_text("".join(line + "\n" for line in keep))
+    keep = [m for m in _metrics(path) if m.epoch <= start]
+    write_text(path, "".join(m.model_dump_json() + "\n" for m in keep))
+
+
+def _metrics(path: Path) -> list[EpochMetrics]:
+    """The epochs recorded in a run's metrics.jsonl (none if it does not exist)."""
+    if not path.exists():
+        return []
+    try:
+        return [EpochMetrics.model_validate_json(line) for line in path.read_text().splitlines() if line]
+    except ValueError as e:  # pydantic's ValidationError is a ValueError
+        raise LpqError("run-corrupt", f"{path} holds a line that is no epoch record ({str(e).splitlines()[0]})",
+                       "choose another -o, or delete the run folder") from None
+
+
+def _read_json(path: Path) -> object:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise LpqError("run-corrupt", f"{path} is missing or not JSON", "choose another -o, or delete the run folder") from None
 
 
 def _so_far(path: Path) -> tuple[float, float, EpochMetrics | None]:
     """(training seconds, evaluation seconds, the last evaluated epoch) of the epochs in metrics.jsonl."""
-    lines = [EpochMetrics.model_validate_json(x) for x in path.read_text().splitlines() if x] if path.exists() else []
+    lines = _metrics(path)
     scored = [m for m in lines if m.top1 is not None]
     return sum(m.seconds for m in lines), sum(m.eval_seconds for m in lines), scored[-1] if scored else None
 
@@ -348,14 +353,14 @@ def train(cfg: TrainConfig, show: bool = False) -> TrainResult:
     metrics_path = cfg.output / "metrics.jsonl"
     if rank == 0:
         cfg.output.mkdir(parents=True, exist_ok=True)
-        (cfg.output / "config.json").write_text(json.dumps(cfg.identity(), indent=2))
+        write_text(cfg.output / "config.json", json.dumps(cfg.identity(), indent=2))
         _trim_metrics(metrics_path, start)
     train_seconds, eval_seconds, last_eval = _so_far(metrics_path) if rank == 0 else (0.0, 0.0, None)
     end = cfg.epochs if cfg.stop_after is None else min(cfg.epochs, start + cfg.stop_after)
     data = StoredBatches(cfg.labels, images, cfg.seed, range(start, end), rank, world)
     loader = DataLoader(data, batch_size=None, shuffle=False, num_workers=cfg.workers,
                         prefetch_factor=4 if cfg.workers else None)
-    evaluation = image_batches(evalset, eval_spec(header), batch_size=512, workers=cfg.workers)
+    evaluation = image_batches(evalset, teacher_input(header), batch_size=512, workers=cfg.workers)
     grid = torch.linspace(student_grid.grid_min, student_grid.grid_max, student_grid.grid_points)
     temperatures = cfg.schedule()
     evaluate_after = eval_epochs(cfg.epochs, cfg.evals)
@@ -403,6 +408,6 @@ def train(cfg: TrainConfig, show: bool = False) -> TrainResult:
                          label_scheme=f"{q.scheme} k={q.k} {q.values.id} x{header.prune.ratio:g}",
                          train_seconds=train_seconds, eval_seconds=eval_seconds)
     if rank == 0 and end == cfg.epochs:
-        (cfg.output / "result.json").write_text(result.model_dump_json(indent=2))
+        write_model(cfg.output / "result.json", result)
     barrier(world)
     return result

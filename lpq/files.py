@@ -1,0 +1,51 @@
+"""Writes a reader never sees half of: a temporary name beside the target, renamed when complete.
+
+The temporary name is hidden and marked (``.NAME.partial``), so folder scans (class folders, run folders)
+never take it for a result, and a crash leaves nothing under the final name. `os.replace` is atomic on
+POSIX and Windows for files and for directories whose target does not exist.
+
+Not for: `.lpql` files, whose writer keeps its resumable ``NAME.partial`` on purpose (lpq.format.writer).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from pydantic import BaseModel
+
+
+def temporary(path: Path) -> Path:
+    return path.with_name(f".{path.name}.partial")
+
+
+@contextmanager
+def atomic(path: Path) -> Iterator[Path]:
+    """Yields the temporary path to write (a file, or a folder to fill); renames it to ``path`` on success."""
+    tmp = temporary(path)
+    _remove(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def write_text(path: Path, text: str) -> None:
+    with atomic(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_model(path: Path, model: BaseModel) -> None:
+    write_text(path, model.model_dump_json(indent=2))
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
