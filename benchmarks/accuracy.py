@@ -52,11 +52,27 @@ class Dataset:
 FOLDERS = {"tiny": lambda: tiny_folder(32), "cifar10": cifar_folder}
 DATASETS = {
     # 200 classes: MR-20 keeps 10% of the classes, as MR-100 does at 1,000 (the paper's x40 operating point).
-    "tiny": Dataset("tiny", "tiny", 15, 1000, 100, (20, 10, 4), (10, 10, 10),
-                    "Tiny-ImageNet-200 downsampled to 32 px; relabel 100 epochs of batch 64 (the authors' Tiny setting)"),
+    "tiny": Dataset(
+        "tiny",
+        "tiny",
+        15,
+        1000,
+        100,
+        (20, 10, 4),
+        (10, 10, 10),
+        "Tiny-ImageNet-200 downsampled to 32 px; relabel 100 epochs of batch 64 (the authors' Tiny setting)",
+    ),
     # 10 classes: top-k cannot keep 10% of the classes, so x80 and x200 prune harder at MR-2 (storage equivalents).
-    "cifar10": Dataset("cifar10", "cifar10", 10, 300, 300, (2, 2, 2), (10, 20, 50),
-                       "CIFAR-10 (JPEG), 32 px; relabel 300 epochs of batch 64"),
+    "cifar10": Dataset(
+        "cifar10",
+        "cifar10",
+        10,
+        300,
+        300,
+        (2, 2, 2),
+        (10, 20, 50),
+        "CIFAR-10 (JPEG), 32 px; relabel 300 epochs of batch 64",
+    ),
 }
 
 
@@ -119,8 +135,21 @@ def labels(d: Dataset, root: Path, folder: Path, cell: Cell, ipc: int) -> Path:
     """The cell's label file: one full float32 relabel per image set, then prune + quantize to 8-bit values."""
     full = root / f"labels-{cell.images}-ipc{ipc}-full-f32.lpql"
     if not full.exists():
-        lpq("relabel", folder, "--teacher", root / "teacher.lpqt", "--epochs", d.label_epochs, "--batch-size", 64,
-            "--values", "f32", "-o", full, "--resume")
+        lpq(
+            "relabel",
+            folder,
+            "--teacher",
+            root / "teacher.lpqt",
+            "--epochs",
+            d.label_epochs,
+            "--batch-size",
+            64,
+            "--values",
+            "f32",
+            "-o",
+            full,
+            "--resume",
+        )
     scheme = f"mr{cell.k}" if cell.k else "full"
     out = root / f"labels-{cell.images}-ipc{ipc}-x{cell.ratio:g}-{scheme}-i8.lpql"
     if out.exists():
@@ -161,8 +190,15 @@ def main() -> None:
     root.mkdir(parents=True, exist_ok=True)
     data = FOLDERS[d.folder]()
     report = RESULTS / f"accuracy-{d.name}-ipc{args.ipc}.json"
-    doc: dict = {"env": environment(), "dataset": asdict(d), "ipc": args.ipc, "seeds": args.seeds,
-                 "teacher": teacher(d, root, data), "images": {}, "cells": []}
+    doc: dict = {
+        "env": environment(),
+        "dataset": asdict(d),
+        "ipc": args.ipc,
+        "seeds": args.seeds,
+        "teacher": teacher(d, root, data),
+        "images": {},
+        "cells": [],
+    }
     folders = {}
     for kind in ("syn", "real"):
         folders[kind], manifest = images(d, root, args.ipc, kind)
@@ -171,16 +207,39 @@ def main() -> None:
     for cell in chosen:
         lab = labels(d, root, folders[cell.images], cell, args.ipc)
         doc["reference_bytes_full_f16"] = reference_bytes(root, args.ipc)
-        result = lpq("train", folders[cell.images], lab, "--eval-data", data, "--epochs", d.label_epochs,
-                     "--evals", 1, "--seeds", args.seeds, *RECIPES[cell.recipe], "-o", root / "runs" / f"ipc{args.ipc}" / slug(cell),
-                     "--resume")
+        result = lpq(
+            "train",
+            folders[cell.images],
+            lab,
+            "--eval-data",
+            data,
+            "--epochs",
+            d.label_epochs,
+            "--evals",
+            1,
+            "--seeds",
+            args.seeds,
+            *RECIPES[cell.recipe],
+            "-o",
+            root / "runs" / f"ipc{args.ipc}" / slug(cell),
+            "--resume",
+        )
         samples = lpq("inspect", lab)["samples_stored"]
-        doc["cells"] = [c for c in doc["cells"] if c["name"] != cell.name] + [{
-            **asdict(cell), "label_bytes": lab.stat().st_size, "views_per_image": d.label_epochs / cell.ratio,
-            "samples_stored": samples, "top1": [r["top1"] for r in result["runs"]],
-            "top5": [r["top5"] for r in result["runs"]], "top1_mean": result["top1_mean"], "top1_sd": result["top1_sd"],
-            "top5_mean": result["top5_mean"], "top5_sd": result["top5_sd"],
-            "train_seconds": [r["train_seconds"] for r in result["runs"]]}]
+        doc["cells"] = [c for c in doc["cells"] if c["name"] != cell.name] + [
+            {
+                **asdict(cell),
+                "label_bytes": lab.stat().st_size,
+                "views_per_image": d.label_epochs / cell.ratio,
+                "samples_stored": samples,
+                "top1": [r["top1"] for r in result["runs"]],
+                "top5": [r["top5"] for r in result["runs"]],
+                "top1_mean": result["top1_mean"],
+                "top1_sd": result["top1_sd"],
+                "top5_mean": result["top5_mean"],
+                "top5_sd": result["top5_sd"],
+                "train_seconds": [r["train_seconds"] for r in result["runs"]],
+            }
+        ]
         report.write_text(json.dumps(doc, indent=2))
         print(f"{cell.name}: top-1 {result['top1_mean']:.2f} +- {result['top1_sd']:.2f}", flush=True)
 

@@ -65,8 +65,13 @@ def _downsample(job: tuple[Path, Path, int]) -> None:
 
 
 def environment() -> dict[str, object]:
-    return {"torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),
-            "processor": platform.processor() or platform.machine(), "python": platform.python_version()}
+    return {
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+    }
 
 
 def write_result(name: str, data: dict) -> Path:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from common import OUT, TEACHER, alternate, write_result
+
 from lpq.data import load_split
 from lpq.format import LpqlReader
 from lpq.labels.prune import prune_file
@@ -32,7 +32,9 @@ def throughput(images: str, teacher_path: Path, batches: int = 40) -> dict[str, 
     """Relabel's per-batch work (plan, render, teacher, quantize, encode) against the plain forward."""
     teacher = load_teacher(teacher_path, need_stats=False)
     data = load_split(images, "train")
-    cfg = RelabelConfig(images=images, teacher=teacher_path, epochs=max(1, batches), batch_size=64, scheme="mr", top_k=5, values="i8")
+    cfg = RelabelConfig(
+        images=images, teacher=teacher_path, epochs=max(1, batches), batch_size=64, scheme="mr", top_k=5, values="i8"
+    )
     header = build_header(cfg, teacher, data)
     labeller = Labeller(header, teacher, data, torch.device("cpu"))
     from lpq.format.layout import BatchCodec
@@ -71,16 +73,28 @@ def main() -> None:
     full = OUT / f"labels-{args.tag}-full.lpql"
     full.unlink(missing_ok=True)
     t0 = time.perf_counter()
-    res = relabel(RelabelConfig(images=args.images, teacher=args.teacher, output=full, epochs=args.epochs,
-                                batch_size=args.batch_size, values="f32"), show=True)
+    res = relabel(
+        RelabelConfig(
+            images=args.images,
+            teacher=args.teacher,
+            output=full,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            values="f32",
+        ),
+        show=True,
+    )
     wall = time.perf_counter() - t0
     with LpqlReader(full) as r:
         logits = np.concatenate([r.read(int(b)).values for b in r.batch_ids])
     np.save(OUT / f"logits-{args.tag}.npy", logits)
     sizes: dict[str, dict[str, float]] = {}
-    variants = [("full f16", None, None, "f16", 1), ("full i8", None, None, "i8", 1), ("x10 f16", None, None, "f16", 10),
-                ("x40 f16", None, None, "f16", 40)] + [
-        (f"x10 MR-{k} {v}", "mr", k, v, 10) for k in (1, 2, 5) for v in ("f16", "i8", "i4")]
+    variants = [
+        ("full f16", None, None, "f16", 1),
+        ("full i8", None, None, "i8", 1),
+        ("x10 f16", None, None, "f16", 10),
+        ("x40 f16", None, None, "f16", 40),
+    ] + [(f"x10 MR-{k} {v}", "mr", k, v, 10) for k in (1, 2, 5) for v in ("f16", "i8", "i4")]
     samples_full = res.samples
     for name, scheme, k, values, ratio in variants:
         src = full
@@ -93,13 +107,22 @@ def main() -> None:
         quantize_file(src, dst, scheme or "none", k, values)
         with LpqlReader(dst) as r:
             n = sum(r.header.batch_size_of(int(b)) for b in r.batch_ids)
-        sizes[name] = {"bytes": dst.stat().st_size, "bytes_per_stored_sample": dst.stat().st_size / n,
-                       "compression_vs_full_f16": (samples_full * r.header.num_classes * 2) / dst.stat().st_size}
+        sizes[name] = {
+            "bytes": dst.stat().st_size,
+            "bytes_per_stored_sample": dst.stat().st_size / n,
+            "compression_vs_full_f16": (samples_full * r.header.num_classes * 2) / dst.stat().st_size,
+        }
         dst.unlink()
         if src != full:
             src.unlink()
-    report = {"relabel": res.model_dump(mode="json"), "epochs": args.epochs, "batch_size": args.batch_size, "wall_seconds": wall, "sizes": sizes,
-              "throughput": throughput(args.images, args.teacher)}
+    report = {
+        "relabel": res.model_dump(mode="json"),
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "wall_seconds": wall,
+        "sizes": sizes,
+        "throughput": throughput(args.images, args.teacher),
+    }
     print(report)
     write_result(f"relabel-{args.tag}", report)
 

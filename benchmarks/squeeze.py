@@ -15,12 +15,12 @@ import argparse
 import json
 
 import torch
+from common import OUT, TEACHER, alternate, cifar_folder, write_result
 
 from lpq.data import load_split
 from lpq.squeeze import SqueezeConfig, load_teacher, squeeze
 from lpq.squeeze.squeeze import record_class_stats
 
-from common import OUT, TEACHER, alternate, cifar_folder, write_result
 
 def main() -> None:
     ap = argparse.ArgumentParser()

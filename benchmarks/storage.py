@@ -58,7 +58,11 @@ TEMPS = (1.0, 4.0, 20.0)
 
 def settings(classes: int) -> list[tuple[str, int, str]]:
     """Full labels, and MR-k at the paper's k (10, 50, 100 of 1,000) or the same fractions of fewer classes."""
-    ks = [k for k in (10, 50, 100) if k < classes] if classes >= 1000 else sorted({max(1, classes * f // 100) for f in (10, 20, 50)})
+    ks = (
+        [k for k in (10, 50, 100) if k < classes]
+        if classes >= 1000
+        else sorted({max(1, classes * f // 100) for f in (10, 20, 50)})
+    )
     return [("none", 0, v) for v in ("f16", "i8")] + [("mr", k, v) for k in ks for v in ("f16", "i8", "i4")]
 
 
@@ -176,7 +180,9 @@ def tv_distance(path: Path, logits: np.ndarray, scheme: str, k: int) -> dict[str
                 b = h.relabel.batch_size
                 lg = logits[int(bid) * b : int(bid) * b + rec.size]
                 v, i = quantize_logits(lg, scheme, h.quant.k)
-                ref = dense_targets(torch.from_numpy(v), None if i is None else torch.from_numpy(i), scheme, h.num_classes, t)
+                ref = dense_targets(
+                    torch.from_numpy(v), None if i is None else torch.from_numpy(i), scheme, h.num_classes, t
+                )
                 got = record_targets(rec, h, t)
                 dists.append(0.5 * (got - ref).abs().sum(dim=1))
             out[f"T={t:g}"] = float(torch.cat(dists).mean())
@@ -230,8 +236,13 @@ def main() -> None:
                 ours_read_t, _ = time_decode(ours_read, args.repeats)
                 codec, recs = BatchCodec(h), {bid: r.read(bid) for bid in ids}
 
-                def floor(r: LpqlReader = r, h: Header = h, ids: list[int] = ids, codec: BatchCodec = codec,
-                          recs: dict[int, BatchRecord] = recs) -> None:
+                def floor(
+                    r: LpqlReader = r,
+                    h: Header = h,
+                    ids: list[int] = ids,
+                    codec: BatchCodec = codec,
+                    recs: dict[int, BatchRecord] = recs,
+                ) -> None:
                     for bid in ids:  # what no reader of these bytes avoids: checksum, zstd, the target itself
                         codec.sections(bid, r.payload(bid))
                         record_targets(recs[bid], h, 4.0)
@@ -273,28 +284,61 @@ def main() -> None:
             )
     console = Console(width=160)
     t = Table(title=f"Label storage, {c} classes, batch {b}, {args.batches} batches ({source})")
-    for col in ("setting", "values", "lpql B/sample", "authors B/sample", "smaller by", "entropy B/sample",
-                "lpql batch/s", "authors batch/s", "decode faster by", "bound", "read vs torch.load", "TV T=1", "TV T=4", "TV T=20"):
+    for col in (
+        "setting",
+        "values",
+        "lpql B/sample",
+        "authors B/sample",
+        "smaller by",
+        "entropy B/sample",
+        "lpql batch/s",
+        "authors batch/s",
+        "decode faster by",
+        "bound",
+        "read vs torch.load",
+        "TV T=1",
+        "TV T=4",
+        "TV T=20",
+    ):
         t.add_column(col, justify="right")
     for r in rows:
         tv = r["tv_distance"]
-        t.add_row(r["setting"], r["values"], f"{r['lpql_bytes_per_sample']:.2f}", f"{r['authors_bytes_per_sample']:.2f}",
-                  f"x{r['size_ratio']:.2f}", f"{r['entropy_bytes_per_sample']:.2f}", f"{r['lpql_batches_per_s']:.0f}",
-                  f"{r['authors_batches_per_s']:.0f}", f"x{r['decode_speedup']:.1f}", f"x{r['speedup_bound']:.1f}",
-                  f"x{r['container_speedup']:.1f}",
-                  *(f"{tv[f'T={x:g}']:.4f}" for x in TEMPS))
+        t.add_row(
+            r["setting"],
+            r["values"],
+            f"{r['lpql_bytes_per_sample']:.2f}",
+            f"{r['authors_bytes_per_sample']:.2f}",
+            f"x{r['size_ratio']:.2f}",
+            f"{r['entropy_bytes_per_sample']:.2f}",
+            f"{r['lpql_batches_per_s']:.0f}",
+            f"{r['authors_batches_per_s']:.0f}",
+            f"x{r['decode_speedup']:.1f}",
+            f"x{r['speedup_bound']:.1f}",
+            f"x{r['container_speedup']:.1f}",
+            *(f"{tv[f'T={x:g}']:.4f}" for x in TEMPS),
+        )
     console.print(t)
     mr10 = [r for r in rows if r["setting"] == "MR-10" and r["values"] == "i8"]
     checks = {
         "MR-10 i8 <= 25 B/sample (1,000 classes)": (not mr10) or mr10[0]["lpql_bytes_per_sample"] <= 25,
         "every setting >= 2x smaller (8-bit values)": all(r["size_ratio"] >= 2 for r in rows if r["values"] == "i8"),
-        "decode to dense target >= 5x faster (8-bit values)": all(r["decode_speedup"] >= 5 for r in rows if r["values"] == "i8"),
-        "read >= 5x faster than torch.load (8-bit values)": all(r["container_speedup"] >= 5 for r in rows if r["values"] == "i8"),
+        "decode to dense target >= 5x faster (8-bit values)": all(
+            r["decode_speedup"] >= 5 for r in rows if r["values"] == "i8"
+        ),
+        "read >= 5x faster than torch.load (8-bit values)": all(
+            r["container_speedup"] >= 5 for r in rows if r["values"] == "i8"
+        ),
     }
     for name, ok in checks.items():
         console.print(f"{'PASS' if ok else 'FAIL'}  {name}")
-    env = {"python": sys.version.split()[0], "torch": torch.__version__, "machine": platform.machine(),
-           "cpu_threads": torch.get_num_threads(), "source": source, "args": {k: str(v) for k, v in vars(args).items()}}
+    env = {
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        "cpu_threads": torch.get_num_threads(),
+        "source": source,
+        "args": {k: str(v) for k, v in vars(args).items()},
+    }
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"env": env, "rows": rows, "checks": checks}, indent=2))

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from common import OUT, RESULTS, TEACHER, alternate, write_result
 from PIL import Image
 
-from common import OUT, RESULTS, TEACHER, alternate, write_result
 from lpq.squeeze import load_teacher
 from lpq.synth import SynthConfig, synthesize
 from lpq.synth.synth import optimize_group
@@ -74,7 +74,9 @@ def main() -> None:
         report = json.loads(saved.read_text())
         report.pop("env", None)
         synth_rate, plain_rate = step_rates(args.teacher, args.ipc)
-        report.update(synth_steps_per_s=synth_rate, plain_fwd_bwd_steps_per_s=plain_rate, rate_ratio=synth_rate / plain_rate)
+        report.update(
+            synth_steps_per_s=synth_rate, plain_fwd_bwd_steps_per_s=plain_rate, rate_ratio=synth_rate / plain_rate
+        )
         print(report)
         write_result(f"synth-ipc{args.ipc}", report)
         return
@@ -83,13 +85,19 @@ def main() -> None:
         out = OUT / f"syn-ipc{args.ipc}-{mode}"
         shutil.rmtree(out, ignore_errors=True)
         t0 = time.perf_counter()
-        m = synthesize(SynthConfig(teacher=args.teacher, output=out, ipc=args.ipc, iterations=args.iterations,
-                                   batching=mode), show=True)
+        m = synthesize(
+            SynthConfig(teacher=args.teacher, output=out, ipc=args.ipc, iterations=args.iterations, batching=mode),
+            show=True,
+        )
         wall = time.perf_counter() - t0
         RESULTS.mkdir(parents=True, exist_ok=True)
         contact_sheet(out, m.class_names, min(args.ipc, 8), RESULTS / f"contact-ipc{args.ipc}-{mode}.png")
-        report[mode] = {"teacher_top1": m.teacher_top1, "within_class_cosine": m.within_class_cosine,
-                        "wall_seconds": wall, "folder": str(out)}
+        report[mode] = {
+            "teacher_top1": m.teacher_top1,
+            "within_class_cosine": m.within_class_cosine,
+            "wall_seconds": wall,
+            "folder": str(out),
+        }
         print(mode, report[mode])
     synth_rate, plain_rate = step_rates(args.teacher, args.ipc)
     report["synth_steps_per_s"] = synth_rate

@@ -72,28 +72,82 @@ def run_demo(cfg: DemoConfig, show: bool = False) -> DemoResult:
         "run_full": out / "run-full",
         "run_compressed": out / "run-compressed",
     }
-    teacher = squeeze(SqueezeConfig(data=cfg.data, model=cfg.model, epochs=cfg.teacher_epochs, seed=cfg.seed,
-                                    output=paths["teacher"]), show=show)
-    synth = synthesize(SynthConfig(teacher=paths["teacher"], output=paths["images"], ipc=cfg.ipc,
-                                   iterations=cfg.iterations, lr=cfg.synth_lr, seed=cfg.seed), show=show)
+    teacher = squeeze(
+        SqueezeConfig(
+            data=cfg.data, model=cfg.model, epochs=cfg.teacher_epochs, seed=cfg.seed, output=paths["teacher"]
+        ),
+        show=show,
+    )
+    synth = synthesize(
+        SynthConfig(
+            teacher=paths["teacher"],
+            output=paths["images"],
+            ipc=cfg.ipc,
+            iterations=cfg.iterations,
+            lr=cfg.synth_lr,
+            seed=cfg.seed,
+        ),
+        show=show,
+    )
     images = str(paths["images"])
-    relabel(RelabelConfig(images=images, teacher=paths["teacher"], output=paths["labels_full"], epochs=cfg.label_epochs,
-                          batch_size=cfg.batch_size, seed=cfg.seed), show=show)
+    relabel(
+        RelabelConfig(
+            images=images,
+            teacher=paths["teacher"],
+            output=paths["labels_full"],
+            epochs=cfg.label_epochs,
+            batch_size=cfg.batch_size,
+            seed=cfg.seed,
+        ),
+        show=show,
+    )
     prune_file(PruneConfig(labels=paths["labels_full"], ratio=cfg.ratio, output=paths["labels_pruned"], seed=cfg.seed))
-    quantize_file(QuantizeConfig(labels=paths["labels_pruned"], output=paths["labels_compressed"], scheme="mr",
-                                 top_k=cfg.top_k, values=cfg.values))
+    quantize_file(
+        QuantizeConfig(
+            labels=paths["labels_pruned"],
+            output=paths["labels_compressed"],
+            scheme="mr",
+            top_k=cfg.top_k,
+            values=cfg.values,
+        )
+    )
     paths["labels_pruned"].unlink()  # an intermediate: the compressed file is what the demo compares
     del paths["labels_pruned"]
     rows = []
     full_bytes = paths["labels_full"].stat().st_size
-    for name, labels, run in (("full (x1, float16)", "labels_full", "run_full"),
-                              (f"x{cfg.ratio:g} + MR-{cfg.top_k} {cfg.values}", "labels_compressed", "run_compressed")):
-        result = train(TrainConfig(images=images, labels=paths[labels], output=paths[run], model=cfg.model,
-                                   eval_data=cfg.data, epochs=cfg.student_epochs, evals=1,
-                                   seed=cfg.seed), show=show)
+    for name, labels, run in (
+        ("full (x1, float16)", "labels_full", "run_full"),
+        (f"x{cfg.ratio:g} + MR-{cfg.top_k} {cfg.values}", "labels_compressed", "run_compressed"),
+    ):
+        result = train(
+            TrainConfig(
+                images=images,
+                labels=paths[labels],
+                output=paths[run],
+                model=cfg.model,
+                eval_data=cfg.data,
+                epochs=cfg.student_epochs,
+                evals=1,
+                seed=cfg.seed,
+            ),
+            show=show,
+        )
         s = summarize(paths[labels])
-        rows.append(StudentRow(labels=name, path=paths[labels], label_bytes=s.file_bytes,
-                               bytes_per_image=s.file_bytes / s.header.images.count,
-                               compression=full_bytes / s.file_bytes, top1=result.top1, top5=result.top5))
-    return DemoResult(teacher_top1=teacher.test_top1, synth_teacher_top1=synth.teacher_top1 or 0.0,
-                      within_class_cosine=synth.within_class_cosine or 0.0, rows=rows, paths=paths)
+        rows.append(
+            StudentRow(
+                labels=name,
+                path=paths[labels],
+                label_bytes=s.file_bytes,
+                bytes_per_image=s.file_bytes / s.header.images.count,
+                compression=full_bytes / s.file_bytes,
+                top1=result.top1,
+                top5=result.top5,
+            )
+        )
+    return DemoResult(
+        teacher_top1=teacher.test_top1,
+        synth_teacher_top1=synth.teacher_top1 or 0.0,
+        within_class_cosine=synth.within_class_cosine or 0.0,
+        rows=rows,
+        paths=paths,
+    )

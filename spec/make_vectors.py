@@ -14,19 +14,19 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from lpql_factory import make_header, make_records, write_file  # noqa: E402
+from lpql_factory import make_header, make_records, write_file
 
-from lpq.format import LpqlReader  # noqa: E402
-from lpq.format.layout import FRAME, INDEX_ENTRY, footer, frame  # noqa: E402
-from lpq.format.rng import CropSpec, derive_key, draws, epoch_order, mix64, sample_augment  # noqa: E402
+from lpq.format import LpqlReader
+from lpq.format.layout import FRAME, INDEX_ENTRY, footer, frame
+from lpq.format.rng import CropSpec, derive_key, draws, epoch_order, mix64, sample_augment
 
 OUT = Path(__file__).parent / "vectors"
 
 FILES = {
-    "full-f16-cutmix": dict(scheme="none", values="f16"),
-    "mr3-i8-pruned": dict(scheme="mr", k=3, values="i8", kept=[1, 4, 5]),
-    "ms4-i4-mixup": dict(scheme="ms", k=4, values="i4", mix="mixup", kept=[0, 2]),
-    "mr2-f32-c300": dict(scheme="mr", k=2, values="f32", classes=300, kept=[3]),
+    "full-f16-cutmix": {"scheme": "none", "values": "f16"},
+    "mr3-i8-pruned": {"scheme": "mr", "k": 3, "values": "i8", "kept": [1, 4, 5]},
+    "ms4-i4-mixup": {"scheme": "ms", "k": 4, "values": "i4", "mix": "mixup", "kept": [0, 2]},
+    "mr2-f32-c300": {"scheme": "mr", "k": 2, "values": "f32", "classes": 300, "kept": [3]},
 }
 
 
@@ -64,7 +64,9 @@ def rng_vectors() -> dict:
         "epoch_order": {"S=7,e=0,N=10": epoch_order(7, 0, 10).tolist(), "S=7,e=1,N=10": epoch_order(7, 1, 10).tolist()},
         "crops": {
             "S=7,e=0,b=0,H=32,W=32,default": sample_augment(7, 0, 0, np.full((4, 2), 32), spec).table().tolist(),
-            "S=1,e=2,b=3,H=224,W=300,default": sample_augment(1, 2, 3, np.full((4, 2), (224, 300)), spec).table().tolist(),
+            "S=1,e=2,b=3,H=224,W=300,default": sample_augment(1, 2, 3, np.full((4, 2), (224, 300)), spec)
+            .table()
+            .tolist(),
         },
     }
 
@@ -75,7 +77,11 @@ def _chunks(data: bytes) -> list[tuple[bytes, int, bytes]]:
     (count,) = struct.unpack_from("<I", data, index_offset + FRAME.size)
     entries = np.frombuffer(data, INDEX_ENTRY, count, index_offset + FRAME.size + 4)
     return [
-        (bytes(e["type"]), int(e["id"]), data[int(e["offset"]) + FRAME.size : int(e["offset"]) + FRAME.size + int(e["length"])])
+        (
+            bytes(e["type"]),
+            int(e["id"]),
+            data[int(e["offset"]) + FRAME.size : int(e["offset"]) + FRAME.size + int(e["length"])],
+        )
         for e in entries
     ]
 
@@ -96,8 +102,8 @@ def bad_files(good: bytes) -> dict[str, bytes]:
     chunks = _chunks(good)
     head = json.loads(chunks[0][2])
     head["quant"]["k"] = 99  # valid JSON, valid CRC, broken constraint (k > classes)
-    bad_header = [(b"HEAD", 0, json.dumps(head).encode())] + chunks[1:]
-    unknown = chunks[:1] + [(b"XTRA", 0, b"critical and unknown")] + chunks[1:]
+    bad_header = [(b"HEAD", 0, json.dumps(head).encode()), *chunks[1:]]
+    unknown = [*chunks[:1], (b"XTRA", 0, b"critical and unknown"), *chunks[1:]]
     future = bytearray(good)
     future[8:10] = struct.pack("<H", 2)
     flags = bytearray(good)

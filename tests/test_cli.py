@@ -70,15 +70,38 @@ def test_readme_test_command_is_what_ci_runs() -> None:
 
 def test_demo_runs_the_whole_pipeline_on_a_tiny_budget(tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    result = runner.invoke(app, ["demo", "-o", str(out), "--teacher-epochs", "3", "--ipc", "3", "--iterations", "30",
-                                 "--label-epochs", "20", "--student-epochs", "8", "--json"])
+    result = runner.invoke(
+        app,
+        [
+            "demo",
+            "-o",
+            str(out),
+            "--teacher-epochs",
+            "3",
+            "--ipc",
+            "5",
+            "--iterations",
+            "30",
+            "--label-epochs",
+            "40",
+            "--student-epochs",
+            "40",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     full, small = doc["rows"]
-    assert small["compression"] > 3  # x10 pruning and MR-3, less the fixed header and calibration bytes
-    assert full["top1"] > 10 and small["top1"] > 10  # a learning student, not chance, even on this budget
-    assert sorted(p.name for p in out.iterdir()) == ["labels-full.lpql", "labels-x10-mr3-i8.lpql", "run-compressed",
-                                                       "run-full", "syn", "teacher.lpqt"]
+    assert small["compression"] > 5  # x10 pruning and MR-3, less the fixed header and calibration bytes
+    assert doc["teacher_top1"] >= 80 and full["top1"] >= 30 and small["top1"] >= 30  # learning: chance is 10%
+    assert sorted(p.name for p in out.iterdir()) == [
+        "labels-full.lpql",
+        "labels-x10-mr3-i8.lpql",
+        "run-compressed",
+        "run-full",
+        "syn",
+        "teacher.lpqt",
+    ]
     again = runner.invoke(app, ["demo", "-o", str(out)])
     assert again.exit_code == 2 and "output-exists" in again.stderr
 
@@ -92,8 +115,15 @@ def config_models() -> dict[str, type]:
     from lpq.synth import SynthConfig
     from lpq.train import TrainConfig
 
-    return {"squeeze": SqueezeConfig, "synth": SynthConfig, "relabel": RelabelConfig, "prune": PruneConfig,
-            "quantize": QuantizeConfig, "train": TrainConfig, "demo": DemoConfig}
+    return {
+        "squeeze": SqueezeConfig,
+        "synth": SynthConfig,
+        "relabel": RelabelConfig,
+        "prune": PruneConfig,
+        "quantize": QuantizeConfig,
+        "train": TrainConfig,
+        "demo": DemoConfig,
+    }
 
 
 @pytest.mark.parametrize("name", sorted(config_models()))
@@ -117,8 +147,20 @@ def test_cli_options_are_config_fields_with_the_same_defaults(name: str) -> None
 def test_config_file_fills_options_and_the_command_line_wins(label_file: Path, tmp_path: Path) -> None:
     conf = tmp_path / "q.toml"
     conf.write_text('top-k = 2\nvalues = "f16"\n')
-    result = runner.invoke(app, ["quantize", str(label_file), "--config", str(conf), "--values", "i4",
-                                 "-o", str(tmp_path / "q.lpql"), "--json"])
+    result = runner.invoke(
+        app,
+        [
+            "quantize",
+            str(label_file),
+            "--config",
+            str(conf),
+            "--values",
+            "i4",
+            "-o",
+            str(tmp_path / "q.lpql"),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert (doc["k"], doc["values"]) == (2, "i4")
@@ -132,12 +174,46 @@ def test_config_file_fills_options_and_the_command_line_wins(label_file: Path, t
 
 def test_a_runs_config_json_repeats_the_run(digits_teacher: Path, tmp_path: Path) -> None:
     labels = tmp_path / "l.lpql"
-    assert runner.invoke(app, ["relabel", "digits", "--teacher", str(digits_teacher), "--epochs", "3", "--top-k", "3",
-                               "-o", str(labels), "-q"]).exit_code == 0
-    first = runner.invoke(app, ["train", "digits", str(labels), "--epochs", "2", "--evals", "1", "--lr", "0.002",
-                                "-o", str(tmp_path / "a"), "--json", "-q"])
-    again = runner.invoke(app, ["train", "--config", str(tmp_path / "a" / "config.json"), "-o", str(tmp_path / "b"),
-                                "--json", "-q"])
+    assert (
+        runner.invoke(
+            app,
+            [
+                "relabel",
+                "digits",
+                "--teacher",
+                str(digits_teacher),
+                "--epochs",
+                "3",
+                "--top-k",
+                "3",
+                "-o",
+                str(labels),
+                "-q",
+            ],
+        ).exit_code
+        == 0
+    )
+    first = runner.invoke(
+        app,
+        [
+            "train",
+            "digits",
+            str(labels),
+            "--epochs",
+            "2",
+            "--evals",
+            "1",
+            "--lr",
+            "0.002",
+            "-o",
+            str(tmp_path / "a"),
+            "--json",
+            "-q",
+        ],
+    )
+    again = runner.invoke(
+        app, ["train", "--config", str(tmp_path / "a" / "config.json"), "-o", str(tmp_path / "b"), "--json", "-q"]
+    )
     assert first.exit_code == 0 and again.exit_code == 0, again.output
     saved = [json.loads((tmp_path / run / "config.json").read_text()) for run in ("a", "b")]
     assert saved[0].pop("output") != saved[1].pop("output") and saved[0] == saved[1] and saved[0]["lr"] == 0.002

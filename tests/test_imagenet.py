@@ -53,7 +53,9 @@ def torch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "torch-home"
     (home / "hub" / "checkpoints").mkdir(parents=True)
     torch.manual_seed(0)
-    torch.save(build_model("resnet18", CLASSES, 224).state_dict(), home / "hub" / "checkpoints" / "resnet18-f37072fd.pth")
+    torch.save(
+        build_model("resnet18", CLASSES, 224).state_dict(), home / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    )
     monkeypatch.setenv("TORCH_HOME", str(home))
     return home
 
@@ -68,7 +70,9 @@ def cli(*args: str | Path) -> dict:
 def test_large_mixed_folders_are_streamed_in_sorted_order(imagenet: Path) -> None:
     train = open_split(str(imagenet), "train")
     assert isinstance(train, ImageFiles) and len(train) == 3 * CLASSES
-    assert train.classes == sorted(train.classes) and train.labels.tolist() == [c for c in range(CLASSES) for _ in range(3)]
+    assert train.classes == sorted(train.classes) and train.labels.tolist() == [
+        c for c in range(CLASSES) for _ in range(3)
+    ]
     sizes = train.sizes()
     assert len({tuple(s) for s in sizes.tolist()}) > 1
     for i in range(len(train)):  # every PIL mode decodes to RGB at the file's own size
@@ -78,9 +82,25 @@ def test_large_mixed_folders_are_streamed_in_sorted_order(imagenet: Path) -> Non
 
 def test_pretrained_teacher_pipeline_at_224_px_offline(imagenet: Path, torch_home: Path, tmp_path: Path) -> None:
     teacher = tmp_path / "teacher.lpqt"
-    sq = cli("squeeze", "--data", imagenet, "--weights", "torchvision:resnet18.IMAGENET1K_V1", "--epochs", 0,
-             "--workers", 1, "-o", teacher)
-    assert (sq["architecture"], sq["image_size"], sq["resize"], sq["classes"]) == ("resnet18", 224, "center-crop", CLASSES)
+    sq = cli(
+        "squeeze",
+        "--data",
+        imagenet,
+        "--weights",
+        "torchvision:resnet18.IMAGENET1K_V1",
+        "--epochs",
+        0,
+        "--workers",
+        1,
+        "-o",
+        teacher,
+    )
+    assert (sq["architecture"], sq["image_size"], sq["resize"], sq["classes"]) == (
+        "resnet18",
+        224,
+        "center-crop",
+        CLASSES,
+    )
     meta = load_teacher(teacher).meta
     assert meta.mean == pytest.approx((0.485, 0.456, 0.406)) and meta.crop_fraction == pytest.approx(224 / 256)
     assert meta.data_fingerprint.startswith("manifest:")
@@ -94,40 +114,88 @@ def test_pretrained_teacher_pipeline_at_224_px_offline(imagenet: Path, torch_hom
         assert (a.input_size, a.eval_resize, a.eval_crop_fraction) == (224, "center-crop", pytest.approx(0.875))
     cli("prune", labels, "--ratio", 2, "-o", tmp_path / "x2.lpql")
     cli("quantize", tmp_path / "x2.lpql", "--top-k", 3, "--values", "i8", "-o", tmp_path / "small.lpql")
-    run = cli("train", syn, tmp_path / "small.lpql", "--model", "resnet18", "--epochs", 1, "--eval-data", imagenet,
-              "-o", tmp_path / "run")
+    run = cli(
+        "train",
+        syn,
+        tmp_path / "small.lpql",
+        "--model",
+        "resnet18",
+        "--epochs",
+        1,
+        "--eval-data",
+        imagenet,
+        "-o",
+        tmp_path / "run",
+    )
     assert run["epochs"] == 1 and 0.0 <= run["top1"] <= 100.0
     # A pretrained teacher needs no class statistics to relabel.
-    direct = cli("relabel", syn, "--teacher", "torchvision:resnet18.IMAGENET1K_V1", "--epochs", 1, "--batch-size", 3,
-                 "-o", tmp_path / "direct.lpql")
+    direct = cli(
+        "relabel",
+        syn,
+        "--teacher",
+        "torchvision:resnet18.IMAGENET1K_V1",
+        "--epochs",
+        1,
+        "--batch-size",
+        3,
+        "-o",
+        tmp_path / "direct.lpql",
+    )
     assert direct["batches_kept"] == 2
 
 
-def test_pretrained_weights_missing_offline_name_the_file(imagenet: Path, tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pretrained_weights_missing_offline_name_the_file(
+    imagenet: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
-    result = runner.invoke(app, ["squeeze", "--data", str(imagenet), "--weights", "torchvision:IMAGENET1K_V1",
-                                 "--model", "resnet18", "-o", str(tmp_path / "t.lpqt")])
+    result = runner.invoke(
+        app,
+        [
+            "squeeze",
+            "--data",
+            str(imagenet),
+            "--weights",
+            "torchvision:IMAGENET1K_V1",
+            "--model",
+            "resnet18",
+            "-o",
+            str(tmp_path / "t.lpqt"),
+        ],
+    )
     assert result.exit_code == 2 and "weights-not-cached" in result.stderr
     assert str(tmp_path / "empty" / "hub" / "checkpoints") in result.stderr and "resnet18-f37072fd.pth" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "t.lpqt").exists()
 
 
-def test_class_count_of_the_weights_must_match_the_data(imagenet: Path, tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_class_count_of_the_weights_must_match_the_data(
+    imagenet: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     home = tmp_path / "home"
     (home / "hub" / "checkpoints").mkdir(parents=True)
     torch.save(build_model("resnet18", 1000, 224).state_dict(), home / "hub" / "checkpoints" / "resnet18-f37072fd.pth")
     monkeypatch.setenv("TORCH_HOME", str(home))
-    result = runner.invoke(app, ["squeeze", "--data", str(imagenet), "--weights", "torchvision:resnet18.DEFAULT",
-                                 "-o", str(tmp_path / "t.lpqt")])
+    result = runner.invoke(
+        app,
+        [
+            "squeeze",
+            "--data",
+            str(imagenet),
+            "--weights",
+            "torchvision:resnet18.DEFAULT",
+            "-o",
+            str(tmp_path / "t.lpqt"),
+        ],
+    )
     assert result.exit_code == 2 and "weights-class-count" in result.stderr and "1000 classes" in result.stderr
 
 
 def test_option_errors_come_before_reading_data(tmp_path: Path) -> None:
     """No data is read (the folder does not even exist) before the options are refused."""
-    for args, ref in ((["--epochs", "0"], "squeeze-no-teacher"), (["--model", "resnet999"], "unknown-model"),
-                      (["--weights", "torchvision:resnet18.NOPE"], "weights-unknown")):
+    for args, ref in (
+        (["--epochs", "0"], "squeeze-no-teacher"),
+        (["--model", "resnet999"], "unknown-model"),
+        (["--weights", "torchvision:resnet18.NOPE"], "weights-unknown"),
+    ):
         result = runner.invoke(app, ["squeeze", "--data", "digits", *args, "-o", str(tmp_path / "t.lpqt")])
         assert result.exit_code == 2 and ref in result.stderr, result.output
 

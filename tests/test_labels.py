@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pydantic import ValidationError
 import torch
+from conftest import free_port
+from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from conftest import free_port
 from lpq.cli.app import app
 from lpq.data import load_split
 from lpq.errors import LpqError
@@ -60,8 +60,19 @@ def full_labels(digits_teacher: Path, tmp_path_factory: pytest.TempPathFactory) 
 @pytest.mark.parametrize("mix", ["cutmix", "mixup", "none"])
 def test_replayed_batch_gives_the_stored_logits(digits_teacher: Path, tmp_path: Path, mix: str) -> None:
     out = tmp_path / "l.lpql"
-    relabel(RelabelConfig(images="digits", teacher=digits_teacher, output=out, epochs=2, batch_size=50,
-                          values="f32", mix=mix, ratio=4, strategy="random"))
+    relabel(
+        RelabelConfig(
+            images="digits",
+            teacher=digits_teacher,
+            output=out,
+            epochs=2,
+            batch_size=50,
+            values="f32",
+            mix=mix,
+            ratio=4,
+            strategy="random",
+        )
+    )
     teacher = load_teacher(digits_teacher)
     images = load_split("digits", "train")
     hw = images.sizes()
@@ -89,10 +100,24 @@ def test_relabel_records_settings_calibration_and_fingerprint(full_labels: Path,
         assert c.overall.margin > 0 and 0 < c.overall.entropy < np.log(10)
 
 
-def test_relabel_with_ratio_and_topk_equals_prune_then_quantize(digits_teacher: Path, full_labels: Path, tmp_path: Path) -> None:
+def test_relabel_with_ratio_and_topk_equals_prune_then_quantize(
+    digits_teacher: Path, full_labels: Path, tmp_path: Path
+) -> None:
     direct = tmp_path / "direct.lpql"
-    relabel(RelabelConfig(images="digits", teacher=digits_teacher, output=direct, epochs=4, batch_size=64,
-                          ratio=4, strategy="first", scheme="mr", top_k=3, values="f32"))
+    relabel(
+        RelabelConfig(
+            images="digits",
+            teacher=digits_teacher,
+            output=direct,
+            epochs=4,
+            batch_size=64,
+            ratio=4,
+            strategy="first",
+            scheme="mr",
+            top_k=3,
+            values="f32",
+        )
+    )
     pruned = prune(full_labels, 4, tmp_path / "p.lpql", strategy="first").output
     staged = quantize(pruned, tmp_path / "q.lpql", "mr", 3, "f32").output
     assert_same_labels(direct, staged)
@@ -131,8 +156,11 @@ def test_quantize_down_works_and_up_is_refused(full_labels: Path, tmp_path: Path
         assert np.array_equal(rec.indices, order)
         top = np.take_along_axis(full, order, axis=1)
         assert np.allclose(rec.values, top - top[:, :1], atol=0.05)
-    for args, ref in [((mr5, "mr", 8, "f16"), "quantize-lost"), ((mr5, "ms", 2, "f16"), "quantize-lost"),
-                      ((full_labels, "mr", 11, "f16"), "bad-top-k")]:
+    for args, ref in [
+        ((mr5, "mr", 8, "f16"), "quantize-lost"),
+        ((mr5, "ms", 2, "f16"), "quantize-lost"),
+        ((full_labels, "mr", 11, "f16"), "bad-top-k"),
+    ]:
         with pytest.raises(LpqError) as e:
             quantize(args[0], tmp_path / "bad.lpql", *args[1:])
         assert e.value.ref == ref
@@ -142,8 +170,10 @@ def test_quantize_down_works_and_up_is_refused(full_labels: Path, tmp_path: Path
 
 def test_cli_refuses_output_equal_to_input_and_leaves_it(full_labels: Path) -> None:
     before = full_labels.read_bytes()
-    for cmd in (["prune", str(full_labels), "--ratio", "2", "-o", str(full_labels)],
-                ["quantize", str(full_labels), "--top-k", "3", "-o", str(full_labels)]):
+    for cmd in (
+        ["prune", str(full_labels), "--ratio", "2", "-o", str(full_labels)],
+        ["quantize", str(full_labels), "--top-k", "3", "-o", str(full_labels)],
+    ):
         result = runner.invoke(app, cmd)
         assert result.exit_code == 2 and "output-is-input" in result.stderr
     assert full_labels.read_bytes() == before
@@ -155,7 +185,9 @@ def test_relabel_refuses_teacher_of_other_classes(digits_teacher: Path, tmp_path
     for cls in ("cat", "dog"):
         (tmp_path / "imgs" / cls).mkdir(parents=True)
         Image.new("RGB", (16, 16)).save(tmp_path / "imgs" / cls / "0.png")
-    result = runner.invoke(app, ["relabel", str(tmp_path / "imgs"), "--teacher", str(digits_teacher), "-o", str(tmp_path / "x.lpql")])
+    result = runner.invoke(
+        app, ["relabel", str(tmp_path / "imgs"), "--teacher", str(digits_teacher), "-o", str(tmp_path / "x.lpql")]
+    )
     assert result.exit_code == 2 and "class-mismatch" in result.stderr
 
 
@@ -164,12 +196,30 @@ def cli_env(threads: int = 1) -> dict[str, str]:
 
 
 def test_killed_relabel_resumes_to_the_same_file(digits_teacher: Path, tmp_path: Path) -> None:
-    args = [sys.executable, "-m", "lpq", "relabel", "digits", "--teacher", str(digits_teacher), "--epochs", "12",
-            "--batch-size", "32", "--top-k", "4", "--values", "i8", "-q"]
+    args = [
+        sys.executable,
+        "-m",
+        "lpq",
+        "relabel",
+        "digits",
+        "--teacher",
+        str(digits_teacher),
+        "--epochs",
+        "12",
+        "--batch-size",
+        "32",
+        "--top-k",
+        "4",
+        "--values",
+        "i8",
+        "-q",
+    ]
     whole = tmp_path / "whole.lpql"
     subprocess.run([*args, "-o", str(whole)], check=True, env=cli_env(), capture_output=True)
     out = tmp_path / "killed.lpql"
-    proc = subprocess.Popen([*args, "-o", str(out)], env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*args, "-o", str(out)], env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     part = partial_path(out)
     deadline = time.monotonic() + 120
     while (not part.exists() or part.stat().st_size < whole.stat().st_size // 3) and time.monotonic() < deadline:
@@ -185,13 +235,49 @@ def test_killed_relabel_resumes_to_the_same_file(digits_teacher: Path, tmp_path:
 
 
 def test_torchrun_two_processes_equal_one(digits_teacher: Path, tmp_path: Path) -> None:
-    common = ["relabel", "digits", "--teacher", str(digits_teacher), "--epochs", "2", "--batch-size", "64",
-              "--top-k", "3", "--values", "f16", "--ratio", "2", "-q", "--device", "cpu"]
+    common = [
+        "relabel",
+        "digits",
+        "--teacher",
+        str(digits_teacher),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "64",
+        "--top-k",
+        "3",
+        "--values",
+        "f16",
+        "--ratio",
+        "2",
+        "-q",
+        "--device",
+        "cpu",
+    ]
     single = tmp_path / "single.lpql"
-    subprocess.run([sys.executable, "-m", "lpq", *common, "-o", str(single)], check=True, env=cli_env(), capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "lpq", *common, "-o", str(single)], check=True, env=cli_env(), capture_output=True
+    )
     multi = tmp_path / "multi.lpql"
-    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(free_port()),
-                          "-m", "lpq", *common, "-o", str(multi)], env=cli_env(), capture_output=True, text=True)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            "2",
+            "--master-port",
+            str(free_port()),
+            "-m",
+            "lpq",
+            *common,
+            "-o",
+            str(multi),
+        ],
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     assert_same_labels(single, multi)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["multi.lpql", "single.lpql"]
@@ -230,7 +316,8 @@ def test_quantize_marks_its_k_and_keeps_full_logit_masses(full_labels: Path, tmp
     mr2 = quantize(mr3, tmp_path / "mr2.lpql", "mr", 2, "i8").output  # from quantized labels: the table knows k=2
     with LpqlReader(mr2) as r:
         assert r.calibration is not None and r.calibration.overall.topk_mass["1"] == pytest.approx(
-            direct_mass(full_labels, 2, 1.0), abs=1e-6)
+            direct_mass(full_labels, 2, 1.0), abs=1e-6
+        )
     mr5 = quantize(full_labels, tmp_path / "mr5.lpql", "mr", 5, "i8").output
     mr4 = quantize(mr5, tmp_path / "mr4.lpql", "mr", 4, "i8").output  # quantized source, k off the ladder
     with LpqlReader(mr4) as r:
@@ -242,8 +329,22 @@ def test_quantize_marks_its_k_and_keeps_full_logit_masses(full_labels: Path, tmp
 
 
 def test_top_k_auto_keeps_the_asked_mass_with_the_smallest_k(full_labels: Path, tmp_path: Path) -> None:
-    result = runner.invoke(app, ["quantize", str(full_labels), "--top-k", "auto", "--keep-mass", "0.99",
-                                 "--at-temp", "4", "-o", str(tmp_path / "auto.lpql"), "--json"])
+    result = runner.invoke(
+        app,
+        [
+            "quantize",
+            str(full_labels),
+            "--top-k",
+            "auto",
+            "--keep-mass",
+            "0.99",
+            "--at-temp",
+            "4",
+            "-o",
+            str(tmp_path / "auto.lpql"),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     k = doc["k"]

@@ -36,7 +36,10 @@ def test_class_stats_equal_direct_computation(name: str) -> None:
     spec = InputSpec(size=data.image_size, mean=data.mean, std=data.std)
     stats = record_class_stats(net, batches(data, spec, batch_size=7), data.num_classes, torch.device("cpu"))
     inputs: dict[str, torch.Tensor] = {}
-    hooks = [m.register_forward_pre_hook(lambda _m, i, n=n: inputs.__setitem__(n, i[0].detach())) for n, m in bn_layers(net).items()]
+    hooks = [
+        m.register_forward_pre_hook(lambda _m, i, n=n: inputs.__setitem__(n, i[0].detach()))
+        for n, m in bn_layers(net).items()
+    ]
     for c in range(data.num_classes):
         with torch.no_grad():
             net(spec.normalize(data.images[data.labels == c]))  # class c's images alone, one pass
@@ -98,7 +101,10 @@ def test_image_folder_loads_in_sorted_order(tmp_path: Path) -> None:
     [
         (lambda p: (p / "train").mkdir(parents=True), "data-no-classes"),
         (lambda p: write_folder(p, {"a": 2, "b": 0}), "data-empty-class"),
-        (lambda p: (write_folder(p, {"a": 2}), (p / "train" / "a" / "x.jpg").write_bytes(b"not a jpeg")), "data-bad-image"),
+        (
+            lambda p: (write_folder(p, {"a": 2}), (p / "train" / "a" / "x.jpg").write_bytes(b"not a jpeg")),
+            "data-bad-image",
+        ),
         (lambda p: None, "data-no-split"),
     ],
 )

@@ -10,18 +10,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import free_port
 from typer.testing import CliRunner
 
-from conftest import free_port
 from lpq.cli.app import app
-from lpq.files import temporary
 from lpq.data import load_split
 from lpq.errors import LpqError
+from lpq.files import temporary
 from lpq.squeeze import load_teacher, save_teacher
 from lpq.synth import SynthConfig, synthesize
 
 runner = CliRunner()
-FAST = dict(ipc=2, iterations=50, lr=0.25)
+FAST = {"ipc": 2, "iterations": 50, "lr": 0.25}
 
 
 def files(folder: Path) -> dict[str, bytes]:
@@ -37,7 +37,9 @@ def synthesized(digits_teacher: Path, tmp_path_factory: pytest.TempPathFactory) 
 
 def test_images_have_right_count_shape_and_class(synthesized: Path, digits_teacher: Path) -> None:
     images = load_split(str(synthesized), "train")
-    assert images.classes == [str(i) for i in range(10)] and len(images) == 20 and images.images.shape[1:] == (3, 16, 16)
+    assert (
+        images.classes == [str(i) for i in range(10)] and len(images) == 20 and images.images.shape[1:] == (3, 16, 16)
+    )
     t = load_teacher(digits_teacher)
     with torch.no_grad():
         pred = t.model(t.normalize(images.images.float() / 255)).argmax(1)
@@ -49,7 +51,12 @@ def test_manifest_records_settings_results_and_diversity(synthesized: Path) -> N
 
     m = read_manifest(synthesized)
     assert m is not None and m.complete and len(m.groups) == 10
-    assert m.settings["ipc"] == 2 and m.settings["batching"] == "classwise" and m.settings["lr"] == 0.25 and m.settings["r_bn"] == 0.05
+    assert (
+        m.settings["ipc"] == 2
+        and m.settings["batching"] == "classwise"
+        and m.settings["lr"] == 0.25
+        and m.settings["r_bn"] == 0.05
+    )
     assert m.teacher_top1 is not None and m.teacher_top1 >= 90 and -1 <= (m.within_class_cosine or 0) <= 1
 
 
@@ -62,7 +69,7 @@ def test_interrupted_run_resumes_to_identical_files(synthesized: Path, digits_te
     with pytest.raises(LpqError) as e:
         synthesize(SynthConfig(teacher=digits_teacher, output=out, **FAST))
     assert e.value.ref == "synth-output-exists"
-    before = {k: v for k, v in files(out).items()}
+    before = dict(files(out).items())
     synthesize(SynthConfig(teacher=digits_teacher, output=out, resume=True, **FAST))
     after = files(out)
     assert all(after[k] == v for k, v in before.items() if not k.startswith(half.name))
@@ -71,7 +78,10 @@ def test_interrupted_run_resumes_to_identical_files(synthesized: Path, digits_te
 
 def test_other_runs_output_and_bad_ranges_are_refused(synthesized: Path, digits_teacher: Path, tmp_path: Path) -> None:
     cases = [
-        (["--ipc", "3", "--iterations", "50", "--lr", "0.25", "-o", str(synthesized), "--resume"], "synth-foreign-output"),
+        (
+            ["--ipc", "3", "--iterations", "50", "--lr", "0.25", "-o", str(synthesized), "--resume"],
+            "synth-foreign-output",
+        ),
         (["--ipc", "0", "-o", str(tmp_path / "a")], "bad-option: ipc"),
         (["--classes", "8:12", "-o", str(tmp_path / "b")], "bad-class-range"),
         (["--classes", "x", "-o", str(tmp_path / "c")], "bad-option: classes"),
@@ -90,17 +100,46 @@ def test_teacher_without_class_stats_is_refused(digits_teacher: Path, tmp_path: 
     assert result.exit_code == 2 and "teacher-no-stats" in result.stderr
 
 
-def test_mixed_batching_baseline_runs_on_the_same_budget(digits_teacher: Path, tmp_path: Path) -> None:
+def test_mixed_batching_baseline_mixes_classes_on_the_same_budget(digits_teacher: Path, tmp_path: Path) -> None:
     m = synthesize(SynthConfig(teacher=digits_teacher, output=tmp_path / "mixed", batching="mixed", **FAST))
     assert m.complete and len(load_split(str(tmp_path / "mixed"), "train")) == 20
+    assert len(m.groups) == 10 and all(len(g.classes) == 2 for g in m.groups)  # IPC-sized batches of several classes
+    assert m.settings["iterations"] == FAST["iterations"] and m.teacher_top1 is not None and m.teacher_top1 >= 80
 
 
 def test_torchrun_two_processes_equal_one(synthesized: Path, digits_teacher: Path, tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = tmp_path / "syn2"
-    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(free_port()),
-                          "-m", "lpq", "synth", "--teacher", str(digits_teacher), "--ipc", "2", "--iterations", "50", "--lr", "0.25",
-                          "-o", str(out), "-q", "--device", "cpu"], env=env, capture_output=True, text=True)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            "2",
+            "--master-port",
+            str(free_port()),
+            "-m",
+            "lpq",
+            "synth",
+            "--teacher",
+            str(digits_teacher),
+            "--ipc",
+            "2",
+            "--iterations",
+            "50",
+            "--lr",
+            "0.25",
+            "-o",
+            str(out),
+            "-q",
+            "--device",
+            "cpu",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     assert files(out) == files(synthesized)
 
@@ -121,8 +160,26 @@ def test_real_init_with_zero_iterations_is_a_random_real_subset(digits_teacher: 
     from lpq.synth.synth import real_choice
 
     out = tmp_path / "real"
-    result = runner.invoke(app, ["synth", "--teacher", str(digits_teacher), "--ipc", "3", "--init", "real",
-                                 "--iterations", "0", "--seed", "4", "-o", str(out), "-q", "--json"])
+    result = runner.invoke(
+        app,
+        [
+            "synth",
+            "--teacher",
+            str(digits_teacher),
+            "--ipc",
+            "3",
+            "--init",
+            "real",
+            "--iterations",
+            "0",
+            "--seed",
+            "4",
+            "-o",
+            str(out),
+            "-q",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["teacher_top1"] > 90.0  # real digits, which the teacher knows
     real = load_split("digits", "train")
@@ -130,5 +187,7 @@ def test_real_init_with_zero_iterations_is_a_random_real_subset(digits_teacher: 
     saved = load_split(str(out), "train")
     assert torch.equal(saved.images, real.images[[i for c in range(10) for i in picks[c]]])
     assert picks != real_choice(real.labels, range(10), 3, seed=5)  # the seed picks the subset
-    bad = runner.invoke(app, ["synth", "--teacher", str(digits_teacher), "--iterations", "0", "-o", str(tmp_path / "x")])
+    bad = runner.invoke(
+        app, ["synth", "--teacher", str(digits_teacher), "--iterations", "0", "-o", str(tmp_path / "x")]
+    )
     assert bad.exit_code == 2 and "needs --init real" in bad.stderr

@@ -10,19 +10,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import free_port
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from conftest import free_port
 from lpq.cli.app import app
 from lpq.errors import LpqError
 from lpq.format import TempSchedule
 from lpq.labels.relabel import RelabelConfig, relabel
-from lpq.labels.temperature import teacher_temperature
 from lpq.labels.targets import hard_targets
+from lpq.labels.temperature import teacher_temperature
 from lpq.train import TrainConfig, train, train_seeds
 from lpq.train.train import eval_epochs, fit_student_temperature, kd_loss
-
 
 runner = CliRunner()
 
@@ -31,8 +30,19 @@ runner = CliRunner()
 def compact_labels(digits_teacher: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Digits labels pruned x4 and quantized to MR-3 with 8-bit values."""
     out = tmp_path_factory.mktemp("labels") / "mr3.lpql"
-    relabel(RelabelConfig(images="digits", teacher=digits_teacher, output=out, epochs=12, batch_size=64,
-                          ratio=4, scheme="mr", top_k=3, values="i8"))
+    relabel(
+        RelabelConfig(
+            images="digits",
+            teacher=digits_teacher,
+            output=out,
+            epochs=12,
+            batch_size=64,
+            ratio=4,
+            scheme="mr",
+            top_k=3,
+            values="i8",
+        )
+    )
     return out
 
 
@@ -50,7 +60,7 @@ def test_student_from_pruned_quantized_labels_beats_chance_widely(compact_labels
 
 
 def test_resume_continues_exactly(compact_labels: Path, tmp_path: Path) -> None:
-    base = dict(images="digits", labels=compact_labels, epochs=4, evals=2)
+    base = {"images": "digits", "labels": compact_labels, "epochs": 4, "evals": 2}
     train(TrainConfig(output=tmp_path / "straight", **base))
     train(TrainConfig(output=tmp_path / "split", stop_after=2, **base))
     with pytest.raises(LpqError) as e:
@@ -78,7 +88,9 @@ def test_labels_of_other_images_and_other_eval_classes_are_refused(compact_label
         for cls in ("a", "b"):
             (tmp_path / "ev" / split / cls).mkdir(parents=True)
             Image.new("RGB", (16, 16)).save(tmp_path / "ev" / split / cls / "0.png")
-    result = runner.invoke(app, ["train", "digits", str(compact_labels), "--eval-data", str(tmp_path / "ev"), "-o", str(tmp_path / "r2")])
+    result = runner.invoke(
+        app, ["train", "digits", str(compact_labels), "--eval-data", str(tmp_path / "ev"), "-o", str(tmp_path / "r2")]
+    )
     assert result.exit_code == 2 and "class-mismatch" in result.stderr
     assert not (tmp_path / "r1").exists() and not (tmp_path / "r2").exists()
 
@@ -100,20 +112,50 @@ def test_calibrated_temperature_recovers_a_known_scale() -> None:
 
 def test_torchrun_two_processes_train_and_learn(compact_labels: Path, tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(free_port()),
-                          "-m", "lpq", "train", "digits", str(compact_labels), "--epochs", "6", "--evals", "2",
-                          "-o", str(tmp_path / "ddp"), "-q", "--device", "cpu", "--json"], env=env, capture_output=True, text=True)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            "2",
+            "--master-port",
+            str(free_port()),
+            "-m",
+            "lpq",
+            "train",
+            "digits",
+            str(compact_labels),
+            "--epochs",
+            "6",
+            "--evals",
+            "2",
+            "-o",
+            str(tmp_path / "ddp"),
+            "-q",
+            "--device",
+            "cpu",
+            "--json",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     result = json.loads(run.stdout)
     assert result["top1"] >= 40.0
 
 
-def test_seeds_report_mean_and_sd_of_final_epochs_and_resume_keeps_finished_seeds(compact_labels: Path, tmp_path: Path) -> None:
-    base = dict(images="digits", labels=compact_labels, epochs=3, evals=1, output=tmp_path / "seeds")
+def test_seeds_report_mean_and_sd_of_final_epochs_and_resume_keeps_finished_seeds(
+    compact_labels: Path, tmp_path: Path
+) -> None:
+    base = {"images": "digits", "labels": compact_labels, "epochs": 3, "evals": 1, "output": tmp_path / "seeds"}
     result = train_seeds(TrainConfig(seeds=2, **base))
     top1 = [r.top1 for r in result.runs]
     assert result.seeds == [0, 1] and len(set(top1)) == 2  # different seeds, different students
-    assert result.top1_mean == pytest.approx(sum(top1) / 2) and result.top1_sd == pytest.approx(abs(top1[0] - top1[1]) / 2**0.5)
+    assert result.top1_mean == pytest.approx(sum(top1) / 2) and result.top1_sd == pytest.approx(
+        abs(top1[0] - top1[1]) / 2**0.5
+    )
     stamp = (tmp_path / "seeds" / "seed-0" / "last.safetensors").stat().st_mtime_ns
     more = train_seeds(TrainConfig(seeds=3, resume=True, **base))
     assert more.seeds == [0, 1, 2] and [r.top1 for r in more.runs[:2]] == top1
@@ -126,8 +168,23 @@ def test_seeds_report_mean_and_sd_of_final_epochs_and_resume_keeps_finished_seed
 
 
 def test_cli_seeds_print_mean_and_sd(compact_labels: Path, tmp_path: Path) -> None:
-    result = runner.invoke(app, ["train", "digits", str(compact_labels), "--epochs", "2", "--evals", "1", "--seeds", "2",
-                                 "-o", str(tmp_path / "r"), "--json"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "digits",
+            str(compact_labels),
+            "--epochs",
+            "2",
+            "--evals",
+            "1",
+            "--seeds",
+            "2",
+            "-o",
+            str(tmp_path / "r"),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["seeds"] == [0, 1] and len(doc["runs"]) == 2 and doc["top1_sd"] >= 0
@@ -144,8 +201,9 @@ def test_hard_targets_are_the_mixed_classes() -> None:
 
 
 def test_hard_target_baseline_learns_and_refuses_temperatures(compact_labels: Path, tmp_path: Path) -> None:
-    result = train(TrainConfig(images="digits", labels=compact_labels, output=tmp_path / "hard", epochs=8, evals=1,
-                               targets="hard"))
+    result = train(
+        TrainConfig(images="digits", labels=compact_labels, output=tmp_path / "hard", epochs=8, evals=1, targets="hard")
+    )
     lines = [json.loads(x) for x in (tmp_path / "hard" / "metrics.jsonl").read_text().splitlines()]
     assert {m["teacher_temp"] for m in lines} == {1.0} and {m["student_temp"] for m in lines} == {1.0}
     assert result.top1 >= 50.0  # chance is 10%

@@ -35,7 +35,9 @@ def _version(value: bool) -> None:
 def root(
     ctx: typer.Context,
     traceback: Annotated[bool, typer.Option("--traceback", help="Show full tracebacks (for bug reports).")] = False,
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
 ) -> None:
     """lpq: make dataset distillation's soft labels small (pruning + top-k quantization) and train on them."""
     ctx.obj = {"traceback": traceback}

@@ -64,7 +64,9 @@ def funnel(fn: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(ExitCode.FAILURE) from None
         except KeyboardInterrupt:
             resumable = isinstance(ctx, typer.Context) and "resume" in ctx.params
-            stderr().print("interrupted; finished work is kept" + (" (rerun with --resume to continue)" if resumable else ""))
+            stderr().print(
+                "interrupted; finished work is kept" + (" (rerun with --resume to continue)" if resumable else "")
+            )
             raise typer.Exit(ExitCode.INTERRUPTED) from None
 
     return wrapper
@@ -83,7 +85,11 @@ def read_config_file(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text()
         data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-    except (OSError, UnicodeDecodeError, ValueError) as e:  # tomllib.TOMLDecodeError and JSONDecodeError are ValueErrors
+    except (
+        OSError,
+        UnicodeDecodeError,
+        ValueError,
+    ) as e:  # tomllib.TOMLDecodeError and JSONDecodeError are ValueErrors
         raise LpqError("config-unreadable", f"cannot read --config {path} ({str(e).splitlines()[0]})") from None
     if not isinstance(data, dict):
         raise LpqError("config-unreadable", f"--config {path} holds no table of option values")

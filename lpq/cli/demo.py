@@ -17,7 +17,9 @@ BUDGET = "Budget (defaults finish in under 5 minutes on a 2-core CPU)"
 @funnel
 def demo(
     ctx: typer.Context,
-    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for everything the demo writes.")] = Path("lpq-demo"),
+    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for everything the demo writes.")] = Path(
+        "lpq-demo"
+    ),
     data: DataOpt = "digits",
     model: Annotated[str, typer.Option(help="Teacher and student architecture.")] = "convnet",
     teacher_epochs: Annotated[int, typer.Option(min=1, rich_help_panel=BUDGET)] = 10,
@@ -45,14 +47,23 @@ def demo(
         print_json(result)
         return
     out = stdout()
-    out.print(f"teacher top-1 {result.teacher_top1:.1f}%; synthetic images: teacher top-1 {result.synth_teacher_top1:.1f}%, "
-              f"within-class cosine {result.within_class_cosine:.3f}")
+    out.print(
+        f"teacher top-1 {result.teacher_top1:.1f}%; synthetic images: teacher top-1 {result.synth_teacher_top1:.1f}%, "
+        f"within-class cosine {result.within_class_cosine:.3f}"
+    )
     t = Table(title="Students on the same distilled images", title_justify="left")
     for col in ("labels", "student top-1", "top-5", "label bytes", "bytes/image", "smaller by", "file"):
         t.add_column(col, justify="right" if col not in ("labels", "file") else "left")
     for r in result.rows:
-        t.add_row(r.labels, f"{r.top1:.1f}%", f"{r.top5:.1f}%", f"{r.label_bytes:,}", f"{r.bytes_per_image:.1f}",
-                  f"x{r.compression:.1f}", str(r.path))
+        t.add_row(
+            r.labels,
+            f"{r.top1:.1f}%",
+            f"{r.top5:.1f}%",
+            f"{r.label_bytes:,}",
+            f"{r.bytes_per_image:.1f}",
+            f"x{r.compression:.1f}",
+            str(r.path),
+        )
     out.print(t)
     paths = Table(title="Written", show_header=False, title_justify="left")
     for k, v in result.paths.items():

@@ -98,7 +98,10 @@ def _render_summary(s: FileSummary) -> None:
             [
                 ("format", f".lpql {s.format_version} (written by {h.tool})"),
                 ("classes", f"{h.num_classes}: {', '.join(h.class_names[:6])}{' ...' if h.num_classes > 6 else ''}"),
-                ("images", f"{h.images.count} ({h.images.height}x{h.images.width}), fingerprint {h.images.fingerprint[:16]}"),
+                (
+                    "images",
+                    f"{h.images.count} ({h.images.height}x{h.images.width}), fingerprint {h.images.fingerprint[:16]}",
+                ),
                 ("teacher", f"{h.teacher.architecture}, weights {h.teacher.weights_sha256[:16]}"),
                 ("verified", "every checksum holds" if s.verified else "not checked (pass --verify)"),
             ],
@@ -112,10 +115,16 @@ def _render_summary(s: FileSummary) -> None:
                 ("epochs x batches", f"{r.epochs} x {r.batches_per_epoch} of {r.batch_size} (seed {r.seed})"),
                 ("batches stored", f"{s.batches_stored} of {s.batches_total} ({s.samples_stored} samples)"),
                 ("pruning", f"x{pr.ratio:g}, {pr.strategy} (seed {pr.seed})"),
-                ("augmentation", f"crop {a.input_size}px scale {a.crop_scale} ratio {tuple(round(x, 3) for x in a.crop_ratio)}, "
-                 f"{a.interpolation}, flip {a.flip_p}, {a.mix} alpha {a.mix_alpha}"),
-                ("quantization", f"{q.scheme} k={q.k}, values {q.values.id}{' relative' if q.values.relative else ''}"
-                 + (f", indices {q.indices.bits} bits" if q.indices else "")),
+                (
+                    "augmentation",
+                    f"crop {a.input_size}px scale {a.crop_scale} ratio {tuple(round(x, 3) for x in a.crop_ratio)}, "
+                    f"{a.interpolation}, flip {a.flip_p}, {a.mix} alpha {a.mix_alpha}",
+                ),
+                (
+                    "quantization",
+                    f"{q.scheme} k={q.k}, values {q.values.id}{' relative' if q.values.relative else ''}"
+                    + (f", indices {q.indices.bits} bits" if q.indices else ""),
+                ),
             ],
         )
     )
@@ -130,7 +139,11 @@ def _render_summary(s: FileSummary) -> None:
             [
                 ("file", f"{s.file_bytes:,} bytes"),
                 ("full float16 labels", f"{s.full_f16_bytes:,} bytes (every sample of every epoch)"),
-                ("compression", f"x{s.compression_vs_full:.1f} vs full, x{s.compression_vs_stored:.1f} vs float16 of the stored batches"),
+                (
+                    "compression",
+                    f"x{s.compression_vs_full:.1f} vs full, "
+                    f"x{s.compression_vs_stored:.1f} vs float16 of the stored batches",
+                ),
             ],
         )
     )
@@ -141,10 +154,20 @@ def _render_summary(s: FileSummary) -> None:
             ("top-1 logit", f"{c.overall.top1_logit:.3f}"),
             ("top1-top2 margin", f"{c.overall.margin:.3f}"),
             ("entropy at T=1", f"{c.overall.entropy:.3f} nats"),
-            (f"top-{c.topk} mass by T", ", ".join(f"T={t}: {m:.3f}" for t, m in c.overall.topk_mass.items())
-             or "unknown (not measured on the full logits)"),
-            ("teacher schedule", f"{ts.kind} from {ts.start:g}, x{ts.factor:g} every {ts.every} epochs, floor {ts.floor:g}"),
-            ("student temperature", f"{'calibrated' if st.calibrate else 'fixed'}, start {st.initial:g}, grid {st.grid_min:g}..{st.grid_max:g} ({st.grid_points})"),
+            (
+                f"top-{c.topk} mass by T",
+                ", ".join(f"T={t}: {m:.3f}" for t, m in c.overall.topk_mass.items())
+                or "unknown (not measured on the full logits)",
+            ),
+            (
+                "teacher schedule",
+                f"{ts.kind} from {ts.start:g}, x{ts.factor:g} every {ts.every} epochs, floor {ts.floor:g}",
+            ),
+            (
+                "student temperature",
+                f"{'calibrated' if st.calibrate else 'fixed'}, start {st.initial:g}, "
+                f"grid {st.grid_min:g}..{st.grid_max:g} ({st.grid_points})",
+            ),
         ]
         out.print(_table("Calibration", rows))
         if c.overall.kept_mass:
@@ -155,8 +178,11 @@ def kept_mass_table(c: Calibration) -> Table:
     """Softmax mass the top k keep (from the full logits), at the DKR schedule's start and end and at T=1."""
     ts = c.teacher_schedule
     temps = [f"{t:g}" for t in c.temperatures]
-    wanted = [(f"T={ts.start:g} (schedule start)", f"{ts.start:g}"), (f"T={ts.floor:g} (schedule end)", f"{ts.floor:g}"),
-              ("T=1 (teacher as is)", "1")]
+    wanted = [
+        (f"T={ts.start:g} (schedule start)", f"{ts.start:g}"),
+        (f"T={ts.floor:g} (schedule end)", f"{ts.floor:g}"),
+        ("T=1 (teacher as is)", "1"),
+    ]
     columns = [(title, temps.index(key)) for title, key in wanted if key in temps]
     t = Table(title="Softmax mass kept by the top k (full logits, mean over stored samples)", title_justify="left")
     t.add_column("k", justify="right")
@@ -169,7 +195,10 @@ def kept_mass_table(c: Calibration) -> Table:
 
 def _render_batch(v: BatchView) -> None:
     out = stdout()
-    out.print(f"batch {v.batch_id}: epoch {v.epoch}, batch {v.batch}, {v.size} samples, mix lambda {v.mix_lambda:.4f}, box {v.mix_box}")
+    out.print(
+        f"batch {v.batch_id}: epoch {v.epoch}, batch {v.batch}, {v.size} samples, "
+        f"mix lambda {v.mix_lambda:.4f}, box {v.mix_box}"
+    )
     t = Table(title_justify="left")
     for col in ("sample", "image", "crop (top, left, h, w)", "flip", "top classes", "values"):
         t.add_column(col)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -10,51 +10,52 @@ import typer
 from pydantic import BaseModel
 from rich.table import Table
 
-class Scheme(str, Enum):
+
+class Scheme(StrEnum):
     none = "none"
     mr = "mr"
     ms = "ms"
 
 
-class Values(str, Enum):
+class Values(StrEnum):
     f32 = "f32"
     f16 = "f16"
     i8 = "i8"
     i4 = "i4"
 
 
-class Mix(str, Enum):
+class Mix(StrEnum):
     cutmix = "cutmix"
     mixup = "mixup"
     none = "none"
 
 
-class Strategy(str, Enum):
+class Strategy(StrEnum):
     random = "random"
     first = "first"
 
 
-class Batching(str, Enum):
+class Batching(StrEnum):
     classwise = "classwise"
     mixed = "mixed"
 
 
-class Init(str, Enum):
+class Init(StrEnum):
     noise = "noise"
     real = "real"
 
 
-class Optimizer(str, Enum):
+class Optimizer(StrEnum):
     adamw = "adamw"
     sgd = "sgd"
 
 
-class Targets(str, Enum):
+class Targets(StrEnum):
     soft = "soft"
     hard = "hard"
 
 
-class Schedule(str, Enum):
+class Schedule(StrEnum):
     none = "none"
     step = "step"
     cosine = "cosine"
@@ -69,12 +70,23 @@ SeedOpt = Annotated[int, typer.Option(min=0, help="Random seed.")]
 DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda, cuda:1, ...")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as one JSON document.")]
-TeacherOpt = Annotated[str | None, typer.Option(help="Teacher file from lpq squeeze, or pretrained weights (torchvision:resnet18.IMAGENET1K_V1).")]
+TeacherOpt = Annotated[
+    str | None,
+    typer.Option(help="Teacher file from lpq squeeze, or pretrained weights (torchvision:resnet18.IMAGENET1K_V1)."),
+]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run with the same settings.")]
-ConfigOpt = Annotated[Path | None, typer.Option("--config", exists=True, dir_okay=False,
-                                                help="Option values from a TOML file (or a run's config.json); "
-                                                     "options given on the command line win.")]
-WorkersOpt = Annotated[int | None, typer.Option(min=0, help="Worker processes preparing images (default from the CPU count).")]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        exists=True,
+        dir_okay=False,
+        help="Option values from a TOML file (or a run's config.json); options given on the command line win.",
+    ),
+]
+WorkersOpt = Annotated[
+    int | None, typer.Option(min=0, help="Worker processes preparing images (default from the CPU count).")
+]
 
 
 def result_table(title: str, result: BaseModel) -> Table:

@@ -15,7 +15,9 @@ from lpq.cli.options import ConfigOpt, JsonOpt, SeedOpt, Strategy, result_table
 def prune(
     ctx: typer.Context,
     labels: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Input .lpql file (left untouched).")],
-    ratio: Annotated[float | None, typer.Option(help="Keep round(total / ratio) batches; composes with earlier pruning.")] = None,
+    ratio: Annotated[
+        float | None, typer.Option(help="Keep round(total / ratio) batches; composes with earlier pruning.")
+    ] = None,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Pruned file to write.")] = None,
     strategy: Annotated[Strategy, typer.Option(help="Which batches to keep.")] = Strategy.random,
     seed: SeedOpt = 0,

@@ -31,17 +31,32 @@ COMPACT = "Pruning and quantization"
 @funnel
 def relabel(
     ctx: typer.Context,
-    images: Annotated[str | None, typer.Argument(help="Image set: a folder of class folders (lpq synth output) or a --data name.")] = None,
+    images: Annotated[
+        str | None, typer.Argument(help="Image set: a folder of class folders (lpq synth output) or a --data name.")
+    ] = None,
     teacher: TeacherOpt = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="Label file to write.")] = Path("labels.lpql"),
     epochs: Annotated[int, typer.Option(min=1, help="Epochs of augmented batches (METHOD: 300 on ImageNet-1K).")] = 300,
-    batch_size: Annotated[int, typer.Option(min=1, max=65535, help="Batch size (METHOD: 128 ImageNet-1K, 64 Tiny).")] = 64,
-    ratio: Annotated[float, typer.Option(min=1, rich_help_panel=COMPACT, help="Label only 1/ratio of the batches.")] = 1.0,
-    strategy: Annotated[Strategy, typer.Option(rich_help_panel=COMPACT, help="Which batches --ratio keeps.")] = Strategy.random,
-    top_k: Annotated[int | None, typer.Option(min=1, rich_help_panel=COMPACT, help="Store only the top-k classes (implies --scheme mr).")] = None,
-    scheme: Annotated[Scheme, typer.Option(rich_help_panel=COMPACT, help="none, mr (top-k logits) or ms (top-k probabilities).")] = Scheme.none,
+    batch_size: Annotated[
+        int, typer.Option(min=1, max=65535, help="Batch size (METHOD: 128 ImageNet-1K, 64 Tiny).")
+    ] = 64,
+    ratio: Annotated[
+        float, typer.Option(min=1, rich_help_panel=COMPACT, help="Label only 1/ratio of the batches.")
+    ] = 1.0,
+    strategy: Annotated[
+        Strategy, typer.Option(rich_help_panel=COMPACT, help="Which batches --ratio keeps.")
+    ] = Strategy.random,
+    top_k: Annotated[
+        int | None,
+        typer.Option(min=1, rich_help_panel=COMPACT, help="Store only the top-k classes (implies --scheme mr)."),
+    ] = None,
+    scheme: Annotated[
+        Scheme, typer.Option(rich_help_panel=COMPACT, help="none, mr (top-k logits) or ms (top-k probabilities).")
+    ] = Scheme.none,
     values: Annotated[Values, typer.Option(rich_help_panel=COMPACT, help="Value encoding.")] = Values.f16,
-    crop_scale: Annotated[tuple[float, float], typer.Option(rich_help_panel=AUG, help="RandomResizedCrop area range.")] = (0.08, 1.0),
+    crop_scale: Annotated[
+        tuple[float, float], typer.Option(rich_help_panel=AUG, help="RandomResizedCrop area range.")
+    ] = (0.08, 1.0),
     flip_p: Annotated[float, typer.Option(rich_help_panel=AUG, help="Horizontal flip probability.")] = 0.5,
     mix: Annotated[Mix, typer.Option(rich_help_panel=AUG, help="Batch mixing.")] = Mix.cutmix,
     mix_alpha: Annotated[float, typer.Option(rich_help_panel=AUG, help="Beta(alpha, alpha) mixing weight.")] = 1.0,

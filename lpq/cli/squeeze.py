@@ -28,20 +28,41 @@ TRAIN = "Teacher training"
 @funnel
 def squeeze(
     ctx: typer.Context,
-    output: Annotated[Path, typer.Option("-o", "--output", help="Teacher file to write (.lpqt).")] = Path("teacher.lpqt"),
+    output: Annotated[Path, typer.Option("-o", "--output", help="Teacher file to write (.lpqt).")] = Path(
+        "teacher.lpqt"
+    ),
     data: DataOpt = "digits",
     root: RootOpt = None,
     download: DownloadOpt = False,
-    model: Annotated[str | None, typer.Option(help="convnet, any torchvision classifier (resnet18, ...) or timm:NAME; default: the weights' architecture, else convnet.")] = None,
-    weights: Annotated[str | None, typer.Option(help="A weight file (safetensors or weights-only .pt), torchvision:resnet18.IMAGENET1K_V1, or timm:NAME.TAG.")] = None,
-    image_size: Annotated[int | None, typer.Option(min=8, help="Input size S (default: native for images of <= 64 px, 224 for larger ones).")] = None,
-    epochs: Annotated[int | None, typer.Option(min=0, rich_help_panel=TRAIN, help="Training epochs (default 30; 0 with --weights).")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="convnet, any torchvision classifier (resnet18, ...) or timm:NAME; "
+            "default: the weights' architecture, else convnet."
+        ),
+    ] = None,
+    weights: Annotated[
+        str | None,
+        typer.Option(
+            help="A weight file (safetensors or weights-only .pt), torchvision:resnet18.IMAGENET1K_V1, "
+            "or timm:NAME.TAG."
+        ),
+    ] = None,
+    image_size: Annotated[
+        int | None,
+        typer.Option(min=8, help="Input size S (default: native for images of <= 64 px, 224 for larger ones)."),
+    ] = None,
+    epochs: Annotated[
+        int | None, typer.Option(min=0, rich_help_panel=TRAIN, help="Training epochs (default 30; 0 with --weights).")
+    ] = None,
     batch_size: Annotated[int, typer.Option(min=1, rich_help_panel=TRAIN)] = 128,
     optimizer: Annotated[Optimizer, typer.Option(rich_help_panel=TRAIN, help="sgd or adamw.")] = Optimizer.sgd,
     lr: Annotated[float, typer.Option(rich_help_panel=TRAIN, help="Peak learning rate (one-cycle cosine).")] = 0.05,
     weight_decay: Annotated[float, typer.Option(rich_help_panel=TRAIN)] = 5e-4,
     workers: WorkersOpt = None,
-    skip_bad_images: Annotated[bool, typer.Option("--skip-bad-images", help="Skip and count unreadable image files instead of stopping.")] = False,
+    skip_bad_images: Annotated[
+        bool, typer.Option("--skip-bad-images", help="Skip and count unreadable image files instead of stopping.")
+    ] = False,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     config: ConfigOpt = None,

@@ -18,15 +18,35 @@ OPT = "Optimization (defaults: the authors' values for the input size)"
 def synth(
     ctx: typer.Context,
     teacher: TeacherOpt = None,
-    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the image set (ImageFolder of PNGs).")] = Path("syn"),
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="Folder for the image set (ImageFolder of PNGs).")
+    ] = Path("syn"),
     ipc: Annotated[int, typer.Option(help="Images per class.")] = 10,
-    iterations: Annotated[int, typer.Option(min=0, rich_help_panel=OPT, help="Steps per class (authors: 4000).")] = 1000,
-    init: Annotated[Init, typer.Option(rich_help_panel=OPT, help="noise, or real: random real images of the class (with --iterations 0: the random-real baseline).")] = Init.noise,
-    data: Annotated[str | None, typer.Option(rich_help_panel=OPT, help="Real images for --init real (default: the teacher's data).")] = None,
-    lr: Annotated[float | None, typer.Option(rich_help_panel=OPT, help="Adam lr (0.25 at 224 px, 0.1 at <= 64 px).")] = None,
-    r_bn: Annotated[float | None, typer.Option(rich_help_panel=OPT, help="BN loss weight (0.01 at 224 px, 0.05 at <= 64 px).")] = None,
-    jitter: Annotated[int | None, typer.Option(rich_help_panel=OPT, help="Max random roll in pixels (input/8).")] = None,
-    batching: Annotated[Batching, typer.Option(rich_help_panel=OPT, help="classwise (LPQLD) or mixed (SRe2L baseline).")] = Batching.classwise,
+    iterations: Annotated[
+        int, typer.Option(min=0, rich_help_panel=OPT, help="Steps per class (authors: 4000).")
+    ] = 1000,
+    init: Annotated[
+        Init,
+        typer.Option(
+            rich_help_panel=OPT,
+            help="noise, or real: random real images of the class (with --iterations 0: the random-real baseline).",
+        ),
+    ] = Init.noise,
+    data: Annotated[
+        str | None, typer.Option(rich_help_panel=OPT, help="Real images for --init real (default: the teacher's data).")
+    ] = None,
+    lr: Annotated[
+        float | None, typer.Option(rich_help_panel=OPT, help="Adam lr (0.25 at 224 px, 0.1 at <= 64 px).")
+    ] = None,
+    r_bn: Annotated[
+        float | None, typer.Option(rich_help_panel=OPT, help="BN loss weight (0.01 at 224 px, 0.05 at <= 64 px).")
+    ] = None,
+    jitter: Annotated[
+        int | None, typer.Option(rich_help_panel=OPT, help="Max random roll in pixels (input/8).")
+    ] = None,
+    batching: Annotated[
+        Batching, typer.Option(rich_help_panel=OPT, help="classwise (LPQLD) or mixed (SRe2L baseline).")
+    ] = Batching.classwise,
     classes: Annotated[str | None, typer.Option(help="Only classes START:STOP (half-open).")] = None,
     seed: SeedOpt = 0,
     resume: ResumeOpt = False,

@@ -33,30 +33,56 @@ TEMP = "Temperatures (defaults: the label file's calibration, else METHOD.md)"
 @funnel
 def train(
     ctx: typer.Context,
-    images: Annotated[str | None, typer.Argument(help="The distilled image set (folder or --data name) the labels belong to.")] = None,
+    images: Annotated[
+        str | None, typer.Argument(help="The distilled image set (folder or --data name) the labels belong to.")
+    ] = None,
     labels: Annotated[Path | None, typer.Argument(exists=True, dir_okay=False, help="A .lpql label file.")] = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="Run folder.")] = Path("run"),
     model: Annotated[str, typer.Option(help="Student architecture (convnet, resnet18, ...).")] = "convnet",
     eval_data: Annotated[str, typer.Option(help="Real data whose test split is evaluated.")] = "digits",
     eval_root: RootOpt = None,
     epochs: Annotated[int, typer.Option(min=1, rich_help_panel=OPT)] = 300,
-    optimizer: Annotated[Optimizer, typer.Option(rich_help_panel=OPT, help="adamw (lr 1e-3, wd 0.01) or sgd (lr 0.2, wd 1e-4).")] = Optimizer.adamw,
+    optimizer: Annotated[
+        Optimizer, typer.Option(rich_help_panel=OPT, help="adamw (lr 1e-3, wd 0.01) or sgd (lr 0.2, wd 1e-4).")
+    ] = Optimizer.adamw,
     lr: Annotated[float | None, typer.Option(rich_help_panel=OPT)] = None,
     weight_decay: Annotated[float | None, typer.Option(rich_help_panel=OPT)] = None,
     warmup_epochs: Annotated[int, typer.Option(min=0, rich_help_panel=OPT)] = 0,
-    targets: Annotated[Targets, typer.Option(rich_help_panel=OPT, help="soft: the stored labels; hard: the images' own classes (baseline).")] = Targets.soft,
-    temp_schedule: Annotated[Schedule | None, typer.Option(rich_help_panel=TEMP, help="Teacher temperature schedule (DKR).")] = None,
+    targets: Annotated[
+        Targets,
+        typer.Option(rich_help_panel=OPT, help="soft: the stored labels; hard: the images' own classes (baseline)."),
+    ] = Targets.soft,
+    temp_schedule: Annotated[
+        Schedule | None, typer.Option(rich_help_panel=TEMP, help="Teacher temperature schedule (DKR).")
+    ] = None,
     temp_start: Annotated[float | None, typer.Option(rich_help_panel=TEMP)] = None,
     temp_floor: Annotated[float | None, typer.Option(rich_help_panel=TEMP)] = None,
     temp_factor: Annotated[float | None, typer.Option(rich_help_panel=TEMP)] = None,
-    temp_every: Annotated[int | None, typer.Option(rich_help_panel=TEMP, help="Step period in epochs of a 300-epoch run.")] = None,
-    calibrate: Annotated[bool | None, typer.Option("--calibrate/--no-calibrate", rich_help_panel=TEMP, help="Refit T_s every epoch (CA); default on for soft targets.")] = None,
-    student_temp: Annotated[float, typer.Option(rich_help_panel=TEMP, help="T_s (start value with --calibrate).")] = 1.0,
-    t2_scaling: Annotated[bool, typer.Option("--t2-scaling", rich_help_panel=TEMP, help="Scale the loss by T^2.")] = False,
-    evals: Annotated[int, typer.Option(min=1, help="Test-split evaluations, evenly spread; the last epoch always.")] = 2,
+    temp_every: Annotated[
+        int | None, typer.Option(rich_help_panel=TEMP, help="Step period in epochs of a 300-epoch run.")
+    ] = None,
+    calibrate: Annotated[
+        bool | None,
+        typer.Option(
+            "--calibrate/--no-calibrate",
+            rich_help_panel=TEMP,
+            help="Refit T_s every epoch (CA); default on for soft targets.",
+        ),
+    ] = None,
+    student_temp: Annotated[
+        float, typer.Option(rich_help_panel=TEMP, help="T_s (start value with --calibrate).")
+    ] = 1.0,
+    t2_scaling: Annotated[
+        bool, typer.Option("--t2-scaling", rich_help_panel=TEMP, help="Scale the loss by T^2.")
+    ] = False,
+    evals: Annotated[
+        int, typer.Option(min=1, help="Test-split evaluations, evenly spread; the last epoch always.")
+    ] = 2,
     seeds: Annotated[int, typer.Option(min=1, help="Students with seeds SEED, SEED+1, ...: mean and sd of top-1.")] = 1,
     workers: Annotated[int, typer.Option(min=0, help="DataLoader worker processes rebuilding batches.")] = 0,
-    stop_after: Annotated[int | None, typer.Option(min=1, help="Stop after N epochs in this session (--resume later).")] = None,
+    stop_after: Annotated[
+        int | None, typer.Option(min=1, help="Stop after N epochs in this session (--resume later).")
+    ] = None,
     seed: SeedOpt = 0,
     resume: ResumeOpt = False,
     device: DeviceOpt = "auto",
@@ -87,11 +113,20 @@ def train(
 
 
 def seeds_table(result: SeedsResult) -> Table:
-    t = Table(title=f"Students over seeds {result.seeds} (final epoch): top-1 {result.top1_mean:.2f} +- "
-                    f"{result.top1_sd:.2f}%, top-5 {result.top5_mean:.2f} +- {result.top5_sd:.2f}%", title_justify="left")
+    t = Table(
+        title=f"Students over seeds {result.seeds} (final epoch): top-1 {result.top1_mean:.2f} +- "
+        f"{result.top1_sd:.2f}%, top-5 {result.top5_mean:.2f} +- {result.top5_sd:.2f}%",
+        title_justify="left",
+    )
     for col in ("seed", "top-1", "top-5", "train s", "eval s", "run"):
         t.add_column(col, justify="left" if col == "run" else "right")
     for r in result.runs:
-        t.add_row(str(r.seed), f"{r.top1:.2f}%", f"{r.top5:.2f}%", f"{r.train_seconds:.0f}", f"{r.eval_seconds:.0f}",
-                  str(r.output))
+        t.add_row(
+            str(r.seed),
+            f"{r.top1:.2f}%",
+            f"{r.top5:.2f}%",
+            f"{r.train_seconds:.0f}",
+            f"{r.eval_seconds:.0f}",
+            str(r.output),
+        )
     return t

@@ -77,9 +77,17 @@ class Batches:
             yield from self._sliced(self.source, self.fast)
             return
         gen = torch.Generator().manual_seed(self.seed)
-        loader = DataLoader(_Prepared(self.source, self.transform), batch_size=self.batch_size, shuffle=self.shuffle,
-                            generator=gen, num_workers=self.workers, collate_fn=_collate, pin_memory=self.pin_memory,
-                            prefetch_factor=4 if self.workers else None, persistent_workers=False)
+        loader = DataLoader(
+            _Prepared(self.source, self.transform),
+            batch_size=self.batch_size,
+            shuffle=self.shuffle,
+            generator=gen,
+            num_workers=self.workers,
+            collate_fn=_collate,
+            pin_memory=self.pin_memory,
+            prefetch_factor=4 if self.workers else None,
+            persistent_workers=False,
+        )
         for x, y, bad in loader:
             if bad and not self.skip_bad:
                 raise LpqError("data-bad-image", bad[0].removeprefix("data-bad-image: "))
@@ -88,8 +96,11 @@ class Batches:
                 yield x, y
 
     def _sliced(self, data: ImageSet, spec: InputSpec) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = (torch.randperm(len(data), generator=torch.Generator().manual_seed(self.seed)) if self.shuffle
-                 else torch.arange(len(data)))
+        order = (
+            torch.randperm(len(data), generator=torch.Generator().manual_seed(self.seed))
+            if self.shuffle
+            else torch.arange(len(data))
+        )
         for i in range(0, len(data), self.batch_size):
             idx = order[i : i + self.batch_size]
             yield spec.normalize(data.images[idx]), data.labels[idx]
@@ -101,9 +112,11 @@ def check_fits(source: ImageSource, spec: InputSpec) -> None:
         return
     h, w = (int(v) for v in (source.images.shape[2:] if isinstance(source, ImageSet) else source.sizes()[0]))
     if (h, w) != (spec.size, spec.size):
-        raise LpqError("data-size-mismatch", f"{source.name} holds {h} x {w} px images; the model takes "
-                       f"{spec.size} x {spec.size} px images as they are",
-                       "use data of the resolution the teacher was made for")
+        raise LpqError(
+            "data-size-mismatch",
+            f"{source.name} holds {h} x {w} px images; the model takes {spec.size} x {spec.size} px images as they are",
+            "use data of the resolution the teacher was made for",
+        )
 
 
 def batches(source: ImageSource, spec: InputSpec, train: bool = False, **kwargs: object) -> Batches:
@@ -111,8 +124,12 @@ def batches(source: ImageSource, spec: InputSpec, train: bool = False, **kwargs:
     spec's size take the fast path when no augmentation is asked for."""
     check_fits(source, spec)
     in_place = not train and spec.resize == "none" and isinstance(source, ImageSet)
-    return Batches(source, spec.train_transform() if train else spec.eval_transform(),  # type: ignore[arg-type]
-                   fast=spec if in_place else None, **kwargs)
+    return Batches(
+        source,
+        spec.train_transform() if train else spec.eval_transform(),  # type: ignore[arg-type]
+        fast=spec if in_place else None,
+        **kwargs,
+    )
 
 
 class _Subset:
@@ -130,8 +147,9 @@ class _Subset:
         return self.source.load(self.indices[index])
 
 
-def sample_stats(source: ImageSource, size: int, samples: int = 500, workers: int = 0,
-                 seed: int = 0) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+def sample_stats(
+    source: ImageSource, size: int, samples: int = 500, workers: int = 0, seed: int = 0
+) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
     """Per-channel mean and standard deviation in [0, 1] of a random sample of a large set, as evaluation
     prepares it (shorter side to size / 0.875, central crop): the normalization of a teacher trained on it."""
     rng = torch.Generator().manual_seed(seed)
@@ -140,8 +158,13 @@ def sample_stats(source: ImageSource, size: int, samples: int = 500, workers: in
     total = torch.zeros(3, dtype=torch.float64)
     square = torch.zeros(3, dtype=torch.float64)
     count = 0
-    for x, _ in Batches(_Subset(source, pick), plain.eval_transform(), batch_size=64, workers=workers,  # type: ignore[arg-type]
-                        skip_bad=True):
+    for x, _ in Batches(
+        _Subset(source, pick),
+        plain.eval_transform(),
+        batch_size=64,
+        workers=workers,  # type: ignore[arg-type]
+        skip_bad=True,
+    ):
         total += x.double().sum(dim=(0, 2, 3))
         square += x.double().square().sum(dim=(0, 2, 3))
         count += x.shape[0] * x.shape[2] * x.shape[3]

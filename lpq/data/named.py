@@ -45,11 +45,24 @@ def _digits(split: str) -> ImageSet:
 # The binary releases (fixed-size records), read with numpy: the python releases are pickles, which lpq
 # never loads. (URL, md5, folder, train files, test file, label bytes per record, class-name file)
 _CIFAR = {
-    "cifar10": ("https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz", "c32a1d4ab5d03f1284b67883e8d87530",
-                "cifar-10-batches-bin", [f"data_batch_{i}.bin" for i in range(1, 6)], "test_batch.bin", 1,
-                "batches.meta.txt"),
-    "cifar100": ("https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz", "03b5dce01913d631647c71ecec9e9cb8",
-                 "cifar-100-binary", ["train.bin"], "test.bin", 2, "fine_label_names.txt"),
+    "cifar10": (
+        "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",
+        "c32a1d4ab5d03f1284b67883e8d87530",
+        "cifar-10-batches-bin",
+        [f"data_batch_{i}.bin" for i in range(1, 6)],
+        "test_batch.bin",
+        1,
+        "batches.meta.txt",
+    ),
+    "cifar100": (
+        "https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz",
+        "03b5dce01913d631647c71ecec9e9cb8",
+        "cifar-100-binary",
+        ["train.bin"],
+        "test.bin",
+        2,
+        "fine_label_names.txt",
+    ),
 }
 
 
@@ -58,8 +71,11 @@ def _cifar(kind: str, split: str, root: Path, download: bool) -> ImageSet:
     base = root / folder
     if not base.is_dir():
         if not download:
-            raise LpqError("data-not-found", f"{kind} (binary version) not found under {root}",
-                           "pass --download to fetch it, or --root pointing at the folder holding " + folder)
+            raise LpqError(
+                "data-not-found",
+                f"{kind} (binary version) not found under {root}",
+                "pass --download to fetch it, or --root pointing at the folder holding " + folder,
+            )
         from torchvision.datasets.utils import download_and_extract_archive
 
         download_and_extract_archive(url, str(root), md5=md5)
@@ -73,8 +89,9 @@ def _cifar(kind: str, split: str, root: Path, download: bool) -> ImageSet:
         labels.append(raw[:, label_bytes - 1].astype(np.int64))  # CIFAR-100: the fine label is the second byte
         images.append(raw[:, label_bytes:].reshape(-1, 3, 32, 32))
     classes = [c for c in (base / names_file).read_text().splitlines() if c.strip()]
-    return ImageSet(kind, torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(labels)),
-                    classes, *_STATS[kind])
+    return ImageSet(
+        kind, torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(labels)), classes, *_STATS[kind]
+    )
 
 
 def channel_stats(images: torch.Tensor) -> tuple[tuple[float, float, float], tuple[float, float, float]]:

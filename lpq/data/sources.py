@@ -55,8 +55,11 @@ class ImageSource(Protocol):
 
 class BadImage(LpqError):
     def __init__(self, path: Path, reason: str) -> None:
-        super().__init__("data-bad-image", f"cannot read image {path} ({reason})",
-                         "remove or replace the file, or pass --skip-bad-images")
+        super().__init__(
+            "data-bad-image",
+            f"cannot read image {path} ({reason})",
+            "remove or replace the file, or pass --skip-bad-images",
+        )
         self.path = path
 
 
@@ -269,5 +272,8 @@ def _build_cache(cache: Path, files: FileList, key: str) -> None:
                     out.write(x.numpy().tobytes())
         np.save(tmp / "sizes.npy", sizes)
         np.save(tmp / "offsets.npy", offsets)
-        (tmp / "meta.json").write_text(json.dumps({"format": CACHE_FORMAT, "manifest": key, "count": len(files),
-                                                   "fingerprint": digest.hexdigest()}))
+        (tmp / "meta.json").write_text(
+            json.dumps(
+                {"format": CACHE_FORMAT, "manifest": key, "count": len(files), "fingerprint": digest.hexdigest()}
+            )
+        )

@@ -29,13 +29,17 @@ def parse_data(spec: str) -> tuple[str, Path | None]:
         return spec, None
     path = Path(spec.removeprefix("imagefolder:")).expanduser()
     if not path.is_dir():
-        raise LpqError("data-not-found", f"--data {spec!r} is neither a known dataset nor a folder",
-                       f"use {', '.join(NAMED)}, or imagefolder:PATH")
+        raise LpqError(
+            "data-not-found",
+            f"--data {spec!r} is neither a known dataset nor a folder",
+            f"use {', '.join(NAMED)}, or imagefolder:PATH",
+        )
     return "imagefolder", path
 
 
-def open_split(spec: str, split: str = "train", root: Path | None = None, download: bool = False,
-               skip_bad: bool = False) -> ImageSource:
+def open_split(
+    spec: str, split: str = "train", root: Path | None = None, download: bool = False, skip_bad: bool = False
+) -> ImageSource:
     """The 'train' or 'test' split of a dataset named as on the CLI, in memory or streamed (see above).
 
     An unreadable file stops with `BadImage`; with ``skip_bad`` an in-memory split leaves it out (listed in
@@ -57,8 +61,11 @@ def load_split(spec: str, split: str = "train", root: Path | None = None, downlo
     """A split that must be in memory (small sets: tests, digits, CIFAR), with a clear error otherwise."""
     source = open_split(spec, split, root, download)
     if not isinstance(source, ImageSet):
-        raise LpqError("data-too-large", f"{spec} ({split}) is streamed, not held in memory",
-                       "this step needs images of one size of at most 64 px")
+        raise LpqError(
+            "data-too-large",
+            f"{spec} ({split}) is streamed, not held in memory",
+            "this step needs images of one size of at most 64 px",
+        )
     return source
 
 
@@ -102,6 +109,3 @@ def _in_memory(name: str, files: FileList, skip_bad: bool) -> ImageSet | None:
     mean, std = channel_stats(images)
     skipped = [str(a.path) for a in arrays if isinstance(a, BadImage)]
     return ImageSet(name, images, torch.from_numpy(files.labels[good]), files.classes, mean, std, skipped)
-
-
-

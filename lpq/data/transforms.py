@@ -69,15 +69,19 @@ class InputSpec(BaseModel):
         import torchvision.transforms.v2 as T
 
         if self.resize == "center-crop":
-            geometry: Transform = T.Compose([T.RandomResizedCrop(self.size, interpolation=_mode(self.interpolation),
-                                                                 antialias=True), T.RandomHorizontalFlip()])
+            geometry: Transform = T.Compose(
+                [
+                    T.RandomResizedCrop(self.size, interpolation=_mode(self.interpolation), antialias=True),
+                    T.RandomHorizontalFlip(),
+                ]
+            )
         else:
             flip = T.RandomHorizontalFlip()
             geometry = lambda x: flip(self.fit(x))  # noqa: E731 - a two-step closure
         return lambda x: self.normalize(geometry(x))
 
 
-def _mode(name: str):  # noqa: ANN202 - torchvision's InterpolationMode, imported lazily
+def _mode(name: str):
     from torchvision.transforms import InterpolationMode
 
     return InterpolationMode(name)

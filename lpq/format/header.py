@@ -6,6 +6,7 @@ fields are ignored, so a reader of minor version 0 reads a file of minor version
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Literal
 
@@ -52,7 +53,8 @@ class Augment(_Record):
     mean: tuple[float, float, float] | None = Field(None, description="per-channel normalization the teacher saw")
     std: tuple[float, float, float] | None = None
     eval_resize: Literal["none", "resize", "center-crop"] = Field(
-        "none", description="1.1: how real images are prepared for the teacher (and a student's evaluation)")
+        "none", description="1.1: how real images are prepared for the teacher (and a student's evaluation)"
+    )
     eval_crop_fraction: float = Field(0.875, gt=0.0, le=1.0, description="1.1: center-crop: S / resized shorter side")
 
     @model_validator(mode="after")
@@ -126,7 +128,7 @@ class Header(_Record):
         if r.batches_per_epoch != math.ceil(self.images.count / r.batch_size):
             raise ValueError("batches_per_epoch must be ceil(images.count / batch_size)")
         kept = self.prune.kept
-        if not kept or any(b <= a for a, b in zip(kept, kept[1:])) or kept[0] < 0 or kept[-1] >= r.total_batches:
+        if not kept or any(b <= a for a, b in itertools.pairwise(kept)) or kept[0] < 0 or kept[-1] >= r.total_batches:
             raise ValueError("prune.kept must be a non-empty, strictly increasing list of batch ids < total")
         if q.k > c:
             raise ValueError(f"quant.k={q.k} exceeds num_classes={c}")
@@ -181,10 +183,13 @@ class LogitStats(_Record):
     top1_logit: float
     margin: float = Field(description="top-1 minus top-2 logit")
     entropy: float = Field(description="entropy of softmax(logits) at T=1, nats")
-    topk_mass: dict[str, float] = Field(description="temperature -> softmax mass inside the file's top-k, from the "
-                                                    "full logits; empty when unknown")
-    kept_mass: dict[str, list[float]] = Field(default_factory=dict, description="1.1: k -> softmax mass inside the "
-                                              "top k at each calibration temperature, from the full logits")
+    topk_mass: dict[str, float] = Field(
+        description="temperature -> softmax mass inside the file's top-k, from the full logits; empty when unknown"
+    )
+    kept_mass: dict[str, list[float]] = Field(
+        default_factory=dict,
+        description="1.1: k -> softmax mass inside the top k at each calibration temperature, from the full logits",
+    )
 
 
 class Calibration(_Record):

@@ -96,7 +96,9 @@ class BatchCodec:
     def encode(self, rec: BatchRecord) -> bytes:
         expect = self.header.batch_size_of(rec.epoch * self.header.relabel.batches_per_epoch + rec.batch)
         if rec.values.shape != (expect, self.k):
-            raise LpqlError("lpql-bad-batch", f"batch values have shape {rec.values.shape}, expected ({expect}, {self.k})")
+            raise LpqlError(
+                "lpql-bad-batch", f"batch values have shape {rec.values.shape}, expected ({expect}, {self.k})"
+            )
         parts = [BATCH_FIXED.pack(rec.epoch, rec.batch, rec.size, rec.aug_crc, rec.mix_lambda, *rec.mix_box)]
         if self.indices is not None:
             if rec.indices is None or rec.indices.shape != rec.values.shape:
@@ -129,7 +131,9 @@ class BatchCodec:
         if epoch * h.relabel.batches_per_epoch + batch != batch_id or batch >= h.relabel.batches_per_epoch:
             raise LpqlError("lpql-bad-chunk", f"batch chunk {batch_id} says it is epoch {epoch} batch {batch}")
         if size != h.batch_size_of(batch_id):
-            raise LpqlError("lpql-bad-chunk", f"batch {batch_id} holds {size} samples, expected {h.batch_size_of(batch_id)}")
+            raise LpqlError(
+                "lpql-bad-chunk", f"batch {batch_id} holds {size} samples, expected {h.batch_size_of(batch_id)}"
+            )
         pos = BATCH_FIXED.size
         idx_raw = None
         if self.indices is not None:
@@ -167,7 +171,9 @@ class BatchCodec:
             except zstandard.ZstdError as e:
                 raise LpqlError("lpql-bad-chunk", f"batch {batch_id}: bad zstd frame ({e})") from None
             if declared != expect:
-                raise LpqlError("lpql-bad-chunk", f"batch {batch_id}: section declares {declared} bytes, expected {expect}")
+                raise LpqlError(
+                    "lpql-bad-chunk", f"batch {batch_id}: section declares {declared} bytes, expected {expect}"
+                )
             try:
                 raw = self._dctx.decompress(data, max_output_size=expect)
             except zstandard.ZstdError as e:

@@ -108,12 +108,16 @@ class LpqlReader:
         types = entries["type"]
         for t in set(types.tolist()):
             if t not in _KNOWN and not is_ancillary(t):
-                raise LpqlError("lpql-unknown-chunk", f"{self.path} has critical chunk type {t!r} this lpq does not know")
+                raise LpqlError(
+                    "lpql-unknown-chunk", f"{self.path} has critical chunk type {t!r} this lpq does not know"
+                )
         if count == 0 or types[0] != HEAD:
             raise LpqlError("lpql-bad-index", f"{self.path}: the first chunk is not the header")
         self.header: Header = self._json_chunk(entries[0], Header, "header")
         calb = entries[types == CALB]
-        self.calibration: Calibration | None = self._json_chunk(calb[0], Calibration, "calibration") if len(calb) else None
+        self.calibration: Calibration | None = (
+            self._json_chunk(calb[0], Calibration, "calibration") if len(calb) else None
+        )
 
         batches = entries[types == BTCH]
         ids = batches["id"].astype(np.int64)

@@ -112,9 +112,7 @@ class SampleAugment:
         return zlib.crc32(self.table().astype("<i4").tobytes())
 
 
-def sample_augment(
-    seed: int, epoch: int, batch: int, image_hw: np.ndarray, spec: CropSpec
-) -> SampleAugment:
+def sample_augment(seed: int, epoch: int, batch: int, image_hw: np.ndarray, spec: CropSpec) -> SampleAugment:
     """Crop box and flip of every sample of batch (epoch, batch); image_hw is (B, 2) source heights/widths.
 
     Follows torchvision's RandomResizedCrop.get_params: up to 10 attempts of (area fraction uniform in scale,

@@ -1,7 +1,7 @@
 """What `lpq inspect` reports about a label file: where its bytes go and what it compresses against.
 
-    from lpq.format.summary import summarize
-    print(summarize("labels.lpql").model_dump_json(indent=2))
+from lpq.format.summary import summarize
+print(summarize("labels.lpql").model_dump_json(indent=2))
 """
 
 from __future__ import annotations
@@ -85,4 +85,3 @@ def summarize(path: str | Path, verify: bool = False) -> FileSummary:
             compression_vs_stored=stored / r.size,
             verified=verify,
         )
-

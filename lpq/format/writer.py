@@ -58,8 +58,9 @@ def scan_partial(f: BinaryIO, batches_per_epoch: int) -> tuple[list[Entry], int]
     size = os.fstat(f.fileno()).st_size
     f.seek(0)
     if f.read(8) != MAGIC:
-        raise LpqlError("resume-not-lpql", f"{getattr(f, 'name', 'file')} is not a partial .lpql file",
-                        "delete it to start over")
+        raise LpqlError(
+            "resume-not-lpql", f"{getattr(f, 'name', 'file')} is not a partial .lpql file", "delete it to start over"
+        )
     entries: list[Entry] = []
     pos = PREAMBLE.size
     while pos + FRAME.size <= size:
@@ -150,7 +151,9 @@ class LpqlWriter:
     def finish(self, calibration: Calibration | None = None) -> Path:
         missing = self._kept.difference(self.stored)
         if missing:
-            raise LpqlError("lpql-incomplete", f"{len(missing)} kept batches were never written (first: {min(missing)})")
+            raise LpqlError(
+                "lpql-incomplete", f"{len(missing)} kept batches were never written (first: {min(missing)})"
+            )
         if calibration is not None:
             self._append(CALB, 0, calibration.model_dump_json().encode())
         index = np.array([(e.type, e.id, e.offset, e.length) for e in self._entries], dtype=INDEX_ENTRY)

@@ -50,8 +50,11 @@ def choose_batches(pool: list[int], total: int, ratio: float, step: float, strat
     this pruning's share of it, so prunings compose (x4 then x2 is x8)."""
     keep = max(1, round(total / ratio))
     if step > len(pool) or keep > len(pool):
-        raise LpqError("bad-ratio", f"ratio {step:g} asks for more pruning than {len(pool)} batches allow",
-                       "choose a smaller --ratio")
+        raise LpqError(
+            "bad-ratio",
+            f"ratio {step:g} asks for more pruning than {len(pool)} batches allow",
+            "choose a smaller --ratio",
+        )
     if strategy == "first":
         return pool[:keep]
     return sorted(np.random.default_rng(seed).choice(np.asarray(pool), size=keep, replace=False).tolist())
@@ -64,8 +67,9 @@ def prune_file(cfg: PruneConfig) -> PruneResult:
         kept = h.prune.kept
         total_ratio = h.prune.ratio * cfg.ratio
         chosen = choose_batches(kept, h.relabel.total_batches, total_ratio, cfg.ratio, cfg.strategy, cfg.seed)
-        header = h.model_copy(update={"prune": Prune(ratio=total_ratio, strategy=cfg.strategy, seed=cfg.seed,
-                                                     kept=chosen)})
+        header = h.model_copy(
+            update={"prune": Prune(ratio=total_ratio, strategy=cfg.strategy, seed=cfg.seed, kept=chosen)}
+        )
         writer = LpqlWriter(cfg.output, header)
         try:
             for bid in chosen:
@@ -75,5 +79,11 @@ def prune_file(cfg: PruneConfig) -> PruneResult:
             writer.discard()
             raise
         before = r.size
-    return PruneResult(output=cfg.output, ratio=total_ratio, batches_before=len(kept), batches_after=len(chosen),
-                       file_bytes_before=before, file_bytes_after=cfg.output.stat().st_size)
+    return PruneResult(
+        output=cfg.output,
+        ratio=total_ratio,
+        batches_before=len(kept),
+        batches_after=len(chosen),
+        file_bytes_before=before,
+        file_bytes_after=cfg.output.stat().st_size,
+    )

@@ -21,7 +21,11 @@ from lpq.labels.temperature import for_k, kept_mass
 
 def top_k(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The k largest entries of each row, descending, with their column indices: (B, k) each."""
-    idx = np.argpartition(-logits, k - 1, axis=1)[:, :k] if k < logits.shape[1] else np.tile(np.arange(k), (len(logits), 1))
+    idx = (
+        np.argpartition(-logits, k - 1, axis=1)[:, :k]
+        if k < logits.shape[1]
+        else np.tile(np.arange(k), (len(logits), 1))
+    )
     vals = np.take_along_axis(logits, idx, axis=1)
     order = np.argsort(-vals, axis=1, kind="stable")
     return np.take_along_axis(vals, order, axis=1), np.take_along_axis(idx, order, axis=1)
@@ -52,8 +56,10 @@ class QuantizeConfig(BaseModel):
     output: Path
     scheme: Literal["none", "mr", "ms"] = "mr"
     top_k: Annotated[int, Field(ge=1)] | Literal["auto"] | None = Field(
-        None, description="classes kept per sample; default 10 (all for 'none'); auto: the smallest k keeping "
-                          "--keep-mass of the teacher's softmax at --at-temp")
+        None,
+        description="classes kept per sample; default 10 (all for 'none'); auto: the smallest k keeping "
+        "--keep-mass of the teacher's softmax at --at-temp",
+    )
     keep_mass: float = Field(0.9, gt=0, le=1, description="for --top-k auto: the mean softmax mass to keep")
     at_temp: float = Field(1.0, gt=0, description="for --top-k auto: the temperature that mass is measured at")
     values: Literal["f32", "f16", "i8", "i4"] = "i8"
@@ -76,17 +82,24 @@ def check_requantize(src: Quant, scheme: str, k: int, ms_temperature: float) -> 
     if src.scheme == "none":
         return
     if scheme != src.scheme:
-        raise LpqError("quantize-lost", f"cannot turn {src.scheme.upper()}-{src.k} labels into {scheme.upper()}",
-                       "the logits outside the stored top-k are gone; quantize the full-label file instead")
+        raise LpqError(
+            "quantize-lost",
+            f"cannot turn {src.scheme.upper()}-{src.k} labels into {scheme.upper()}",
+            "the logits outside the stored top-k are gone; quantize the full-label file instead",
+        )
     if k > src.k:
-        raise LpqError("quantize-lost", f"cannot raise k from {src.k} to {k}: the other classes were not stored",
-                       "quantize the full-label file instead")
+        raise LpqError(
+            "quantize-lost",
+            f"cannot raise k from {src.k} to {k}: the other classes were not stored",
+            "quantize the full-label file instead",
+        )
     if scheme == "ms" and ms_temperature != src.ms_temperature:
         raise LpqError("quantize-lost", "MS probabilities cannot be re-tempered without the full logits")
 
 
-def requantize(values: np.ndarray, indices: np.ndarray | None, src: Quant, scheme: str, k: int,
-               ms_temperature: float) -> tuple[np.ndarray, np.ndarray | None]:
+def requantize(
+    values: np.ndarray, indices: np.ndarray | None, src: Quant, scheme: str, k: int, ms_temperature: float
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Stored labels of one batch under a scheme `check_requantize` accepted."""
     if src.scheme == "none":
         return quantize_logits(values, scheme, k, ms_temperature)
@@ -115,14 +128,20 @@ def choose_k(reader: LpqlReader, keep: float, temperature: float) -> tuple[int, 
         return k, float(masses[k - 1])
     key = f"{temperature:g}"
     if cal is None or key not in (f"{t:g}" for t in cal.temperatures):
-        raise LpqError("quantize-auto-unknown", f"{reader.path} stores top-{h.quant.k} labels and no kept mass at T={key}",
-                       "choose k from the full-label file, or pass --at-temp with a calibration temperature")
+        raise LpqError(
+            "quantize-auto-unknown",
+            f"{reader.path} stores top-{h.quant.k} labels and no kept mass at T={key}",
+            "choose k from the full-label file, or pass --at-temp with a calibration temperature",
+        )
     j = [f"{t:g}" for t in cal.temperatures].index(key)
     for k in sorted(int(v) for v in cal.overall.kept_mass if int(v) <= h.quant.k):
         if cal.overall.kept_mass[str(k)][j] >= keep:
             return k, cal.overall.kept_mass[str(k)][j]
-    raise LpqError("quantize-lost", f"top-{h.quant.k} labels keep less than {keep:g} of the mass at T={key}",
-                   "quantize the full-label file instead")
+    raise LpqError(
+        "quantize-lost",
+        f"top-{h.quant.k} labels keep less than {keep:g} of the mass at T={key}",
+        "quantize the full-label file instead",
+    )
 
 
 def quantize_file(cfg: QuantizeConfig) -> QuantizeResult:
@@ -142,9 +161,13 @@ def quantize_file(cfg: QuantizeConfig) -> QuantizeResult:
         if scheme == "none" and h.quant.scheme != "none":
             raise LpqError("quantize-lost", "top-k labels cannot become full labels again")
         check_requantize(h.quant, scheme, k, ms_temperature)
-        quant = Quant(scheme=scheme, k=k, values=ValueCodec(id=values, relative=values in ("i8", "i4") and scheme != "ms"),
-                      indices=None if scheme == "none" else IndexCodec(bits=index_bits(c)),
-                      ms_temperature=ms_temperature if scheme == "ms" else None)
+        quant = Quant(
+            scheme=scheme,
+            k=k,
+            values=ValueCodec(id=values, relative=values in ("i8", "i4") and scheme != "ms"),
+            indices=None if scheme == "none" else IndexCodec(bits=index_bits(c)),
+            ms_temperature=ms_temperature if scheme == "ms" else None,
+        )
         header = h.model_copy(update={"quant": quant})
         calibration = None if r.calibration is None else _recalibrated(r, r.calibration, k)
         writer = LpqlWriter(cfg.output, header)
@@ -160,8 +183,16 @@ def quantize_file(cfg: QuantizeConfig) -> QuantizeResult:
         before = r.size
         if mass is None and calibration is not None and calibration.overall.topk_mass:
             mass = calibration.overall.topk_mass.get(f"{cfg.at_temp:g}")
-    return QuantizeResult(output=cfg.output, scheme=scheme, k=k, kept_mass=mass, at_temp=cfg.at_temp, values=values,
-                          file_bytes_before=before, file_bytes_after=cfg.output.stat().st_size)
+    return QuantizeResult(
+        output=cfg.output,
+        scheme=scheme,
+        k=k,
+        kept_mass=mass,
+        at_temp=cfg.at_temp,
+        values=values,
+        file_bytes_before=before,
+        file_bytes_after=cfg.output.stat().st_size,
+    )
 
 
 def _recalibrated(reader: LpqlReader, cal: Calibration, k: int) -> Calibration:

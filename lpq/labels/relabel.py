@@ -16,8 +16,8 @@ from __future__ import annotations
 import json
 import math
 import time
-from pathlib import Path
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Literal, NamedTuple
 
 import numpy as np
@@ -33,16 +33,20 @@ from lpq.format import (
     Augment,
     BatchRecord,
     Header,
-    ImageSet as ImageSetHeader,
     IndexCodec,
     LpqlWriter,
     Prune,
     Quant,
     Relabel,
-    Teacher as TeacherHeader,
     ValueCodec,
     index_bits,
     partial_path,
+)
+from lpq.format import (
+    ImageSet as ImageSetHeader,
+)
+from lpq.format import (
+    Teacher as TeacherHeader,
 )
 from lpq.format.rng import epoch_order
 from lpq.format.writer import read_partial_batches
@@ -123,23 +127,43 @@ def build_header(cfg: RelabelConfig, teacher: Teacher, images: ImageSource) -> H
         class_names=teacher.meta.class_names,
         images=ImageSetHeader(fingerprint=images.fingerprint(), count=len(images), height=height, width=width),
         teacher=TeacherHeader(architecture=teacher.meta.architecture, weights_sha256=teacher.meta.weights_sha256),
-        augment=Augment(input_size=cfg.input_size or m.image_size, crop_scale=cfg.crop_scale,
-                        crop_ratio=cfg.crop_ratio, interpolation=cfg.interpolation, flip_p=cfg.flip_p,
-                        mix=cfg.mix, mix_alpha=cfg.mix_alpha, mean=m.mean, std=m.std, eval_resize=m.resize,
-                        eval_crop_fraction=m.crop_fraction),
+        augment=Augment(
+            input_size=cfg.input_size or m.image_size,
+            crop_scale=cfg.crop_scale,
+            crop_ratio=cfg.crop_ratio,
+            interpolation=cfg.interpolation,
+            flip_p=cfg.flip_p,
+            mix=cfg.mix,
+            mix_alpha=cfg.mix_alpha,
+            mean=m.mean,
+            std=m.std,
+            eval_resize=m.resize,
+            eval_crop_fraction=m.crop_fraction,
+        ),
         relabel=Relabel(epochs=cfg.epochs, batch_size=cfg.batch_size, batches_per_epoch=bpe, seed=cfg.seed),
-        prune=Prune(ratio=cfg.ratio, strategy="none" if cfg.ratio == 1 else cfg.strategy, seed=cfg.prune_seed,
-                    kept=choose_batches(list(range(total)), total, cfg.ratio, cfg.ratio, cfg.strategy, cfg.prune_seed)),
-        quant=Quant(scheme=cfg.scheme, k=k, indices=indices,
-                    values=ValueCodec(id=cfg.values, relative=cfg.values in ("i8", "i4") and cfg.scheme != "ms"),
-                    ms_temperature=cfg.ms_temperature if cfg.scheme == "ms" else None),
+        prune=Prune(
+            ratio=cfg.ratio,
+            strategy="none" if cfg.ratio == 1 else cfg.strategy,
+            seed=cfg.prune_seed,
+            kept=choose_batches(list(range(total)), total, cfg.ratio, cfg.ratio, cfg.strategy, cfg.prune_seed),
+        ),
+        quant=Quant(
+            scheme=cfg.scheme,
+            k=k,
+            indices=indices,
+            values=ValueCodec(id=cfg.values, relative=cfg.values in ("i8", "i4") and cfg.scheme != "ms"),
+            ms_temperature=cfg.ms_temperature if cfg.scheme == "ms" else None,
+        ),
     )
 
 
 def check_compatible(teacher: Teacher, images: ImageSource) -> None:
     if teacher.meta.class_names != images.classes:
-        raise LpqError("class-mismatch", f"the teacher's {teacher.meta.num_classes} classes differ from the images' "
-                       f"{len(images.classes)} ({images.classes[:3]}... vs {teacher.meta.class_names[:3]}...)")
+        raise LpqError(
+            "class-mismatch",
+            f"the teacher's {teacher.meta.num_classes} classes differ from the images' "
+            f"{len(images.classes)} ({images.classes[:3]}... vs {teacher.meta.class_names[:3]}...)",
+        )
 
 
 class RenderedBatch(NamedTuple):
@@ -172,8 +196,14 @@ class PlannedBatches(Dataset):
             self._order = (epoch, epoch_order(r.seed, epoch, self.header.images.count))
         plan = plan_batch(self.header, epoch, batch, self.hw, self._order[1])
         x = self.spec.normalize(render(plan, self.images, self.header))
-        return RenderedBatch(self.ids[i], x, plan.augment.crc32(), plan.mix_lambda, plan.mix_box,
-                             self.images.labels[torch.from_numpy(plan.image_indices)])
+        return RenderedBatch(
+            self.ids[i],
+            x,
+            plan.augment.crc32(),
+            plan.mix_lambda,
+            plan.mix_box,
+            self.images.labels[torch.from_numpy(plan.image_indices)],
+        )
 
 
 class Labeller:
@@ -198,8 +228,13 @@ Render = Callable[[list[int]], Iterable[RenderedBatch]]
 
 def renderer(header: Header, images: ImageSource, workers: int, device: torch.device) -> Render:
     """Batch ids -> their rendered batches, made in ``workers`` DataLoader processes (0: in this one)."""
-    return lambda ids: DataLoader(PlannedBatches(header, images, ids), batch_size=None, num_workers=workers,
-                                  pin_memory=device.type == "cuda", prefetch_factor=4 if workers else None)
+    return lambda ids: DataLoader(
+        PlannedBatches(header, images, ids),
+        batch_size=None,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        prefetch_factor=4 if workers else None,
+    )
 
 
 def _calib_path(partial: Path) -> Path:
@@ -219,8 +254,9 @@ def _save_calib(path: Path, stats: CalibrationStats, included: list[int]) -> Non
     write_text(path, json.dumps({"included": included, **stats.to_dict()}))
 
 
-def label_part(header: Header, render_ids: Render, labeller: Labeller, kept: list[int], path: Path, resume: bool,
-               show: bool) -> CalibrationStats:
+def label_part(
+    header: Header, render_ids: Render, labeller: Labeller, kept: list[int], path: Path, resume: bool, show: bool
+) -> CalibrationStats:
     """Label ``kept`` batches into ``path`` (resuming its partial file); returns the calibration sums of them."""
     stats = CalibrationStats.for_header(header)
     writer = LpqlWriter(path, header, resume=resume)
@@ -262,12 +298,17 @@ def relabel(cfg: RelabelConfig, show: bool = False) -> RelabelResult:
         raise LpqError("output-exists", f"{out} already exists", "choose another -o, or delete it first")
     left = [partial_path(out), *out.parent.glob(f"{out.name}.rank*.partial")]
     if any(p.exists() for p in left) and not cfg.resume:
-        raise LpqError("output-partial", f"an interrupted run left {next(p for p in left if p.exists())}",
-                       "pass --resume to continue it, or delete it to start over")
+        raise LpqError(
+            "output-partial",
+            f"an interrupted run left {next(p for p in left if p.exists())}",
+            "pass --resume to continue it, or delete it to start over",
+        )
     folder = Path(cfg.images.removeprefix("imagefolder:"))
     manifest = read_manifest(folder) if folder.is_dir() else None
     if manifest is not None and not manifest.complete:
-        raise LpqError("synth-incomplete", f"{folder} is an unfinished lpq synth run", "finish it with lpq synth --resume")
+        raise LpqError(
+            "synth-incomplete", f"{folder} is an unfinished lpq synth run", "finish it with lpq synth --resume"
+        )
     images = open_images(cfg.images)
     teacher = load_teacher(cfg.teacher, need_stats=False, classes=images.classes)
     check_compatible(teacher, images)
@@ -299,9 +340,16 @@ def relabel(cfg: RelabelConfig, show: bool = False) -> RelabelResult:
     barrier(world)
     samples = sum(header.batch_size_of(b) for b in kept)
     size = out.stat().st_size
-    return RelabelResult(output=out, batches_kept=len(kept),
-                         batches_total=header.relabel.total_batches, samples=samples, file_bytes=size,
-                         bytes_per_sample=size / samples, seconds=seconds, batches_per_second=len(kept) / max(seconds, 1e-9))
+    return RelabelResult(
+        output=out,
+        batches_kept=len(kept),
+        batches_total=header.relabel.total_batches,
+        samples=samples,
+        file_bytes=size,
+        bytes_per_sample=size / samples,
+        seconds=seconds,
+        batches_per_second=len(kept) / max(seconds, 1e-9),
+    )
 
 
 def _finish_single(header: Header, out: Path, stats: CalibrationStats) -> None:

@@ -43,12 +43,19 @@ def teacher_input(header: Header) -> InputSpec:
     """How the teacher prepared its inputs, as the label file records it: the replayed batches are normalized
     this way, and a student is evaluated on real images prepared the same way."""
     a = header.augment
-    return InputSpec(size=a.input_size, resize=a.eval_resize, crop_fraction=a.eval_crop_fraction,
-                     interpolation="bicubic" if a.interpolation == "bicubic" else "bilinear",
-                     mean=a.mean or (0.5, 0.5, 0.5), std=a.std or (0.25, 0.25, 0.25))
+    return InputSpec(
+        size=a.input_size,
+        resize=a.eval_resize,
+        crop_fraction=a.eval_crop_fraction,
+        interpolation="bicubic" if a.interpolation == "bicubic" else "bilinear",
+        mean=a.mean or (0.5, 0.5, 0.5),
+        std=a.std or (0.25, 0.25, 0.25),
+    )
 
 
-def plan_batch(header: Header, epoch: int, batch: int, image_hw: np.ndarray, order: np.ndarray | None = None) -> BatchPlan:
+def plan_batch(
+    header: Header, epoch: int, batch: int, image_hw: np.ndarray, order: np.ndarray | None = None
+) -> BatchPlan:
     """Everything random about batch (epoch, batch), as relabel draws it. image_hw: (N, 2) source sizes."""
     r, a = header.relabel, header.augment
     if order is None:
@@ -96,8 +103,13 @@ def render(plan: BatchPlan, images: ImageSource, header: Header) -> torch.Tensor
     for i, src in enumerate(plan.image_indices.tolist()):
         top, left, h, w = int(aug.top[i]), int(aug.left[i]), int(aug.height[i]), int(aug.width[i])
         crop = images.load(src)[:, top : top + h, left : left + w].float().div_(255.0)[None]
-        resized = F.interpolate(crop, size=(s, s), mode=mode, antialias=mode != "nearest",
-                                **({} if mode == "nearest" else {"align_corners": False}))
+        resized = F.interpolate(
+            crop,
+            size=(s, s),
+            mode=mode,
+            antialias=mode != "nearest",
+            **({} if mode == "nearest" else {"align_corners": False}),
+        )
         out[i] = resized[0].flip(-1) if aug.flip[i] else resized[0]
     out.clamp_(0.0, 1.0)
     partner = torch.from_numpy(plan.partner)

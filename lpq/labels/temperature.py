@@ -132,12 +132,22 @@ def for_k(calibration: Calibration, k: int, overall_mass: dict[str, float] | Non
 
     def mark(stats: LogitStats, given: dict[str, float] | None) -> LogitStats:
         row = stats.kept_mass.get(str(k))
-        mass = given if given is not None else (
-            dict(zip((f"{t:g}" for t in calibration.temperatures), row)) if row is not None else {})
+        mass = (
+            given
+            if given is not None
+            else (dict(zip((f"{t:g}" for t in calibration.temperatures), row)) if row is not None else {})
+        )
         return stats.model_copy(update={"topk_mass": mass})
 
-    return calibration.model_copy(update={"topk": k, "overall": mark(calibration.overall, overall_mass),
-                                          "per_class": [mark(c, None) for c in calibration.per_class]})
+    return calibration.model_copy(
+        update={
+            "topk": k,
+            "overall": mark(calibration.overall, overall_mass),
+            "per_class": [mark(c, None) for c in calibration.per_class],
+        }
+    )
+
+
 def _entropy(z: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=1, keepdims=True)
     p = np.exp(z)

@@ -39,8 +39,12 @@ class ConvNet(nn.Module):
         layers: list[nn.Module] = []
         channels, size = 3, image_size
         for _ in range(depth):
-            layers += [nn.Conv2d(channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
-                       nn.AvgPool2d(2)]
+            layers += [
+                nn.Conv2d(channels, width, 3, padding=1),
+                nn.BatchNorm2d(width),
+                nn.ReLU(inplace=True),
+                nn.AvgPool2d(2),
+            ]
             channels, size = width, size // 2
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Linear(width * size * size, num_classes)
@@ -82,8 +86,11 @@ def check_model_name(name: str) -> None:
         return
     if not name.startswith("timm:") and name in torchvision_models():
         return
-    raise LpqError("unknown-model", f"no model named {name!r}",
-                   "choose convnet, a torchvision classification model (resnet18, mobilenet_v2, ...) or timm:NAME")
+    raise LpqError(
+        "unknown-model",
+        f"no model named {name!r}",
+        "choose convnet, a torchvision classification model (resnet18, mobilenet_v2, ...) or timm:NAME",
+    )
 
 
 def build_model(name: str, num_classes: int, image_size: int) -> nn.Module:
@@ -100,7 +107,7 @@ def build_model(name: str, num_classes: int, image_size: int) -> nn.Module:
     return small_stem(net) if image_size <= SMALL_INPUT else net
 
 
-def import_timm():  # noqa: ANN201 - the timm module, optional
+def import_timm():
     try:
         import timm
     except ImportError:
@@ -109,8 +116,9 @@ def import_timm():  # noqa: ANN201 - the timm module, optional
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-             device: torch.device) -> tuple[float, float]:
+def evaluate(
+    model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], device: torch.device
+) -> tuple[float, float]:
     """Top-1 and top-5 accuracy (%) of a classifier over (normalized inputs, labels) batches."""
     model.eval()
     top1 = top5 = seen = 0

@@ -51,8 +51,11 @@ def _split_tag(rest: str, model: str | None) -> tuple[str, str]:
     if not dot:
         arch, tag = model or "", rest
     if not arch:
-        raise LpqError("weights-no-model", f"--weights torchvision:{rest} names no architecture",
-                       f"pass --model, or name it: torchvision:resnet18.{rest}")
+        raise LpqError(
+            "weights-no-model",
+            f"--weights torchvision:{rest} names no architecture",
+            f"pass --model, or name it: torchvision:resnet18.{rest}",
+        )
     return arch, tag
 
 
@@ -65,23 +68,31 @@ def _torchvision(rest: str, model: str | None) -> Weights:
     except (ValueError, KeyError):
         raise LpqError("weights-unknown", f"torchvision has no pretrained weights for {arch!r}") from None
     if tag not in enum.__members__:
-        raise LpqError("weights-unknown", f"torchvision has no weights {arch}.{tag}",
-                       f"choose one of {', '.join(enum.__members__)}")
+        raise LpqError(
+            "weights-unknown",
+            f"torchvision has no weights {arch}.{tag}",
+            f"choose one of {', '.join(enum.__members__)}",
+        )
     w = enum[tag]
     file = Path(torch.hub.get_dir()) / "checkpoints" / Path(w.url).name
     if file.exists():
         state = _torch_file(file)
     else:
         try:
-            state = torch.hub.load_state_dict_from_url(w.url, map_location="cpu", progress=False, check_hash=True,
-                                                       weights_only=True)
+            state = torch.hub.load_state_dict_from_url(
+                w.url, map_location="cpu", progress=False, check_hash=True, weights_only=True
+            )
         except (OSError, RuntimeError) as e:  # offline (URLError is an OSError) or a corrupt download
-            raise LpqError("weights-not-cached", f"torchvision weights {arch}.{w.name} are not in {file} and could "
-                           f"not be downloaded ({str(e).splitlines()[0]})",
-                           f"put {Path(w.url).name} (from {w.url}) into {file.parent}, or run once online") from None
+            raise LpqError(
+                "weights-not-cached",
+                f"torchvision weights {arch}.{w.name} are not in {file} and could "
+                f"not be downloaded ({str(e).splitlines()[0]})",
+                f"put {Path(w.url).name} (from {w.url}) into {file.parent}, or run once online",
+            ) from None
     t = w.transforms()
-    spec = PretrainedInput(int(t.crop_size[0]), int(t.resize_size[0]), t.interpolation.value,
-                           tuple(t.mean), tuple(t.std))  # type: ignore[arg-type]
+    spec = PretrainedInput(
+        int(t.crop_size[0]), int(t.resize_size[0]), t.interpolation.value, tuple(t.mean), tuple(t.std)
+    )  # type: ignore[arg-type]
     return Weights(state, f"torchvision:{arch}.{w.name}", arch, spec)
 
 
@@ -91,8 +102,11 @@ def _timm(rest: str, model: str | None) -> Weights:
     timm = import_timm()
     name = rest if rest != "DEFAULT" else (model or "").removeprefix("timm:")
     if not name:
-        raise LpqError("weights-no-model", "--weights timm:DEFAULT names no architecture",
-                       "pass --model timm:NAME, or name the weights: timm:resnet18.a1_in1k")
+        raise LpqError(
+            "weights-no-model",
+            "--weights timm:DEFAULT names no architecture",
+            "pass --model timm:NAME, or name the weights: timm:resnet18.a1_in1k",
+        )
     cfg = timm.models.get_pretrained_cfg(name)
     if cfg is None or not cfg.hf_hub_id:
         raise LpqError("weights-unknown", f"timm has no pretrained weights {name!r} on the Hugging Face hub")
@@ -101,14 +115,22 @@ def _timm(rest: str, model: str | None) -> Weights:
     try:
         path = hf_hub_download(cfg.hf_hub_id, "model.safetensors")
     except (OSError, ValueError) as e:  # the hub's not-found errors are OSErrors and ValueErrors
-        raise LpqError("weights-not-cached", f"timm weights {name} ({cfg.hf_hub_id}) are not in the Hugging Face cache "
-                       f"and could not be downloaded ({str(e).splitlines()[0]})",
-                       "run once online, or copy the models--timm--... folder into $HF_HOME/hub") from None
+        raise LpqError(
+            "weights-not-cached",
+            f"timm weights {name} ({cfg.hf_hub_id}) are not in the Hugging Face cache "
+            f"and could not be downloaded ({str(e).splitlines()[0]})",
+            "run once online, or copy the models--timm--... folder into $HF_HOME/hub",
+        ) from None
     from safetensors.torch import load_file
 
     size = int(cfg.input_size[-1])
-    spec = PretrainedInput(size, round(size / cfg.crop_pct), cfg.interpolation, tuple(cfg.mean),  # type: ignore[arg-type]
-                           tuple(cfg.std))  # type: ignore[arg-type]
+    spec = PretrainedInput(
+        size,
+        round(size / cfg.crop_pct),
+        cfg.interpolation,
+        tuple(cfg.mean),  # type: ignore[arg-type]
+        tuple(cfg.std),
+    )  # type: ignore[arg-type]
     return Weights(load_file(path), f"timm:{name}", f"timm:{cfg.architecture}", spec)
 
 
@@ -158,12 +180,17 @@ def load_into(net: nn.Module, weights: Weights) -> None:
     """Strict load, with an error that says which tensor does not fit (the class count first)."""
     ours, theirs = head_classes(net, weights.state)
     if theirs is not None and theirs != ours:
-        raise LpqError("weights-class-count", f"{weights.source} predicts {theirs} classes, the data has {ours}",
-                       "use data with the classes the weights were trained on (ImageNet weights: 1,000, in "
-                       "sorted-wnid order)")
+        raise LpqError(
+            "weights-class-count",
+            f"{weights.source} predicts {theirs} classes, the data has {ours}",
+            "use data with the classes the weights were trained on (ImageNet weights: 1,000, in sorted-wnid order)",
+        )
     try:
         net.load_state_dict(weights.state, strict=True)
     except RuntimeError as e:
         first = str(e).splitlines()[1].strip() if "\n" in str(e) else str(e)
-        raise LpqError("weights-mismatch", f"{weights.source} does not fit this model ({first})",
-                       "check --model and the class count") from None
+        raise LpqError(
+            "weights-mismatch",
+            f"{weights.source} does not fit this model ({first})",
+            "check --model and the class count",
+        ) from None

@@ -104,16 +104,32 @@ def training_batches(train: ImageSource, spec: InputSpec, cfg: SqueezeConfig, wo
                 yield spec.normalize(augment_batch(train.images[idx], gen)), train.labels[idx]
 
         return in_memory
-    return lambda epoch: batches(train, spec, train=True, batch_size=cfg.batch_size, workers=workers, shuffle=True,
-                                 seed=cfg.seed * 1000 + epoch, skip_bad=cfg.skip_bad_images)
+    return lambda epoch: batches(
+        train,
+        spec,
+        train=True,
+        batch_size=cfg.batch_size,
+        workers=workers,
+        shuffle=True,
+        seed=cfg.seed * 1000 + epoch,
+        skip_bad=cfg.skip_bad_images,
+    )
 
 
-def fit(model: nn.Module, epoch_batches: EpochBatches, steps_per_epoch: int, cfg: SqueezeConfig, epochs: int,
-        device: torch.device, show: bool) -> None:
+def fit(
+    model: nn.Module,
+    epoch_batches: EpochBatches,
+    steps_per_epoch: int,
+    cfg: SqueezeConfig,
+    epochs: int,
+    device: torch.device,
+    show: bool,
+) -> None:
     """Supervised training with one-cycle cosine learning-rate decay."""
     if cfg.optimizer == "sgd":
-        opt: torch.optim.Optimizer = torch.optim.SGD(model.parameters(), cfg.lr, momentum=0.9, nesterov=True,
-                                                     weight_decay=cfg.weight_decay)
+        opt: torch.optim.Optimizer = torch.optim.SGD(
+            model.parameters(), cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay
+        )
     else:
         opt = torch.optim.AdamW(model.parameters(), cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=epochs * steps_per_epoch, pct_start=0.15)
@@ -134,8 +150,11 @@ def fit(model: nn.Module, epoch_batches: EpochBatches, steps_per_epoch: int, cfg
                 seen += len(y)
                 correct += int((logits.argmax(1) == y).sum())
                 loss_sum += loss.item() * len(y)
-                bar.update(task, advance=1,
-                           info=f"epoch {epoch + 1} loss {loss_sum / seen:.3f} acc {100 * correct / seen:.1f}%")
+                bar.update(
+                    task,
+                    advance=1,
+                    info=f"epoch {epoch + 1} loss {loss_sum / seen:.3f} acc {100 * correct / seen:.1f}%",
+                )
 
 
 class ClassStatsRecorder:
@@ -144,8 +163,11 @@ class ClassStatsRecorder:
     def __init__(self, model: nn.Module, num_classes: int) -> None:
         self.layers = bn_layers(model)
         if not self.layers:
-            raise LpqError("model-no-batchnorm", "the model has no BatchNorm layers: class statistics are impossible",
-                           "choose a model with BatchNorm (convnet, resnet18, mobilenet_v2, ...)")
+            raise LpqError(
+                "model-no-batchnorm",
+                "the model has no BatchNorm layers: class statistics are impossible",
+                "choose a model with BatchNorm (convnet, resnet18, mobilenet_v2, ...)",
+            )
         self.num_classes = num_classes
         self.labels: torch.Tensor | None = None
         self.sums: dict[str, list[torch.Tensor]] = {}
@@ -184,8 +206,14 @@ class ClassStatsRecorder:
 
 
 @torch.no_grad()
-def record_class_stats(model: nn.Module, data: Iterable[tuple[torch.Tensor, torch.Tensor]], num_classes: int,
-                       device: torch.device, total: int = 0, show: bool = False) -> dict[str, ClassStats]:
+def record_class_stats(
+    model: nn.Module,
+    data: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    num_classes: int,
+    device: torch.device,
+    total: int = 0,
+    show: bool = False,
+) -> dict[str, ClassStats]:
     """Per-class statistics of every BatchNorm input over (normalized inputs, labels) batches."""
     model.eval()
     rec = ClassStatsRecorder(model, num_classes)
@@ -207,8 +235,12 @@ def input_spec(cfg: SqueezeConfig, train: ImageSource, weights: Weights | None, 
         return pretrained_input(weights)
     if isinstance(train, ImageSet):
         same = cfg.image_size in (None, train.image_size)
-        return InputSpec(size=train.image_size if same else cfg.image_size, resize="none" if same else "resize",
-                         mean=train.mean, std=train.std)
+        return InputSpec(
+            size=train.image_size if same else cfg.image_size,
+            resize="none" if same else "resize",
+            mean=train.mean,
+            std=train.std,
+        )
     size = cfg.image_size or LARGE_SIZE
     mean, std = sample_stats(train, size, workers=workers, seed=cfg.seed)
     return InputSpec(size=size, resize="center-crop", mean=mean, std=std)
@@ -224,8 +256,11 @@ def _resolve(cfg: SqueezeConfig) -> tuple[str, int, Weights | None]:
     check_model_name(arch)
     epochs = cfg.epochs if cfg.epochs is not None else (0 if weights else 30)
     if epochs == 0 and weights is None:
-        raise LpqError("squeeze-no-teacher", "--epochs 0 without --weights leaves an untrained teacher",
-                       "pass --weights, or train with --epochs N")
+        raise LpqError(
+            "squeeze-no-teacher",
+            "--epochs 0 without --weights leaves an untrained teacher",
+            "pass --weights, or train with --epochs N",
+        )
     return arch, epochs, weights
 
 
@@ -253,37 +288,79 @@ def squeeze(cfg: SqueezeConfig, show: bool = False) -> SqueezeResult:
     model.to(device)
     t0 = time.perf_counter()
     if epochs:
-        fit(model, training_batches(train, train_spec, cfg, workers), -(-len(train) // cfg.batch_size), cfg, epochs,
-            device, show)
+        fit(
+            model,
+            training_batches(train, train_spec, cfg, workers),
+            -(-len(train) // cfg.batch_size),
+            cfg,
+            epochs,
+            device,
+            show,
+        )
     train_s = time.perf_counter() - t0
-    evaluation = batches(test, spec, batch_size=256, workers=workers, skip_bad=cfg.skip_bad_images,
-                         pin_memory=device.type == "cuda")
+    evaluation = batches(
+        test, spec, batch_size=256, workers=workers, skip_bad=cfg.skip_bad_images, pin_memory=device.type == "cuda"
+    )
     top1, top5 = evaluate(model, evaluation, device)
     t0 = time.perf_counter()
-    stats_data = batches(train, train_spec, train=not isinstance(train, ImageSet), batch_size=256, workers=workers,
-                         seed=cfg.seed, skip_bad=cfg.skip_bad_images, pin_memory=device.type == "cuda")
+    stats_data = batches(
+        train,
+        train_spec,
+        train=not isinstance(train, ImageSet),
+        batch_size=256,
+        workers=workers,
+        seed=cfg.seed,
+        skip_bad=cfg.skip_bad_images,
+        pin_memory=device.type == "cuda",
+    )
     stats = record_class_stats(model, stats_data, len(train.classes), device, total=len(train), show=show)
     stats_s = time.perf_counter() - t0
     model.cpu().eval()
     meta = TeacherMeta(
-        architecture=arch, num_classes=len(train.classes), class_names=train.classes, image_size=spec.size,
-        mean=spec.mean, std=spec.std, resize=spec.resize, crop_fraction=spec.crop_fraction,
-        interpolation=spec.interpolation, data=cfg.data, data_fingerprint=train.fingerprint(), test_top1=top1,
-        test_top5=top5, bn_layers=list(stats), weights_sha256=weights_sha256(model),
-        training={"epochs": epochs, "optimizer": cfg.optimizer, "lr": cfg.lr, "batch_size": cfg.batch_size,
-                  "seed": cfg.seed, "weights": weights.source if weights else ""},
+        architecture=arch,
+        num_classes=len(train.classes),
+        class_names=train.classes,
+        image_size=spec.size,
+        mean=spec.mean,
+        std=spec.std,
+        resize=spec.resize,
+        crop_fraction=spec.crop_fraction,
+        interpolation=spec.interpolation,
+        data=cfg.data,
+        data_fingerprint=train.fingerprint(),
+        test_top1=top1,
+        test_top5=top5,
+        bn_layers=list(stats),
+        weights_sha256=weights_sha256(model),
+        training={
+            "epochs": epochs,
+            "optimizer": cfg.optimizer,
+            "lr": cfg.lr,
+            "batch_size": cfg.batch_size,
+            "seed": cfg.seed,
+            "weights": weights.source if weights else "",
+        },
     )
     save_teacher(cfg.output, Teacher(meta, model, stats))
-    skipped = {*getattr(train, "skipped", []), *getattr(test, "skipped", []), *evaluation.skipped,
-               *stats_data.skipped}
-    return SqueezeResult(output=cfg.output, architecture=arch, classes=len(train.classes), train_images=len(train),
-                         image_size=spec.size, resize=spec.resize, test_top1=top1, test_top5=top5,
-                         train_seconds=train_s, stats_seconds=stats_s, stats_images_per_second=len(train) / stats_s,
-                         bn_layers=len(stats), bad_images_skipped=len(skipped))
+    skipped = {*getattr(train, "skipped", []), *getattr(test, "skipped", []), *evaluation.skipped, *stats_data.skipped}
+    return SqueezeResult(
+        output=cfg.output,
+        architecture=arch,
+        classes=len(train.classes),
+        train_images=len(train),
+        image_size=spec.size,
+        resize=spec.resize,
+        test_top1=top1,
+        test_top5=top5,
+        train_seconds=train_s,
+        stats_seconds=stats_s,
+        stats_images_per_second=len(train) / stats_s,
+        bn_layers=len(stats),
+        bad_images_skipped=len(skipped),
+    )
 
 
 def resized(data: ImageSet, spec: InputSpec) -> ImageSet:
     """An in-memory set prepared once by the spec's geometry (the 'resize' rule), as evaluation prepares it."""
     images = torch.stack([spec.fit(x) for x in data.images])
     return ImageSet(data.name, images, data.labels, data.classes, data.mean, data.std, data.skipped)
-

@@ -51,8 +51,14 @@ class TeacherMeta(BaseModel):
     training: dict[str, float | int | str] = {}
 
     def input_spec(self) -> InputSpec:
-        return InputSpec(size=self.image_size, resize=self.resize, crop_fraction=self.crop_fraction,
-                         interpolation=self.interpolation, mean=self.mean, std=self.std)  # type: ignore[arg-type]
+        return InputSpec(
+            size=self.image_size,
+            resize=self.resize,
+            crop_fraction=self.crop_fraction,
+            interpolation=self.interpolation,
+            mean=self.mean,
+            std=self.std,
+        )  # type: ignore[arg-type]
 
 
 @dataclass
@@ -133,8 +139,9 @@ def load_teacher(spec: str | Path, need_stats: bool = True, classes: list[str] |
         if all(k in tensors for k in keys):
             stats[name] = ClassStats(*(tensors[k] for k in keys))
     if need_stats and len(stats) != len(meta.bn_layers):
-        raise LpqError("teacher-no-stats", f"{path} has no per-class BatchNorm statistics",
-                       "rerun lpq squeeze to record them")
+        raise LpqError(
+            "teacher-no-stats", f"{path} has no per-class BatchNorm statistics", "rerun lpq squeeze to record them"
+        )
     return Teacher(meta, model, stats)
 
 
@@ -143,16 +150,24 @@ def pretrained_input(weights: Weights) -> InputSpec:
     if weights.input is None:
         raise LpqError("weights-no-preset", f"{weights.source} says nothing about its input size and normalization")
     p = weights.input
-    return InputSpec(size=p.crop_size, resize="center-crop", crop_fraction=p.crop_size / p.resize_size,
-                     interpolation=p.interpolation if p.interpolation in ("bilinear", "bicubic") else "bilinear",
-                     mean=p.mean, std=p.std)
+    return InputSpec(
+        size=p.crop_size,
+        resize="center-crop",
+        crop_fraction=p.crop_size / p.resize_size,
+        interpolation=p.interpolation if p.interpolation in ("bilinear", "bicubic") else "bilinear",
+        mean=p.mean,
+        std=p.std,
+    )
 
 
 def pretrained_teacher(weights: Weights, classes: list[str] | None, need_stats: bool) -> Teacher:
     """Pretrained weights as a teacher without class statistics (enough for relabel, not for synth)."""
     if need_stats:
-        raise LpqError("teacher-no-stats", f"{weights.source} has no per-class BatchNorm statistics",
-                       f"record them once: lpq squeeze --weights {weights.source} --epochs 0 --data ... -o teacher.lpqt")
+        raise LpqError(
+            "teacher-no-stats",
+            f"{weights.source} has no per-class BatchNorm statistics",
+            f"record them once: lpq squeeze --weights {weights.source} --epochs 0 --data ... -o teacher.lpqt",
+        )
     if classes is None:
         raise LpqError("teacher-no-classes", f"{weights.source} as a teacher needs the images' class names")
     spec = pretrained_input(weights)
@@ -160,9 +175,22 @@ def pretrained_teacher(weights: Weights, classes: list[str] | None, need_stats: 
     model = build_model(arch, len(classes), spec.size)
     load_into(model, weights)
     model.eval()
-    meta = TeacherMeta(architecture=arch, num_classes=len(classes), class_names=classes, image_size=spec.size,
-                       mean=spec.mean, std=spec.std, resize=spec.resize, crop_fraction=spec.crop_fraction,
-                       interpolation=spec.interpolation, data="", data_fingerprint="", test_top1=None, test_top5=None,
-                       bn_layers=list(bn_layers(model)), weights_sha256=weights_sha256(model),
-                       training={"weights": weights.source})
+    meta = TeacherMeta(
+        architecture=arch,
+        num_classes=len(classes),
+        class_names=classes,
+        image_size=spec.size,
+        mean=spec.mean,
+        std=spec.std,
+        resize=spec.resize,
+        crop_fraction=spec.crop_fraction,
+        interpolation=spec.interpolation,
+        data="",
+        data_fingerprint="",
+        test_top1=None,
+        test_top5=None,
+        bn_layers=list(bn_layers(model)),
+        weights_sha256=weights_sha256(model),
+        training={"weights": weights.source},
+    )
     return Teacher(meta, model, {})

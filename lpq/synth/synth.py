@@ -83,11 +83,13 @@ class SynthConfig(BaseModel):
 
     def resolved(self, image_size: int) -> SynthConfig:
         small = image_size <= SMALL_INPUT
-        return self.model_copy(update={
-            "lr": self.lr if self.lr is not None else (0.1 if small else 0.25),
-            "r_bn": self.r_bn if self.r_bn is not None else (0.05 if small else 0.01),
-            "jitter": self.jitter if self.jitter is not None else max(1, image_size // 8),
-        })
+        return self.model_copy(
+            update={
+                "lr": self.lr if self.lr is not None else (0.1 if small else 0.25),
+                "r_bn": self.r_bn if self.r_bn is not None else (0.05 if small else 0.01),
+                "jitter": self.jitter if self.jitter is not None else max(1, image_size // 8),
+            }
+        )
 
     def fingerprint(self) -> dict[str, object]:
         """The settings two runs must share to be continued by one another."""
@@ -114,7 +116,9 @@ class SynthManifest(BaseModel):
     complete: bool = False
     groups: list[GroupResult] = []
     teacher_top1: float | None = Field(None, description="teacher accuracy on the saved images, %")
-    within_class_cosine: float | None = Field(None, description="mean within-class cosine similarity of teacher features")
+    within_class_cosine: float | None = Field(
+        None, description="mean within-class cosine similarity of teacher features"
+    )
 
 
 class ChannelMoments(torch.autograd.Function):
@@ -127,7 +131,7 @@ class ChannelMoments(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: ANN001 - autograd's ctx
+    def forward(ctx, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         dims = [0, *range(2, x.dim())]
         shape = (1, -1) + (1,) * (x.dim() - 2)
         mean = x.mean(dims)
@@ -137,7 +141,7 @@ class ChannelMoments(torch.autograd.Function):
         return mean, var
 
     @staticmethod
-    def backward(ctx, g_mean: torch.Tensor, g_var: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+    def backward(ctx, g_mean: torch.Tensor, g_var: torch.Tensor) -> torch.Tensor:
         x, mean = ctx.saved_tensors
         n = x.numel() // x.shape[1]
         slope = 2 * g_var / n
@@ -153,7 +157,7 @@ class BNMatcher:
         self.batch: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self._handles = [m.register_forward_pre_hook(self._hook(n)) for n, m in self.layers.items()]
 
-    def _hook(self, name: str):  # noqa: ANN202 - a hook closure
+    def _hook(self, name: str):
         def hook(_m: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
             self.batch[name] = ChannelMoments.apply(inputs[0])
 
@@ -189,9 +193,15 @@ def _augment(x: torch.Tensor, gen: torch.Generator, jitter: int, scale: tuple[fl
     return x
 
 
-def optimize_group(teacher: Teacher, labels: torch.Tensor, targets: dict[str, tuple[torch.Tensor, torch.Tensor]],
-                   cfg: SynthConfig, gen: torch.Generator, device: torch.device,
-                   init: torch.Tensor | None = None) -> tuple[torch.Tensor, float, float]:
+def optimize_group(
+    teacher: Teacher,
+    labels: torch.Tensor,
+    targets: dict[str, tuple[torch.Tensor, torch.Tensor]],
+    cfg: SynthConfig,
+    gen: torch.Generator,
+    device: torch.device,
+    init: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, float, float]:
     """Images in [0, 1] for ``labels`` (B,), optimized against BN ``targets``; returns images and final losses.
 
     ``init`` (B, 3, S, S) uint8 real images to start from; Gaussian noise in the normalized space otherwise.
@@ -275,7 +285,9 @@ def _image_name(label_rank: int) -> str:
     return f"{label_rank:05d}.png"
 
 
-def _save_group(out: Path, teacher: Teacher, labels: list[int], images: torch.Tensor, group: int, batching: str) -> None:
+def _save_group(
+    out: Path, teacher: Teacher, labels: list[int], images: torch.Tensor, group: int, batching: str
+) -> None:
     """Write a group's PNGs. Class-wise groups go through a temporary folder renamed when complete."""
     from PIL import Image
 
@@ -298,18 +310,29 @@ def _save_group(out: Path, teacher: Teacher, labels: list[int], images: torch.Te
 
 def _start(cfg: SynthConfig, teacher: Teacher, out: Path) -> SynthManifest:
     """Check the output folder (fresh, or the same run with --resume) and record the run's settings."""
-    manifest = SynthManifest(tool=f"lpq {__version__}", teacher=str(cfg.teacher), teacher_sha256=teacher.meta.weights_sha256,
-                             settings=cfg.fingerprint(), class_names=teacher.meta.class_names)
+    manifest = SynthManifest(
+        tool=f"lpq {__version__}",
+        teacher=str(cfg.teacher),
+        teacher_sha256=teacher.meta.weights_sha256,
+        settings=cfg.fingerprint(),
+        class_names=teacher.meta.class_names,
+    )
     existing = out / MANIFEST
     if existing.exists():
         old = _manifest(out)
         same = old.settings == manifest.settings and old.teacher_sha256 == manifest.teacher_sha256
         if not same:
-            raise LpqError("synth-foreign-output", f"{out} holds images of another run (other teacher or settings)",
-                           "choose another -o; --resume continues only a run with the same settings")
+            raise LpqError(
+                "synth-foreign-output",
+                f"{out} holds images of another run (other teacher or settings)",
+                "choose another -o; --resume continues only a run with the same settings",
+            )
         if not cfg.resume:
-            raise LpqError("synth-output-exists", f"{out} already holds a synth run",
-                           "pass --resume to continue it, or choose another -o")
+            raise LpqError(
+                "synth-output-exists",
+                f"{out} already holds a synth run",
+                "pass --resume to continue it, or choose another -o",
+            )
         return old.model_copy(update={"complete": False})
     if out.exists() and any(p for p in out.iterdir() if not p.name.startswith(".")):
         raise LpqError("synth-foreign-output", f"{out} is not empty and holds no {MANIFEST}", "choose another -o")
@@ -327,8 +350,11 @@ def _done_groups(out: Path) -> dict[int, GroupResult]:
         try:
             result = GroupResult.model_validate_json(path.read_text())
         except ValueError:  # pydantic's ValidationError is a ValueError
-            raise LpqError("synth-bad-manifest", f"{path} is not a group result of lpq synth",
-                           "delete it: the group is then made again") from None
+            raise LpqError(
+                "synth-bad-manifest",
+                f"{path} is not a group result of lpq synth",
+                "delete it: the group is then made again",
+            ) from None
         done[result.group] = result
     return done
 
@@ -358,7 +384,9 @@ def synthesize(cfg: SynthConfig, show: bool = False) -> SynthManifest:
     mine = [g for i, g in enumerate(groups) if i % world == rank and g[0] not in done]
     (out / RESULTS_DIR).mkdir(exist_ok=True)
     with progress(show and rank == 0) as bar:
-        task = bar.add_task(f"synth ({cfg.batching})", total=len(groups), completed=len(groups) - len(mine) * world, info="")
+        task = bar.add_task(
+            f"synth ({cfg.batching})", total=len(groups), completed=len(groups) - len(mine) * world, info=""
+        )
         for group, labels in mine:
             t0 = time.perf_counter()
             gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + group)
@@ -367,12 +395,19 @@ def synthesize(cfg: SynthConfig, show: bool = False) -> SynthManifest:
                 ranks = _image_ranks(cfg, group, len(labels), stop - start)
                 fit = teacher.meta.input_spec().fit  # the teacher's evaluation geometry: S x S
                 init = torch.stack([fit(real.load(picks[c][j])) for c, j in zip(labels, ranks)])
-            images, ce, bn = optimize_group(teacher, torch.tensor(labels), _targets(teacher, labels, cfg.batching), cfg,
-                                            gen, device, init)
+            images, ce, bn = optimize_group(
+                teacher, torch.tensor(labels), _targets(teacher, labels, cfg.batching), cfg, gen, device, init
+            )
             _save_group(out, teacher, labels, images, group, cfg.batching)
             correct = _teacher_correct(teacher, out, labels, group, cfg.batching)
-            result = GroupResult(group=group, classes=sorted(set(labels)), ce_loss=ce, bn_loss=bn,
-                                 teacher_correct=correct, seconds=time.perf_counter() - t0)
+            result = GroupResult(
+                group=group,
+                classes=sorted(set(labels)),
+                ce_loss=ce,
+                bn_loss=bn,
+                teacher_correct=correct,
+                seconds=time.perf_counter() - t0,
+            )
             write_model(out / RESULTS_DIR / f"{group:06d}.json", result)
             bar.update(task, advance=world, info=f"ce {ce:.3f} bn {bn:.3f}")
     barrier(world)
@@ -385,8 +420,12 @@ def synthesize(cfg: SynthConfig, show: bool = False) -> SynthManifest:
 @torch.no_grad()
 def _teacher_correct(teacher: Teacher, out: Path, labels: list[int], group: int, batching: str) -> int:
     """How many of the group's saved (8-bit) images the teacher puts in their class."""
-    x = torch.stack([_load_png(out / teacher.meta.class_names[c] / _image_name(i if batching == "classwise" else group))
-                     for i, c in enumerate(labels)])
+    x = torch.stack(
+        [
+            _load_png(out / teacher.meta.class_names[c] / _image_name(i if batching == "classwise" else group))
+            for i, c in enumerate(labels)
+        ]
+    )
     pred = teacher.model(teacher.normalize(x.to(next(teacher.model.parameters()).device))).argmax(1).cpu()
     return int((pred == torch.tensor(labels)).sum())
 
@@ -421,18 +460,22 @@ def within_class_cosine(teacher: Teacher, out: Path, classes: range) -> float:
     return float(np.mean(sims)) if sims else float("nan")
 
 
-def _finish(manifest: SynthManifest, teacher: Teacher, out: Path, all_groups: list[tuple[int, list[int]]]) -> SynthManifest:
+def _finish(
+    manifest: SynthManifest, teacher: Teacher, out: Path, all_groups: list[tuple[int, list[int]]]
+) -> SynthManifest:
     """Fold every finished group (this run's and earlier ones') into synth.json, with the diversity report."""
     done = _done_groups(out)
     sizes = {g: len(labels) for g, labels in all_groups}
     results = sorted(done.values(), key=lambda r: r.group)
     images = sum(sizes.get(r.group, 0) for r in results)
-    finished = manifest.model_copy(update={
-        "groups": results,
-        "complete": all(g in done for g in sizes),
-        "teacher_top1": 100.0 * sum(r.teacher_correct for r in results) / max(images, 1),
-        "within_class_cosine": within_class_cosine(teacher, out, range(teacher.meta.num_classes)),
-    })
+    finished = manifest.model_copy(
+        update={
+            "groups": results,
+            "complete": all(g in done for g in sizes),
+            "teacher_top1": 100.0 * sum(r.teacher_correct for r in results) / max(images, 1),
+            "within_class_cosine": within_class_cosine(teacher, out, range(teacher.meta.num_classes)),
+        }
+    )
     write_model(out / MANIFEST, finished)
     return finished
 

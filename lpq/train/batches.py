@@ -51,14 +51,19 @@ class ReplayedBatch(NamedTuple):
 class StoredBatches(Dataset):
     """Item i is the i-th batch this rank trains on over ``epochs``, rebuilt from the label file."""
 
-    def __init__(self, labels: Path, images: ImageSource, seed: int, epochs: range, rank: int = 0, world: int = 1) -> None:
+    def __init__(
+        self, labels: Path, images: ImageSource, seed: int, epochs: range, rank: int = 0, world: int = 1
+    ) -> None:
         self.labels = labels
         self.images = images
         with LpqlReader(labels) as r:
             self.header = r.header
         h = self.header
-        self.batch_ids = [b for e in epochs
-                          for b in rank_share(epoch_draw(h.prune.kept, h.relabel.batches_per_epoch, seed, e), rank, world)]
+        self.batch_ids = [
+            b
+            for e in epochs
+            for b in rank_share(epoch_draw(h.prune.kept, h.relabel.batches_per_epoch, seed, e), rank, world)
+        ]
         self.hw = images.sizes()
         self.spec = teacher_input(h)
         self._reader: LpqlReader | None = None
@@ -77,8 +82,14 @@ class StoredBatches(Dataset):
         plan = stored_plan(r, rec, self.hw)
         x = self.spec.normalize(render(plan, self.images, self.header))
         indices = torch.from_numpy(rec.indices) if rec.indices is not None else torch.empty(0, dtype=torch.int64)
-        return ReplayedBatch(x, torch.from_numpy(rec.values), indices, torch.from_numpy(plan.image_indices),
-                             torch.from_numpy(plan.partner), plan.mix_lambda)
+        return ReplayedBatch(
+            x,
+            torch.from_numpy(rec.values),
+            indices,
+            torch.from_numpy(plan.image_indices),
+            torch.from_numpy(plan.partner),
+            plan.mix_lambda,
+        )
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()

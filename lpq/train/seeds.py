@@ -47,17 +47,28 @@ def train_seeds(cfg: TrainConfig, show: bool = False) -> SeedsResult:
     """``cfg.seeds`` students into OUT/seed-<s>/; mean and sd of their final-epoch accuracy."""
     out = cfg.output
     if not cfg.resume and out.exists() and any(out.iterdir()):
-        raise LpqError("run-exists", f"{out} already holds runs", "pass --resume to continue them, or choose another -o")
+        raise LpqError(
+            "run-exists", f"{out} already holds runs", "pass --resume to continue them, or choose another -o"
+        )
     runs = []
     for seed in range(cfg.seed, cfg.seed + cfg.seeds):
         folder = seed_folder(out, seed)
-        run = cfg.model_copy(update={"seed": seed, "seeds": 1, "output": folder,
-                                     "resume": cfg.resume and (folder / STATE).exists()})
+        run = cfg.model_copy(
+            update={"seed": seed, "seeds": 1, "output": folder, "resume": cfg.resume and (folder / STATE).exists()}
+        )
         runs.append(train(run, show=show))  # a finished run resumes to its result without training
     top1 = [r.top1 for r in runs]
     top5 = [r.top5 for r in runs]
-    result = SeedsResult(output=out, seeds=[r.seed for r in runs], top1_mean=statistics.fmean(top1), top1_sd=_sd(top1),
-                         top5_mean=statistics.fmean(top5), top5_sd=_sd(top5), label_bytes=runs[0].label_bytes,
-                         label_scheme=runs[0].label_scheme, runs=runs)
+    result = SeedsResult(
+        output=out,
+        seeds=[r.seed for r in runs],
+        top1_mean=statistics.fmean(top1),
+        top1_sd=_sd(top1),
+        top5_mean=statistics.fmean(top5),
+        top5_sd=_sd(top5),
+        label_bytes=runs[0].label_bytes,
+        label_scheme=runs[0].label_scheme,
+        runs=runs,
+    )
     write_model(out / SUMMARY, result)
     return result

@@ -6,8 +6,9 @@ stored labels at the teacher temperature of the epoch (DKR: step or cosine sched
 logits). With ``calibrate`` the student temperature T_s is re-fitted after every epoch on the label file's
 grid (0.01 to 1, 100 points by default) to the value minimizing that KL on a sample of stored batches
 (CA). Temperature defaults come from the label file's calibration metadata, else from METHOD.md (start
-20, x0.7 every 30 of 300 epochs, floor 2). ``targets="hard"`` is the baseline without a teacher: the same replayed batches with the
-images' own classes as targets (mixed as CutMix mixed the images), no temperatures.
+20, x0.7 every 30 of 300 epochs, floor 2). ``targets="hard"`` is the baseline without a teacher: the same
+replayed batches with the images' own classes as targets (mixed as CutMix mixed the images), no
+temperatures.
 
 Evaluation on the test split runs ``evals`` times, evenly spread, the last epoch always among them: the
 headline is the final epoch, never the best one. The run folder holds config.json, metrics.jsonl (with
@@ -33,7 +34,8 @@ from pydantic import BaseModel, Field, model_validator
 from torch import nn
 from torch.utils.data import DataLoader
 
-from lpq.data import ImageSource, batches as image_batches, check_fits, open_images, open_split
+from lpq.data import ImageSource, check_fits, open_images, open_split
+from lpq.data import batches as image_batches
 from lpq.errors import LpqError
 from lpq.files import atomic, write_model, write_text
 from lpq.format import Header, LpqlReader, ScheduleKind, StudentTemp, TempSchedule
@@ -92,22 +94,32 @@ class TrainConfig(BaseModel):
     def resolved(self, calibration_schedule: TempSchedule | None) -> TrainConfig:
         """Defaults filled in: optimizer settings, and the temperature schedule of the label file."""
         sgd = self.optimizer == "sgd"
-        base = TempSchedule(kind="none", start=1.0, floor=1.0) if self.targets == "hard" else (
-            calibration_schedule or TempSchedule())
-        return self.model_copy(update={
-            "lr": self.lr if self.lr is not None else (0.2 if sgd else 1e-3),
-            "weight_decay": self.weight_decay if self.weight_decay is not None else (1e-4 if sgd else 0.01),
-            "temp_schedule": self.temp_schedule or base.kind,
-            "temp_start": self.temp_start or base.start,
-            "temp_floor": self.temp_floor or base.floor,
-            "temp_factor": self.temp_factor or base.factor,
-            "temp_every": self.temp_every or base.every,
-            "calibrate": self.targets == "soft" if self.calibrate is None else self.calibrate,
-        })
+        base = (
+            TempSchedule(kind="none", start=1.0, floor=1.0)
+            if self.targets == "hard"
+            else (calibration_schedule or TempSchedule())
+        )
+        return self.model_copy(
+            update={
+                "lr": self.lr if self.lr is not None else (0.2 if sgd else 1e-3),
+                "weight_decay": self.weight_decay if self.weight_decay is not None else (1e-4 if sgd else 0.01),
+                "temp_schedule": self.temp_schedule or base.kind,
+                "temp_start": self.temp_start or base.start,
+                "temp_floor": self.temp_floor or base.floor,
+                "temp_factor": self.temp_factor or base.factor,
+                "temp_every": self.temp_every or base.every,
+                "calibrate": self.targets == "soft" if self.calibrate is None else self.calibrate,
+            }
+        )
 
     def schedule(self) -> TempSchedule:
-        return TempSchedule(kind=self.temp_schedule or "step", start=self.temp_start or 20.0, floor=self.temp_floor or 2.0,
-                            factor=self.temp_factor or 0.7, every=self.temp_every or 30)
+        return TempSchedule(
+            kind=self.temp_schedule or "step",
+            start=self.temp_start or 20.0,
+            floor=self.temp_floor or 2.0,
+            factor=self.temp_factor or 0.7,
+            every=self.temp_every or 30,
+        )
 
     def identity(self) -> dict[str, object]:
         return self.model_dump(mode="json", exclude=RUN_ONLY)
@@ -170,14 +182,24 @@ class Student:
     def build(cls, cfg: TrainConfig, header: Header, device: torch.device, world: int, steps_per_epoch: int) -> Student:
         torch.manual_seed(cfg.seed)
         model = build_model(cfg.model, header.num_classes, header.augment.input_size).to(device)
-        net = model if world == 1 else nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+        net = (
+            model
+            if world == 1
+            else nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None
+            )
+        )
         lr, wd = float(cfg.lr or 0.0), float(cfg.weight_decay or 0.0)  # resolved before this point
-        opt: torch.optim.Optimizer = (torch.optim.AdamW(model.parameters(), lr, weight_decay=wd) if cfg.optimizer == "adamw"
-                                      else torch.optim.SGD(model.parameters(), lr, momentum=cfg.momentum, weight_decay=wd))
+        opt: torch.optim.Optimizer = (
+            torch.optim.AdamW(model.parameters(), lr, weight_decay=wd)
+            if cfg.optimizer == "adamw"
+            else torch.optim.SGD(model.parameters(), lr, momentum=cfg.momentum, weight_decay=wd)
+        )
         total, warm = cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch
         sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
+            opt,
+            lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))),
+        )
         return cls(model, net, opt, sched)
 
     def save(self, path: Path, epoch: int, student_temp: float) -> None:
@@ -185,8 +207,16 @@ class Student:
         from safetensors.torch import save_file
 
         with atomic(path) as tmp:
-            torch.save({"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
-                        "scheduler": self.sched.state_dict(), "epoch": epoch, "student_temp": student_temp}, tmp)
+            torch.save(
+                {
+                    "model": self.model.state_dict(),
+                    "optimizer": self.opt.state_dict(),
+                    "scheduler": self.sched.state_dict(),
+                    "epoch": epoch,
+                    "student_temp": student_temp,
+                },
+                tmp,
+            )
         with atomic(path.with_name("last.safetensors")) as tmp:
             save_file({k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}, str(tmp))
 
@@ -208,8 +238,9 @@ class EpochStats:
     calibration_targets: list[torch.Tensor]
 
 
-def make_targets(batch: ReplayedBatch, header: Header, targets: str, temperature: float,
-                 image_classes: torch.Tensor) -> torch.Tensor:
+def make_targets(
+    batch: ReplayedBatch, header: Header, targets: str, temperature: float, image_classes: torch.Tensor
+) -> torch.Tensor:
     """(B, C) target distributions: the stored labels at ``temperature``, or the mixed one-hot classes."""
     if targets == "hard":
         return hard_targets(image_classes[batch.image_indices], batch.partner, batch.mix_lambda, header.num_classes)
@@ -217,9 +248,18 @@ def make_targets(batch: ReplayedBatch, header: Header, targets: str, temperature
     return dense_targets(batch.values, indices, header.quant.scheme, header.num_classes, temperature)
 
 
-def train_epoch(student: Student, batches: Iterator[ReplayedBatch], steps: int, header: Header, cfg: TrainConfig,
-                temp: float, student_temp: float, image_classes: torch.Tensor, device: torch.device,
-                advance: Callable[[str], None]) -> EpochStats:
+def train_epoch(
+    student: Student,
+    batches: Iterator[ReplayedBatch],
+    steps: int,
+    header: Header,
+    cfg: TrainConfig,
+    temp: float,
+    student_temp: float,
+    image_classes: torch.Tensor,
+    device: torch.device,
+    advance: Callable[[str], None],
+) -> EpochStats:
     """One epoch of KD steps; keeps the first batches' inputs and targets for the temperature fit."""
     student.net.train()
     t0 = time.perf_counter()
@@ -247,8 +287,14 @@ def train_epoch(student: Student, batches: Iterator[ReplayedBatch], steps: int, 
     return EpochStats(loss_sum / seen, 100 * agree / seen, time.perf_counter() - t0, inputs, targets)
 
 
-def calibrate_student(model: nn.Module, inputs: list[torch.Tensor], targets: list[torch.Tensor], grid: torch.Tensor,
-                      device: torch.device, world: int) -> float:
+def calibrate_student(
+    model: nn.Module,
+    inputs: list[torch.Tensor],
+    targets: list[torch.Tensor],
+    grid: torch.Tensor,
+    device: torch.device,
+    world: int,
+) -> float:
     """Calibrated Alignment: refit T_s on this epoch's first stored batches (rank 0's), shared with all ranks."""
     model.eval()
     with torch.no_grad():
@@ -274,19 +320,26 @@ def _check_run_folder(cfg: TrainConfig) -> None:
         if not (cfg.output / STATE).exists():
             raise LpqError("resume-nothing", f"{cfg.output} holds no run to resume", "drop --resume to start one")
         if _read_json(saved) != cfg.identity():
-            raise LpqError("resume-mismatch", f"{cfg.output} was trained with other settings",
-                           "resume with the same settings, or choose another -o")
+            raise LpqError(
+                "resume-mismatch",
+                f"{cfg.output} was trained with other settings",
+                "resume with the same settings, or choose another -o",
+            )
     elif cfg.output.exists() and any(cfg.output.iterdir()):
-        raise LpqError("run-exists", f"{cfg.output} already holds a run",
-                       "pass --resume to continue it, or choose another -o")
+        raise LpqError(
+            "run-exists", f"{cfg.output} already holds a run", "pass --resume to continue it, or choose another -o"
+        )
 
 
 def _load_data(cfg: TrainConfig, header: Header) -> tuple[ImageSource, ImageSource]:
     """The distilled images (checked against the labels' fingerprint) and the real test split."""
     images = open_images(cfg.images)
     if images.fingerprint() != header.images.fingerprint:
-        raise LpqError("fingerprint-mismatch", f"{cfg.labels} was made for other images than {cfg.images}",
-                       "pass the image set the labels were relabelled from")
+        raise LpqError(
+            "fingerprint-mismatch",
+            f"{cfg.labels} was made for other images than {cfg.images}",
+            "pass the image set the labels were relabelled from",
+        )
     evalset = open_split(cfg.eval_data, "test", cfg.eval_root)
     if evalset.classes != header.class_names:
         raise LpqError("class-mismatch", f"--eval-data {cfg.eval_data} has other classes than the labels")
@@ -309,15 +362,20 @@ def _metrics(path: Path) -> list[EpochMetrics]:
     try:
         return [EpochMetrics.model_validate_json(line) for line in path.read_text().splitlines() if line]
     except ValueError as e:  # pydantic's ValidationError is a ValueError
-        raise LpqError("run-corrupt", f"{path} holds a line that is no epoch record ({str(e).splitlines()[0]})",
-                       "choose another -o, or delete the run folder") from None
+        raise LpqError(
+            "run-corrupt",
+            f"{path} holds a line that is no epoch record ({str(e).splitlines()[0]})",
+            "choose another -o, or delete the run folder",
+        ) from None
 
 
 def _read_json(path: Path) -> object:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
-        raise LpqError("run-corrupt", f"{path} is missing or not JSON", "choose another -o, or delete the run folder") from None
+        raise LpqError(
+            "run-corrupt", f"{path} is missing or not JSON", "choose another -o, or delete the run folder"
+        ) from None
 
 
 def _so_far(path: Path) -> tuple[float, float, EpochMetrics | None]:
@@ -358,8 +416,9 @@ def train(cfg: TrainConfig, show: bool = False) -> TrainResult:
     train_seconds, eval_seconds, last_eval = _so_far(metrics_path) if rank == 0 else (0.0, 0.0, None)
     end = cfg.epochs if cfg.stop_after is None else min(cfg.epochs, start + cfg.stop_after)
     data = StoredBatches(cfg.labels, images, cfg.seed, range(start, end), rank, world)
-    loader = DataLoader(data, batch_size=None, shuffle=False, num_workers=cfg.workers,
-                        prefetch_factor=4 if cfg.workers else None)
+    loader = DataLoader(
+        data, batch_size=None, shuffle=False, num_workers=cfg.workers, prefetch_factor=4 if cfg.workers else None
+    )
     evaluation = image_batches(evalset, teacher_input(header), batch_size=512, workers=cfg.workers)
     grid = torch.linspace(student_grid.grid_min, student_grid.grid_max, student_grid.grid_points)
     temperatures = cfg.schedule()
@@ -373,16 +432,26 @@ def train(cfg: TrainConfig, show: bool = False) -> TrainResult:
             def advance(info: str, epoch: int = epoch) -> None:
                 bar.update(task, advance=1, info=f"epoch {epoch + 1} {info}")
 
-            stats = train_epoch(student, batches, steps, header, cfg, temp, student_temp, images.labels, device, advance)
+            stats = train_epoch(
+                student, batches, steps, header, cfg, temp, student_temp, images.labels, device, advance
+            )
             t0 = time.perf_counter()
             if cfg.calibrate:
-                student_temp = calibrate_student(student.model, stats.calibration_inputs, stats.calibration_targets,
-                                                 grid, device, world)
+                student_temp = calibrate_student(
+                    student.model, stats.calibration_inputs, stats.calibration_targets, grid, device, world
+                )
             seconds = stats.seconds + time.perf_counter() - t0
             train_seconds += seconds
-            metrics = EpochMetrics(epoch=epoch + 1, loss=stats.loss, agreement=stats.agreement, teacher_temp=temp,
-                                   student_temp=student_temp, lr=student.sched.get_last_lr()[0], seconds=seconds,
-                                   batches_per_second=steps / seconds)
+            metrics = EpochMetrics(
+                epoch=epoch + 1,
+                loss=stats.loss,
+                agreement=stats.agreement,
+                teacher_temp=temp,
+                student_temp=student_temp,
+                lr=student.sched.get_last_lr()[0],
+                seconds=seconds,
+                batches_per_second=steps / seconds,
+            )
             if rank != 0:
                 continue
             if epoch + 1 in evaluate_after:
@@ -403,10 +472,17 @@ def train(cfg: TrainConfig, show: bool = False) -> TrainResult:
         eval_seconds += time.perf_counter() - t0
     top1, top5 = _from_rank0(scores, world)
     q = header.quant
-    result = TrainResult(output=cfg.output, seed=cfg.seed, epochs=end, top1=top1, top5=top5,
-                         label_bytes=cfg.labels.stat().st_size,
-                         label_scheme=f"{q.scheme} k={q.k} {q.values.id} x{header.prune.ratio:g}",
-                         train_seconds=train_seconds, eval_seconds=eval_seconds)
+    result = TrainResult(
+        output=cfg.output,
+        seed=cfg.seed,
+        epochs=end,
+        top1=top1,
+        top5=top5,
+        label_bytes=cfg.labels.stat().st_size,
+        label_scheme=f"{q.scheme} k={q.k} {q.values.id} x{header.prune.ratio:g}",
+        train_seconds=train_seconds,
+        eval_seconds=eval_seconds,
+    )
     if rank == 0 and end == cfg.epochs:
         write_model(cfg.output / "result.json", result)
     barrier(world)
