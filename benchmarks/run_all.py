@@ -55,7 +55,8 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 
 STORAGE_NOTE = (
     "Bytes are whole-file bytes (header, index, calibration, footer included) per stored sample; the authors' "
-    "layout is one `torch.save` list per batch plus the JSON batch map, as METHOD.md section 4 describes (our "
+    "layout is one `torch.save` list per batch plus the JSON batch map, as the README's 'The authors' label "
+    "layout' describes (our "
     "replica of it measures close to their 2,034 B full / 75.6 B MR-10 at 1,000 classes). Decode is stored "
     "batch to dense float32 target at T=4, median of 5 passes, one thread; 'read vs torch.load' times the "
     "containers alone (our read to typed arrays against their torch.load to tensors). 'bound' is their time over "
@@ -149,7 +150,8 @@ def render() -> str:
         )
         parts += [
             "",
-            "Checks: " + "; ".join(f"{k}: {'met' if v else 'NOT met'}" for k, v in d["checks"].items()),
+            "Checks: "
+            + "; ".join(f"{k}: {'n/a' if v is None else 'met' if v else 'NOT met'}" for k, v in d["checks"].items()),
             "",
             STORAGE_NOTE,
             "",

@@ -36,9 +36,11 @@ def relabel(
     ] = None,
     teacher: TeacherOpt = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="Label file to write.")] = Path("labels.lpql"),
-    epochs: Annotated[int, typer.Option(min=1, help="Epochs of augmented batches (METHOD: 300 on ImageNet-1K).")] = 300,
+    epochs: Annotated[
+        int, typer.Option(min=1, help="Epochs of augmented batches (authors: 300 on ImageNet-1K).")
+    ] = 300,
     batch_size: Annotated[
-        int, typer.Option(min=1, max=65535, help="Batch size (METHOD: 128 ImageNet-1K, 64 Tiny).")
+        int, typer.Option(min=1, max=65535, help="Batch size (authors: 128 ImageNet-1K, 64 Tiny).")
     ] = 64,
     ratio: Annotated[
         float, typer.Option(min=1, rich_help_panel=COMPACT, help="Label only 1/ratio of the batches.")

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from lpq.train import SeedsResult
 
 OPT = "Optimization"
-TEMP = "Temperatures (defaults: the label file's calibration, else METHOD.md)"
+TEMP = "Temperatures (defaults: the label file's calibration, else the authors')"
 
 
 @funnel

@@ -160,8 +160,8 @@ class TempSchedule(_Record):
     """A teacher-temperature schedule over student epochs (Dynamic Knowledge Reuse)."""
 
     kind: ScheduleKind = "step"
-    start: float = Field(20.0, gt=0.0, description="METHOD.md: start T=20")
-    floor: float = Field(2.0, gt=0.0, description="METHOD.md: floor of 2")
+    start: float = Field(20.0, gt=0.0, description="the authors' start T=20")
+    floor: float = Field(2.0, gt=0.0, description="the authors' floor of 2")
     factor: float = Field(0.7, gt=0.0, le=1.0, description="step schedule: multiply by this")
     every: int = Field(30, ge=1, description="step schedule: every this many epochs")
 

@@ -1,4 +1,4 @@
-"""`lpq prune`: keep round(total / ratio) of a label file's batches (METHOD.md section 2, stage 4).
+"""`lpq prune`: keep round(total / ratio) of a label file's batches (LPQLD stage 4; README, "The method").
 
 Ratios compose: pruning an x40 file by 2 gives x80 of the original epochs and batches. Chunks are copied
 byte for byte, so pruning never changes a kept label. The authors keep the first batches; random choice

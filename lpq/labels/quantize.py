@@ -1,4 +1,4 @@
-"""Top-k label quantization (METHOD.md section 2, stage 5): MR-k and MS-k, and re-quantizing a file.
+"""Top-k label quantization (LPQLD stage 5; README, "The method"): MR-k and MS-k, and re-quantizing a file.
 
 MR-k keeps the k largest pre-softmax logits and their classes; training re-normalizes over them at its
 current temperature. MS-k (FKD's marginal smoothing) keeps the k largest probabilities and spreads the

@@ -1,7 +1,7 @@
 """`lpq relabel`: the teacher's soft labels for every kept augmented batch, streamed into a `.lpql` file.
 
 Per epoch a seeded shuffle into batches; per image a RandomResizedCrop and a flip; per batch a CutMix (or
-MixUp, or none); the teacher's logits on exactly that batch (METHOD.md section 2, stage 3). With
+MixUp, or none); the teacher's logits on exactly that batch (LPQLD stage 3; README, "The method"). With
 ``ratio`` only 1/ratio of the batches is planned and labelled (label pruning that also saves teacher
 compute); with ``top_k`` labels are quantized on the way in. Chunks are appended as batches finish, so an
 interrupted run resumes where it stopped. Under ``torchrun --nproc-per-node N`` rank r labels kept
@@ -66,7 +66,7 @@ class RelabelConfig(BaseModel):
     images: str = Field(description="image set: a folder (lpq synth output) or a --data name")
     teacher: Path | str = Field(description="a .lpqt file, or pretrained weights (torchvision:resnet18.IMAGENET1K_V1)")
     output: Path = Path("labels.lpql")
-    epochs: int = Field(300, ge=1, description="METHOD.md: 300 on ImageNet-1K, 100 on Tiny-ImageNet")
+    epochs: int = Field(300, ge=1, description="the authors: 300 on ImageNet-1K, 100 on Tiny-ImageNet")
     batch_size: int = Field(64, ge=1, le=65535)
     seed: int = Field(0, ge=0)
     ratio: float = Field(1.0, ge=1.0, description="label 1/ratio of the batches")

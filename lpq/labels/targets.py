@@ -1,4 +1,4 @@
-"""Dense training targets from stored labels (METHOD.md section 2, stages 5-6).
+"""Dense training targets from stored labels (LPQLD stages 5-6; README, "The method").
 
 MR-k: softmax over the k stored logits at the current temperature, scattered into zeros. MS-k: the stored
 probabilities at their classes and the remaining mass spread evenly over the other classes. Full labels:

@@ -1,6 +1,6 @@
 """Temperatures: the teacher schedule of Dynamic Knowledge Reuse and the calibration statistics behind it.
 
-DKR (METHOD.md section 2, stage 6) softens the same stored logits differently from epoch to epoch: a step
+DKR (LPQLD stage 6; README, "The method") softens the same stored logits differently from epoch to epoch: a step
 schedule starts at T=20 and multiplies by 0.7 every 30 of 300 epochs down to a floor of 2; a cosine one
 decays from the start to the floor. Reverse forms run the same curve backwards. ``every`` is given for
 the authors' 300-epoch budget and scaled to the run's epoch count.

@@ -1,4 +1,4 @@
-"""`lpq synth`: class-wise image synthesis with class BatchNorm supervision (METHOD.md section 2, stage 2).
+"""`lpq synth`: class-wise image synthesis with class BatchNorm supervision (LPQLD stage 2; README, "The method").
 
 Images start as Gaussian noise (in the teacher's normalized space) and are optimized one class at a time:
 loss = cross-entropy on the class + r_bn * sum over BN layers of (||mu_batch - mu_class||_2 +

@@ -1,11 +1,11 @@
 """`lpq train`: a student on distilled images and `.lpql` labels, with Dynamic Knowledge Reuse and Calibrated
-Alignment (METHOD.md section 2, stage 6), evaluated on a real test split.
+Alignment (LPQLD stage 6; README, "The method"), evaluated on a real test split.
 
 Loss: KL(target || softmax(student / T_s)), batch mean, optionally times T^2. The target is rebuilt from the
 stored labels at the teacher temperature of the epoch (DKR: step or cosine schedules over the same
 logits). With ``calibrate`` the student temperature T_s is re-fitted after every epoch on the label file's
 grid (0.01 to 1, 100 points by default) to the value minimizing that KL on a sample of stored batches
-(CA). Temperature defaults come from the label file's calibration metadata, else from METHOD.md (start
+(CA). Temperature defaults come from the label file's calibration metadata, else the authors' (start
 20, x0.7 every 30 of 300 epochs, floor 2). ``targets="hard"`` is the baseline without a teacher: the same
 replayed batches with the images' own classes as targets (mixed as CutMix mixed the images), no
 temperatures.
