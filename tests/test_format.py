@@ -269,3 +269,76 @@ def test_bit_packing_round_trips_at_every_width(bits: int) -> None:
     assert np.array_equal(unpack_rank_major(packed, bits, 1001, 1)[:, 0].astype(np.uint64), v)  # one rank: stream order
     ranks = v[:875].reshape(7, 125)  # rank-major (k, rows), as sections store them; an odd count
     assert np.array_equal(unpack_rank_major(pack_bits(ranks, bits), bits, 125, 7).astype(np.uint64), ranks.T)
+
+
+def crafted(path: Path, header_json: bytes, batches: list[tuple[int, bytes]] = ()) -> Path:  # type: ignore[assignment]
+    """A file with valid framing and checksums around whatever header and batch payloads a test writes."""
+    from lpq.format.layout import INDEX_ENTRY, PREAMBLE, footer, frame
+
+    body = PREAMBLE.pack(b"\x89LPQL\r\n\x1a", 1, 1, 0)
+    entries = [(b"HEAD", 0, len(body), len(header_json))]
+    body += frame(b"HEAD", header_json)
+    for bid, payload in batches:
+        entries.append((b"BTCH", bid, len(body), len(payload)))
+        body += frame(b"BTCH", payload)
+    index = np.array(entries, dtype=INDEX_ENTRY)
+    path.write_bytes(body + frame(b"INDX", np.uint32(len(entries)).tobytes() + index.tobytes()) + footer(len(body)))
+    return path
+
+
+def huge_zstd_section(declared: int) -> bytes:
+    """A zstd frame whose header declares ``declared`` content bytes (single segment, 8-byte size) and holds none."""
+    return b"\x28\xb5\x2f\xfd" + b"\xe0" + declared.to_bytes(8, "little") + b"\x01\x00\x00"
+
+
+def over_limit_files(folder: Path) -> dict[str, Path]:
+
+    from lpq.format.layout import BATCH_FIXED, SECTION, ZSTD
+
+    many_images = make_header().model_dump(mode="json")
+    many_images["images"]["count"] = 2**40
+    many_images["relabel"]["batches_per_epoch"] = -(-(2**40) // many_images["relabel"]["batch_size"])
+    wide = make_header(classes=100_000, images=65_535, batch_size=65_535, epochs=1, values="f32").model_dump(
+        mode="json"
+    )
+    small = make_header(kept=[0])
+    payload = BATCH_FIXED.pack(0, 0, 8, 0, 1.0, 0, 0, 0, 0) + SECTION.pack(ZSTD, 16) + huge_zstd_section(2**40)
+    return {
+        "images": crafted(folder / "images.lpql", json.dumps(many_images).encode()),
+        "batch": crafted(folder / "batch.lpql", json.dumps(wide).encode()),
+        "zstd": crafted(folder / "zstd.lpql", small.model_dump_json().encode(), [(0, payload)]),
+    }
+
+
+@pytest.mark.parametrize(
+    "case,message",
+    [
+        ("images", "images.count 1,099,511,627,776 exceeds"),
+        ("batch", "one batch decodes to 26,214,000,000 bytes"),
+        ("zstd", "declares 1,099,511,627,776 bytes"),
+    ],
+)
+def test_checksum_valid_files_asking_for_huge_allocations_are_refused_under_a_memory_limit(
+    tmp_path: Path, case: str, message: str
+) -> None:
+    """Each file would make a naive reader allocate terabytes or 26 GB; under a 1 GiB address-space limit
+    the reader must still answer with its one-line error, not a MemoryError or a killed process."""
+    import resource
+    import subprocess
+    import sys
+
+    path = over_limit_files(tmp_path)[case]
+    assert path.stat().st_size < 2_000_000  # small files: the sizes are claims, not data
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    run = subprocess.run(
+        [sys.executable, "-m", "lpq", "inspect", str(path), "--verify"],
+        capture_output=True,
+        text=True,
+        preexec_fn=limit,
+        check=False,
+    )
+    lines = run.stderr.strip().splitlines()
+    assert run.returncode == 2 and len(lines) == 1 and "lpql-over-limit" in lines[0] and message in lines[0], run.stderr

@@ -8,6 +8,7 @@ import typer
 
 from lpq import __version__
 from lpq.cli.demo import demo
+from lpq.cli.exchange import export, import_
 from lpq.cli.inspect import inspect
 from lpq.cli.prune import prune
 from lpq.cli.quantize import quantize
@@ -50,6 +51,8 @@ app.command()(prune)
 app.command()(quantize)
 app.command()(train)
 app.command()(inspect)
+app.command()(export)
+app.command("import")(import_)
 app.command()(demo)
 
 

@@ -45,6 +45,10 @@ class Init(StrEnum):
     real = "real"
 
 
+class Layout(StrEnum):
+    sre2l = "sre2l"
+
+
 class Optimizer(StrEnum):
     adamw = "adamw"
     sgd = "sgd"

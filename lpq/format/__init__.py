@@ -21,7 +21,7 @@ from lpq.format.header import (
     ValueCodec,
     index_bits,
 )
-from lpq.format.layout import BatchRecord, SectionSizes
+from lpq.format.layout import BatchRecord, SectionSizes, StoredAugment
 from lpq.format.reader import LpqlReader
 from lpq.format.writer import LpqlWriter, partial_path
 
@@ -41,6 +41,7 @@ __all__ = [
     "Relabel",
     "ScheduleKind",
     "SectionSizes",
+    "StoredAugment",
     "StudentTemp",
     "Teacher",
     "TempSchedule",

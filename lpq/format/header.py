@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 FORMAT_MAJOR = 1
-FORMAT_MINOR = 0
+FORMAT_MINOR = 1
 
 Scheme = Literal["none", "mr", "ms"]
 ValueCodecId = Literal["f32", "f16", "i8", "i4"]
@@ -56,6 +56,11 @@ class Augment(_Record):
         "none", description="1.1: how real images are prepared for the teacher (and a student's evaluation)"
     )
     eval_crop_fraction: float = Field(0.875, gt=0.0, le=1.0, description="1.1: center-crop: S / resized shorter side")
+    stored: bool = Field(
+        False,
+        description="1.1: image indices, crops, flips and mix partners are stored per batch "
+        "(BTCS chunks, for imported labels) instead of derived from the seed",
+    )
 
     @model_validator(mode="after")
     def _ranges(self) -> Augment:
@@ -145,7 +150,8 @@ class Header(_Record):
         return self
 
     def batch_size_of(self, batch_id: int) -> int:
-        """Samples in a batch: batch_size, except the last batch of each epoch, which keeps the remainder."""
+        """Samples in a derived batch: batch_size, except the last batch of each epoch, which keeps the remainder.
+        (A batch with stored augmentation holds the samples its chunk says, at most batch_size.)"""
         r = self.relabel
         b = batch_id % r.batches_per_epoch
         return min(r.batch_size, self.images.count - b * r.batch_size)

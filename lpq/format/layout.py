@@ -20,6 +20,7 @@ import zstandard
 from lpq.format.codecs import index_codec, value_codec
 from lpq.format.errors import LpqlError
 from lpq.format.header import Header
+from lpq.format.rng import SampleAugment
 
 MAGIC = b"\x89LPQL\r\n\x1a"
 END_MAGIC = b"\x89LPQEND\n"
@@ -30,9 +31,16 @@ INDEX_ENTRY = np.dtype([("type", "S4"), ("id", "<u4"), ("offset", "<u8"), ("leng
 BATCH_FIXED = struct.Struct("<IIIIf4H")
 SECTION = struct.Struct("<BI")
 
-HEAD, BTCH, INDX, CALB = b"HEAD", b"BTCH", b"INDX", b"calb"
-MAX_HEADER_BYTES = 16 << 20
+HEAD, BTCH, BTCS, INDX, CALB = b"HEAD", b"BTCH", b"BTCS", b"INDX", b"calb"
 RAW, ZSTD = 0, 1
+
+# Limits on sizes a file declares, checked before anything is allocated (spec section 7): a label file from
+# the internet must not be able to ask a reader for more memory than a real run needs.
+MAX_HEADER_BYTES = 16 << 20  # a header or calibration JSON
+MAX_IMAGES = 1 << 25  # images.count: 33.5 M (ImageNet-21K at IPC 1,000 is 21 M); an epoch order takes 16 B each
+MAX_CLASSES = 1 << 20  # num_classes
+MAX_BATCH_BYTES = 512 << 20  # decoded sections of one batch (full float32 labels of 21,843 classes: 6,000 samples)
+STORED_COLUMNS = 7  # a BTCS augmentation table: image index, top, left, height, width, flip, mix partner
 
 
 def is_ancillary(chunk_type: bytes) -> bool:
@@ -55,6 +63,35 @@ def footer(index_offset: int) -> bytes:
     return FOOTER.pack(index_offset, 0, zlib.crc32(body), END_MAGIC)
 
 
+def check_limits(header: Header) -> None:
+    """Refuse a header whose sizes exceed the format's limits (reader and writer alike)."""
+    for what, value, limit in (
+        ("images.count", header.images.count, MAX_IMAGES),
+        ("num_classes", header.num_classes, MAX_CLASSES),
+    ):
+        if value > limit:
+            raise LpqlError("lpql-over-limit", f"{what} {value:,} exceeds the format's limit of {limit:,}")
+
+
+@dataclass(frozen=True)
+class StoredAugment:
+    """A batch's augmentation as stored (1.1, BTCS): labels made elsewhere cannot derive it from a seed."""
+
+    image_indices: np.ndarray  # (B,) int64 positions in the image set
+    augment: SampleAugment  # crops and flips
+    partner: np.ndarray  # (B,) int64: the sample each sample is mixed with
+
+    def table(self) -> np.ndarray:
+        """(7, B) int32: image index, top, left, height, width, flip, partner."""
+        a = self.augment
+        return np.stack([self.image_indices, a.top, a.left, a.height, a.width, a.flip, self.partner]).astype("<i4")
+
+    @classmethod
+    def from_table(cls, t: np.ndarray) -> StoredAugment:
+        aug = SampleAugment(*(t[i].astype(np.int32) for i in range(1, 5)), t[5].astype(bool))
+        return cls(t[0].astype(np.int64), aug, t[6].astype(np.int64))
+
+
 @dataclass(frozen=True)
 class BatchRecord:
     """One stored batch: its place in the run, the batch-level mix draw, and the labels (B, k)."""
@@ -66,6 +103,7 @@ class BatchRecord:
     mix_box: tuple[int, int, int, int]  # top, left, bottom, right of the CutMix box; zeros otherwise
     values: np.ndarray  # (B, k) float32: logits (none/mr) or probabilities (ms), descending for top-k
     indices: np.ndarray | None  # (B, k) class ids of the top-k, None for scheme 'none'
+    stored: StoredAugment | None = None  # set in files with stored augmentation (header augment.stored)
 
     @property
     def size(self) -> int:
@@ -76,13 +114,13 @@ class BatchRecord:
 class SectionSizes:
     """Stored bytes of one batch chunk by role, for `lpq inspect`."""
 
-    fixed: int
+    fixed: int  # fixed fields, and a stored augmentation section
     indices: int
     values: int
 
 
 class BatchCodec:
-    """Encodes and decodes BTCH payloads for one header (its k, codecs and class count)."""
+    """Encodes and decodes batch payloads (BTCH, or BTCS with stored augmentation) for one header."""
 
     def __init__(self, header: Header, level: int = 9) -> None:
         q = header.quant
@@ -90,16 +128,38 @@ class BatchCodec:
         self.k = q.k
         self.values = value_codec(q.values)
         self.indices = index_codec(q.indices, header.num_classes) if q.indices else None
+        self.stored = header.augment.stored
+        self.chunk_type = BTCS if self.stored else BTCH
+        check_limits(header)
+        b = header.relabel.batch_size
+        decoded = self.values.size(b, self.k) + (self.indices.size(b, self.k) if self.indices else 0)
+        decoded += STORED_COLUMNS * 4 * b if self.stored else 0
+        if decoded > MAX_BATCH_BYTES:
+            raise LpqlError(
+                "lpql-over-limit",
+                f"one batch decodes to {decoded:,} bytes, over the format's limit "
+                f"of {MAX_BATCH_BYTES:,} ({b:,} samples x {self.k:,} values)",
+            )
         self._cctx = zstandard.ZstdCompressor(level=level, write_content_size=True, write_checksum=False)
         self._dctx = zstandard.ZstdDecompressor()
 
+    def expected_size(self, batch_id: int, size: int) -> bool:
+        """Whether a batch may hold ``size`` samples: the size rule, or 1..batch_size when stored."""
+        h = self.header
+        return 1 <= size <= h.relabel.batch_size if self.stored else size == h.batch_size_of(batch_id)
+
     def encode(self, rec: BatchRecord) -> bytes:
-        expect = self.header.batch_size_of(rec.epoch * self.header.relabel.batches_per_epoch + rec.batch)
-        if rec.values.shape != (expect, self.k):
+        bid = rec.epoch * self.header.relabel.batches_per_epoch + rec.batch
+        if rec.values.shape != (rec.size, self.k) or not self.expected_size(bid, rec.size):
             raise LpqlError(
-                "lpql-bad-batch", f"batch values have shape {rec.values.shape}, expected ({expect}, {self.k})"
+                "lpql-bad-batch",
+                f"batch {bid} values have shape {rec.values.shape}, against the header's batch size and k={self.k}",
             )
         parts = [BATCH_FIXED.pack(rec.epoch, rec.batch, rec.size, rec.aug_crc, rec.mix_lambda, *rec.mix_box)]
+        if self.stored:
+            if rec.stored is None or rec.stored.image_indices.shape != (rec.size,):
+                raise LpqlError("lpql-bad-batch", "a file with stored augmentation needs each batch's augmentation")
+            parts.append(self._section(rec.stored.table().tobytes()))
         if self.indices is not None:
             if rec.indices is None or rec.indices.shape != rec.values.shape:
                 raise LpqlError("lpql-bad-batch", "top-k labels need class indices of the same shape as the values")
@@ -116,13 +176,42 @@ class BatchCodec:
         return SECTION.pack(RAW, len(raw)) + raw
 
     def decode(self, batch_id: int, payload: memoryview) -> BatchRecord:
-        (epoch, batch, size, aug_crc, lam, *box), idx_raw, val_raw = self.sections(batch_id, payload)
+        (epoch, batch, size, aug_crc, lam, *box), aug_raw, idx_raw, val_raw = self.sections(batch_id, payload)
         indices = None if idx_raw is None or self.indices is None else self.indices.decode(idx_raw, size, self.k)
         values = self.values.decode(val_raw, size, self.k)
-        return BatchRecord(epoch, batch, aug_crc, lam, (box[0], box[1], box[2], box[3]), values, indices)
+        stored = None if aug_raw is None else self._stored(batch_id, aug_raw, size, aug_crc)
+        return BatchRecord(epoch, batch, aug_crc, lam, (box[0], box[1], box[2], box[3]), values, indices, stored)
 
-    def sections(self, batch_id: int, payload: memoryview) -> tuple[tuple, bytes | None, bytes]:
-        """Fixed fields, then the raw (decompressed) index and value sections, checked against the header."""
+    def _stored(self, batch_id: int, raw: bytes, size: int, aug_crc: int) -> StoredAugment:
+        """A stored augmentation table, checked: indices in range, boxes inside known image sizes, its CRC."""
+        t = np.frombuffer(raw, "<i4").reshape(STORED_COLUMNS, size)
+        h = self.header.images
+        bad = (
+            (t[0] < 0)
+            | (t[0] >= h.count)
+            | (t[1] < 0)
+            | (t[2] < 0)
+            | (t[3] < 1)
+            | (t[4] < 1)
+            | ((t[5] != 0) & (t[5] != 1))
+            | (t[6] < 0)
+            | (t[6] >= size)
+        )
+        if h.height and h.width:
+            bad |= (t[1] + t[3] > h.height) | (t[2] + t[4] > h.width)
+        if bad.any():
+            raise LpqlError(
+                "lpql-bad-chunk",
+                f"batch {batch_id}: stored augmentation of sample {int(np.argmax(bad))} is out of range",
+            )
+        stored = StoredAugment.from_table(t)
+        if stored.augment.crc32() != aug_crc:
+            raise LpqlError("lpql-aug-mismatch", f"batch {batch_id}: the stored augmentation fails its CRC")
+        return stored
+
+    def sections(self, batch_id: int, payload: memoryview) -> tuple[tuple, bytes | None, bytes | None, bytes]:
+        """Fixed fields, then the raw (decompressed) augmentation, index and value sections, checked against the
+        header."""
         h = self.header
         if len(payload) < BATCH_FIXED.size:
             raise LpqlError("lpql-bad-chunk", f"batch {batch_id} is shorter than its fixed fields")
@@ -130,30 +219,36 @@ class BatchCodec:
         epoch, batch, size = fixed[:3]
         if epoch * h.relabel.batches_per_epoch + batch != batch_id or batch >= h.relabel.batches_per_epoch:
             raise LpqlError("lpql-bad-chunk", f"batch chunk {batch_id} says it is epoch {epoch} batch {batch}")
-        if size != h.batch_size_of(batch_id):
-            raise LpqlError(
-                "lpql-bad-chunk", f"batch {batch_id} holds {size} samples, expected {h.batch_size_of(batch_id)}"
-            )
+        if not self.expected_size(batch_id, size):
+            raise LpqlError("lpql-bad-chunk", f"batch {batch_id} holds {size} samples, against the header's batch size")
         pos = BATCH_FIXED.size
-        idx_raw = None
+        aug_raw = idx_raw = None
+        if self.stored:
+            aug_raw, pos = self._read_section(payload, pos, STORED_COLUMNS * 4 * size, batch_id)
         if self.indices is not None:
             idx_raw, pos = self._read_section(payload, pos, self.indices.size(size, self.k), batch_id)
         val_raw, pos = self._read_section(payload, pos, self.values.size(size, self.k), batch_id)
         if pos != len(payload):
             raise LpqlError("lpql-bad-chunk", f"batch {batch_id} has {len(payload) - pos} trailing bytes")
-        return fixed, idx_raw, val_raw
+        return fixed, aug_raw, idx_raw, val_raw
+
+    def size_of(self, payload: bytes) -> int:
+        """The sample count a batch payload declares (its fixed fields alone)."""
+        return int(BATCH_FIXED.unpack_from(payload, 0)[2])
 
     def sizes(self, payload: bytes) -> SectionSizes:
-        """Stored bytes by role, read from the section headers alone (nothing is decompressed)."""
+        """Stored bytes by role, read from the section headers alone (nothing is decompressed); a stored
+        augmentation section counts with the fixed fields, as augmentation."""
         pos = BATCH_FIXED.size
         lengths = []
-        for _ in range(2 if self.indices is not None else 1):
+        for _ in range((2 if self.indices is not None else 1) + self.stored):
             if pos + SECTION.size > len(payload):
                 raise LpqlError("lpql-bad-chunk", "a batch ends inside a section header")
             _, length = SECTION.unpack_from(payload, pos)
             lengths.append(SECTION.size + length)
             pos += SECTION.size + length
-        return SectionSizes(BATCH_FIXED.size, lengths[0] if len(lengths) == 2 else 0, lengths[-1])
+        augmentation = lengths.pop(0) if self.stored else 0
+        return SectionSizes(BATCH_FIXED.size + augmentation, lengths[0] if len(lengths) == 2 else 0, lengths[-1])
 
     def _read_section(self, payload: memoryview, pos: int, expect: int, batch_id: int) -> tuple[bytes, int]:
         if pos + SECTION.size > len(payload):
@@ -170,6 +265,8 @@ class BatchCodec:
                 declared = zstandard.frame_content_size(data)
             except zstandard.ZstdError as e:
                 raise LpqlError("lpql-bad-chunk", f"batch {batch_id}: bad zstd frame ({e})") from None
+            if declared is not None and declared > MAX_BATCH_BYTES:
+                raise LpqlError("lpql-over-limit", f"batch {batch_id}: a section declares {declared:,} bytes")
             if declared != expect:
                 raise LpqlError(
                     "lpql-bad-chunk", f"batch {batch_id}: section declares {declared} bytes, expected {expect}"

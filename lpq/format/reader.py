@@ -23,7 +23,9 @@ from pydantic import BaseModel, ValidationError
 from lpq.format.errors import LpqlError
 from lpq.format.header import FORMAT_MAJOR, Calibration, Header
 from lpq.format.layout import (
+    BATCH_FIXED,
     BTCH,
+    BTCS,
     CALB,
     END_MAGIC,
     FOOTER,
@@ -42,7 +44,7 @@ from lpq.format.layout import (
 )
 from lpq.format.rng import CropSpec, SampleAugment, epoch_order, sample_augment
 
-_KNOWN = {HEAD, BTCH, CALB}
+_KNOWN = {HEAD, BTCH, BTCS, CALB}
 M = TypeVar("M", bound=BaseModel)
 _EPOCH_CACHE = 8
 
@@ -114,12 +116,15 @@ class LpqlReader:
         if count == 0 or types[0] != HEAD:
             raise LpqlError("lpql-bad-index", f"{self.path}: the first chunk is not the header")
         self.header: Header = self._json_chunk(entries[0], Header, "header")
+        self._codec = BatchCodec(self.header)  # checks the header's sizes against the format's limits first
         calb = entries[types == CALB]
         self.calibration: Calibration | None = (
             self._json_chunk(calb[0], Calibration, "calibration") if len(calb) else None
         )
 
-        batches = entries[types == BTCH]
+        if np.any(types == (BTCH if self._codec.stored else BTCS)):
+            raise LpqlError("lpql-bad-index", f"{self.path}: batch chunks of the other kind than augment.stored says")
+        batches = entries[types == self._codec.chunk_type]
         ids = batches["id"].astype(np.int64)
         if len(ids) and np.any(np.diff(ids) <= 0):
             raise LpqlError("lpql-bad-index", f"{self.path}: batch ids are not strictly increasing")
@@ -128,7 +133,6 @@ class LpqlReader:
         self.batch_ids = ids
         # Plain ints: locating a batch is one dict lookup, with no numpy scalar in the way.
         self._where = {int(bid): (int(o), int(n)) for bid, o, n in zip(ids, batches["offset"], batches["length"])}
-        self._codec = BatchCodec(self.header)
         self.crop_spec = CropSpec.of(self.header.augment)
 
     def _check_tiling(self, entries: np.ndarray, index_offset: int) -> None:
@@ -175,7 +179,7 @@ class LpqlReader:
         """The batch chunk's payload, CRC checked: what a writer for the same header can copy as is."""
         offset, indexed_length = self._location(batch_id)
         ctype, length, payload = self._frame(offset, self.size, f"batch {batch_id}")
-        if ctype != BTCH or length != indexed_length:
+        if ctype != self._codec.chunk_type or length != indexed_length:
             raise LpqlError("lpql-bad-index", f"{self.path}: index entry of batch {batch_id} does not match its chunk")
         return payload
 
@@ -185,11 +189,20 @@ class LpqlReader:
         start = offset + FRAME.size
         return self._codec.sizes(self._mm[start : start + length])
 
+    def samples(self, batch_id: int) -> int:
+        """The sample count of a stored batch, from its fixed fields alone (for summaries)."""
+        offset, _ = self._location(batch_id)
+        start = offset + FRAME.size
+        return self._codec.size_of(self._mm[start : start + BATCH_FIXED.size])
+
     def read(self, batch_id: int) -> BatchRecord:
         return self._codec.decode(batch_id, self.payload(batch_id))
 
     def image_indices(self, rec: BatchRecord) -> np.ndarray:
-        """Positions in the image set of the batch's samples, from the derived epoch shuffle. (B,) int64."""
+        """Positions in the image set of the batch's samples (B,) int64: stored, or from the derived epoch
+        shuffle."""
+        if rec.stored is not None:
+            return rec.stored.image_indices
         order = self._epochs.get(rec.epoch)
         if order is None:
             r = self.header.relabel
@@ -201,7 +214,17 @@ class LpqlReader:
         return order[start : start + rec.size]
 
     def augment(self, rec: BatchRecord, image_hw: np.ndarray) -> SampleAugment:
-        """Derived crops and flips of the batch for source sizes image_hw (B, 2), checked against the file."""
+        """Crops and flips of the batch for source sizes image_hw (B, 2): stored (and inside those sizes), or
+        derived and checked against the file."""
+        if rec.stored is not None:
+            a = rec.stored.augment
+            if np.any(a.top + a.height > image_hw[:, 0]) or np.any(a.left + a.width > image_hw[:, 1]):
+                raise LpqlError(
+                    "lpql-aug-mismatch",
+                    f"batch {rec.epoch}:{rec.batch}: a stored crop lies outside its image",
+                    "the images differ from those the labels were made for",
+                )
+            return a
         aug = sample_augment(self.header.relabel.seed, rec.epoch, rec.batch, image_hw, self.crop_spec)
         if aug.crc32() != rec.aug_crc:
             raise LpqlError(

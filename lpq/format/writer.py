@@ -21,6 +21,7 @@ from lpq.format.header import FORMAT_MAJOR, FORMAT_MINOR, Calibration, Header
 from lpq.format.layout import (
     BATCH_FIXED,
     BTCH,
+    BTCS,
     CALB,
     FRAME,
     HEAD,
@@ -50,10 +51,11 @@ class Entry:
     length: int  # payload bytes
 
 
-def scan_partial(f: BinaryIO, batches_per_epoch: int) -> tuple[list[Entry], int]:
+def scan_partial(f: BinaryIO, batches_per_epoch: int, batch_type: bytes = BTCH) -> tuple[list[Entry], int]:
     """Intact leading chunks of a partial file, and where they end.
 
-    Stops at the first chunk that is cut short, fails its CRC, or is neither HEAD (first) nor BTCH.
+    Stops at the first chunk that is cut short, fails its CRC, or is neither HEAD (first) nor a batch chunk of
+    ``batch_type`` (BTCH, or BTCS for stored augmentation).
     """
     size = os.fstat(f.fileno()).st_size
     f.seek(0)
@@ -74,9 +76,9 @@ def scan_partial(f: BinaryIO, batches_per_epoch: int) -> tuple[list[Entry], int]
             break
         if not entries and ctype == HEAD:
             entries.append(Entry(HEAD, 0, pos, length))
-        elif entries and ctype == BTCH and length >= BATCH_FIXED.size:
+        elif entries and ctype == batch_type and length >= BATCH_FIXED.size:
             epoch, batch = struct.unpack_from("<II", payload, 0)
-            entries.append(Entry(BTCH, epoch * batches_per_epoch + batch, pos, length))
+            entries.append(Entry(batch_type, epoch * batches_per_epoch + batch, pos, length))
         else:
             break
         pos = start + length
@@ -86,7 +88,7 @@ def scan_partial(f: BinaryIO, batches_per_epoch: int) -> tuple[list[Entry], int]
 def read_partial_batches(path: Path, header: Header) -> dict[int, bytes]:
     """Batch payloads of a partial file written for ``header`` (a torchrun rank's part), by batch id."""
     with open(path, "rb") as f:
-        entries, _ = scan_partial(f, header.relabel.batches_per_epoch)
+        entries, _ = scan_partial(f, header.relabel.batches_per_epoch, BTCS if header.augment.stored else BTCH)
         out = {}
         for e in entries[1:]:
             f.seek(e.offset + FRAME.size)
@@ -113,7 +115,7 @@ class LpqlWriter:
             self._append(HEAD, 0, self._head_json)
 
     def _reopen(self) -> None:
-        entries, end = scan_partial(self._file, self.header.relabel.batches_per_epoch)
+        entries, end = scan_partial(self._file, self.header.relabel.batches_per_epoch, self.codec.chunk_type)
         if not entries or entries[0].type != HEAD or self._read(entries[0]) != self._head_json:
             raise LpqlError(
                 "resume-mismatch",
@@ -121,7 +123,7 @@ class LpqlWriter:
                 "rerun with the same settings, or delete it to start over",
             )
         self._entries = entries
-        self.stored = [e.id for e in entries if e.type == BTCH]
+        self.stored = [e.id for e in entries if e.type == self.codec.chunk_type]
         self._file.seek(end)
         self._file.truncate()
 
@@ -133,7 +135,7 @@ class LpqlWriter:
         offset = self._file.tell()
         self._file.write(frame(ctype, payload))
         self._entries.append(Entry(ctype, cid, offset, len(payload)))
-        if ctype == BTCH:
+        if ctype == self.codec.chunk_type:
             self.stored.append(cid)
 
     def add(self, rec: BatchRecord) -> None:
@@ -145,7 +147,7 @@ class LpqlWriter:
             raise LpqlError("lpql-bad-batch", f"batch {bid} is not in the header's kept list")
         if self.stored and bid <= self.stored[-1]:
             raise LpqlError("lpql-bad-batch", f"batch {bid} written after batch {self.stored[-1]}: ids must increase")
-        self._append(BTCH, bid, payload)
+        self._append(self.codec.chunk_type, bid, payload)
         self._file.flush()
 
     def finish(self, calibration: Calibration | None = None) -> Path:

@@ -113,8 +113,9 @@ def mean_kept_mass(reader: LpqlReader, temperatures: list[float]) -> np.ndarray:
     total = np.zeros((len(ks), len(temperatures)))
     count = 0
     for bid in reader.batch_ids:
-        total += kept_mass(reader.read(int(bid)).values, temperatures, ks).sum(axis=0)
-        count += reader.header.batch_size_of(int(bid))
+        values = reader.read(int(bid)).values
+        total += kept_mass(values, temperatures, ks).sum(axis=0)
+        count += len(values)
     return total / count
 
 

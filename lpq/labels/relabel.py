@@ -338,7 +338,7 @@ def relabel(cfg: RelabelConfig, show: bool = False) -> RelabelResult:
         for p in parts:
             _calib_path(p).unlink(missing_ok=True)
     barrier(world)
-    samples = sum(header.batch_size_of(b) for b in kept)
+    samples = sum(header.batch_size_of(b) for b in kept)  # relabelled batches are derived: the size rule holds
     size = out.stat().st_size
     return RelabelResult(
         output=out,

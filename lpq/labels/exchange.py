@@ -1,0 +1,252 @@
+"""Labels in and out of `.lpql`: other tools' layouts, by name (a registry: a new layout is a new entry).
+
+``sre2l`` is the layout SRe2L, LPLD and LPQLD's public code writes and reads (`lpq.labels.sre2l`). Export
+writes a folder their training script loads; import reads such a folder (``torch.load`` with
+``weights_only=True`` only) into a `.lpql` file whose batches store their augmentation (format 1.1), since
+crops made elsewhere cannot be derived from a seed. Export then import gives the same labels and crops.
+
+    lpq export labels.lpql --to sre2l -o fkd_labels/
+    lpq import fkd_labels/ --images syn/ -o labels.lpql
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, Field
+
+from lpq import __version__
+from lpq.data import IMAGENET_MEAN, IMAGENET_STD, open_images
+from lpq.errors import LpqError
+from lpq.files import atomic
+from lpq.format import (
+    Augment,
+    Header,
+    ImageSet,
+    IndexCodec,
+    LpqlReader,
+    LpqlWriter,
+    Prune,
+    Quant,
+    Relabel,
+    Teacher,
+    ValueCodec,
+    index_bits,
+)
+from lpq.labels import sre2l
+from lpq.labels.temperature import CalibrationStats
+from lpq.progress import progress
+
+EXPORT_NOTE = "lpq_export.json"  # beside their files: what import needs and their layout does not record
+UNKNOWN_TEACHER = "0" * 64
+
+
+class ExportConfig(BaseModel):
+    labels: Path = Field(description="the .lpql file to export")
+    to: Literal["sre2l"] = "sre2l"
+    output: Path
+    images: str | None = Field(None, description="the image set, needed when its images differ in size")
+
+
+class ExportResult(BaseModel):
+    output: Path
+    layout: str
+    batches: int
+    file_bytes_before: int
+    folder_bytes: int
+
+
+class ImportConfig(BaseModel):
+    folder: Path = Field(description="a folder in another tool's layout")
+    layout: Literal["sre2l"] = Field("sre2l", alias="from")
+    images: str = Field(description="the image set the labels belong to, in ImageFolder order")
+    output: Path
+    values: Literal["f32", "f16", "i8", "i4"] = Field("f16", description="f16 keeps their float16 logits exactly")
+    input_size: int | None = Field(
+        None, ge=1, description="their crop size; default: the export note, else the images'"
+    )
+    mean: tuple[float, float, float] | None = Field(
+        None, description="the teacher's normalization (default ImageNet's)"
+    )
+    std: tuple[float, float, float] | None = None
+    epochs: int | None = Field(None, ge=1, description="relabel epochs their run planned (sets the pruning ratio)")
+
+    model_config = {"populate_by_name": True}
+
+
+class ImportResult(BaseModel):
+    output: Path
+    layout: str
+    batches: int
+    samples: int
+    scheme: str
+    k: int
+    folder_bytes: int
+    file_bytes: int
+    smaller_by: float
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
+
+
+def _check_output(path: Path) -> None:
+    if path.exists():
+        raise LpqError("output-exists", f"{path} already exists", "choose another -o, or delete it first")
+
+
+def export_sre2l(cfg: ExportConfig, show: bool = False) -> ExportResult:
+    _check_output(cfg.output)
+    with LpqlReader(cfg.labels) as r:
+        h = r.header
+        sre2l.check_exportable(r)
+        if h.images.height and h.images.width:
+            image_hw = np.tile(np.array([h.images.height, h.images.width]), (h.images.count, 1))
+        else:
+            if cfg.images is None:
+                raise LpqError(
+                    "export-needs-images",
+                    "the labels' images differ in size: crops are stored as fractions of each image",
+                    "pass --images",
+                )
+            source = open_images(cfg.images)
+            if source.fingerprint() != h.images.fingerprint:
+                raise LpqError("fingerprint-mismatch", f"{cfg.labels} was made for other images than {cfg.images}")
+            image_hw = source.sizes()
+        batch_map: dict[str, list[int]] = {}
+        with atomic(cfg.output) as tmp, progress(show) as bar:
+            tmp.mkdir(parents=True)
+            task = bar.add_task("export", total=len(r.batch_ids), info="")
+            for n, bid in enumerate(r.batch_ids.tolist()):
+                batch, images = sre2l.export_batch(r, r.read(bid), image_hw)
+                torch.save(batch, sre2l.batch_path(tmp, n))
+                batch_map[str(n)] = images
+                bar.update(task, advance=1)
+            (tmp / sre2l.MAP).write_text(json.dumps(batch_map))
+            a = h.augment
+            note = {
+                "tool": f"lpq {__version__}",
+                "input_size": a.input_size,
+                "mean": a.mean,
+                "std": a.std,
+                "epochs": h.relabel.epochs,
+                "classes": h.class_names,
+                "teacher": h.teacher.architecture,
+            }
+            (tmp / EXPORT_NOTE).write_text(json.dumps(note, indent=1))
+        size = r.size
+    return ExportResult(
+        output=cfg.output,
+        layout=cfg.to,
+        batches=len(batch_map),
+        file_bytes_before=size,
+        folder_bytes=folder_bytes(cfg.output),
+    )
+
+
+def _note(folder: Path) -> dict:
+    path = folder / EXPORT_NOTE
+    try:
+        return json.loads(path.read_text()) if path.exists() else {}
+    except ValueError:
+        raise LpqError("import-bad-folder", f"{path} is not JSON") from None
+
+
+def import_sre2l(cfg: ImportConfig, show: bool = False) -> ImportResult:
+    _check_output(cfg.output)
+    images = open_images(cfg.images)
+    n_images, classes, hw = len(images), images.classes, images.sizes()
+    note = _note(cfg.folder)
+    if note.get("classes", classes) != classes:
+        raise LpqError("class-mismatch", f"{cfg.folder} was exported for other classes than {cfg.images}")
+    batch_map = sre2l.read_map(cfg.folder)
+    first = sre2l.parse_batch(sre2l.batch_path(cfg.folder, 0), batch_map[0], n_images, len(classes))
+    scheme, k = ("none", len(classes)) if first.indices is None else ("mr", first.values.shape[1])
+    batch_size = max(len(v) for v in batch_map.values())
+    bpe = math.ceil(n_images / batch_size)
+    epochs = max(cfg.epochs or note.get("epochs") or 1, sre2l.epochs_for(len(batch_map), bpe))
+    uniform = (hw == hw[0]).all()
+    size = cfg.input_size or note.get("input_size") or (int(hw[0, 0]) if uniform else None)
+    if size is None:
+        raise LpqError("import-needs-size", "their layout does not record the crop size", "pass --input-size")
+    header = Header(
+        tool=f"lpq {__version__} (imported from {cfg.layout})",
+        num_classes=len(classes),
+        class_names=classes,
+        images=ImageSet(
+            fingerprint=images.fingerprint(),
+            count=n_images,
+            height=int(hw[0, 0]) if uniform else 0,
+            width=int(hw[0, 1]) if uniform else 0,
+        ),
+        teacher=Teacher(architecture=str(note.get("teacher", "unknown")), weights_sha256=UNKNOWN_TEACHER),
+        augment=Augment(
+            input_size=size,
+            mix=first.mix,
+            mean=cfg.mean or note.get("mean") or IMAGENET_MEAN,
+            std=cfg.std or note.get("std") or IMAGENET_STD,
+            eval_resize="center-crop" if size > 64 else "none",
+            stored=True,
+        ),
+        relabel=Relabel(epochs=epochs, batch_size=batch_size, batches_per_epoch=bpe, seed=0),
+        prune=Prune(
+            ratio=epochs * bpe / len(batch_map),
+            strategy="first" if len(batch_map) < epochs * bpe else "none",
+            kept=list(range(len(batch_map))),
+        ),
+        quant=Quant(
+            scheme=scheme,
+            k=k,
+            indices=None if scheme == "none" else IndexCodec(bits=index_bits(len(classes))),
+            values=ValueCodec(id=cfg.values, relative=cfg.values in ("i8", "i4")),
+        ),
+    )
+    stats = CalibrationStats.for_header(header) if scheme == "none" else None  # masses need the full logits
+    writer = LpqlWriter(cfg.output, header)
+    samples = 0
+    try:
+        with progress(show) as bar:
+            task = bar.add_task("import", total=len(batch_map), info="")
+            for n, batch in sre2l.their_batches(cfg.folder, n_images, len(classes)):
+                if batch.mix != first.mix or (batch.indices is None) != (scheme == "none"):
+                    raise LpqError("import-bad-batch", f"batch {n} mixes or labels differently from batch 0")
+                rec = sre2l.to_record(batch, n, bpe, hw, size, scheme)
+                writer.add(rec)
+                if stats is not None:
+                    stats.add(rec.values, images.labels[torch.from_numpy(batch.image_indices)].numpy())
+                samples += rec.size
+                bar.update(task, advance=1)
+        writer.finish(stats.calibration() if stats is not None else None)
+    except BaseException:
+        writer.discard()
+        raise
+    before, after = folder_bytes(cfg.folder), cfg.output.stat().st_size
+    return ImportResult(
+        output=cfg.output,
+        layout=cfg.layout,
+        batches=len(batch_map),
+        samples=samples,
+        scheme=scheme,
+        k=k,
+        folder_bytes=before,
+        file_bytes=after,
+        smaller_by=before / after,
+    )
+
+
+EXPORTERS: dict[str, Callable[[ExportConfig, bool], ExportResult]] = {"sre2l": export_sre2l}
+IMPORTERS: dict[str, Callable[[ImportConfig, bool], ImportResult]] = {"sre2l": import_sre2l}
+
+
+def export_labels(cfg: ExportConfig, show: bool = False) -> ExportResult:
+    return EXPORTERS[cfg.to](cfg, show)
+
+
+def import_labels(cfg: ImportConfig, show: bool = False) -> ImportResult:
+    return IMPORTERS[cfg.layout](cfg, show)

@@ -1,0 +1,117 @@
+"""Labels out to and in from the SRe2L / LPLD / LPQLD layout, through the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from lpq.cli.app import app
+from lpq.format import LpqlError, LpqlReader
+from lpq.format.layout import BTCH, CALB, HEAD
+from lpq.format.rng import mix_order
+from lpq.labels.relabel import RelabelConfig, relabel
+from lpq.labels.targets import record_targets
+
+runner = CliRunner()
+
+
+def cli(*args: object) -> dict:
+    result = runner.invoke(app, [*map(str, args), "--json", "-q"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module", params=["full", "mr3"])
+def labels(request: pytest.FixtureRequest, digits_teacher: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("x") / f"{request.param}.lpql"
+    top_k = 3 if request.param == "mr3" else None
+    relabel(
+        RelabelConfig(
+            images="digits",
+            teacher=digits_teacher,
+            output=out,
+            epochs=3,
+            batch_size=100,
+            ratio=2,
+            values="f16",
+            top_k=top_k,
+        )
+    )
+    return out
+
+
+def batches(path: Path) -> list:
+    with LpqlReader(path) as r:
+        hw = np.tile(np.array([r.header.images.height, r.header.images.width]), (r.header.images.count, 1))
+        out = []
+        for bid in r.batch_ids.tolist():
+            rec = r.read(bid)
+            idx = r.image_indices(rec)
+            aug = r.augment(rec, hw[idx])
+            partner = (
+                rec.stored.partner if rec.stored else mix_order(r.header.relabel.seed, rec.epoch, rec.batch, rec.size)
+            )
+            out.append((rec, idx, aug.table(), partner, record_targets(rec, r.header, 4.0)))
+        return out
+
+
+def test_export_writes_the_authors_lists_and_import_gives_back_the_same_labels_and_crops(
+    labels: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "fkd"
+    exported = cli("export", labels, "--to", "sre2l", "-o", folder)
+    files = sorted(folder.glob("batch_*.tar"))
+    assert exported["batches"] == len(files) and (folder / "sampler_indices_batch.json").exists()
+    coords, flips, mix_index, lam, box, logits, *rest = torch.load(files[0], weights_only=True)
+    assert coords.dtype == torch.float16 and coords.shape == (100, 4) and flips.dtype == torch.bool
+    assert mix_index.dtype == torch.uint8 and isinstance(lam, float) and [v.dtype for v in box] == [torch.uint8] * 4
+    assert logits.dtype == torch.float16 and (logits.shape[1] == 10 if not rest else rest[0].dtype == torch.int16)
+    result = cli("import", folder, "--images", "digits", "-o", tmp_path / "back.lpql")
+    assert result["batches"] == exported["batches"] and result["smaller_by"] > 1
+    with LpqlReader(tmp_path / "back.lpql") as r:
+        assert r.header.augment.stored and r.minor == 1 and r.header.quant.k == (10 if not rest else 3)
+    for (a, ia, ta, pa, ya), (b, ib, tb, pb, yb) in zip(batches(labels), batches(tmp_path / "back.lpql"), strict=True):
+        assert np.array_equal(ia, ib) and np.array_equal(ta, tb) and np.array_equal(pa, pb)  # images, crops, partners
+        assert b.stored is not None and a.mix_box == b.mix_box and torch.equal(ya, yb)  # the same dense targets
+
+
+def test_a_student_trains_on_imported_labels(labels: Path, tmp_path: Path) -> None:
+    cli("export", labels, "-o", tmp_path / "fkd")
+    cli("import", tmp_path / "fkd", "--images", "digits", "-o", tmp_path / "back.lpql")
+    run = cli("train", "digits", tmp_path / "back.lpql", "--epochs", 2, "--evals", 1, "-o", tmp_path / "run")
+    assert run["epochs"] == 2 and run["top1"] > 10
+
+
+def test_a_file_that_needs_unpickling_is_refused(labels: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "fkd"
+    cli("export", labels, "-o", folder)
+    torch.save([LpqlError("x", "y"), 1, 2, 3, 4, 5], folder / "batch_0.tar")  # code would run if unpickled freely
+    result = runner.invoke(app, ["import", str(folder), "--images", "digits", "-o", str(tmp_path / "x.lpql")])
+    assert result.exit_code == 2 and "import-unsafe-or-corrupt" in result.stderr and "weights_only" in result.stderr
+    assert not (tmp_path / "x.lpql").exists()
+    (folder / "sampler_indices_batch.json").unlink()
+    result = runner.invoke(app, ["import", str(folder), "--images", "digits", "-o", str(tmp_path / "x.lpql")])
+    assert result.exit_code == 2 and "import-bad-folder" in result.stderr
+
+
+def test_export_refuses_what_the_layout_cannot_hold(digits_teacher: Path, tmp_path: Path) -> None:
+    big = tmp_path / "big.lpql"
+    relabel(RelabelConfig(images="digits", teacher=digits_teacher, output=big, epochs=1, batch_size=300))
+    result = runner.invoke(app, ["export", str(big), "-o", str(tmp_path / "fkd")])
+    assert result.exit_code == 2 and "export-unsupported" in result.stderr and "uint8" in result.stderr
+
+
+def test_a_reader_of_version_1_0_refuses_stored_augmentation_cleanly(
+    labels: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cli("export", labels, "-o", tmp_path / "fkd")
+    cli("import", tmp_path / "fkd", "--images", "digits", "-o", tmp_path / "back.lpql")
+    monkeypatch.setattr("lpq.format.reader._KNOWN", {HEAD, BTCH, CALB})  # what 1.0 readers know
+    with pytest.raises(LpqlError) as e:
+        LpqlReader(tmp_path / "back.lpql")
+    assert e.value.ref == "lpql-unknown-chunk" and "BTCS" in str(e.value)
