@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from common import OUT, RESULTS, TEACHER, alternate, write_result
 from PIL import Image
 
+from lpq.runtime import Precision
 from lpq.squeeze import load_teacher
 from lpq.synth import SynthConfig, synthesize
 from lpq.synth.synth import optimize_group
@@ -49,7 +50,9 @@ def step_rates(teacher_path: Path, ipc: int, steps: int = 20) -> tuple[float, fl
     cfg = SynthConfig(teacher=teacher_path, iterations=steps).resolved(s)
 
     def synth_run() -> None:
-        optimize_group(t, labels, targets, cfg, torch.Generator().manual_seed(0), torch.device("cpu"))
+        optimize_group(
+            t, labels, targets, cfg, torch.Generator().manual_seed(0), Precision.choose("none", torch.device("cpu"))
+        )
 
     def plain_run() -> None:
         x = torch.randn(ipc, 3, s, s, requires_grad=True)

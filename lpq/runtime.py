@@ -1,4 +1,4 @@
-"""Where work runs: the device (CUDA when present) and the torch.distributed process group under torchrun.
+"""Where work runs: the device (CUDA when present), its precision, and the torch.distributed process group.
 
 `lpq` never schedules processes itself: ``torchrun --nproc-per-node N -m lpq CMD`` starts them and sets
 WORLD_SIZE/RANK; commands that can share work call ``init_distributed`` and split it by rank.
@@ -7,6 +7,7 @@ WORLD_SIZE/RANK; commands that can share work call ``init_distributed`` and spli
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import torch
 
@@ -37,3 +38,47 @@ def barrier(world: int) -> None:
         import torch.distributed as dist
 
         dist.barrier()
+
+
+AMP_CHOICES = ("auto", "none", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class Precision:
+    """How a stage runs its model on a device: autocast to bfloat16 or float16 (None: float32), a loss scaler
+    for float16 training, and channels-last memory on CUDA (where convolutions run faster in it).
+
+    ``auto`` is bfloat16 on a CUDA device that supports it and float32 on CPU, where autocast is slower.
+    """
+
+    device: torch.device
+    dtype: torch.dtype | None
+
+    @classmethod
+    def choose(cls, amp: str, device: torch.device) -> Precision:
+        if amp == "auto":
+            bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+            return cls(device, torch.bfloat16 if bf16 else None)
+        return cls(device, {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp])
+
+    @property
+    def name(self) -> str:
+        return {None: "float32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
+
+    def autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None)
+
+    def scaler(self) -> torch.amp.GradScaler:
+        """Loss scaling, active for float16 only (bfloat16 has float32's range)."""
+        return torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.device.type == "cuda" else torch.preserve_format
+
+    def model(self, net: torch.nn.Module) -> torch.nn.Module:
+        return net.to(self.device, memory_format=self.memory_format)
+
+    def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """A batch on the device (asynchronously from pinned memory) in the model's memory format."""
+        return x.to(self.device, non_blocking=True, memory_format=self.memory_format)

@@ -352,3 +352,22 @@ def test_top_k_auto_keeps_the_asked_mass_with_the_smallest_k(full_labels: Path, 
     assert doc["kept_mass"] == pytest.approx(direct_mass(full_labels, k, 4.0), abs=1e-6) and doc["at_temp"] == 4.0
     with LpqlReader(tmp_path / "auto.lpql") as r:
         assert r.header.quant.k == k
+
+
+def test_relabel_under_bf16_autocast_agrees_with_float32(digits_teacher: Path, tmp_path: Path) -> None:
+    """Mixed precision changes logits a little and the argmax almost never; the header records the precision."""
+    runs = {}
+    for amp in ("none", "bf16"):
+        out = tmp_path / f"{amp}.lpql"
+        relabel(
+            RelabelConfig(
+                images="digits", teacher=digits_teacher, output=out, epochs=2, values="f32", amp=amp, device="cpu"
+            )
+        )
+        runs[amp] = decoded(out)
+        with LpqlReader(out) as r:
+            assert r.header.teacher.precision == {"none": "float32", "bf16": "bf16"}[amp]
+    full = np.concatenate([v for _, v, _ in runs["none"]])
+    half = np.concatenate([v for _, v, _ in runs["bf16"]])
+    agree = float((full.argmax(1) == half.argmax(1)).mean())
+    assert agree >= 0.99 and 0 < np.abs(full - half).max() < 0.5 * np.abs(full).max()

@@ -15,6 +15,7 @@ from lpq.cli.app import app
 from lpq.data import ImageSet, InputSpec, batches, load_split
 from lpq.errors import LpqError
 from lpq.models import MODELS, bn_layers, build_model
+from lpq.runtime import Precision
 from lpq.squeeze import load_teacher
 from lpq.squeeze.squeeze import record_class_stats
 
@@ -34,7 +35,8 @@ def test_class_stats_equal_direct_computation(name: str) -> None:
     data = small_set()
     net = build_model(name, data.num_classes, data.image_size).eval()
     spec = InputSpec(size=data.image_size, mean=data.mean, std=data.std)
-    stats = record_class_stats(net, batches(data, spec, batch_size=7), data.num_classes, torch.device("cpu"))
+    cpu = Precision.choose("none", torch.device("cpu"))
+    stats = record_class_stats(net, batches(data, spec, batch_size=7), data.num_classes, cpu)
     inputs: dict[str, torch.Tensor] = {}
     hooks = [
         m.register_forward_pre_hook(lambda _m, i, n=n: inputs.__setitem__(n, i[0].detach()))

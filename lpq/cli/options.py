@@ -45,6 +45,13 @@ class Init(StrEnum):
     real = "real"
 
 
+class Amp(StrEnum):
+    auto = "auto"
+    none = "none"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
 class Layout(StrEnum):
     sre2l = "sre2l"
 
@@ -72,6 +79,9 @@ RootOpt = Annotated[Path | None, typer.Option(help="Where cifar10/cifar100 live 
 DownloadOpt = Annotated[bool, typer.Option("--download", help="Download cifar10/cifar100 if missing (needs internet).")]
 SeedOpt = Annotated[int, typer.Option(min=0, help="Random seed.")]
 DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda, cuda:1, ...")]
+AmpOpt = Annotated[
+    Amp, typer.Option(help="Mixed precision: auto (bf16 on CUDA where supported, none on CPU), none, bf16, fp16.")
+]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as one JSON document.")]
 TeacherOpt = Annotated[

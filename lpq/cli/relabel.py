@@ -9,6 +9,8 @@ import typer
 
 from lpq.cli.common import funnel, is_main_process, make_config, print_json, show_progress, stdout
 from lpq.cli.options import (
+    Amp,
+    AmpOpt,
     ConfigOpt,
     DeviceOpt,
     JsonOpt,
@@ -66,6 +68,7 @@ def relabel(
     workers: WorkersOpt = None,
     resume: ResumeOpt = False,
     device: DeviceOpt = "auto",
+    amp: AmpOpt = Amp.auto,
     config: ConfigOpt = None,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,

@@ -9,6 +9,8 @@ import typer
 
 from lpq.cli.common import funnel, make_config, print_json, show_progress, stdout
 from lpq.cli.options import (
+    Amp,
+    AmpOpt,
     ConfigOpt,
     DataOpt,
     DeviceOpt,
@@ -65,6 +67,7 @@ def squeeze(
     ] = False,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
+    amp: AmpOpt = Amp.auto,
     config: ConfigOpt = None,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,

@@ -9,7 +9,19 @@ import typer
 from rich.table import Table
 
 from lpq.cli.common import funnel, is_main_process, make_config, print_json, show_progress, stdout
-from lpq.cli.options import Batching, ConfigOpt, DeviceOpt, Init, JsonOpt, QuietOpt, ResumeOpt, SeedOpt, TeacherOpt
+from lpq.cli.options import (
+    Amp,
+    AmpOpt,
+    Batching,
+    ConfigOpt,
+    DeviceOpt,
+    Init,
+    JsonOpt,
+    QuietOpt,
+    ResumeOpt,
+    SeedOpt,
+    TeacherOpt,
+)
 
 OPT = "Optimization (defaults: the authors' values for the input size)"
 
@@ -51,6 +63,7 @@ def synth(
     seed: SeedOpt = 0,
     resume: ResumeOpt = False,
     device: DeviceOpt = "auto",
+    amp: AmpOpt = Amp.auto,
     config: ConfigOpt = None,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,

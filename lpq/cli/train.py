@@ -10,6 +10,8 @@ from rich.table import Table
 
 from lpq.cli.common import funnel, is_main_process, make_config, print_json, show_progress, stdout
 from lpq.cli.options import (
+    Amp,
+    AmpOpt,
     ConfigOpt,
     DeviceOpt,
     JsonOpt,
@@ -86,6 +88,7 @@ def train(
     seed: SeedOpt = 0,
     resume: ResumeOpt = False,
     device: DeviceOpt = "auto",
+    amp: AmpOpt = Amp.auto,
     config: ConfigOpt = None,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,

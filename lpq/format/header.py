@@ -38,6 +38,9 @@ class ImageSet(_Record):
 class Teacher(_Record):
     architecture: str
     weights_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    precision: Literal["float32", "bf16", "fp16"] = Field(
+        "float32", description="1.1: the teacher's autocast precision"
+    )
 
 
 class Augment(_Record):

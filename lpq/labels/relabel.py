@@ -55,7 +55,7 @@ from lpq.labels.quantize import quantize_logits
 from lpq.labels.replay import plan_batch, render, teacher_input
 from lpq.labels.temperature import CalibrationStats
 from lpq.progress import progress
-from lpq.runtime import barrier, init_distributed, pick_device
+from lpq.runtime import Precision, barrier, init_distributed, pick_device
 from lpq.squeeze.teacher import Teacher, load_teacher
 from lpq.synth.synth import read_manifest
 
@@ -86,6 +86,7 @@ class RelabelConfig(BaseModel):
     workers: int | None = Field(None, ge=0, description="processes rendering batches (default from the CPU count)")
     resume: bool = False
     device: str = "auto"
+    amp: Literal["auto", "none", "bf16", "fp16"] = Field("auto", description="autocast precision of the teacher")
 
     @model_validator(mode="before")
     @classmethod
@@ -107,7 +108,7 @@ class RelabelResult(BaseModel):
     batches_per_second: float
 
 
-def build_header(cfg: RelabelConfig, teacher: Teacher, images: ImageSource) -> Header:
+def build_header(cfg: RelabelConfig, teacher: Teacher, images: ImageSource, precision: str = "float32") -> Header:
     c = teacher.meta.num_classes
     if cfg.scheme == "none":
         k, indices = c, None
@@ -126,7 +127,9 @@ def build_header(cfg: RelabelConfig, teacher: Teacher, images: ImageSource) -> H
         num_classes=c,
         class_names=teacher.meta.class_names,
         images=ImageSetHeader(fingerprint=images.fingerprint(), count=len(images), height=height, width=width),
-        teacher=TeacherHeader(architecture=teacher.meta.architecture, weights_sha256=teacher.meta.weights_sha256),
+        teacher=TeacherHeader(
+            architecture=teacher.meta.architecture, weights_sha256=teacher.meta.weights_sha256, precision=precision
+        ),
         augment=Augment(
             input_size=cfg.input_size or m.image_size,
             crop_scale=cfg.crop_scale,
@@ -209,15 +212,16 @@ class PlannedBatches(Dataset):
 class Labeller:
     """The teacher on rendered batches: logits, and the batch record with the header's quantized labels."""
 
-    def __init__(self, header: Header, teacher: Teacher, device: torch.device) -> None:
-        self.header, self.device = header, device
-        self.model = teacher.model.to(device).eval()
+    def __init__(self, header: Header, teacher: Teacher, precision: Precision) -> None:
+        self.header, self.precision = header, precision
+        self.model = precision.model(teacher.model).eval()
 
     @torch.no_grad()
     def __call__(self, item: RenderedBatch) -> tuple[np.ndarray, BatchRecord]:
         """(B, C) float32 logits of the batch, and its record with quantized labels."""
         q, r = self.header.quant, self.header.relabel
-        logits = self.model(item.inputs.to(self.device, non_blocking=True)).float().cpu().numpy()
+        with self.precision.autocast():
+            logits = self.model(self.precision.inputs(item.inputs)).float().cpu().numpy()
         values, indices = quantize_logits(logits, q.scheme, q.k, q.ms_temperature or 1.0)
         epoch, batch = divmod(item.batch_id, r.batches_per_epoch)
         return logits, BatchRecord(epoch, batch, item.aug_crc, item.mix_lambda, item.mix_box, values, indices)
@@ -312,11 +316,11 @@ def relabel(cfg: RelabelConfig, show: bool = False) -> RelabelResult:
     images = open_images(cfg.images)
     teacher = load_teacher(cfg.teacher, need_stats=False, classes=images.classes)
     check_compatible(teacher, images)
-    header = build_header(cfg, teacher, images)
     rank, world = init_distributed()
-    device = pick_device(cfg.device, rank)
-    render_ids = renderer(header, images, default_workers() if cfg.workers is None else cfg.workers, device)
-    labeller = Labeller(header, teacher, device)
+    precision = Precision.choose(cfg.amp, pick_device(cfg.device, rank))
+    header = build_header(cfg, teacher, images, precision.name)
+    render_ids = renderer(header, images, default_workers() if cfg.workers is None else cfg.workers, precision.device)
+    labeller = Labeller(header, teacher, precision)
     kept = header.prune.kept
     t0 = time.perf_counter()
     if world == 1:

@@ -34,7 +34,7 @@ from lpq.errors import LpqError
 from lpq.models import bn_layers, build_model, check_model_name, evaluate
 from lpq.models.weights import Weights, load_into, read_weights
 from lpq.progress import progress
-from lpq.runtime import pick_device
+from lpq.runtime import Precision, pick_device
 from lpq.squeeze.teacher import ClassStats, Teacher, TeacherMeta, pretrained_input, save_teacher, weights_sha256
 
 LARGE_SIZE = 224  # S for streamed (large) images when --image-size is not given: torchvision's reference
@@ -56,6 +56,7 @@ class SqueezeConfig(BaseModel):
     skip_bad_images: bool = False
     seed: int = 0
     device: str = "auto"
+    amp: Literal["auto", "none", "bf16", "fp16"] = Field("auto", description="autocast precision")
     output: Path = Path("teacher.lpqt")
 
 
@@ -122,7 +123,7 @@ def fit(
     steps_per_epoch: int,
     cfg: SqueezeConfig,
     epochs: int,
-    device: torch.device,
+    precision: Precision,
     show: bool,
 ) -> None:
     """Supervised training with one-cycle cosine learning-rate decay."""
@@ -133,6 +134,7 @@ def fit(
     else:
         opt = torch.optim.AdamW(model.parameters(), cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=epochs * steps_per_epoch, pct_start=0.15)
+    scaler = precision.scaler()
     with progress(show) as bar:
         task = bar.add_task("train teacher", total=epochs * steps_per_epoch, info="")
         for epoch in range(epochs):
@@ -140,12 +142,14 @@ def fit(
             seen = correct = 0
             loss_sum = 0.0
             for x, y in epoch_batches(epoch):
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                logits = model(x)
-                loss = F.cross_entropy(logits, y)
+                y = y.to(precision.device, non_blocking=True)
+                with precision.autocast():
+                    logits = model(precision.inputs(x))
+                loss = F.cross_entropy(logits.float(), y)
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
                 sched.step()
                 seen += len(y)
                 correct += int((logits.argmax(1) == y).sum())
@@ -210,7 +214,7 @@ def record_class_stats(
     model: nn.Module,
     data: Iterable[tuple[torch.Tensor, torch.Tensor]],
     num_classes: int,
-    device: torch.device,
+    precision: Precision,
     total: int = 0,
     show: bool = False,
 ) -> dict[str, ClassStats]:
@@ -221,8 +225,9 @@ def record_class_stats(
         with progress(show) as bar:
             task = bar.add_task("class BN statistics", total=total or None, info="")
             for x, y in data:
-                rec.labels = y.to(device)
-                model(x.to(device, non_blocking=True))
+                rec.labels = y.to(precision.device)
+                with precision.autocast():
+                    model(precision.inputs(x))
                 bar.update(task, advance=len(y))
     finally:
         rec.close()
@@ -266,7 +271,8 @@ def _resolve(cfg: SqueezeConfig) -> tuple[str, int, Weights | None]:
 
 def squeeze(cfg: SqueezeConfig, show: bool = False) -> SqueezeResult:
     arch, epochs, weights = _resolve(cfg)
-    device = pick_device(cfg.device)
+    precision = Precision.choose(cfg.amp, pick_device(cfg.device))
+    device = precision.device
     workers = default_workers() if cfg.workers is None else cfg.workers
     torch.manual_seed(cfg.seed)
     train = open_split(cfg.data, "train", cfg.root, cfg.download, cfg.skip_bad_images)
@@ -285,7 +291,7 @@ def squeeze(cfg: SqueezeConfig, show: bool = False) -> SqueezeResult:
         raise LpqError("model-no-batchnorm", f"{arch} has no BatchNorm layers: class statistics are impossible")
     if weights is not None:
         load_into(model, weights)
-    model.to(device)
+    precision.model(model)
     t0 = time.perf_counter()
     if epochs:
         fit(
@@ -294,14 +300,15 @@ def squeeze(cfg: SqueezeConfig, show: bool = False) -> SqueezeResult:
             -(-len(train) // cfg.batch_size),
             cfg,
             epochs,
-            device,
+            precision,
             show,
         )
     train_s = time.perf_counter() - t0
     evaluation = batches(
         test, spec, batch_size=256, workers=workers, skip_bad=cfg.skip_bad_images, pin_memory=device.type == "cuda"
     )
-    top1, top5 = evaluate(model, evaluation, device)
+    with precision.autocast():
+        top1, top5 = evaluate(model, evaluation, device)
     t0 = time.perf_counter()
     stats_data = batches(
         train,
@@ -313,9 +320,9 @@ def squeeze(cfg: SqueezeConfig, show: bool = False) -> SqueezeResult:
         skip_bad=cfg.skip_bad_images,
         pin_memory=device.type == "cuda",
     )
-    stats = record_class_stats(model, stats_data, len(train.classes), device, total=len(train), show=show)
+    stats = record_class_stats(model, stats_data, len(train.classes), precision, total=len(train), show=show)
     stats_s = time.perf_counter() - t0
-    model.cpu().eval()
+    model.to("cpu", memory_format=torch.contiguous_format).eval()
     meta = TeacherMeta(
         architecture=arch,
         num_classes=len(train.classes),

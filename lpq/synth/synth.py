@@ -37,7 +37,7 @@ from lpq.errors import LpqError
 from lpq.files import atomic, write_model
 from lpq.models import SMALL_INPUT, bn_layers, penultimate  # Tiny-ImageNet settings at or below, ImageNet-1K above
 from lpq.progress import progress
-from lpq.runtime import barrier, init_distributed, pick_device
+from lpq.runtime import Precision, barrier, init_distributed, pick_device
 from lpq.squeeze.teacher import Teacher, load_teacher
 
 MANIFEST = "synth.json"
@@ -62,6 +62,7 @@ class SynthConfig(BaseModel):
     seed: int = Field(0, ge=0)
     resume: bool = False
     device: str = "auto"
+    amp: Literal["auto", "none", "bf16", "fp16"] = Field("auto", description="autocast precision of the teacher")
 
     @field_validator("classes", mode="before")
     @classmethod
@@ -132,6 +133,8 @@ class ChannelMoments(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        ctx.dtype = x.dtype
+        x = x.to(torch.promote_types(x.dtype, torch.float32))  # at least float32 under bfloat16/float16 autocast
         dims = [0, *range(2, x.dim())]
         shape = (1, -1) + (1,) * (x.dim() - 2)
         mean = x.mean(dims)
@@ -146,7 +149,7 @@ class ChannelMoments(torch.autograd.Function):
         n = x.numel() // x.shape[1]
         slope = 2 * g_var / n
         offset = g_mean / n - slope * mean
-        return torch.addcmul(offset.view(ctx.shape), x, slope.view(ctx.shape))
+        return torch.addcmul(offset.view(ctx.shape), x, slope.view(ctx.shape)).to(ctx.dtype)
 
 
 class BNMatcher:
@@ -199,14 +202,14 @@ def optimize_group(
     targets: dict[str, tuple[torch.Tensor, torch.Tensor]],
     cfg: SynthConfig,
     gen: torch.Generator,
-    device: torch.device,
+    precision: Precision,
     init: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, float, float]:
     """Images in [0, 1] for ``labels`` (B,), optimized against BN ``targets``; returns images and final losses.
 
     ``init`` (B, 3, S, S) uint8 real images to start from; Gaussian noise in the normalized space otherwise.
     """
-    model = teacher.model
+    model, device = teacher.model, precision.device
     s = teacher.meta.image_size
     mean = torch.tensor(teacher.meta.mean, device=device).view(1, 3, 1, 1)
     std = torch.tensor(teacher.meta.std, device=device).view(1, 3, 1, 1)
@@ -215,8 +218,9 @@ def optimize_group(
         start = torch.randn(len(labels), 3, s, s, generator=gen).to(device)
     else:
         start = (init.to(device).float() / 255 - mean) / std
-    x = start.requires_grad_(True)
+    x = start.contiguous(memory_format=precision.memory_format).requires_grad_(True)
     opt = torch.optim.Adam([x], lr=cfg.lr, betas=(0.5, 0.9))
+    scaler = precision.scaler()
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.iterations)
     matcher = BNMatcher(model)
     labels = labels.to(device)
@@ -225,13 +229,15 @@ def optimize_group(
     ce = bn = torch.zeros(())
     try:
         for _ in range(cfg.iterations):
-            logits = model(_augment(x, gen, jitter, cfg.crop_scale))
-            ce = F.cross_entropy(logits, labels)
+            with precision.autocast():
+                logits = model(_augment(x, gen, jitter, cfg.crop_scale))
+            ce = F.cross_entropy(logits.float(), labels)
             bn = matcher.loss(targets, cfg.first_bn_multiplier)
             loss = ce + r_bn * bn
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
             sched.step()
             with torch.no_grad():
                 x.clamp_(lo, hi)  # pixels stay in [0, 1]
@@ -367,14 +373,14 @@ def synthesize(cfg: SynthConfig, show: bool = False) -> SynthManifest:
     if not 0 <= start < stop <= c:
         raise LpqError("bad-class-range", f"class range {start}:{stop} is outside the teacher's {c} classes")
     rank, world = init_distributed()
-    device = pick_device(cfg.device, rank)
+    precision = Precision.choose(cfg.amp, pick_device(cfg.device, rank))
     out = cfg.output
     if rank == 0:
         manifest = _start(cfg, teacher, out)
     barrier(world)
     if rank != 0:
         manifest = _manifest(out)
-    teacher.model.to(device).eval()
+    precision.model(teacher.model).eval()
     for p in teacher.model.parameters():
         p.requires_grad_(False)
     groups = _groups(cfg, list(range(start, stop)))
@@ -396,7 +402,7 @@ def synthesize(cfg: SynthConfig, show: bool = False) -> SynthManifest:
                 fit = teacher.meta.input_spec().fit  # the teacher's evaluation geometry: S x S
                 init = torch.stack([fit(real.load(picks[c][j])) for c, j in zip(labels, ranks)])
             images, ce, bn = optimize_group(
-                teacher, torch.tensor(labels), _targets(teacher, labels, cfg.batching), cfg, gen, device, init
+                teacher, torch.tensor(labels), _targets(teacher, labels, cfg.batching), cfg, gen, precision, init
             )
             _save_group(out, teacher, labels, images, group, cfg.batching)
             correct = _teacher_correct(teacher, out, labels, group, cfg.batching)

@@ -44,7 +44,7 @@ from lpq.labels.targets import dense_targets, hard_targets
 from lpq.labels.temperature import teacher_temperature
 from lpq.models import build_model, evaluate
 from lpq.progress import progress
-from lpq.runtime import barrier, init_distributed, pick_device
+from lpq.runtime import Precision, barrier, init_distributed, pick_device
 from lpq.train.batches import ReplayedBatch, StoredBatches
 
 STATE = "state.pt"
@@ -80,6 +80,7 @@ class TrainConfig(BaseModel):
     seed: int = Field(0, ge=0)
     workers: int = Field(0, ge=0)
     device: str = "auto"
+    amp: Literal["auto", "none", "bf16", "fp16"] = Field("auto", description="autocast precision of the student")
     resume: bool = False
     stop_after: int | None = Field(None, ge=1, description="stop after this many epochs in this session")
 
@@ -171,17 +172,20 @@ def eval_epochs(epochs: int, evals: int) -> set[int]:
 
 @dataclass
 class Student:
-    """The model being trained (``net`` wraps it in DDP when distributed), its optimizer and schedule."""
+    """The model being trained (``net`` wraps it in DDP when distributed), its optimizer, schedule and precision."""
 
     model: nn.Module
     net: nn.Module
     opt: torch.optim.Optimizer
     sched: torch.optim.lr_scheduler.LambdaLR
+    precision: Precision
+    scaler: torch.amp.GradScaler
 
     @classmethod
-    def build(cls, cfg: TrainConfig, header: Header, device: torch.device, world: int, steps_per_epoch: int) -> Student:
+    def build(cls, cfg: TrainConfig, header: Header, precision: Precision, world: int, steps_per_epoch: int) -> Student:
         torch.manual_seed(cfg.seed)
-        model = build_model(cfg.model, header.num_classes, header.augment.input_size).to(device)
+        device = precision.device
+        model = precision.model(build_model(cfg.model, header.num_classes, header.augment.input_size))
         net = (
             model
             if world == 1
@@ -200,7 +204,7 @@ class Student:
             opt,
             lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))),
         )
-        return cls(model, net, opt, sched)
+        return cls(model, net, opt, sched, precision, precision.scaler())
 
     def save(self, path: Path, epoch: int, student_temp: float) -> None:
         """The resume state at ``path`` and the weights beside it (last.safetensors), each written atomically."""
@@ -212,6 +216,7 @@ class Student:
                     "model": self.model.state_dict(),
                     "optimizer": self.opt.state_dict(),
                     "scheduler": self.sched.state_dict(),
+                    "scaler": self.scaler.state_dict(),
                     "epoch": epoch,
                     "student_temp": student_temp,
                 },
@@ -226,6 +231,8 @@ class Student:
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
         self.sched.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         return int(state["epoch"]), float(state["student_temp"])
 
 
@@ -257,7 +264,6 @@ def train_epoch(
     temp: float,
     student_temp: float,
     image_classes: torch.Tensor,
-    device: torch.device,
     advance: Callable[[str], None],
 ) -> EpochStats:
     """One epoch of KD steps; keeps the first batches' inputs and targets for the temperature fit."""
@@ -267,14 +273,17 @@ def train_epoch(
     inputs: list[torch.Tensor] = []
     targets: list[torch.Tensor] = []
     scale = temp * temp if cfg.t2_scaling else 1.0
+    precision, scaler = student.precision, student.scaler
     for _ in range(steps):
         batch = next(batches)
-        target = make_targets(batch, header, cfg.targets, temp, image_classes).to(device)
-        logits = student.net(batch.inputs.to(device))
-        loss = kd_loss(logits, target, student_temp) * scale
+        target = make_targets(batch, header, cfg.targets, temp, image_classes).to(precision.device, non_blocking=True)
+        with precision.autocast():
+            logits = student.net(precision.inputs(batch.inputs))
+        loss = kd_loss(logits.float(), target, student_temp) * scale
         student.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        student.opt.step()
+        scaler.scale(loss).backward()
+        scaler.step(student.opt)
+        scaler.update()
         student.sched.step()
         n = len(target)
         loss_sum += loss.item() * n
@@ -292,13 +301,13 @@ def calibrate_student(
     inputs: list[torch.Tensor],
     targets: list[torch.Tensor],
     grid: torch.Tensor,
-    device: torch.device,
+    precision: Precision,
     world: int,
 ) -> float:
     """Calibrated Alignment: refit T_s on this epoch's first stored batches (rank 0's), shared with all ranks."""
     model.eval()
-    with torch.no_grad():
-        logits = torch.cat([model(x.to(device)) for x in inputs])
+    with torch.no_grad(), precision.autocast():
+        logits = torch.cat([model(precision.inputs(x)).float() for x in inputs])
     value = torch.tensor([fit_student_temperature(logits.cpu(), torch.cat(targets).cpu(), grid)])
     if world > 1:
         import torch.distributed as dist
@@ -404,9 +413,10 @@ def train(cfg: TrainConfig, show: bool = False) -> TrainResult:
     if rank == 0:
         _check_run_folder(cfg)
     images, evalset = _load_data(cfg, header)
-    device = pick_device(cfg.device, rank)
+    precision = Precision.choose(cfg.amp, pick_device(cfg.device, rank))
+    device = precision.device
     steps = math.ceil(header.relabel.batches_per_epoch / world)
-    student = Student.build(cfg, header, device, world, steps)
+    student = Student.build(cfg, header, precision, world, steps)
     start, student_temp = student.load(cfg.output / STATE) if cfg.resume else (0, cfg.student_temp)
     metrics_path = cfg.output / "metrics.jsonl"
     if rank == 0:
@@ -417,7 +427,12 @@ def train(cfg: TrainConfig, show: bool = False) -> TrainResult:
     end = cfg.epochs if cfg.stop_after is None else min(cfg.epochs, start + cfg.stop_after)
     data = StoredBatches(cfg.labels, images, cfg.seed, range(start, end), rank, world)
     loader = DataLoader(
-        data, batch_size=None, shuffle=False, num_workers=cfg.workers, prefetch_factor=4 if cfg.workers else None
+        data,
+        batch_size=None,
+        shuffle=False,
+        num_workers=cfg.workers,
+        prefetch_factor=4 if cfg.workers else None,
+        pin_memory=device.type == "cuda",
     )
     evaluation = image_batches(evalset, teacher_input(header), batch_size=512, workers=cfg.workers)
     grid = torch.linspace(student_grid.grid_min, student_grid.grid_max, student_grid.grid_points)
@@ -432,13 +447,11 @@ def train(cfg: TrainConfig, show: bool = False) -> TrainResult:
             def advance(info: str, epoch: int = epoch) -> None:
                 bar.update(task, advance=1, info=f"epoch {epoch + 1} {info}")
 
-            stats = train_epoch(
-                student, batches, steps, header, cfg, temp, student_temp, images.labels, device, advance
-            )
+            stats = train_epoch(student, batches, steps, header, cfg, temp, student_temp, images.labels, advance)
             t0 = time.perf_counter()
             if cfg.calibrate:
                 student_temp = calibrate_student(
-                    student.model, stats.calibration_inputs, stats.calibration_targets, grid, device, world
+                    student.model, stats.calibration_inputs, stats.calibration_targets, grid, precision, world
                 )
             seconds = stats.seconds + time.perf_counter() - t0
             train_seconds += seconds
@@ -456,7 +469,8 @@ def train(cfg: TrainConfig, show: bool = False) -> TrainResult:
                 continue
             if epoch + 1 in evaluate_after:
                 t0 = time.perf_counter()
-                top1, top5 = evaluate(student.model, evaluation, device)
+                with precision.autocast():
+                    top1, top5 = evaluate(student.model, evaluation, device)
                 spent = time.perf_counter() - t0
                 eval_seconds += spent
                 metrics = last_eval = metrics.model_copy(update={"top1": top1, "top5": top5, "eval_seconds": spent})
@@ -468,7 +482,8 @@ def train(cfg: TrainConfig, show: bool = False) -> TrainResult:
         scores = (last_eval.top1 or 0.0, last_eval.top5 or 0.0)
     elif rank == 0:  # a session stopped between evaluations
         t0 = time.perf_counter()
-        scores = evaluate(student.model, evaluation, device)
+        with precision.autocast():
+            scores = evaluate(student.model, evaluation, device)
         eval_seconds += time.perf_counter() - t0
     top1, top5 = _from_rank0(scores, world)
     q = header.quant
