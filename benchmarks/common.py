@@ -64,6 +64,37 @@ def _downsample(job: tuple[Path, Path, int]) -> None:
         im.convert("RGB").resize((size, size), Image.BILINEAR).save(dst)
 
 
+def stand_in_torch_home(classes: int = 1000) -> Path:
+    """A TORCH_HOME holding a stand-in for torchvision's resnet18.IMAGENET1K_V1: random weights under the file
+    name torchvision expects, so `--weights torchvision:resnet18.IMAGENET1K_V1` runs offline (the accuracy
+    of these weights does not matter to the speed and memory measured with them)."""
+    from lpq.models import build_model
+
+    home = OUT / "torch-home"
+    file = home / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    if not file.exists():
+        file.parent.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(0)
+        torch.save(build_model("resnet18", classes, 224).state_dict(), file)
+    return home
+
+
+def peak_rss(cmd: list[str], env: dict[str, str] | None = None) -> tuple[str, float]:
+    """Run a command; its stdout and the peak resident memory (MiB) of the largest process of its tree."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import json, resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
+        "print(json.dumps(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)); sys.exit(r.returncode)"
+    )
+    run = subprocess.run([sys.executable, "-c", probe, *cmd], capture_output=True, text=True, env=env, check=False)
+    if run.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed: {run.stderr[-3000:]}")
+    *out, rss = run.stdout.strip().splitlines()
+    return "\n".join(out), float(rss) / 1024.0
+
+
 def environment() -> dict[str, object]:
     return {
         "torch": torch.__version__,

@@ -1,0 +1,157 @@
+"""Streaming at ImageNet shape: memory must not grow with the number of images.
+
+Claim (issue: ImageNet scale, part 1): the class-statistics pass and the evaluation of `lpq squeeze` stream
+image folders of any size, so their peak resident memory on 20,000 images is at most 1.2x that on 2,000.
+Folders are ImageNet-shaped: 1,000 class folders of JPEGs of mixed sizes (100-500 px a side, random
+aspect), made once from ../shared/data's Tiny-ImageNet images (upscaled; the pixels' content does not
+matter here, their decoding and resizing does). Teacher: ResNet-18 at 224 px (torchvision's recipe:
+RandomResizedCrop for the statistics pass, Resize 256 + CenterCrop 224 for evaluation), weights loaded as
+`--weights torchvision:resnet18.IMAGENET1K_V1` from a stand-in checkpoint in a private TORCH_HOME (no
+network here). Each pass runs in a fresh process; peak RSS is that process's (and, separately, its largest
+DataLoader worker's). Hardware: the 2-core CPU these benchmarks run on, torch's threads as set below.
+
+    python benchmarks/scale.py                   # 2,000 and 20,000 images, about 40 minutes on 2 cores
+    python benchmarks/scale.py --sizes 200 2000  # a quicker look
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from common import OUT, environment, stand_in_torch_home, tiny_folder, write_result
+
+ILSVRC_TRAIN = 1_281_167  # images in ILSVRC-2012's training split
+CLASSES = 1000
+
+
+def build_folder(count: int) -> Path:
+    """``count`` JPEGs in 1,000 class folders (train/, and val/ the same files), made once."""
+    from PIL import Image
+
+    folder = OUT / "scale" / f"imagenet-shaped-{count}"
+    if (folder / ".complete").exists():
+        return folder
+    source = sorted((tiny_folder(32).parent / "tiny-imagenet-200" / "train").glob("*/*.jpg"))
+    rng = np.random.default_rng(count)
+    for i in range(count):
+        out = folder / "train" / f"n{i % CLASSES:08d}" / f"{i:06d}.jpg"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        h, w = (int(v) for v in rng.integers(100, 501, 2))
+        with Image.open(source[int(rng.integers(len(source)))]) as im:
+            im.convert("RGB").resize((w, h), Image.BICUBIC).save(out, quality=90)
+    (folder / "val").symlink_to("train")
+    (folder / ".complete").touch()
+    return folder
+
+
+def child(task: str, folder: Path, workers: int) -> None:
+    """One pass in this process: print images/s and this process's and its workers' peak RSS (MiB)."""
+    import torch
+
+    from lpq.data import batches, open_split
+    from lpq.models import build_model, evaluate
+    from lpq.models.weights import load_into, read_weights
+    from lpq.runtime import Precision
+    from lpq.squeeze.squeeze import record_class_stats
+    from lpq.squeeze.teacher import pretrained_input
+
+    weights = read_weights("torchvision:resnet18.IMAGENET1K_V1")
+    spec = pretrained_input(weights)
+    net = build_model("resnet18", CLASSES, spec.size)
+    load_into(net, weights)
+    cpu = Precision.choose("none", torch.device("cpu"))
+    split = open_split(str(folder), "train" if task == "stats" else "test")
+    data = batches(split, spec, train=task == "stats", batch_size=64, workers=workers)
+    t0 = time.perf_counter()
+    if task == "stats":
+        record_class_stats(net, data, CLASSES, cpu)
+    else:
+        evaluate(net, data, cpu.device)
+    seconds = time.perf_counter() - t0
+    kib = 1024.0
+    print(
+        json.dumps(
+            {
+                "images": len(split),
+                "seconds": seconds,
+                "images_per_second": len(split) / seconds,
+                "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / kib,
+                "worker_peak_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / kib,
+            }
+        )
+    )
+
+
+def measure(task: str, folder: Path, workers: int) -> dict:
+    env = {**os.environ, "TORCH_HOME": str(stand_in_torch_home())}
+    run = subprocess.run(
+        [sys.executable, __file__, "--child", task, str(folder), "--workers", str(workers)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    if run.returncode:
+        sys.exit(run.stderr[-3000:])
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs=2, default=[2000, 20000])
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--child", nargs=2, metavar=("TASK", "FOLDER"))
+    args = ap.parse_args()
+    if args.child:
+        child(args.child[0], Path(args.child[1]), args.workers)
+        return
+    rows = []
+    for count in args.sizes:
+        folder = build_folder(count)
+        for task in ("stats", "eval"):
+            r = measure(task, folder, args.workers)
+            rows.append({"task": task, **r})
+            print(
+                f"{task:5s} {count:6d} images: {r['images_per_second']:.1f} img/s, "
+                f"peak RSS {r['peak_rss_mib']:.0f} MiB (workers {r['worker_peak_rss_mib']:.0f} MiB)",
+                flush=True,
+            )
+    small, large = args.sizes
+    ratios = {}
+    for task in ("stats", "eval"):
+        a, b = (next(r for r in rows if r["task"] == task and r["images"] == n) for n in (small, large))
+        ratios[task] = {
+            "rss": b["peak_rss_mib"] / a["peak_rss_mib"],
+            "worker_rss": b["worker_peak_rss_mib"] / a["worker_peak_rss_mib"],
+        }
+    stats_rate = next(r for r in rows if r["task"] == "stats" and r["images"] == large)["images_per_second"]
+    projection = ILSVRC_TRAIN / stats_rate / 3600
+    for task, r in ratios.items():
+        print(
+            f"{task}: peak RSS {large} / {small} images = {r['rss']:.3f} (workers {r['worker_rss']:.3f}); "
+            f"target <= 1.2: {'met' if max(r.values()) <= 1.2 else 'NOT met'}"
+        )
+    print(f"statistics pass over ILSVRC-2012 ({ILSVRC_TRAIN:,} images) on this machine: {projection:.1f} hours")
+    write_result(
+        "scale",
+        {
+            "sizes": args.sizes,
+            "workers": args.workers,
+            "rows": rows,
+            "ratios": ratios,
+            "ilsvrc_stats_hours": projection,
+            "environment": environment(),
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
