@@ -1,7 +1,8 @@
-"""Regenerate spec/vectors/ (run from the repository root: python spec/make_vectors.py).
+"""Add to spec/vectors/ (run from the repository root: python spec/make_vectors.py).
 
-Vectors are committed; a later version of lpq MUST still decode them as their JSON says, so rerun this
-only when adding vectors, never to make a failing reader pass.
+Vectors are committed; a later version of lpq MUST still decode them as their JSON says. This script only
+writes vectors that do not exist yet (the 1.0 files stay as a 1.0 writer made them), so rerunning it
+never makes a failing reader pass.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ FILES = {
     "mr3-i8-pruned": {"scheme": "mr", "k": 3, "values": "i8", "kept": [1, 4, 5]},
     "ms4-i4-mixup": {"scheme": "ms", "k": 4, "values": "i4", "mix": "mixup", "kept": [0, 2]},
     "mr2-f32-c300": {"scheme": "mr", "k": 2, "values": "f32", "classes": 300, "kept": [3]},
+    "mr3-f16-stored-1.1": {"scheme": "mr", "k": 3, "values": "f16", "stored": True, "kept": [0, 1, 3]},
 }
 
 
@@ -97,6 +99,21 @@ def _build(preamble: bytes, chunks: list[tuple[bytes, int, bytes]]) -> bytes:
     return bytes(body + frame(b"INDX", struct.pack("<I", len(table)) + table.tobytes()) + footer(offset))
 
 
+def bad_files_1_1(stored: bytes, good: bytes) -> dict[str, bytes]:
+    """Broken files of version 1.1: a stored augmentation whose CRC field lies, and a header over a limit."""
+    chunks = _chunks(stored)
+    ctype, cid, payload = chunks[1]
+    lying = bytearray(payload)
+    lying[12] ^= 0xFF  # aug_crc, in a chunk whose own checksum is then recomputed: only the table check sees it
+    aug = [chunks[0], (ctype, cid, bytes(lying)), *chunks[2:]]
+    good_chunks = _chunks(good)
+    head = json.loads(good_chunks[0][2])
+    head["images"]["count"] = 2**40  # a reader must refuse before it derives an epoch order of 2^40 entries
+    head["relabel"]["batches_per_epoch"] = -(-(2**40) // head["relabel"]["batch_size"])
+    over = [(b"HEAD", 0, json.dumps(head).encode()), *good_chunks[1:]]
+    return {"lpql-aug-mismatch": _build(stored[:16], aug), "lpql-over-limit": _build(good[:16], over)}
+
+
 def bad_files(good: bytes) -> dict[str, bytes]:
     """Broken variants of one good file, each named for the error a reader MUST raise."""
     chunks = _chunks(good)
@@ -129,13 +146,18 @@ def main() -> None:
     OUT.mkdir(exist_ok=True)
     (OUT / "bad").mkdir(exist_ok=True)
     for name, kw in FILES.items():
+        if (OUT / f"{name}.lpql").exists():
+            continue
         header = make_header(**kw)
         path = write_file(OUT / f"{name}.lpql", header, make_records(header, seed=len(name)))
         (OUT / f"{name}.json").write_text(json.dumps(decode(path), indent=1) + "\n")
-    (OUT / "rng.json").write_text(json.dumps(rng_vectors(), indent=1) + "\n")
+    if not (OUT / "rng.json").exists():
+        (OUT / "rng.json").write_text(json.dumps(rng_vectors(), indent=1) + "\n")
     good = (OUT / "mr3-i8-pruned.lpql").read_bytes()
-    for ref, data in bad_files(good).items():
-        (OUT / "bad" / f"{ref}.lpql").write_bytes(data)
+    stored = (OUT / "mr3-f16-stored-1.1.lpql").read_bytes()
+    for ref, data in {**bad_files(good), **bad_files_1_1(stored, good)}.items():
+        if not (OUT / "bad" / f"{ref}.lpql").exists():
+            (OUT / "bad" / f"{ref}.lpql").write_bytes(data)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from lpq.format import (
     Prune,
     Quant,
     Relabel,
+    StoredAugment,
     Teacher,
     ValueCodec,
     index_bits,
@@ -34,6 +35,7 @@ def make_header(
     values: str = "f16",
     kept: list[int] | None = None,
     mix: str = "cutmix",
+    stored: bool = False,
 ) -> Header:
     bpe = -(-images // batch_size)
     k = classes if scheme == "none" else (k or 3)
@@ -43,7 +45,7 @@ def make_header(
         class_names=[f"c{i}" for i in range(classes)],
         images=ImageSet(fingerprint="ab" * 32, count=images, height=8, width=8),
         teacher=Teacher(architecture="convnet", weights_sha256="cd" * 32),
-        augment=Augment(input_size=8, mix=mix),
+        augment=Augment(input_size=8, mix=mix, stored=stored),
         relabel=Relabel(epochs=epochs, batch_size=batch_size, batches_per_epoch=bpe, seed=7),
         prune=Prune(kept=kept if kept is not None else list(range(epochs * bpe))),
         quant=Quant(
@@ -63,9 +65,13 @@ def make_records(header: Header, seed: int = 0) -> list[BatchRecord]:
     out = []
     for bid in header.prune.kept:
         epoch, batch = divmod(bid, r.batches_per_epoch)
-        n = header.batch_size_of(bid)
+        n = int(rng.integers(1, r.batch_size + 1)) if header.augment.stored else header.batch_size_of(bid)
         hw = np.full((n, 2), 8)
         aug = sample_augment(r.seed, epoch, batch, hw, spec)
+        stored = None
+        if header.augment.stored:  # as imported labels hold them: any images, crops and partners
+            images = rng.integers(0, header.images.count, n)
+            stored = StoredAugment(images, aug, rng.permutation(n))
         logits = rng.normal(0, 3, (n, header.num_classes)).astype(np.float32)
         if q.scheme == "none":
             values, indices = logits, None
@@ -75,7 +81,9 @@ def make_records(header: Header, seed: int = 0) -> list[BatchRecord]:
             if q.scheme == "ms":
                 p = np.exp(logits - logits.max(axis=1, keepdims=True))
                 values = np.take_along_axis(p / p.sum(axis=1, keepdims=True), indices, axis=1)
-        out.append(BatchRecord(epoch, batch, aug.crc32(), 0.75, (1, 2, 5, 6), values.astype(np.float32), indices))
+        out.append(
+            BatchRecord(epoch, batch, aug.crc32(), 0.75, (1, 2, 5, 6), values.astype(np.float32), indices, stored)
+        )
     return out
 
 

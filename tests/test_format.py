@@ -81,7 +81,7 @@ def test_last_partial_batch_and_derived_images_cover_each_epoch(tmp_path: Path) 
         assert r.read(2).size == 5
 
 
-@pytest.mark.parametrize("name", ["full-f16-cutmix", "mr3-i8-pruned", "ms4-i4-mixup", "mr2-f32-c300"])
+@pytest.mark.parametrize("name", sorted(p.stem for p in VECTORS.glob("*.lpql")))
 def test_committed_vectors_decode_as_recorded(name: str) -> None:
     expect = json.loads((VECTORS / f"{name}.json").read_text())
     with LpqlReader(VECTORS / f"{name}.lpql") as r:
