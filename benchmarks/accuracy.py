@@ -49,7 +49,7 @@ class Dataset:
     note: str
 
 
-FOLDERS = {"tiny": lambda: tiny_folder(32), "cifar10": cifar_folder}
+FOLDERS = {"tiny": lambda: str(tiny_folder(32)), "cifar10": lambda: str(cifar_folder()), "digits": lambda: "digits"}
 DATASETS = {
     # 200 classes: MR-20 keeps 10% of the classes, as MR-100 does at 1,000 (the paper's x40 operating point).
     "tiny": Dataset(
@@ -63,6 +63,10 @@ DATASETS = {
         "Tiny-ImageNet-200 downsampled to 32 px; relabel 100 epochs of batch 64 (the authors' Tiny setting)",
     ),
     # 10 classes: top-k cannot keep 10% of the classes, so x80 and x200 prune harder at MR-2 (storage equivalents).
+    # The whole protocol in minutes, to check the driver before hours of CPU go into it.
+    "digits": Dataset(
+        "digits", "digits", 8, 100, 20, (2, 2, 2), (4, 4, 4), "scikit-learn digits, 16 px (a smoke test)"
+    ),
     "cifar10": Dataset(
         "cifar10",
         "cifar10",
@@ -115,7 +119,7 @@ def lpq(*args: str | Path) -> dict:
     return json.loads(run.stdout)
 
 
-def teacher(d: Dataset, root: Path, data: Path) -> dict:
+def teacher(d: Dataset, root: Path, data: str) -> dict:
     path = root / "teacher.lpqt"
     saved = root / "teacher.json"
     if not saved.exists():
