@@ -2,22 +2,24 @@
 
 The authors' layout is described in the README ("The authors' label layout").
 
-Claim (issue: foundation): at 1,000 classes and batch 128, MR-10 with 8-bit values takes at most 25 bytes
-per stored sample (authors: 75.6), every setting is at least 2x smaller than the authors' layout, and
-decoding a stored batch to a dense float32 target is at least 5x faster than their torch.load path.
+Claims (issues: foundation; labels in and out): at 1,000 classes and batch 128, MR-10 with 8-bit values
+takes at most 25 bytes per stored sample (authors: 75.6), every 8-bit setting is at least 2x smaller than
+the authors' layout, decoding a stored MR-k batch to a dense float32 target (and reading it) is at least
+5x faster than their torch.load path, and for full labels decoding reaches at least 0.75 of the bound
+below (the most any reader of checksummed, zstd-compressed chunks could gain).
 Also reported: the zeroth-order empirical entropy of the stored symbols (a lower bound for any coder that
 treats each rank column as independent symbols), and the total-variation distance of each value
 encoding's softmax target from the float32 one at temperatures 1, 4 and 20.
 
 Logits are simulated (class evidence for a CutMix pair, low-rank class correlations, Gaussian
-background) unless --logits names a (N, C) float32 .npy of real teacher logits (`lpq relabel` output,
-see benchmarks/relabel.py). Decode timings: one warm-up pass, then --repeats passes; median and spread.
+background) unless --labels names a full-label .lpql file, whose real teacher logits are used (e.g. the
+float32 relabel of benchmarks/accuracy.py). Decode timings: one warm-up pass, then --repeats passes; median and spread.
 "bound" is the authors' time over the time of what no reader of the same bytes can skip (the chunk
 checksum, zstd, and the dense softmax/scatter that both paths share): the most any decoder of this
 container could gain.
 
     python benchmarks/storage.py                       # simulated, 1000 classes, 100 batches of 128
-    python benchmarks/storage.py --logits logits.npy   # real teacher logits
+    python benchmarks/storage.py --labels benchmarks/out/accuracy/tiny/labels-syn-ipc10-full-f32.lpql --batch 64
 """
 
 from __future__ import annotations
@@ -197,16 +199,19 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--batches", type=int, default=100)
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--logits", type=Path, help="(N, C) float32 .npy of real teacher logits")
+    ap.add_argument("--labels", type=Path, help="a full-label .lpql file whose real teacher logits to use")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    if args.logits:
-        logits = np.load(args.logits, allow_pickle=False).astype(np.float32)
+    if args.labels:
+        with LpqlReader(args.labels) as r:
+            if r.header.quant.scheme != "none":
+                raise SystemExit(f"{args.labels} holds top-k labels: real-logit storage needs full labels")
+            logits = np.concatenate([r.read(int(bid)).values for bid in r.batch_ids])
         args.classes = logits.shape[1]
-        args.batches = len(logits) // args.batch
+        args.batches = min(args.batches, len(logits) // args.batch)
         logits = logits[: args.batches * args.batch]
-        source = f"real teacher logits from {args.logits}"
+        source = f"real teacher logits from {args.labels.name}"
     else:
         logits = simulated_logits(args.batch * args.batches, args.classes)
         source = "simulated logits"
@@ -321,16 +326,23 @@ def main() -> None:
         )
     console.print(t)
     mr10 = [r for r in rows if r["setting"] == "MR-10" and r["values"] == "i8"]
+    topk = [r for r in rows if r["values"] == "i8" and r["setting"] != "full"]
+    full = [r for r in rows if r["values"] == "i8" and r["setting"] == "full"]
     checks = {
-        # None: not measured in this run (no MR-10 row), reported as n/a rather than met.
+        # None: not measured in this run (no such row), reported as n/a rather than met.
         "MR-10 i8 <= 25 B/sample (1,000 classes)": mr10[0]["lpql_bytes_per_sample"] <= 25 if mr10 else None,
         "every setting >= 2x smaller (8-bit values)": all(r["size_ratio"] >= 2 for r in rows if r["values"] == "i8"),
-        "decode to dense target >= 5x faster (8-bit values)": all(
-            r["decode_speedup"] >= 5 for r in rows if r["values"] == "i8"
-        ),
-        "read >= 5x faster than torch.load (8-bit values)": all(
-            r["container_speedup"] >= 5 for r in rows if r["values"] == "i8"
-        ),
+        "MR-k decode to dense target >= 5x faster (8-bit values)": all(r["decode_speedup"] >= 5 for r in topk)
+        if topk
+        else None,
+        "MR-k read >= 5x faster than torch.load (8-bit values)": all(r["container_speedup"] >= 5 for r in topk)
+        if topk
+        else None,
+        "full labels decode >= 0.75 of the bound (8-bit values)": all(
+            r["decode_speedup"] >= 0.75 * r["speedup_bound"] for r in full
+        )
+        if full
+        else None,
     }
     for name, ok in checks.items():
         console.print(f"{'n/a ' if ok is None else 'PASS' if ok else 'FAIL'}  {name}")
