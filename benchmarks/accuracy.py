@@ -16,6 +16,7 @@ them into tables in RESULTS.md.
 
     nice python benchmarks/accuracy.py --dataset tiny --ipc 10       # about 8 CPU-hours on 2 cores
     nice python benchmarks/accuracy.py --dataset cifar10 --ipc 10    # about 2 CPU-hours, teacher included
+    nice python benchmarks/accuracy.py --dataset cifar10 --ablation  # one factor at a time, full labels
 """
 
 from __future__ import annotations
@@ -119,35 +120,62 @@ def lpq(*args: str | Path) -> dict:
     return json.loads(run.stdout)
 
 
-def teacher(d: Dataset, root: Path, data: str) -> dict:
-    path = root / "teacher.lpqt"
-    saved = root / "teacher.json"
+@dataclass(frozen=True)
+class Variant:
+    """The settings one ablation row changes (None: the dataset's); files are named for what differs."""
+
+    teacher_epochs: int | None = None
+    synth_iterations: int | None = None
+    crop_scale: tuple[float, float] | None = None
+
+    def teacher_tag(self) -> str:
+        return f"-e{self.teacher_epochs}" if self.teacher_epochs else ""
+
+    def images_tag(self) -> str:
+        return self.teacher_tag() + (f"-it{self.synth_iterations}" if self.synth_iterations else "")
+
+    def labels_tag(self) -> str:
+        return self.images_tag() + (f"-crop{self.crop_scale[0]:g}" if self.crop_scale else "")
+
+
+DEFAULTS = Variant()
+
+
+def teacher(d: Dataset, root: Path, data: str, v: Variant = DEFAULTS) -> tuple[Path, dict]:
+    path, saved = root / f"teacher{v.teacher_tag()}.lpqt", root / f"teacher{v.teacher_tag()}.json"
     if not saved.exists():
-        result = lpq("squeeze", "--data", data, "--model", "convnet", "--epochs", d.teacher_epochs, "-o", path)
+        epochs = v.teacher_epochs or d.teacher_epochs
+        result = lpq("squeeze", "--data", data, "--model", "convnet", "--epochs", epochs, "-o", path)
         saved.write_text(json.dumps(result, indent=2))
-    return json.loads(saved.read_text())
+    return path, json.loads(saved.read_text())
 
 
-def images(d: Dataset, root: Path, ipc: int, kind: str) -> tuple[Path, dict]:
-    folder = root / f"{kind}-ipc{ipc}"
-    extra = ["--iterations", d.synth_iterations] if kind == "syn" else ["--init", "real", "--iterations", 0]
-    manifest = lpq("synth", "--teacher", root / "teacher.lpqt", "--ipc", ipc, *extra, "-o", folder, "--resume")
+def images(d: Dataset, root: Path, ipc: int, kind: str, v: Variant = DEFAULTS) -> tuple[Path, dict]:
+    folder = root / f"{kind}-ipc{ipc}{v.images_tag()}"
+    iterations = v.synth_iterations or d.synth_iterations
+    extra = ["--iterations", iterations] if kind == "syn" else ["--init", "real", "--iterations", 0]
+    path, _ = teacher(d, root, "", v)
+    manifest = lpq("synth", "--teacher", path, "--ipc", ipc, *extra, "-o", folder, "--resume")
     return folder, manifest
 
 
-def labels(d: Dataset, root: Path, folder: Path, cell: Cell, ipc: int) -> Path:
+def labels(d: Dataset, root: Path, folder: Path, cell: Cell, ipc: int, v: Variant = DEFAULTS) -> Path:
     """The cell's label file: one full float32 relabel per image set, then prune + quantize to 8-bit values."""
-    full = root / f"labels-{cell.images}-ipc{ipc}-full-f32.lpql"
+    tag = f"{cell.images}-ipc{ipc}{v.labels_tag()}"
+    full = root / f"labels-{tag}-full-f32.lpql"
     if not full.exists():
+        crop = ["--crop-scale", *v.crop_scale] if v.crop_scale else []
+        path, _ = teacher(d, root, "", v)
         lpq(
             "relabel",
             folder,
             "--teacher",
-            root / "teacher.lpqt",
+            path,
             "--epochs",
             d.label_epochs,
             "--batch-size",
             64,
+            *crop,
             "--values",
             "f32",
             "-o",
@@ -155,7 +183,7 @@ def labels(d: Dataset, root: Path, folder: Path, cell: Cell, ipc: int) -> Path:
             "--resume",
         )
     scheme = f"mr{cell.k}" if cell.k else "full"
-    out = root / f"labels-{cell.images}-ipc{ipc}-x{cell.ratio:g}-{scheme}-i8.lpql"
+    out = root / f"labels-{tag}-x{cell.ratio:g}-{scheme}-i8.lpql"
     if out.exists():
         return out
     src = full
@@ -178,8 +206,113 @@ def reference_bytes(root: Path, ipc: int) -> int:
     return out.stat().st_size
 
 
-def slug(cell: Cell) -> str:
-    return "".join(ch if ch.isalnum() else "-" for ch in cell.name.lower()).strip("-").replace("--", "-")
+def slug(name: str) -> str:
+    return "".join(ch if ch.isalnum() else "-" for ch in name.lower()).strip("-").replace("--", "-")
+
+
+def students(d: Dataset, root: Path, data: str, folder: Path, lab: Path, cell: Cell, seeds: int, run: str) -> dict:
+    """``seeds`` students on the cell's labels; the cell's row of the report."""
+    out = root / "runs" / run
+    result = lpq(
+        "train",
+        folder,
+        lab,
+        "--eval-data",
+        data,
+        "--epochs",
+        d.label_epochs,
+        "--evals",
+        1,
+        "--seeds",
+        seeds,
+        *RECIPES[cell.recipe],
+        "-o",
+        out,
+        *(["--resume"] if out.exists() else []),
+    )
+    if "runs" not in result:  # one seed: `lpq train` reports the run itself
+        result = {
+            "runs": [result],
+            "top1_mean": result["top1"],
+            "top1_sd": 0.0,
+            "top5_mean": result["top5"],
+            "top5_sd": 0.0,
+        }
+    samples = lpq("inspect", lab)["samples_stored"]
+    print(f"{cell.name}: top-1 {result['top1_mean']:.2f} +- {result['top1_sd']:.2f}", flush=True)
+    return {
+        **asdict(cell),
+        "label_bytes": lab.stat().st_size,
+        "views_per_image": d.label_epochs / cell.ratio,
+        "samples_stored": samples,
+        "top1": [r["top1"] for r in result["runs"]],
+        "top5": [r["top5"] for r in result["runs"]],
+        "top1_mean": result["top1_mean"],
+        "top1_sd": result["top1_sd"],
+        "top5_mean": result["top5_mean"],
+        "top5_sd": result["top5_sd"],
+        "train_seconds": [r["train_seconds"] for r in result["runs"]],
+    }
+
+
+ABLATION = [  # one factor at a time, full labels, the LPQLD recipe
+    ("defaults", DEFAULTS),
+    ("synthesis iterations 1,000", Variant(synth_iterations=1000)),
+    ("synthesis iterations 4,000 (the authors')", Variant(synth_iterations=4000)),
+    ("relabel crop scale 0.25-1", Variant(crop_scale=(0.25, 1.0))),
+    ("relabel crop scale 0.5-1", Variant(crop_scale=(0.5, 1.0))),
+    ("teacher epochs 20", Variant(teacher_epochs=20)),
+]
+
+
+def grid(d: Dataset, root: Path, data: str, ipc: int, seeds: int, n_cells: int | None) -> None:
+    """The labels table: every cell of `cells`, same recipe, ``seeds`` students each."""
+    report = RESULTS / f"accuracy-{d.name}-ipc{ipc}.json"
+    _, teacher_doc = teacher(d, root, data)
+    doc: dict = {
+        "env": environment(),
+        "dataset": asdict(d),
+        "ipc": ipc,
+        "seeds": seeds,
+        "teacher": teacher_doc,
+        "images": {},
+        "cells": [],
+    }
+    folders = {}
+    for kind in ("syn", "real"):
+        folders[kind], manifest = images(d, root, ipc, kind)
+        doc["images"][kind] = {k: manifest[k] for k in ("teacher_top1", "within_class_cosine", "settings")}
+    for cell in cells(d)[:n_cells]:
+        lab = labels(d, root, folders[cell.images], cell, ipc)
+        doc["reference_bytes_full_f16"] = reference_bytes(root, ipc)
+        row = students(d, root, data, folders[cell.images], lab, cell, seeds, f"ipc{ipc}/{slug(cell.name)}")
+        doc["cells"] = [c for c in doc["cells"] if c["name"] != cell.name] + [row]
+        report.write_text(json.dumps(doc, indent=2))
+
+
+def ablation(d: Dataset, root: Path, data: str, ipc: int, seeds: int) -> None:
+    """Absolute accuracy, one factor at a time: what the pipeline's defaults should be."""
+    report = RESULTS / f"accuracy-{d.name}-ipc{ipc}-ablation.json"
+    doc: dict = {"env": environment(), "dataset": asdict(d), "ipc": ipc, "seeds": seeds, "rows": []}
+    full = Cell("full labels", "full", "LPQLD")
+    for name, v in ABLATION:
+        _, teacher_doc = teacher(d, root, data, v)
+        folder, manifest = images(d, root, ipc, "syn", v)
+        lab = labels(d, root, folder, full, ipc, v)
+        row = students(d, root, data, folder, lab, full, seeds, f"ipc{ipc}-ablation/{slug(name)}")
+        doc["rows"] = [r for r in doc["rows"] if r["factor"] != name] + [
+            {
+                "factor": name,
+                "teacher_top1": teacher_doc["test_top1"],
+                "teacher_epochs": v.teacher_epochs or d.teacher_epochs,
+                "synth_iterations": v.synth_iterations or d.synth_iterations,
+                "crop_scale": v.crop_scale or (0.08, 1.0),
+                "images_teacher_top1": manifest["teacher_top1"],
+                "within_class_cosine": manifest["within_class_cosine"],
+                **row,
+            }
+        ]
+        report.write_text(json.dumps(doc, indent=2))
 
 
 def main() -> None:
@@ -188,64 +321,16 @@ def main() -> None:
     ap.add_argument("--ipc", type=int, default=10)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--cells", type=int, default=None, help="only the first N cells (priority order)")
+    ap.add_argument("--ablation", action="store_true", help="the one-factor-at-a-time table instead of the grid")
     args = ap.parse_args()
     d = DATASETS[args.dataset]
     root = OUT / "accuracy" / d.name
     root.mkdir(parents=True, exist_ok=True)
     data = FOLDERS[d.folder]()
-    report = RESULTS / f"accuracy-{d.name}-ipc{args.ipc}.json"
-    doc: dict = {
-        "env": environment(),
-        "dataset": asdict(d),
-        "ipc": args.ipc,
-        "seeds": args.seeds,
-        "teacher": teacher(d, root, data),
-        "images": {},
-        "cells": [],
-    }
-    folders = {}
-    for kind in ("syn", "real"):
-        folders[kind], manifest = images(d, root, args.ipc, kind)
-        doc["images"][kind] = {k: manifest[k] for k in ("teacher_top1", "within_class_cosine", "settings")}
-    chosen = cells(d)[: args.cells]
-    for cell in chosen:
-        lab = labels(d, root, folders[cell.images], cell, args.ipc)
-        doc["reference_bytes_full_f16"] = reference_bytes(root, args.ipc)
-        result = lpq(
-            "train",
-            folders[cell.images],
-            lab,
-            "--eval-data",
-            data,
-            "--epochs",
-            d.label_epochs,
-            "--evals",
-            1,
-            "--seeds",
-            args.seeds,
-            *RECIPES[cell.recipe],
-            "-o",
-            root / "runs" / f"ipc{args.ipc}" / slug(cell),
-            "--resume",
-        )
-        samples = lpq("inspect", lab)["samples_stored"]
-        doc["cells"] = [c for c in doc["cells"] if c["name"] != cell.name] + [
-            {
-                **asdict(cell),
-                "label_bytes": lab.stat().st_size,
-                "views_per_image": d.label_epochs / cell.ratio,
-                "samples_stored": samples,
-                "top1": [r["top1"] for r in result["runs"]],
-                "top5": [r["top5"] for r in result["runs"]],
-                "top1_mean": result["top1_mean"],
-                "top1_sd": result["top1_sd"],
-                "top5_mean": result["top5_mean"],
-                "top5_sd": result["top5_sd"],
-                "train_seconds": [r["train_seconds"] for r in result["runs"]],
-            }
-        ]
-        report.write_text(json.dumps(doc, indent=2))
-        print(f"{cell.name}: top-1 {result['top1_mean']:.2f} +- {result['top1_sd']:.2f}", flush=True)
+    if args.ablation:
+        ablation(d, root, data, args.ipc, args.seeds)
+    else:
+        grid(d, root, data, args.ipc, args.seeds, args.cells)
 
 
 if __name__ == "__main__":
