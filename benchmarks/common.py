@@ -15,7 +15,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out"  # large, regenerable outputs (ignored by git)
 RESULTS = ROOT / "benchmarks" / "results"  # the small JSON and PNG results the report shows (committed)
-TEACHER = OUT / "cifar10-convnet.lpqt"
+TEACHER = OUT / "accuracy" / "cifar10" / "teacher.lpqt"  # made by benchmarks/accuracy.py --dataset cifar10
 
 
 def cifar_folder() -> Path:
