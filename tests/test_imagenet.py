@@ -210,3 +210,133 @@ def test_a_corrupt_file_stops_with_its_name_or_is_skipped_and_counted(tmp_path: 
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "t.lpqt").exists()
     doc = cli(*args, "--skip-bad-images", "-o", tmp_path / "t.lpqt")
     assert doc["bad_images_skipped"] == 1 and doc["train_images"] == 2 * CLASSES + 1
+
+
+def fake_hub_cache(home: Path, repo_id: str, state: dict[str, torch.Tensor]) -> None:
+    """A Hugging Face cache holding ``state`` as repo_id's model.safetensors, as a past download leaves it."""
+    from safetensors.torch import save_file
+
+    repo = home / "hub" / f"models--{repo_id.replace('/', '--')}"
+    sha = "0" * 40
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(sha)
+    (repo / "snapshots" / sha).mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(repo / "snapshots" / sha / "model.safetensors"))
+
+
+def test_timm_teacher_loads_its_pretrained_tag_offline_from_the_hub_cache(imagenet: Path, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    timm = pytest.importorskip("timm")
+    home = tmp_path / "hf"
+    env = {**os.environ, "HF_HOME": str(home), "HF_HUB_OFFLINE": "1"}
+    args = [
+        sys.executable,
+        "-m",
+        "lpq",
+        "squeeze",
+        "--data",
+        str(imagenet),
+        "--weights",
+        "timm:resnet18.a1_in1k",
+        "--workers",
+        "0",
+        "-o",
+        str(tmp_path / "t.lpqt"),
+        "--json",
+        "-q",
+    ]
+    missing = subprocess.run(args, capture_output=True, text=True, env=env, check=False)
+    assert (
+        missing.returncode == 2 and "weights-not-cached" in missing.stderr and "timm/resnet18.a1_in1k" in missing.stderr
+    )
+    fake_hub_cache(home, "timm/resnet18.a1_in1k", timm.create_model("resnet18", num_classes=CLASSES).state_dict())
+    run = subprocess.run(args, capture_output=True, text=True, env=env, check=False)
+    assert run.returncode == 0, run.stderr[-2000:]
+    doc = json.loads(run.stdout)
+    assert doc["architecture"] == "timm:resnet18" and doc["image_size"] == 224  # timm's own preset
+    meta = load_teacher(tmp_path / "t.lpqt").meta
+    assert meta.interpolation == "bicubic" and meta.crop_fraction == pytest.approx(0.95, abs=0.01)
+
+
+def test_tiny_imagenet_release_layout_reads_like_its_image_folder(tmp_path: Path) -> None:
+    """train/<wnid>/images/*.JPEG and val/images/ + val_annotations.txt, in ImageFolder order."""
+    from lpq.data import list_split
+
+    rng = np.random.default_rng(1)
+    wnids = ["n02", "n01", "n03"]
+    release, folder = tmp_path / "release", tmp_path / "folder"
+    for w in wnids:
+        (release / "train" / w / "images").mkdir(parents=True)
+        for i in (1, 0):
+            image = Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8))
+            image.save(release / "train" / w / "images" / f"{w}_{i}.JPEG")
+            (folder / "train" / w).mkdir(parents=True, exist_ok=True)
+            image.save(folder / "train" / w / f"{w}_{i}.JPEG")
+    (release / "val" / "images").mkdir(parents=True)
+    lines = []
+    for n, w in enumerate(["n03", "n01", "n02", "n01"]):
+        image = Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8))
+        image.save(release / "val" / "images" / f"val_{n}.JPEG")
+        (folder / "test" / w).mkdir(parents=True, exist_ok=True)
+        image.save(folder / "test" / w / f"val_{n}.JPEG")
+        lines.append(f"val_{n}.JPEG\t{w}\t0\t0\t8\t8")
+    (release / "val" / "val_annotations.txt").write_text("\n".join(lines) + "\n")
+    for split in ("train", "test"):
+        a, b = list_split(release, split), list_split(folder, split)
+        assert a.classes == b.classes == sorted(wnids) and a.labels.tolist() == b.labels.tolist()
+        assert [p.name for p in a.files] == [p.name for p in b.files]
+        x, y = open_split(str(release), split), open_split(str(folder), split)
+        assert x.fingerprint() == y.fingerprint()  # the same images, labels and order
+
+
+def test_in_memory_and_streamed_paths_give_the_same_images(tmp_path: Path) -> None:
+    from lpq.data import ImageFiles, ImageSet, list_split
+
+    root = imagenet_folder(tmp_path / "data", {"train": 2, "val": 1})
+    small = tmp_path / "small"
+    for i, f in enumerate(list_split(root, "train").files):
+        (small / "train" / f.parent.name).mkdir(parents=True, exist_ok=True)
+        with Image.open(f) as im:
+            im.convert("RGB").resize((24, 24)).save(small / "train" / f.parent.name / f"{i}.png")
+    held = open_split(str(small), "train")
+    streamed = ImageFiles("x", list_split(small, "train"))
+    cached = open_images(str(small))
+    assert isinstance(held, ImageSet) and held.fingerprint() == cached.fingerprint()
+    for i in range(len(held)):
+        assert torch.equal(held.load(i), streamed.load(i)) and torch.equal(held.load(i), cached.load(i))
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "resnet18",
+        "mobilenet_v3_small",
+        "efficientnet_b0",
+        "shufflenet_v2_x0_5",
+        "regnet_y_400mf",
+        "convnet",
+        "timm:resnet18",
+    ],
+)
+def test_models_by_name_take_small_and_imagenet_inputs(name: str) -> None:
+    if name.startswith("timm:"):
+        pytest.importorskip("timm")
+    for size in (32, 224):
+        net = build_model(name, 7, size).eval()
+        with torch.no_grad():
+            assert net(torch.zeros(2, 3, size, size)).shape == (2, 7)
+
+
+def test_every_torchvision_classifier_is_a_model_name() -> None:
+    from lpq.errors import LpqError
+    from lpq.models import available_models, check_model_name
+
+    names = available_models()
+    assert {"convnet", "resnet18", "vit_b_16", "convnext_tiny", "efficientnet_v2_s"} <= set(names) and len(names) > 70
+    for name in names:
+        check_model_name(name)
+    with pytest.raises(LpqError, match="unknown-model"):
+        check_model_name("fasterrcnn_resnet50_fpn")  # a detection model, not a classifier

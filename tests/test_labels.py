@@ -371,3 +371,11 @@ def test_relabel_under_bf16_autocast_agrees_with_float32(digits_teacher: Path, t
     half = np.concatenate([v for _, v, _ in runs["bf16"]])
     agree = float((full.argmax(1) == half.argmax(1)).mean())
     assert agree >= 0.99 and 0 < np.abs(full - half).max() < 0.5 * np.abs(full).max()
+
+
+def test_top_k_means_mr_in_the_library_as_on_the_command_line(digits_teacher: Path) -> None:
+    cfg = RelabelConfig(images="digits", teacher=digits_teacher, top_k=3)
+    assert (
+        cfg.scheme == "mr"
+        and RelabelConfig(images="digits", teacher=digits_teacher, top_k=3, scheme="ms").scheme == "ms"
+    )

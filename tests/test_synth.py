@@ -191,3 +191,32 @@ def test_real_init_with_zero_iterations_is_a_random_real_subset(digits_teacher: 
         app, ["synth", "--teacher", str(digits_teacher), "--iterations", "0", "-o", str(tmp_path / "x")]
     )
     assert bad.exit_code == 2 and "needs --init real" in bad.stderr
+
+
+def test_a_corrupt_group_file_is_named_not_reported_as_a_bad_option(
+    synthesized: Path, digits_teacher: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    out = tmp_path / "syn"
+    shutil.copytree(synthesized, out)
+    next((out / ".classes").glob("*.json")).write_text('{"group": "not a number"}')
+    result = runner.invoke(
+        app,
+        [
+            "synth",
+            "--teacher",
+            str(digits_teacher),
+            "-o",
+            str(out),
+            "--resume",
+            "-q",
+            "--ipc",
+            "2",
+            "--iterations",
+            "50",
+            "--lr",
+            "0.25",
+        ],
+    )
+    assert result.exit_code == 2 and "synth-bad-manifest" in result.stderr and "bad-option" not in result.stderr
