@@ -64,6 +64,24 @@ def _downsample(job: tuple[Path, Path, int]) -> None:
         im.convert("RGB").resize((size, size), Image.BILINEAR).save(dst)
 
 
+def distilled_folder(count: int, size: int = 224, classes: int = 1000) -> Path:
+    """``count`` smooth PNGs in ``classes`` folders: the shape of a distilled ImageNet set (content irrelevant)."""
+    import numpy as np
+    from PIL import Image
+
+    folder = OUT / "distilled" / f"distilled-{count}-{size}px"
+    if (folder / ".complete").exists():
+        return folder
+    rng = np.random.default_rng(count)
+    for i in range(count):
+        out = folder / f"n{i % classes:08d}" / f"{i // classes:05d}.png"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        coarse = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+        Image.fromarray(coarse).resize((size, size), Image.BICUBIC).save(out)
+    (folder / ".complete").touch()
+    return folder
+
+
 def stand_in_torch_home(classes: int = 1000) -> Path:
     """A TORCH_HOME holding a stand-in for torchvision's resnet18.IMAGENET1K_V1: random weights under the file
     name torchvision expects, so `--weights torchvision:resnet18.IMAGENET1K_V1` runs offline (the accuracy

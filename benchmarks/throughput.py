@@ -32,33 +32,15 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from common import OUT, alternate, environment, peak_rss, stand_in_torch_home, write_result
+from common import OUT, alternate, distilled_folder, environment, peak_rss, stand_in_torch_home, write_result
 from torch.utils.data import DataLoader
 
 SIZE, BATCH, CLASSES = 224, 32, 1000
 TEACHER = "torchvision:resnet18.IMAGENET1K_V1"
 H100_BF16 = 989.4e12  # dense bf16 FLOP/s of an H100 SXM
 ASSUMED_FRACTION = 0.4
-
-
-def distilled_folder(count: int) -> Path:
-    """``count`` smooth 224 px PNGs in 1,000 class folders: the shape of a distilled ImageNet set."""
-    from PIL import Image
-
-    folder = OUT / "throughput" / f"distilled-{count}"
-    if (folder / ".complete").exists():
-        return folder
-    rng = np.random.default_rng(count)
-    for i in range(count):
-        out = folder / f"n{i % CLASSES:08d}" / f"{i // CLASSES:05d}.png"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        coarse = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
-        Image.fromarray(coarse).resize((SIZE, SIZE), Image.BICUBIC).save(out)
-    (folder / ".complete").touch()
-    return folder
 
 
 def labels_for(folder: Path, count: int, ratio: float) -> Path:

@@ -31,7 +31,7 @@ INDEX_ENTRY = np.dtype([("type", "S4"), ("id", "<u4"), ("offset", "<u8"), ("leng
 BATCH_FIXED = struct.Struct("<IIIIf4H")
 SECTION = struct.Struct("<BI")
 
-HEAD, BTCH, BTCS, INDX, CALB = b"HEAD", b"BTCH", b"BTCS", b"INDX", b"calb"
+HEAD, BTCH, BTCS, INDX, CALB, CALZ = b"HEAD", b"BTCH", b"BTCS", b"INDX", b"calb", b"calz"
 RAW, ZSTD = 0, 1
 
 # Limits on sizes a file declares, checked before anything is allocated (spec section 7): a label file from

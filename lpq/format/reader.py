@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
+import zstandard
 from pydantic import BaseModel, ValidationError
 
 from lpq.format.errors import LpqlError
@@ -27,6 +28,7 @@ from lpq.format.layout import (
     BTCH,
     BTCS,
     CALB,
+    CALZ,
     END_MAGIC,
     FOOTER,
     FRAME,
@@ -44,7 +46,7 @@ from lpq.format.layout import (
 )
 from lpq.format.rng import CropSpec, SampleAugment, epoch_order, sample_augment
 
-_KNOWN = {HEAD, BTCH, BTCS, CALB}
+_KNOWN = {HEAD, BTCH, BTCS, CALB, CALZ}
 M = TypeVar("M", bound=BaseModel)
 _EPOCH_CACHE = 8
 
@@ -117,9 +119,11 @@ class LpqlReader:
             raise LpqlError("lpql-bad-index", f"{self.path}: the first chunk is not the header")
         self.header: Header = self._json_chunk(entries[0], Header, "header")
         self._codec = BatchCodec(self.header)  # checks the header's sizes against the format's limits first
-        calb = entries[types == CALB]
+        calb = entries[(types == CALB) | (types == CALZ)]
         self.calibration: Calibration | None = (
-            self._json_chunk(calb[0], Calibration, "calibration") if len(calb) else None
+            self._json_chunk(calb[0], Calibration, "calibration", compressed=calb[0]["type"] == CALZ)
+            if len(calb)
+            else None
         )
 
         if np.any(types == (BTCH if self._codec.stored else BTCS)):
@@ -155,10 +159,18 @@ class LpqlReader:
             raise LpqlError("lpql-chunk-checksum", f"{self.path}: the {what} chunk at byte {offset} fails its checksum")
         return ctype, length, payload
 
-    def _json_chunk(self, entry: np.void, model: type[M], what: str) -> M:
+    def _json_chunk(self, entry: np.void, model: type[M], what: str, compressed: bool = False) -> M:
         if int(entry["length"]) > MAX_HEADER_BYTES:
             raise LpqlError("lpql-header-too-large", f"{self.path}: the {what} is over {MAX_HEADER_BYTES} bytes")
         _, _, payload = self._frame(int(entry["offset"]), self.size, what)
+        if compressed:  # calz (1.1): one zstd frame, its content size declared and under the header cap
+            try:
+                declared = zstandard.frame_content_size(payload)
+                if declared < 0 or declared > MAX_HEADER_BYTES:
+                    raise LpqlError("lpql-header-too-large", f"{self.path}: the {what} declares {declared} bytes")
+                payload = zstandard.ZstdDecompressor().decompress(payload, max_output_size=MAX_HEADER_BYTES)
+            except zstandard.ZstdError as e:
+                raise LpqlError("lpql-bad-header", f"{self.path}: the {what} is not a zstd frame ({e})") from None
         try:
             return model.model_validate(json.loads(payload.decode("utf-8")))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:

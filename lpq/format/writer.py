@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
+import zstandard
 
 from lpq.format.errors import LpqlError
 from lpq.format.header import FORMAT_MAJOR, FORMAT_MINOR, Calibration, Header
@@ -22,7 +23,7 @@ from lpq.format.layout import (
     BATCH_FIXED,
     BTCH,
     BTCS,
-    CALB,
+    CALZ,
     FRAME,
     HEAD,
     INDEX_ENTRY,
@@ -157,7 +158,9 @@ class LpqlWriter:
                 "lpql-incomplete", f"{len(missing)} kept batches were never written (first: {min(missing)})"
             )
         if calibration is not None:
-            self._append(CALB, 0, calibration.model_dump_json().encode())
+            # calz: the per-class tables of 1,000 classes are ~1 MB of JSON, a few hundred KB compressed
+            raw = calibration.model_dump_json().encode()
+            self._append(CALZ, 0, zstandard.ZstdCompressor(level=19, write_content_size=True).compress(raw))
         index = np.array([(e.type, e.id, e.offset, e.length) for e in self._entries], dtype=INDEX_ENTRY)
         index_offset = self._file.tell()
         self._file.write(frame(INDX, struct.pack("<I", len(index)) + index.tobytes()))
