@@ -315,6 +315,28 @@ def ablation(d: Dataset, root: Path, data: str, ipc: int, seeds: int) -> None:
         report.write_text(json.dumps(doc, indent=2))
 
 
+def eval_cost(d: Dataset, root: Path, data: str, ipc: int) -> None:
+    """One student with `lpq train`'s defaults (evaluations included) on the grid's full labels: how much of
+    the run's wall time goes to evaluating on the test split."""
+    folder, _ = images(d, root, ipc, "syn")
+    lab = labels(d, root, folder, Cell("full labels", "full", "LPQLD"), ipc)
+    out = root / "runs" / f"ipc{ipc}-default-run"
+    result = lpq("train", folder, lab, "--eval-data", data, "-o", out, *(["--resume"] if out.exists() else []))
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    share = result["eval_seconds"] / (result["train_seconds"] + result["eval_seconds"])
+    report = {
+        "epochs": result["epochs"],
+        "evaluations": sum(m["top1"] is not None for m in lines),
+        "train_seconds": result["train_seconds"],
+        "eval_seconds": result["eval_seconds"],
+        "eval_share": share,
+        "top1": result["top1"],
+        "env": environment(),
+    }
+    (RESULTS / f"accuracy-{d.name}-ipc{ipc}-evalcost.json").write_text(json.dumps(report, indent=2))
+    print(f"default run: evaluation {share:.1%} of the wall time", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", choices=sorted(DATASETS), default="tiny")
@@ -322,6 +344,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--cells", type=int, default=None, help="only the first N cells (priority order)")
     ap.add_argument("--ablation", action="store_true", help="the one-factor-at-a-time table instead of the grid")
+    ap.add_argument("--eval-cost", action="store_true", help="one student with lpq train's defaults: eval share")
     args = ap.parse_args()
     d = DATASETS[args.dataset]
     root = OUT / "accuracy" / d.name
@@ -329,6 +352,8 @@ def main() -> None:
     data = FOLDERS[d.folder]()
     if args.ablation:
         ablation(d, root, data, args.ipc, args.seeds)
+    elif args.eval_cost:
+        eval_cost(d, root, data, args.ipc)
     else:
         grid(d, root, data, args.ipc, args.seeds, args.cells)
 

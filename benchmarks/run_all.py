@@ -23,6 +23,7 @@ STEPS = [
     ["benchmarks/accuracy.py", "--dataset", "tiny", "--ipc", "10"],
     ["benchmarks/accuracy.py", "--dataset", "cifar10", "--ipc", "10"],
     ["benchmarks/accuracy.py", "--dataset", "cifar10", "--ablation"],
+    ["benchmarks/accuracy.py", "--dataset", "cifar10", "--ipc", "10", "--eval-cost"],
     ["benchmarks/accuracy.py", "--dataset", "cifar10", "--ipc", "50", "--cells", "6"],
     ["benchmarks/squeeze.py", "--dataset", "tiny"],
     ["benchmarks/synth.py", "--ipc", "10", "--iterations", "300"],
@@ -38,6 +39,7 @@ STEPS = [
     ],
     ["benchmarks/scale.py"],
     ["benchmarks/throughput.py"],
+    ["benchmarks/interop.py"],
 ]
 PUBLISHED_TINY = (  # LPLD paper (NeurIPS 2024), ResNet-18 students at 64 px: their setting, not ours
     "Published on Tiny-ImageNet (LPLD paper, ResNet-18 teacher and students at 64 px, SRe2L images, their "
@@ -244,6 +246,46 @@ def storage_section(name: str, title: str, cmd: str) -> list[str]:
     ]
 
 
+def interop_section() -> list[str]:
+    d = load("interop")
+    if not d:
+        return []
+    rows = [
+        [
+            r["labels"],
+            f"{r['their_bytes_per_sample']:.1f}",
+            f"{r['lpql_f16_bytes_per_sample']:.1f} (x{r['smaller_f16']:.2f})",
+            f"{r['lpql_i8_bytes_per_sample']:.1f} (x{r['smaller_i8']:.2f})",
+            "yes" if r["round_trip_same_crops"] and r["round_trip_same_targets"] else "NO",
+        ]
+        for r in d["rows"]
+    ]
+    return [
+        "## Labels in and out: the authors' layout at 1,000 classes",
+        "",
+        "```",
+        "python benchmarks/interop.py",
+        "```",
+        "",
+        f"A folder as their relabel script writes it ({d['batches']} batches of {d['batch']}, simulated logits), "
+        "imported with `lpq import` (float16 values: lossless), then quantized to 8-bit values with `lpq quantize`; "
+        "then exported with `lpq export` and imported again. Imported files store each batch's crops (28 raw bytes "
+        "per sample before compression), which derived files do not need.",
+        "",
+        table(
+            [
+                "labels",
+                "theirs B/sample",
+                "imported f16 B/sample",
+                "then i8 B/sample",
+                "export + import: same crops and targets",
+            ],
+            rows,
+        ),
+        "",
+    ]
+
+
 def scale_section() -> list[str]:
     d = load("scale")
     if not d:
@@ -399,6 +441,21 @@ def render() -> str:
             f"python benchmarks/accuracy.py --dataset cifar10 --ipc {ipc}",
         )
     parts += ablation_section()
+    ec = load("accuracy-cifar10-ipc10-evalcost")
+    if ec:
+        parts += [
+            "## What evaluation costs a default run",
+            "",
+            "```",
+            "python benchmarks/accuracy.py --dataset cifar10 --ipc 10 --eval-cost",
+            "```",
+            "",
+            f"`lpq train` with its defaults on CIFAR-10 IPC 10 full labels ({ec['epochs']} epochs, "
+            f"{ec['evaluations']} evaluations of the 10,000 test images): {ec['train_seconds']:.0f} s training, "
+            f"{ec['eval_seconds']:.0f} s evaluating, {ec['eval_share']:.1%} of the wall time (target at most "
+            "15%).",
+            "",
+        ]
     if (RESULTS / "accuracy-vs-bytes.png").exists():
         parts += ["## Accuracy against label bytes", "", "![top-1 vs label bytes](results/accuracy-vs-bytes.png)", ""]
     parts += storage_section(
@@ -411,7 +468,7 @@ def render() -> str:
         "Label storage and decode, the Tiny-ImageNet teacher's real logits",
         "python benchmarks/storage.py --labels benchmarks/out/accuracy/tiny/labels-syn-ipc10-full-f32.lpql --batch 64",
     )
-    parts += scale_section() + throughput_section() + synth_and_squeeze_sections()
+    parts += interop_section() + scale_section() + throughput_section() + synth_and_squeeze_sections()
     return "\n".join(parts)
 
 
