@@ -58,6 +58,11 @@ STORAGE_NOTE = (
 )
 
 
+def section(title: str, cmd: str) -> list[str]:
+    """A section's heading and the command that produced its figures."""
+    return [f"## {title}", "", "```", cmd, "```", ""]
+
+
 def load(name: str) -> dict | None:
     path = RESULTS / f"{name}.json"
     return json.loads(path.read_text()) if path.exists() else None
@@ -120,12 +125,7 @@ def grid_section(name: str, title: str, cmd: str) -> list[str]:
         for c in d["cells"]
     ]
     return [
-        f"## {title}",
-        "",
-        "```",
-        cmd,
-        "```",
-        "",
+        *section(title, cmd),
         f"{ds['note']}. Teacher: {t['architecture']}, {ds['teacher_epochs']} epochs, test top-1 "
         f"{t['test_top1']:.2f}% (top-5 {t['test_top5']:.2f}%). Images: IPC {d['ipc']}, class-wise synthesis, "
         f"{syn['settings']['iterations']} iterations; the teacher puts {syn['teacher_top1']:.1f}% of them in their "
@@ -171,12 +171,10 @@ def ablation_section() -> list[str]:
         for r in d["rows"]
     ]
     return [
-        "## One factor at a time: CIFAR-10 IPC 10, full labels",
-        "",
-        "```",
-        "python benchmarks/accuracy.py --dataset cifar10 --ablation",
-        "```",
-        "",
+        *section(
+            "One factor at a time: CIFAR-10 IPC 10, full labels",
+            "python benchmarks/accuracy.py --dataset cifar10 --ablation",
+        ),
         table(
             [
                 "factor",
@@ -214,12 +212,7 @@ def storage_section(name: str, title: str, cmd: str) -> list[str]:
     ]
     checks = "; ".join(f"{k}: {'n/a' if v is None else 'met' if v else 'NOT met'}" for k, v in d["checks"].items())
     return [
-        f"## {title}",
-        "",
-        "```",
-        cmd,
-        "```",
-        "",
+        *section(title, cmd),
         table(
             [
                 "setting",
@@ -261,12 +254,7 @@ def interop_section() -> list[str]:
         for r in d["rows"]
     ]
     return [
-        "## Labels in and out: the authors' layout at 1,000 classes",
-        "",
-        "```",
-        "python benchmarks/interop.py",
-        "```",
-        "",
+        *section("Labels in and out: the authors' layout at 1,000 classes", "python benchmarks/interop.py"),
         f"A folder as their relabel script writes it ({d['batches']} batches of {d['batch']}, simulated logits), "
         "imported with `lpq import` (float16 values: lossless), then quantized to 8-bit values with `lpq quantize`; "
         "then exported with `lpq export` and imported again. Imported files store each batch's crops (28 raw bytes "
@@ -302,12 +290,7 @@ def scale_section() -> list[str]:
     ]
     ratios = "; ".join(f"{task} {r['rss']:.3f} (worker {r['worker_rss']:.3f})" for task, r in d["ratios"].items())
     return [
-        "## Streaming at ImageNet shape: memory against the number of images",
-        "",
-        "```",
-        "python benchmarks/scale.py",
-        "```",
-        "",
+        *section("Streaming at ImageNet shape: memory against the number of images", "python benchmarks/scale.py"),
         "Folders of 1,000 classes of JPEGs of 100-500 px (Tiny-ImageNet images upscaled); ResNet-18 at 224 px "
         f"with {d['workers']} decoding worker(s); each pass in a fresh process.",
         "",
@@ -326,12 +309,9 @@ def throughput_section() -> list[str]:
         return []
     proj = [r for r in d["projection"] if "stage" in r]
     return [
-        "## Keeping a GPU fed, measured on this CPU (ResNet-18, 224 px, batch 32)",
-        "",
-        "```",
-        "python benchmarks/throughput.py",
-        "```",
-        "",
+        *section(
+            "Keeping a GPU fed, measured on this CPU (ResNet-18, 224 px, batch 32)", "python benchmarks/throughput.py"
+        ),
         table(
             ["measure", "value", "target"],
             [
@@ -374,12 +354,7 @@ def synth_and_squeeze_sections() -> list[str]:
     sq = load("squeeze-tiny")
     if sq:
         parts += [
-            "## The class-statistics pass (`lpq squeeze`)",
-            "",
-            "```",
-            "python benchmarks/squeeze.py --dataset tiny",
-            "```",
-            "",
+            *section("The class-statistics pass (`lpq squeeze`)", "python benchmarks/squeeze.py --dataset tiny"),
             f"Tiny-ImageNet teacher ({sq['architecture']}, {sq['image_size']} px): statistics pass "
             f"{sq['stats_images_per_s']:.0f} images/s against {sq['forward_images_per_s']:.0f} for the plain forward, "
             f"ratio {sq['stats_rate_ratio']:.2f} (target >= 0.8).",
@@ -389,12 +364,10 @@ def synth_and_squeeze_sections() -> list[str]:
     if d:
         modes = [m for m in ("classwise", "mixed") if m in d]
         parts += [
-            "## Synthesis, CIFAR-10 IPC 10: class-wise against mixed (SRe2L) batching",
-            "",
-            "```",
-            f"python benchmarks/synth.py --ipc 10 --iterations {d['iterations']}",
-            "```",
-            "",
+            *section(
+                "Synthesis, CIFAR-10 IPC 10: class-wise against mixed (SRe2L) batching",
+                f"python benchmarks/synth.py --ipc 10 --iterations {d['iterations']}",
+            ),
             table(
                 ["batching", "teacher top-1 on images", "within-class cosine", "wall s"],
                 [
@@ -444,12 +417,10 @@ def render() -> str:
     ec = load("accuracy-cifar10-ipc10-evalcost")
     if ec:
         parts += [
-            "## What evaluation costs a default run",
-            "",
-            "```",
-            "python benchmarks/accuracy.py --dataset cifar10 --ipc 10 --eval-cost",
-            "```",
-            "",
+            *section(
+                "What evaluation costs a default run",
+                "python benchmarks/accuracy.py --dataset cifar10 --ipc 10 --eval-cost",
+            ),
             f"`lpq train` with its defaults on CIFAR-10 IPC 10 full labels ({ec['epochs']} epochs, "
             f"{ec['evaluations']} evaluations of the 10,000 test images): {ec['train_seconds']:.0f} s training, "
             f"{ec['eval_seconds']:.0f} s evaluating, {ec['eval_share']:.1%} of the wall time (target at most "

@@ -26,3 +26,21 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def torchrun(*args: str) -> list[str]:
+    """The command line of ``python -m lpq ARGS`` under torchrun with two processes on a free port."""
+    import sys
+
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        str(free_port()),
+        "-m",
+        "lpq",
+        *args,
+    ]

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import free_port
+from conftest import torchrun
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
@@ -260,20 +260,11 @@ def test_torchrun_two_processes_equal_one(digits_teacher: Path, tmp_path: Path) 
     )
     multi = tmp_path / "multi.lpql"
     run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc-per-node",
-            "2",
-            "--master-port",
-            str(free_port()),
-            "-m",
-            "lpq",
+        torchrun(
             *common,
             "-o",
             str(multi),
-        ],
+        ),
         env=cli_env(),
         capture_output=True,
         text=True,

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import free_port
+from conftest import torchrun
 from typer.testing import CliRunner
 
 from lpq.cli.app import app
@@ -111,16 +110,7 @@ def test_torchrun_two_processes_equal_one(synthesized: Path, digits_teacher: Pat
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = tmp_path / "syn2"
     run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc-per-node",
-            "2",
-            "--master-port",
-            str(free_port()),
-            "-m",
-            "lpq",
+        torchrun(
             "synth",
             "--teacher",
             str(digits_teacher),
@@ -135,7 +125,7 @@ def test_torchrun_two_processes_equal_one(synthesized: Path, digits_teacher: Pat
             "-q",
             "--device",
             "cpu",
-        ],
+        ),
         env=env,
         capture_output=True,
         text=True,

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import free_port
+from conftest import torchrun
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
@@ -113,16 +112,7 @@ def test_calibrated_temperature_recovers_a_known_scale() -> None:
 def test_torchrun_two_processes_train_and_learn(compact_labels: Path, tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc-per-node",
-            "2",
-            "--master-port",
-            str(free_port()),
-            "-m",
-            "lpq",
+        torchrun(
             "train",
             "digits",
             str(compact_labels),
@@ -136,7 +126,7 @@ def test_torchrun_two_processes_train_and_learn(compact_labels: Path, tmp_path: 
             "--device",
             "cpu",
             "--json",
-        ],
+        ),
         env=env,
         capture_output=True,
         text=True,
