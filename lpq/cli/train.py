@@ -22,6 +22,7 @@ from lpq.cli.options import (
     Schedule,
     SeedOpt,
     Targets,
+    WorkersOpt,
     result_table,
 )
 
@@ -81,7 +82,7 @@ def train(
         int, typer.Option(min=1, help="Test-split evaluations, evenly spread; the last epoch always.")
     ] = 2,
     seeds: Annotated[int, typer.Option(min=1, help="Students with seeds SEED, SEED+1, ...: mean and sd of top-1.")] = 1,
-    workers: Annotated[int, typer.Option(min=0, help="DataLoader worker processes rebuilding batches.")] = 0,
+    workers: WorkersOpt = None,
     stop_after: Annotated[
         int | None, typer.Option(min=1, help="Stop after N epochs in this session (--resume later).")
     ] = None,

@@ -34,7 +34,7 @@ from pydantic import BaseModel, Field, model_validator
 from torch import nn
 from torch.utils.data import DataLoader
 
-from lpq.data import ImageSource, check_fits, open_images, open_split
+from lpq.data import ImageSource, check_fits, default_workers, open_images, open_split
 from lpq.data import batches as image_batches
 from lpq.errors import LpqError
 from lpq.files import atomic, write_model, write_text
@@ -78,7 +78,7 @@ class TrainConfig(BaseModel):
     evals: int = Field(2, ge=1, description="test-split evaluations, evenly spread; the last epoch is always one")
     seeds: int = Field(1, ge=1, description="students with seeds seed, seed+1, ...; mean and sd reported")
     seed: int = Field(0, ge=0)
-    workers: int = Field(0, ge=0)
+    workers: int | None = Field(None, ge=0, description="processes rebuilding batches (default from the CPU count)")
     device: str = "auto"
     amp: Literal["auto", "none", "bf16", "fp16"] = Field("auto", description="autocast precision of the student")
     resume: bool = False
@@ -425,16 +425,17 @@ def train(cfg: TrainConfig, show: bool = False) -> TrainResult:
         _trim_metrics(metrics_path, start)
     train_seconds, eval_seconds, last_eval = _so_far(metrics_path) if rank == 0 else (0.0, 0.0, None)
     end = cfg.epochs if cfg.stop_after is None else min(cfg.epochs, start + cfg.stop_after)
+    workers = default_workers() if cfg.workers is None else cfg.workers
     data = StoredBatches(cfg.labels, images, cfg.seed, range(start, end), rank, world)
     loader = DataLoader(
         data,
         batch_size=None,
         shuffle=False,
-        num_workers=cfg.workers,
-        prefetch_factor=4 if cfg.workers else None,
+        num_workers=workers,
+        prefetch_factor=4 if workers else None,
         pin_memory=device.type == "cuda",
     )
-    evaluation = image_batches(evalset, teacher_input(header), batch_size=512, workers=cfg.workers)
+    evaluation = image_batches(evalset, teacher_input(header), batch_size=512, workers=workers)
     grid = torch.linspace(student_grid.grid_min, student_grid.grid_max, student_grid.grid_points)
     temperatures = cfg.schedule()
     evaluate_after = eval_epochs(cfg.epochs, cfg.evals)
