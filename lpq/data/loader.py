@@ -69,9 +69,6 @@ class Batches:
     fast: InputSpec | None = field(default=None, repr=False)  # set: in-memory slicing with this spec's normalization
     skipped: list[str] = field(default_factory=list)
 
-    def __len__(self) -> int:
-        return -(-len(self.source) // self.batch_size)
-
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if self.fast is not None and isinstance(self.source, ImageSet):
             yield from self._sliced(self.source, self.fast)
