@@ -114,7 +114,11 @@ def peak_rss(cmd: list[str], env: dict[str, str] | None = None) -> tuple[str, fl
 
 
 def environment() -> dict[str, object]:
+    """The software and load a result was measured with (other jobs on the 2 cores slow absolute rates)."""
+    import os
+
     return {
+        "load_average_1m": os.getloadavg()[0],
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "machine": platform.machine(),
