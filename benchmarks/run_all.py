@@ -305,8 +305,8 @@ def scale_section() -> list[str]:
         "",
         f"Peak RSS at {d['sizes'][1]:,} over {d['sizes'][0]:,} images: {ratios} (target at most 1.2). The statistics "
         f"pass over ILSVRC-2012's 1,281,167 training images would take {d['ilsvrc_stats_hours']:.1f} hours on this "
-        f"machine at the measured rate{load_note(d)}. The images/s above were taken while a teacher trained on the "
-        "same 2 cores: the rates are a lower bound; the memory ratios are what this benchmark checks.",
+        f"machine at the measured rate{load_note(d)}. Other jobs on the same 2 cores lower the images/s, not the "
+        "memory ratios this benchmark checks (the run recorded here shared the cores with a training job).",
         "",
     ]
 
