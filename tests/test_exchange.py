@@ -94,6 +94,10 @@ def test_a_file_that_needs_unpickling_is_refused(labels: Path, tmp_path: Path) -
     result = runner.invoke(app, ["import", str(folder), "--images", "digits", "-o", str(tmp_path / "x.lpql")])
     assert result.exit_code == 2 and "import-unsafe-or-corrupt" in result.stderr and "weights_only" in result.stderr
     assert not (tmp_path / "x.lpql").exists()
+    coords, flips, mix_index, lam, box, logits, *rest = torch.load(folder / "batch_1.tar", weights_only=True)
+    torch.save([coords, flips, mix_index, lam, box, logits.flatten(), *rest], folder / "batch_0.tar")  # labels 1-D
+    result = runner.invoke(app, ["import", str(folder), "--images", "digits", "-o", str(tmp_path / "x.lpql")])
+    assert result.exit_code == 2 and "import-bad-batch" in result.stderr and "labels of shape" in result.stderr
     (folder / "sampler_indices_batch.json").unlink()
     result = runner.invoke(app, ["import", str(folder), "--images", "digits", "-o", str(tmp_path / "x.lpql")])
     assert result.exit_code == 2 and "import-bad-folder" in result.stderr

@@ -171,22 +171,36 @@ def parse_batch(path: Path, images: list[int], num_images: int, num_classes: int
     except (AttributeError, RuntimeError, ValueError, TypeError) as e:
         raise LpqError("import-bad-batch", f"{path}: fields of unexpected types or shapes ({e})") from None
     idx = np.asarray(images, np.int64)
-    problems = [
-        (values.ndim != 2 or len(values) != b, f"labels of shape {tuple(values.shape)} for {b} images"),
-        (idx.min() < 0 or idx.max() >= num_images, f"an image index outside the {num_images} images"),
-        (indices is None and values.shape[1] != num_classes, f"{values.shape[1]} logits for {num_classes} classes"),
-        (
-            indices is not None
-            and (indices.shape != values.shape or indices.min() < 0 or indices.max() >= num_classes),
-            "top-k classes of another shape than their logits, or outside the classes",
-        ),
-        (partner is not None and (partner.min() < 0 or partner.max() >= b), "a mix index outside the batch"),
-        (box_t is not None and len(box_t) != 4, "a CutMix box without 4 corners"),
-    ]
-    for bad, what in problems:
-        if bad:
-            raise LpqError("import-bad-batch", f"{path}: {what}")
+    problem = _problem(idx, values, indices, partner, box_t, num_images, num_classes)
+    if problem:
+        raise LpqError("import-bad-batch", f"{path}: {problem}")
     return TheirBatch(idx, coords, flips, partner, _scalar(lam), box_t, values, indices)  # type: ignore[arg-type]
+
+
+def _problem(
+    idx: np.ndarray,
+    values: np.ndarray,
+    indices: np.ndarray | None,
+    partner: np.ndarray | None,
+    box: tuple[int, ...] | None,
+    num_images: int,
+    num_classes: int,
+) -> str:
+    """What is wrong with a parsed batch, checked in an order where each check may rely on the ones before."""
+    b = len(idx)
+    if b == 0 or values.ndim != 2 or len(values) != b:
+        return f"labels of shape {tuple(values.shape)} for {b} images"
+    if idx.min() < 0 or idx.max() >= num_images:
+        return f"an image index outside the {num_images} images"
+    if indices is None and values.shape[1] != num_classes:
+        return f"{values.shape[1]} logits for {num_classes} classes"
+    if indices is not None and (indices.shape != values.shape or indices.min() < 0 or indices.max() >= num_classes):
+        return "top-k classes of another shape than their logits, or outside the classes"
+    if partner is not None and (partner.min() < 0 or partner.max() >= b):
+        return "a mix index outside the batch"
+    if box is not None and len(box) != 4:
+        return "a CutMix box without 4 corners"
+    return ""
 
 
 def pil_boxes(coords: np.ndarray, hw: np.ndarray) -> SampleAugment:
