@@ -318,6 +318,7 @@ def ablation(d: Dataset, root: Path, data: str, ipc: int, seeds: int) -> None:
 def eval_cost(d: Dataset, root: Path, data: str, ipc: int) -> None:
     """One student with `lpq train`'s defaults (evaluations included) on the grid's full labels: how much of
     the run's wall time goes to evaluating on the test split."""
+    teacher(d, root, data)  # trained on the dataset here if the grid has not run yet
     folder, _ = images(d, root, ipc, "syn")
     lab = labels(d, root, folder, Cell("full labels", "full", "LPQLD"), ipc)
     out = root / "runs" / f"ipc{ipc}-default-run"
