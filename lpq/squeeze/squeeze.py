@@ -35,7 +35,7 @@ from lpq.models import bn_layers, build_model, check_model_name, evaluate
 from lpq.models.weights import Weights, load_into, read_weights
 from lpq.progress import progress
 from lpq.runtime import Precision, pick_device
-from lpq.squeeze.teacher import ClassStats, Teacher, TeacherMeta, pretrained_input, save_teacher, weights_sha256
+from lpq.squeeze.teacher import ClassStats, Teacher, TeacherMeta, pretrained_input, save_teacher
 
 LARGE_SIZE = 224  # S for streamed (large) images when --image-size is not given: torchvision's reference
 
@@ -323,22 +323,16 @@ def squeeze(cfg: SqueezeConfig, show: bool = False) -> SqueezeResult:
     stats = record_class_stats(model, stats_data, len(train.classes), precision, total=len(train), show=show)
     stats_s = time.perf_counter() - t0
     model.to("cpu", memory_format=torch.contiguous_format).eval()
-    meta = TeacherMeta(
-        architecture=arch,
-        num_classes=len(train.classes),
-        class_names=train.classes,
-        image_size=spec.size,
-        mean=spec.mean,
-        std=spec.std,
-        resize=spec.resize,
-        crop_fraction=spec.crop_fraction,
-        interpolation=spec.interpolation,
+    meta = TeacherMeta.of(
+        arch,
+        train.classes,
+        spec,
+        model,
         data=cfg.data,
         data_fingerprint=train.fingerprint(),
         test_top1=top1,
         test_top5=top5,
         bn_layers=list(stats),
-        weights_sha256=weights_sha256(model),
         training={
             "epochs": epochs,
             "optimizer": cfg.optimizer,

@@ -50,6 +50,24 @@ class TeacherMeta(BaseModel):
     weights_sha256: str
     training: dict[str, float | int | str] = {}
 
+    @classmethod
+    def of(cls, architecture: str, classes: list[str], spec: InputSpec, model: nn.Module, **provenance) -> TeacherMeta:
+        """A model's metadata: what it is, the classes and input it reads; ``provenance`` says where it came from
+        (data, test scores, BN layers with statistics, training)."""
+        return cls(
+            architecture=architecture,
+            num_classes=len(classes),
+            class_names=classes,
+            image_size=spec.size,
+            mean=spec.mean,
+            std=spec.std,
+            resize=spec.resize,
+            crop_fraction=spec.crop_fraction,
+            interpolation=spec.interpolation,
+            weights_sha256=weights_sha256(model),
+            **provenance,
+        )
+
     def input_spec(self) -> InputSpec:
         return InputSpec(
             size=self.image_size,
@@ -175,22 +193,16 @@ def pretrained_teacher(weights: Weights, classes: list[str] | None, need_stats: 
     model = build_model(arch, len(classes), spec.size)
     load_into(model, weights)
     model.eval()
-    meta = TeacherMeta(
-        architecture=arch,
-        num_classes=len(classes),
-        class_names=classes,
-        image_size=spec.size,
-        mean=spec.mean,
-        std=spec.std,
-        resize=spec.resize,
-        crop_fraction=spec.crop_fraction,
-        interpolation=spec.interpolation,
+    meta = TeacherMeta.of(
+        arch,
+        classes,
+        spec,
+        model,
         data="",
         data_fingerprint="",
         test_top1=None,
         test_top5=None,
         bn_layers=list(bn_layers(model)),
-        weights_sha256=weights_sha256(model),
         training={"weights": weights.source},
     )
     return Teacher(meta, model, {})
