@@ -25,7 +25,9 @@ from lpq.labels.prune import PruneConfig, PruneResult, prune_file
 from lpq.labels.quantize import QuantizeConfig, QuantizeResult, quantize_file
 from lpq.labels.relabel import RelabelConfig, relabel
 from lpq.labels.replay import render, stored_plan
+from lpq.runtime import Precision
 from lpq.squeeze import load_teacher
+from lpq.squeeze.teacher import save_teacher, weights_sha256
 
 runner = CliRunner()
 
@@ -362,6 +364,27 @@ def test_relabel_under_bf16_autocast_agrees_with_float32(digits_teacher: Path, t
     half = np.concatenate([v for _, v, _ in runs["bf16"]])
     agree = float((full.argmax(1) == half.argmax(1)).mean())
     assert agree >= 0.99 and 0 < np.abs(full - half).max() < 0.5 * np.abs(full).max()
+
+
+def test_auto_precision_relabels_in_float16_on_cuda_and_trains_in_bfloat16() -> None:
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert Precision.choose("auto", cuda, inference=True).dtype == torch.float16
+    assert Precision.choose("auto", cpu, inference=True).dtype is None and Precision.choose("auto", cpu).dtype is None
+
+
+def test_logits_that_overflow_float16_are_an_error_not_a_label(digits_teacher: Path, tmp_path: Path) -> None:
+    teacher = load_teacher(digits_teacher)
+    head = [m for m in teacher.model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        head.weight.mul_(1e6)  # logits far beyond float16's 65504
+    teacher.meta = teacher.meta.model_copy(update={"weights_sha256": weights_sha256(teacher.model)})
+    loud = save_teacher(tmp_path / "loud.lpqt", teacher)
+    out = tmp_path / "l.lpql"
+    result = runner.invoke(
+        app, ["relabel", "digits", "--teacher", str(loud), "--epochs", "1", "--amp", "fp16", "-o", str(out)]
+    )
+    assert result.exit_code == 2 and "relabel-overflow" in result.stderr and "--amp bf16" in result.stderr
+    assert not out.exists()
 
 
 def test_top_k_means_mr_in_the_library_as_on_the_command_line(digits_teacher: Path) -> None:

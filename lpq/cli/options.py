@@ -80,7 +80,10 @@ DownloadOpt = Annotated[bool, typer.Option("--download", help="Download cifar10/
 SeedOpt = Annotated[int, typer.Option(min=0, help="Random seed.")]
 DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda, cuda:1, ...")]
 AmpOpt = Annotated[
-    Amp, typer.Option(help="Mixed precision: auto (bf16 on CUDA where supported, none on CPU), none, bf16, fp16.")
+    Amp,
+    typer.Option(
+        help="Mixed precision: auto (on CUDA bf16 where it trains, fp16 in relabel; none on CPU), none, bf16, fp16."
+    ),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as one JSON document.")]

@@ -86,7 +86,9 @@ class RelabelConfig(BaseModel):
     workers: int | None = Field(None, ge=0, description="processes rendering batches (default from the CPU count)")
     resume: bool = False
     device: str = "auto"
-    amp: Literal["auto", "none", "bf16", "fp16"] = Field("auto", description="autocast precision of the teacher")
+    amp: Literal["auto", "none", "bf16", "fp16"] = Field(
+        "auto", description="autocast precision of the teacher (auto: float16 on CUDA, float32 on CPU)"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -222,6 +224,12 @@ class Labeller:
         q, r = self.header.quant, self.header.relabel
         with self.precision.autocast():
             logits = self.model(self.precision.inputs(item.inputs)).float().cpu().numpy()
+        if not np.isfinite(logits).all():  # float16 activations can overflow where float32's would not
+            raise LpqError(
+                "relabel-overflow",
+                f"the teacher's logits of batch {item.batch_id} are not finite under {self.precision.name}",
+                "rerun with --amp bf16 or --amp none (finished batches are kept with --resume)",
+            )
         values, indices = quantize_logits(logits, q.scheme, q.k, q.ms_temperature or 1.0)
         epoch, batch = divmod(item.batch_id, r.batches_per_epoch)
         return logits, BatchRecord(epoch, batch, item.aug_crc, item.mix_lambda, item.mix_box, values, indices)
@@ -317,7 +325,7 @@ def relabel(cfg: RelabelConfig, show: bool = False) -> RelabelResult:
     teacher = load_teacher(cfg.teacher, need_stats=False, classes=images.classes)
     check_compatible(teacher, images)
     rank, world = init_distributed()
-    precision = Precision.choose(cfg.amp, pick_device(cfg.device, rank))
+    precision = Precision.choose(cfg.amp, pick_device(cfg.device, rank), inference=True)
     header = build_header(cfg, teacher, images, precision.name)
     render_ids = renderer(header, images, default_workers() if cfg.workers is None else cfg.workers, precision.device)
     labeller = Labeller(header, teacher, precision)
