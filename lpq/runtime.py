@@ -51,7 +51,7 @@ class Precision:
     ``auto`` is float32 on CPU, where autocast is slower. On CUDA it is bfloat16 for stages that train
     (float32's range, so gradients need no scaling) and float16 for a forward whose outputs are the product
     (relabel): no gradients to underflow, and 3 more mantissa bits. On a 200-class teacher under CutMix,
-    bfloat16 changed the top-1 class of 1.9% of samples (near-ties; benchmarks/precision.py), float16 of 0.1%.
+    bfloat16 changed the top-1 class of 1.9% of samples (near-ties; benchmarks/precision.py), float16 of 0.2%.
     """
 
     device: torch.device
