@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -405,6 +405,16 @@ def _from_rank0(values: tuple[float, float], world: int) -> tuple[float, float]:
     return float(t[0]), float(t[1])
 
 
+def timed_evaluation(
+    model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], precision: Precision
+) -> tuple[float, float, float]:
+    """Top-1 and top-5 on the evaluation batches, and the seconds it took."""
+    t0 = time.perf_counter()
+    with precision.autocast():
+        top1, top5 = evaluate(model, batches, precision.device)
+    return top1, top5, time.perf_counter() - t0
+
+
 def train(cfg: TrainConfig, show: bool = False) -> TrainResult:
     """Train one student (``cfg.seeds`` is for `train_seeds`) and evaluate it at its final epoch."""
     rank, world = init_distributed()
@@ -426,11 +436,9 @@ def train(cfg: TrainConfig, show: bool = False) -> TrainResult:
     train_seconds, eval_seconds, last_eval = _so_far(metrics_path) if rank == 0 else (0.0, 0.0, None)
     end = cfg.epochs if cfg.stop_after is None else min(cfg.epochs, start + cfg.stop_after)
     workers = default_workers() if cfg.workers is None else cfg.workers
-    data = StoredBatches(cfg.labels, images, cfg.seed, range(start, end), rank, world)
     loader = DataLoader(
-        data,
+        StoredBatches(cfg.labels, images, cfg.seed, range(start, end), rank, world),
         batch_size=None,
-        shuffle=False,
         num_workers=workers,
         prefetch_factor=4 if workers else None,
         pin_memory=device.type == "cuda",
@@ -469,10 +477,7 @@ def train(cfg: TrainConfig, show: bool = False) -> TrainResult:
             if rank != 0:
                 continue
             if epoch + 1 in evaluate_after:
-                t0 = time.perf_counter()
-                with precision.autocast():
-                    top1, top5 = evaluate(student.model, evaluation, device)
-                spent = time.perf_counter() - t0
+                top1, top5, spent = timed_evaluation(student.model, evaluation, precision)
                 eval_seconds += spent
                 metrics = last_eval = metrics.model_copy(update={"top1": top1, "top5": top5, "eval_seconds": spent})
             with open(metrics_path, "a") as f:
@@ -482,10 +487,8 @@ def train(cfg: TrainConfig, show: bool = False) -> TrainResult:
     if rank == 0 and last_eval is not None and last_eval.epoch == end:
         scores = (last_eval.top1 or 0.0, last_eval.top5 or 0.0)
     elif rank == 0:  # a session stopped between evaluations
-        t0 = time.perf_counter()
-        with precision.autocast():
-            scores = evaluate(student.model, evaluation, device)
-        eval_seconds += time.perf_counter() - t0
+        top1, top5, spent = timed_evaluation(student.model, evaluation, precision)
+        scores, eval_seconds = (top1, top5), eval_seconds + spent
     top1, top5 = _from_rank0(scores, world)
     q = header.quant
     result = TrainResult(
