@@ -12,9 +12,8 @@ trained for as many epochs as labels were made for, evaluated once, at the final
 Every stage runs through the `lpq` CLI and is resumable: rerun the same command after an interruption and
 finished stages (teacher, images, labels, each student seed) are kept. Results are rewritten after each
 cell to benchmarks/results/accuracy-<dataset>-ipc<N>.json; `python benchmarks/run_all.py --render` turns
-them into tables in RESULTS.md. Work outlives a machine only through git: teachers and synthetic images
-(slow to make, a few MB) are kept in benchmarks/state/ and committed, labels (fast to remake, large) are
-not, and a grid skips the cells its committed report already holds for the same teacher and seeds.
+them into tables in RESULTS.md. A grid skips the cells its committed report already holds for the same
+teacher file and seeds.
 
     nice python benchmarks/accuracy.py --dataset tiny --ipc 10       # about 8 CPU-hours on 2 cores
     nice python benchmarks/accuracy.py --dataset cifar10 --ipc 10    # about 2 CPU-hours, teacher included
@@ -25,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
 from dataclasses import asdict, dataclass
@@ -34,7 +32,6 @@ from pathlib import Path
 from common import OUT, RESULTS, cifar_folder, environment, tiny_folder
 
 LPQ = [sys.executable, "-m", "lpq"]
-STATE = Path(__file__).parent / "state"  # committed: teachers and synthetic images, restored into OUT
 RECIPES = {
     "LPQLD": [],  # the label file's DKR schedule and a calibrated student temperature
     "LPLD": ["--temp-schedule", "none", "--temp-start", "20", "--no-calibrate", "--student-temp", "20"],
@@ -145,38 +142,12 @@ class Variant:
 DEFAULTS = Variant()
 
 
-def copy(src: Path, dst: Path) -> None:
-    """A file or folder, under a temporary name until complete: an interrupted copy is never taken as done."""
-    if dst.exists():
-        return
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(dst.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (shutil.copytree if src.is_dir() else shutil.copy2)(src, tmp)
-    tmp.rename(dst)
-
-
-def restore(root: Path) -> None:
-    """Copy what earlier machines kept in benchmarks/state into this machine's work folder."""
-    kept = STATE / root.name
-    for src in sorted(kept.iterdir()) if kept.is_dir() else []:
-        if src.suffix != ".partial":
-            copy(src, root / src.name)
-
-
-def keep(*paths: Path) -> None:
-    """Mirror finished teachers and image folders into benchmarks/state/<dataset> (to be committed)."""
-    for path in paths:
-        copy(path, STATE / path.parent.name / path.name)
-
-
 def teacher(d: Dataset, root: Path, data: str, v: Variant = DEFAULTS) -> tuple[Path, dict]:
     path, saved = root / f"teacher{v.teacher_tag()}.lpqt", root / f"teacher{v.teacher_tag()}.json"
     if not saved.exists():
         epochs = v.teacher_epochs or d.teacher_epochs
         result = lpq("squeeze", "--data", data, "--model", "convnet", "--epochs", epochs, "-o", path)
         saved.write_text(json.dumps(result, indent=2))
-    keep(path, saved)
     return path, json.loads(saved.read_text())
 
 
@@ -186,8 +157,6 @@ def images(d: Dataset, root: Path, ipc: int, kind: str, v: Variant = DEFAULTS) -
     extra = ["--iterations", iterations] if kind == "syn" else ["--init", "real", "--iterations", 0]
     path, _ = teacher(d, root, "", v)
     manifest = lpq("synth", "--teacher", path, "--ipc", ipc, *extra, "-o", folder, "--resume")
-    if kind == "syn":  # the real subset is ../shared data: never committed, and quick to pick again
-        keep(folder)
     return folder, manifest
 
 
@@ -298,8 +267,8 @@ ABLATION = [  # one factor at a time, full labels, the LPQLD recipe
 
 
 def finished(report: Path, seeds: int) -> tuple[dict, dict[str, dict]]:
-    """An earlier run of this report (kept in git, perhaps made on another machine) and its rows that
-    trained ``seeds`` students, by name; a row is reused only where its teacher file is the one used now."""
+    """An earlier run of this report (its JSON is committed) and its rows that trained ``seeds`` students,
+    by name; a row is reused only where its teacher file is the one used now."""
     old = json.loads(report.read_text()) if report.exists() else {}
     rows = old.get("cells", old.get("rows", []))
     return old, {r.get("name", r.get("factor")): r for r in rows if len(r["top1"]) == seeds}
@@ -402,7 +371,6 @@ def main() -> None:
     d = DATASETS[args.dataset]
     root = OUT / "accuracy" / d.name
     root.mkdir(parents=True, exist_ok=True)
-    restore(root)
     data = FOLDERS[d.folder]()
     if args.ablation:
         ablation(d, root, data, args.ipc, args.seeds)
