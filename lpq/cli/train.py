@@ -80,7 +80,7 @@ def train(
     ] = False,
     evals: Annotated[
         int, typer.Option(min=1, help="Test-split evaluations, evenly spread; the last epoch always.")
-    ] = 2,
+    ] = 1,
     seeds: Annotated[int, typer.Option(min=1, help="Students with seeds SEED, SEED+1, ...: mean and sd of top-1.")] = 1,
     workers: WorkersOpt = None,
     stop_after: Annotated[

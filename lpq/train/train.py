@@ -75,7 +75,7 @@ class TrainConfig(BaseModel):
     calibrate: bool | None = Field(None, description="refit T_s every epoch; default on for soft targets")
     student_temp: float = Field(1.0, gt=0, description="T_s without calibration, and its starting value with it")
     t2_scaling: bool = False
-    evals: int = Field(2, ge=1, description="test-split evaluations, evenly spread; the last epoch is always one")
+    evals: int = Field(1, ge=1, description="test-split evaluations, evenly spread; the last epoch is always one")
     seeds: int = Field(1, ge=1, description="students with seeds seed, seed+1, ...; mean and sd reported")
     seed: int = Field(0, ge=0)
     workers: int | None = Field(None, ge=0, description="processes rebuilding batches (default from the CPU count)")
