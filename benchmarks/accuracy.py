@@ -10,7 +10,9 @@ labels pipeline. All label values are 8-bit; students are ConvNets with AdamW (l
 trained for as many epochs as labels were made for, evaluated once, at the final epoch, on the test split.
 
 Every stage runs through the `lpq` CLI and is resumable: rerun the same command after an interruption and
-finished stages (teacher, images, labels, each student seed) are kept. Results are rewritten after each
+finished stages (teacher, images, labels, each student seed) are kept, unfinished ones continue from their
+last epoch or class. Teachers are deterministic on a given machine and thread count (the same file, byte
+for byte), so a new checkout retrains the teacher whose committed rows it then reuses. Results are rewritten after each
 cell to benchmarks/results/accuracy-<dataset>-ipc<N>.json; `python benchmarks/run_all.py --render` turns
 them into tables in RESULTS.md. A grid skips the cells its committed report already holds for the same
 teacher file and seeds.
@@ -147,7 +149,7 @@ def teacher(d: Dataset, root: Path, data: str, v: Variant = DEFAULTS) -> tuple[P
     path, saved = root / f"teacher{v.teacher_tag()}.lpqt", root / f"teacher{v.teacher_tag()}.json"
     if not saved.exists():
         epochs = v.teacher_epochs or d.teacher_epochs
-        result = lpq("squeeze", "--data", data, "--model", "convnet", "--epochs", epochs, "-o", path)
+        result = lpq("squeeze", "--data", data, "--model", "convnet", "--epochs", epochs, "-o", path, "--resume")
         saved.write_text(json.dumps(result, indent=2))
     return path, json.loads(saved.read_text())
 
@@ -320,7 +322,10 @@ def ablation(d: Dataset, root: Path, data: str, ipc: int, seeds: int) -> None:
             doc["rows"].append(done[name])
             continue
         lab = labels(d, root, folder, full, ipc, v)
-        row = students(d, root, data, folder, lab, full, seeds, f"ipc{ipc}-ablation/{slug(name)}")
+        # The defaults row is the grid's full-labels cell (same teacher, images, labels, seeds and recipe):
+        # resuming the grid's run reads its finished students instead of training them again.
+        run = f"ipc{ipc}/{slug(full.name)}" if v == DEFAULTS else f"ipc{ipc}-ablation/{slug(name)}"
+        row = students(d, root, data, folder, lab, full, seeds, run)
         doc["rows"] = [r for r in doc["rows"] if r["factor"] != name] + [
             {
                 "factor": name,

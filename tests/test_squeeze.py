@@ -189,3 +189,44 @@ def test_weight_files_that_are_not_weights_are_refused(tmp_path: Path) -> None:
         with pytest.raises(LpqError) as e:
             read_weights(str(tmp_path / name))
         assert e.value.ref == "weights-unreadable"
+
+
+def test_interrupted_teacher_training_resumes_to_the_same_teacher(tmp_path: Path, monkeypatch) -> None:
+    from lpq.squeeze import SqueezeConfig, squeeze
+    from lpq.squeeze.squeeze import Trainer, checkpoint_path
+
+    whole = tmp_path / "whole.lpqt"
+    squeeze(SqueezeConfig(data="digits", epochs=3, output=whole))
+    assert not checkpoint_path(whole).exists()  # removed once the teacher is written
+
+    out = tmp_path / "resumed.lpqt"
+    save = Trainer.save
+
+    def save_then_stop(self: Trainer, path: Path, epochs_done: int, identity: str) -> None:
+        save(self, path, epochs_done, identity)
+        if epochs_done == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "save", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        squeeze(SqueezeConfig(data="digits", epochs=3, output=out))
+    monkeypatch.setattr(Trainer, "save", save)
+    assert checkpoint_path(out).exists() and not out.exists()
+
+    other_lr = ["squeeze", "--data", "digits", "--epochs", "3", "--lr", "0.1", "-o", str(out), "--resume"]
+    moved = runner.invoke(app, other_lr)
+    assert moved.exit_code == 2 and "other settings" in moved.output and "Traceback" not in moved.output
+
+    squeeze(SqueezeConfig(data="digits", epochs=3, output=out, resume=True))
+    assert out.read_bytes() == whole.read_bytes()
+    assert not checkpoint_path(out).exists()
+
+
+def test_a_checkpoint_that_is_not_one_is_refused_in_one_line(tmp_path: Path) -> None:
+    from lpq.squeeze.squeeze import checkpoint_path
+
+    out = tmp_path / "t.lpqt"
+    checkpoint_path(out).write_bytes(b"not a checkpoint")
+    result = runner.invoke(app, ["squeeze", "--data", "digits", "--epochs", "1", "-o", str(out), "--resume"])
+    assert result.exit_code == 2 and "is not a squeeze checkpoint" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not out.exists()

@@ -18,6 +18,7 @@ from lpq.cli.options import (
     JsonOpt,
     Optimizer,
     QuietOpt,
+    ResumeOpt,
     RootOpt,
     SeedOpt,
     WorkersOpt,
@@ -66,6 +67,7 @@ def squeeze(
         bool, typer.Option("--skip-bad-images", help="Skip and count unreadable image files instead of stopping.")
     ] = False,
     seed: SeedOpt = 0,
+    resume: ResumeOpt = False,
     device: DeviceOpt = "auto",
     amp: AmpOpt = Amp.auto,
     config: ConfigOpt = None,

@@ -11,6 +11,10 @@ Inputs: small sets keep their native size (or ``--image-size``, resized), large 
 torchvision's reference recipe at S = ``--image-size`` (224 by default), and pretrained weights bring their
 own preset. The teacher file records S, the resize rule and the normalization.
 
+Training checkpoints after every epoch beside the output (``NAME.state.pt``: weights, optimizer, schedule,
+random state; read with ``weights_only=True``), so ``--resume`` continues an interrupted run and ends with
+the same teacher an uninterrupted one writes; the checkpoint is removed once the teacher file is written.
+
     lpq squeeze --data digits --model convnet --epochs 30 -o teacher.lpqt
     lpq squeeze --data /data/imagenet --weights torchvision:resnet18.IMAGENET1K_V1 --epochs 0 -o teacher.lpqt
 """
@@ -20,6 +24,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -31,6 +36,7 @@ from torch import nn
 from lpq.data import ImageSet, ImageSource, InputSpec, batches, default_workers, open_split
 from lpq.data.loader import sample_stats
 from lpq.errors import LpqError
+from lpq.files import atomic
 from lpq.models import bn_layers, build_model, check_model_name, evaluate
 from lpq.models.weights import Weights, load_into, read_weights
 from lpq.progress import progress
@@ -58,6 +64,11 @@ class SqueezeConfig(BaseModel):
     device: str = "auto"
     amp: Literal["auto", "none", "bf16", "fp16"] = Field("auto", description="autocast precision")
     output: Path = Path("teacher.lpqt")
+    resume: bool = Field(False, description="continue from the per-epoch checkpoint beside the output, if any")
+
+    def identity(self) -> str:
+        """The settings a checkpoint must have been made with to be resumed (not where or how fast it runs)."""
+        return self.model_dump_json(exclude={"output", "resume", "workers", "device", "skip_bad_images"})
 
 
 class SqueezeResult(BaseModel):
@@ -92,11 +103,12 @@ def augment_batch(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 EpochBatches = Callable[[int], Iterable[tuple[torch.Tensor, torch.Tensor]]]
 
 
-def training_batches(train: ImageSource, spec: InputSpec, cfg: SqueezeConfig, workers: int) -> EpochBatches:
-    """Epoch -> its augmented, normalized batches: batched crop + flip in memory, the training transform when
-    streamed."""
+def training_batches(
+    train: ImageSource, spec: InputSpec, cfg: SqueezeConfig, workers: int, gen: torch.Generator
+) -> EpochBatches:
+    """Epoch -> its augmented, normalized batches: batched crop + flip in memory (drawn from ``gen``, whose
+    state the checkpoints keep), the training transform when streamed (seeded by the epoch)."""
     if isinstance(train, ImageSet) and spec.resize == "none":
-        gen = torch.Generator().manual_seed(cfg.seed)
 
         def in_memory(_epoch: int) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
             order = torch.randperm(len(train), generator=gen)
@@ -117,6 +129,59 @@ def training_batches(train: ImageSource, spec: InputSpec, cfg: SqueezeConfig, wo
     )
 
 
+def checkpoint_path(output: Path) -> Path:
+    return output.with_name(output.name + ".state.pt")
+
+
+@dataclass
+class Trainer:
+    """What a checkpoint holds besides the model: the optimizer, the schedule, the precision's scaler and the
+    random state batches are drawn from."""
+
+    model: nn.Module
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    gen: torch.Generator
+
+    def save(self, path: Path, epochs_done: int, identity: str) -> None:
+        with atomic(path) as tmp:
+            torch.save(
+                {
+                    "settings": identity,
+                    "epochs_done": epochs_done,
+                    "model": self.model.state_dict(),
+                    "optimizer": self.opt.state_dict(),
+                    "scheduler": self.sched.state_dict(),
+                    "scaler": self.scaler.state_dict(),
+                    "generator": self.gen.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                },
+                tmp,
+            )
+
+    def load(self, path: Path, identity: str) -> int:
+        """Restores a checkpoint made with the same settings; returns the epochs it had done."""
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise LpqError("resume-unreadable", f"{path} is not a squeeze checkpoint: {e.__class__.__name__}") from None
+        if state.get("settings") != identity:
+            raise LpqError(
+                "resume-mismatch",
+                f"{path} was made with other settings",
+                "resume with the same settings, or delete the checkpoint to start again",
+            )
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        if state["scaler"]:
+            self.scaler.load_state_dict(state["scaler"])
+        self.gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        return int(state["epochs_done"])
+
+
 def fit(
     model: nn.Module,
     epoch_batches: EpochBatches,
@@ -124,9 +189,10 @@ def fit(
     cfg: SqueezeConfig,
     epochs: int,
     precision: Precision,
+    gen: torch.Generator,
     show: bool,
 ) -> None:
-    """Supervised training with one-cycle cosine learning-rate decay."""
+    """Supervised training with one-cycle cosine learning-rate decay, checkpointed after every epoch."""
     if cfg.optimizer == "sgd":
         opt: torch.optim.Optimizer = torch.optim.SGD(
             model.parameters(), cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay
@@ -134,10 +200,12 @@ def fit(
     else:
         opt = torch.optim.AdamW(model.parameters(), cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=epochs * steps_per_epoch, pct_start=0.15)
-    scaler = precision.scaler()
+    trainer = Trainer(model, opt, sched, precision.scaler(), gen)
+    scaler, state, identity = trainer.scaler, checkpoint_path(cfg.output), cfg.identity()
+    start = trainer.load(state, identity) if cfg.resume and state.exists() else 0
     with progress(show) as bar:
-        task = bar.add_task("train teacher", total=epochs * steps_per_epoch, info="")
-        for epoch in range(epochs):
+        task = bar.add_task("train teacher", total=epochs * steps_per_epoch, completed=start * steps_per_epoch, info="")
+        for epoch in range(start, epochs):
             model.train()
             seen = correct = 0
             loss_sum = 0.0
@@ -159,6 +227,7 @@ def fit(
                     advance=1,
                     info=f"epoch {epoch + 1} loss {loss_sum / seen:.3f} acc {100 * correct / seen:.1f}%",
                 )
+            trainer.save(state, epoch + 1, identity)
 
 
 class ClassStatsRecorder:
@@ -275,6 +344,7 @@ def squeeze(cfg: SqueezeConfig, show: bool = False) -> SqueezeResult:
     device = precision.device
     workers = default_workers() if cfg.workers is None else cfg.workers
     torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
     train = open_split(cfg.data, "train", cfg.root, cfg.download, cfg.skip_bad_images)
     test = open_split(cfg.data, "test", cfg.root, cfg.download, cfg.skip_bad_images)
     if test.classes != train.classes:
@@ -296,11 +366,12 @@ def squeeze(cfg: SqueezeConfig, show: bool = False) -> SqueezeResult:
     if epochs:
         fit(
             model,
-            training_batches(train, train_spec, cfg, workers),
+            training_batches(train, train_spec, cfg, workers, gen),
             -(-len(train) // cfg.batch_size),
             cfg,
             epochs,
             precision,
+            gen,
             show,
         )
     train_s = time.perf_counter() - t0
@@ -343,6 +414,7 @@ def squeeze(cfg: SqueezeConfig, show: bool = False) -> SqueezeResult:
         },
     )
     save_teacher(cfg.output, Teacher(meta, model, stats))
+    checkpoint_path(cfg.output).unlink(missing_ok=True)
     skipped = {*getattr(train, "skipped", []), *getattr(test, "skipped", []), *evaluation.skipped, *stats_data.skipped}
     return SqueezeResult(
         output=cfg.output,
