@@ -33,6 +33,8 @@ from pathlib import Path
 
 from common import OUT, RESULTS, cifar_folder, environment, tiny_folder
 
+from lpq.squeeze import load_teacher
+
 LPQ = [sys.executable, "-m", "lpq"]
 RECIPES = {
     "LPQLD": [],  # the label file's DKR schedule and a calibrated student temperature
@@ -316,11 +318,12 @@ def ablation(d: Dataset, root: Path, data: str, ipc: int, seeds: int) -> None:
     full = Cell("full labels", "full", "LPQLD")
     _, done = finished(report, seeds)
     for name, v in ABLATION:
-        _, teacher_doc = teacher(d, root, data, v)
-        folder, manifest = images(d, root, ipc, "syn", v)
-        if done.get(name, {}).get("teacher_sha256") == manifest["teacher_sha256"]:
+        path, teacher_doc = teacher(d, root, data, v)
+        # Checked before synthesis: a finished row of the same teacher needs none of its images.
+        if done.get(name, {}).get("teacher_sha256") == load_teacher(path, need_stats=False).meta.weights_sha256:
             doc["rows"].append(done[name])
             continue
+        folder, manifest = images(d, root, ipc, "syn", v)
         lab = labels(d, root, folder, full, ipc, v)
         # The defaults row is the grid's full-labels cell (same teacher, images, labels, seeds and recipe):
         # resuming the grid's run reads its finished students instead of training them again.
