@@ -221,7 +221,24 @@ def ablation_section() -> list[str]:
             rows,
         ),
         "",
+        ablation_verdict(d["rows"]),
+        "",
     ]
+
+
+def ablation_verdict(rows: list[dict]) -> str:
+    """Each factor against the defaults row: helps or hurts only where the gap exceeds the seeds' spread."""
+    base = next((r for r in rows if r["factor"] == "defaults"), None)
+    if base is None or len(rows) < 2:
+        return "(No factor is measured against the defaults yet.)"
+    parts = []
+    for r in rows:
+        if r is base:
+            continue
+        gap, spread = r["top1_mean"] - base["top1_mean"], math.hypot(r["top1_sd"], base["top1_sd"])
+        effect = "helps" if gap > spread else "hurts" if gap < -spread else "is within the seeds' spread"
+        parts.append(f"{r['factor']} {effect} ({gap:+.2f} points, spread {spread:.2f})")
+    return "Against the defaults: " + "; ".join(parts) + "."
 
 
 def storage_section(name: str, title: str, cmd: str) -> list[str]:
