@@ -216,6 +216,8 @@ def test_interrupted_teacher_training_resumes_to_the_same_teacher(tmp_path: Path
     other_lr = ["squeeze", "--data", "digits", "--epochs", "3", "--lr", "0.1", "-o", str(out), "--resume"]
     moved = runner.invoke(app, other_lr)
     assert moved.exit_code == 2 and "other settings" in moved.output and "Traceback" not in moved.output
+    fresh = runner.invoke(app, ["squeeze", "--data", "digits", "--epochs", "3", "-o", str(out)])
+    assert fresh.exit_code == 2 and "pass --resume" in fresh.output  # the interrupted run is not overwritten
 
     squeeze(SqueezeConfig(data="digits", epochs=3, output=out, resume=True))
     assert out.read_bytes() == whole.read_bytes()

@@ -202,6 +202,12 @@ def fit(
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=epochs * steps_per_epoch, pct_start=0.15)
     trainer = Trainer(model, opt, sched, precision.scaler(), gen)
     scaler, state, identity = trainer.scaler, checkpoint_path(cfg.output), cfg.identity()
+    if state.exists() and not cfg.resume:
+        raise LpqError(
+            "resume-exists",
+            f"{state} holds an interrupted training",
+            "pass --resume to continue it, or delete it to start again",
+        )
     start = trainer.load(state, identity) if cfg.resume and state.exists() else 0
     with progress(show) as bar:
         task = bar.add_task("train teacher", total=epochs * steps_per_epoch, completed=start * steps_per_epoch, info="")
