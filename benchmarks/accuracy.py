@@ -11,11 +11,11 @@ trained for as many epochs as labels were made for, evaluated once, at the final
 
 Every stage runs through the `lpq` CLI and is resumable: rerun the same command after an interruption and
 finished stages (teacher, images, labels, each student seed) are kept, unfinished ones continue from their
-last epoch or class. Teachers are deterministic on a given machine and thread count (the same file, byte
-for byte), so a new checkout retrains the teacher whose committed rows it then reuses. Results are rewritten after each
-cell to benchmarks/results/accuracy-<dataset>-ipc<N>.json; `python benchmarks/run_all.py --render` turns
-them into tables in RESULTS.md. A grid skips the cells its committed report already holds for the same
-teacher file and seeds.
+last epoch or class. Teacher training is seeded (a digits teacher retrains to the same file, byte for byte,
+on the same machine and thread count), so a new checkout can retrain the teacher whose committed rows it
+then reuses. Results are rewritten after each cell to benchmarks/results/accuracy-<dataset>-ipc<N>.json;
+`python benchmarks/run_all.py --render` turns them into tables in RESULTS.md. A grid skips the cells its
+committed report already holds for the same teacher and seeds.
 
     nice python benchmarks/accuracy.py --dataset tiny --ipc 10       # about 6 hours on 2 cores, resumable
     nice python benchmarks/accuracy.py --dataset cifar10 --ipc 10    # about 2 CPU-hours, teacher included

@@ -109,9 +109,8 @@ def verdict(d: dict) -> str:
     if any(k not in by for k in needed):
         return "(The cells this sentence compares are not all measured yet.)"
     full, lpld, lpqld = (by[k] for k in needed)
-    gap = lpqld["top1_mean"] - lpld["top1_mean"]
-    spread = math.hypot(lpqld["top1_sd"], lpld["top1_sd"])
-    beats = "beats" if gap > spread else "does not beat" if gap < -spread else "ties (within the seeds' spread)"
+    gap, _, sign = versus(lpqld, lpld)
+    beats = {1: "beats", -1: "does not beat", 0: "ties (within the seeds' spread)"}[sign]
     return (
         f"At {d['teacher']['classes']} classes, top-k quantization "
         f"{beats} pruning at equal storage: LPQLD x40 {pm(lpqld['top1_mean'], lpqld['top1_sd'])} with "
@@ -119,6 +118,12 @@ def verdict(d: dict) -> str:
         f"{size(lpld['label_bytes'])} ({gap:+.2f} points); LPQLD x40 is {lpqld['top1_mean'] - full['top1_mean']:+.2f} "
         f"points from full labels ({pm(full['top1_mean'], full['top1_sd'])})." + recipe_verdict(d)
     )
+
+
+def versus(a: dict, b: dict) -> tuple[float, float, int]:
+    """Top-1 of a minus b, the seeds' combined spread, and the sign of the gap where it exceeds that spread."""
+    gap, spread = a["top1_mean"] - b["top1_mean"], math.hypot(a["top1_sd"], b["top1_sd"])
+    return gap, spread, (gap > spread) - (gap < -spread)
 
 
 def recipe_verdict(d: dict) -> str:
@@ -235,8 +240,8 @@ def ablation_verdict(rows: list[dict]) -> str:
     for r in rows:
         if r is base:
             continue
-        gap, spread = r["top1_mean"] - base["top1_mean"], math.hypot(r["top1_sd"], base["top1_sd"])
-        effect = "helps" if gap > spread else "hurts" if gap < -spread else "is within the seeds' spread"
+        gap, spread, sign = versus(r, base)
+        effect = {1: "helps", -1: "hurts", 0: "is within the seeds' spread"}[sign]
         parts.append(f"{r['factor']} {effect} ({gap:+.2f} points, spread {spread:.2f})")
     return "Against the defaults: " + "; ".join(parts) + "."
 

@@ -208,7 +208,7 @@ def fit(
             f"{state} holds an interrupted training",
             "pass --resume to continue it, or delete it to start again",
         )
-    start = trainer.load(state, identity) if cfg.resume and state.exists() else 0
+    start = trainer.load(state, identity) if state.exists() else 0  # only with --resume, checked above
     with progress(show) as bar:
         task = bar.add_task("train teacher", total=epochs * steps_per_epoch, completed=start * steps_per_epoch, info="")
         for epoch in range(start, epochs):
