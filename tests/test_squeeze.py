@@ -200,17 +200,17 @@ def test_interrupted_teacher_training_resumes_to_the_same_teacher(tmp_path: Path
     assert not checkpoint_path(whole).exists()  # removed once the teacher is written
 
     out = tmp_path / "resumed.lpqt"
-    save = Trainer.save
+    save = Trainer.save_epoch
 
     def save_then_stop(self: Trainer, path: Path, epochs_done: int, identity: str) -> None:
         save(self, path, epochs_done, identity)
         if epochs_done == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(Trainer, "save", save_then_stop)
+    monkeypatch.setattr(Trainer, "save_epoch", save_then_stop)
     with pytest.raises(KeyboardInterrupt):
         squeeze(SqueezeConfig(data="digits", epochs=3, output=out))
-    monkeypatch.setattr(Trainer, "save", save)
+    monkeypatch.setattr(Trainer, "save_epoch", save)
     assert checkpoint_path(out).exists() and not out.exists()
 
     other_lr = ["squeeze", "--data", "digits", "--epochs", "3", "--lr", "0.1", "-o", str(out), "--resume"]

@@ -75,6 +75,18 @@ def test_resume_continues_exactly(compact_labels: Path, tmp_path: Path) -> None:
     assert len((tmp_path / "split" / "metrics.jsonl").read_text().splitlines()) == 4
 
 
+def test_a_state_that_is_not_a_checkpoint_is_refused_in_one_line(compact_labels: Path, tmp_path: Path) -> None:
+    from lpq.train.train import STATE
+
+    base = {"images": "digits", "labels": compact_labels, "epochs": 2}
+    train(TrainConfig(output=tmp_path / "run", stop_after=1, **base))
+    (tmp_path / "run" / STATE).write_bytes(b"not a checkpoint")
+    args = ["train", "digits", str(compact_labels), "--epochs", "2", "--resume"]
+    result = runner.invoke(app, [*args, "-o", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "is not a train checkpoint" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
 def test_labels_of_other_images_and_other_eval_classes_are_refused(compact_labels: Path, tmp_path: Path) -> None:
     from PIL import Image
 

@@ -33,10 +33,10 @@ import torch.nn.functional as F
 from pydantic import BaseModel, Field
 from torch import nn
 
+from lpq.checkpoint import TrainingState
 from lpq.data import ImageSet, ImageSource, InputSpec, batches, default_workers, open_split
 from lpq.data.loader import sample_stats
 from lpq.errors import LpqError
-from lpq.files import atomic
 from lpq.models import bn_layers, build_model, check_model_name, evaluate
 from lpq.models.weights import Weights, load_into, read_weights
 from lpq.progress import progress
@@ -134,49 +134,32 @@ def checkpoint_path(output: Path) -> Path:
 
 
 @dataclass
-class Trainer:
-    """What a checkpoint holds besides the model: the optimizer, the schedule, the precision's scaler and the
-    random state batches are drawn from."""
+class Trainer(TrainingState):
+    """The teacher's training state, plus the random state batches are drawn from."""
 
-    model: nn.Module
-    opt: torch.optim.Optimizer
-    sched: torch.optim.lr_scheduler.LRScheduler
-    scaler: torch.amp.GradScaler
     gen: torch.Generator
 
-    def save(self, path: Path, epochs_done: int, identity: str) -> None:
-        with atomic(path) as tmp:
-            torch.save(
-                {
-                    "settings": identity,
-                    "epochs_done": epochs_done,
-                    "model": self.model.state_dict(),
-                    "optimizer": self.opt.state_dict(),
-                    "scheduler": self.sched.state_dict(),
-                    "scaler": self.scaler.state_dict(),
-                    "generator": self.gen.get_state(),
-                    "torch_rng": torch.get_rng_state(),
-                },
-                tmp,
-            )
+    def save_epoch(self, path: Path, epochs_done: int, identity: str) -> None:
+        self.save(
+            path,
+            settings=identity,
+            epochs_done=epochs_done,
+            generator=self.gen.get_state(),
+            torch_rng=torch.get_rng_state(),
+        )
 
-    def load(self, path: Path, identity: str) -> int:
+    def resume(self, path: Path, identity: str) -> int:
         """Restores a checkpoint made with the same settings; returns the epochs it had done."""
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise LpqError("resume-unreadable", f"{path} is not a squeeze checkpoint: {e.__class__.__name__}") from None
-        if state.get("settings") != identity:
-            raise LpqError(
-                "resume-mismatch",
-                f"{path} was made with other settings",
-                "resume with the same settings, or delete the checkpoint to start again",
-            )
-        self.model.load_state_dict(state["model"])
-        self.opt.load_state_dict(state["optimizer"])
-        self.sched.load_state_dict(state["scheduler"])
-        if state["scaler"]:
-            self.scaler.load_state_dict(state["scaler"])
+
+        def same_settings(state: dict) -> None:
+            if state.get("settings") != identity:
+                raise LpqError(
+                    "resume-mismatch",
+                    f"{path} was made with other settings",
+                    "resume with the same settings, or delete the checkpoint to start again",
+                )
+
+        state = self.load(path, "squeeze", same_settings)
         self.gen.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         return int(state["epochs_done"])
@@ -208,7 +191,7 @@ def fit(
             f"{state} holds an interrupted training",
             "pass --resume to continue it, or delete it to start again",
         )
-    start = trainer.load(state, identity) if state.exists() else 0  # only with --resume, checked above
+    start = trainer.resume(state, identity) if state.exists() else 0  # only with --resume, checked above
     with progress(show) as bar:
         task = bar.add_task("train teacher", total=epochs * steps_per_epoch, completed=start * steps_per_epoch, info="")
         for epoch in range(start, epochs):
@@ -233,7 +216,7 @@ def fit(
                     advance=1,
                     info=f"epoch {epoch + 1} loss {loss_sum / seen:.3f} acc {100 * correct / seen:.1f}%",
                 )
-            trainer.save(state, epoch + 1, identity)
+            trainer.save_epoch(state, epoch + 1, identity)
 
 
 class ClassStatsRecorder:

@@ -34,6 +34,7 @@ from pydantic import BaseModel, Field, model_validator
 from torch import nn
 from torch.utils.data import DataLoader
 
+from lpq.checkpoint import TrainingState
 from lpq.data import ImageSource, check_fits, default_workers, open_images, open_split
 from lpq.data import batches as image_batches
 from lpq.errors import LpqError
@@ -171,15 +172,11 @@ def eval_epochs(epochs: int, evals: int) -> set[int]:
 
 
 @dataclass
-class Student:
-    """The model being trained (``net`` wraps it in DDP when distributed), its optimizer, schedule and precision."""
+class Student(TrainingState):
+    """The model being trained (``net`` wraps it in DDP when distributed), its training state and precision."""
 
-    model: nn.Module
     net: nn.Module
-    opt: torch.optim.Optimizer
-    sched: torch.optim.lr_scheduler.LambdaLR
     precision: Precision
-    scaler: torch.amp.GradScaler
 
     @classmethod
     def build(cls, cfg: TrainConfig, header: Header, precision: Precision, world: int, steps_per_epoch: int) -> Student:
@@ -204,35 +201,19 @@ class Student:
             opt,
             lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))),
         )
-        return cls(model, net, opt, sched, precision, precision.scaler())
+        return cls(model, opt, sched, precision.scaler(), net, precision)
 
-    def save(self, path: Path, epoch: int, student_temp: float) -> None:
+    def save_epoch(self, path: Path, epoch: int, student_temp: float) -> None:
         """The resume state at ``path`` and the weights beside it (last.safetensors), each written atomically."""
         from safetensors.torch import save_file
 
-        with atomic(path) as tmp:
-            torch.save(
-                {
-                    "model": self.model.state_dict(),
-                    "optimizer": self.opt.state_dict(),
-                    "scheduler": self.sched.state_dict(),
-                    "scaler": self.scaler.state_dict(),
-                    "epoch": epoch,
-                    "student_temp": student_temp,
-                },
-                tmp,
-            )
+        self.save(path, epoch=epoch, student_temp=student_temp)
         with atomic(path.with_name("last.safetensors")) as tmp:
             save_file({k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}, str(tmp))
 
-    def load(self, path: Path) -> tuple[int, float]:
+    def resume(self, path: Path) -> tuple[int, float]:
         """Restore a checkpoint; returns (epochs done, student temperature)."""
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        self.model.load_state_dict(state["model"])
-        self.opt.load_state_dict(state["optimizer"])
-        self.sched.load_state_dict(state["scheduler"])
-        if state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
+        state = self.load(path, "train")
         return int(state["epoch"]), float(state["student_temp"])
 
 
@@ -427,7 +408,7 @@ def train(cfg: TrainConfig, show: bool = False) -> TrainResult:
     device = precision.device
     steps = math.ceil(header.relabel.batches_per_epoch / world)
     student = Student.build(cfg, header, precision, world, steps)
-    start, student_temp = student.load(cfg.output / STATE) if cfg.resume else (0, cfg.student_temp)
+    start, student_temp = student.resume(cfg.output / STATE) if cfg.resume else (0, cfg.student_temp)
     metrics_path = cfg.output / "metrics.jsonl"
     if rank == 0:
         cfg.output.mkdir(parents=True, exist_ok=True)
@@ -482,7 +463,7 @@ def train(cfg: TrainConfig, show: bool = False) -> TrainResult:
                 metrics = last_eval = metrics.model_copy(update={"top1": top1, "top5": top5, "eval_seconds": spent})
             with open(metrics_path, "a") as f:
                 f.write(metrics.model_dump_json() + "\n")
-            student.save(cfg.output / STATE, epoch + 1, student_temp)
+            student.save_epoch(cfg.output / STATE, epoch + 1, student_temp)
     scores = (0.0, 0.0)  # ranks other than 0 receive rank 0's
     if rank == 0 and last_eval is not None and last_eval.epoch == end:
         scores = (last_eval.top1 or 0.0, last_eval.top5 or 0.0)
