@@ -7,6 +7,7 @@ checkpoint is a file on the user's disk like any other, never something to unpic
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ class TrainingState:
                 tmp,
             )
 
-    def load(self, path: Path, what: str, check: Any = None) -> dict[str, Any]:
+    def load(self, path: Path, what: str, check: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
         """Restores the checkpoint at ``path`` and returns it (for the loop's own keys). ``check(state)`` runs
         first, before anything is restored: a checkpoint of other settings leaves the objects untouched."""
         try:

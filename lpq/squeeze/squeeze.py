@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -151,7 +151,7 @@ class Trainer(TrainingState):
     def resume(self, path: Path, identity: str) -> int:
         """Restores a checkpoint made with the same settings; returns the epochs it had done."""
 
-        def same_settings(state: dict) -> None:
+        def same_settings(state: dict[str, Any]) -> None:
             if state.get("settings") != identity:
                 raise LpqError(
                     "resume-mismatch",
