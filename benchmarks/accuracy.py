@@ -17,7 +17,7 @@ then reuses. Results are rewritten after each cell to benchmarks/results/accurac
 `python benchmarks/run_all.py --render` turns them into tables in RESULTS.md. A grid skips the cells its
 committed report already holds for the same teacher and seeds.
 
-    nice python benchmarks/accuracy.py --dataset tiny --ipc 10       # about 6 hours on 2 cores, resumable
+    nice python benchmarks/accuracy.py --dataset tiny --ipc 10       # about 4.5 hours on 2 cores, resumable
     nice python benchmarks/accuracy.py --dataset cifar10 --ipc 10    # about 2 CPU-hours, teacher included
     nice python benchmarks/accuracy.py --dataset cifar10 --ablation  # one factor at a time, full labels
 """
@@ -67,7 +67,7 @@ DATASETS = {
         (20, 10, 4),
         (10, 10, 10),
         "Tiny-ImageNet-200 downsampled to 32 px; teacher 10 epochs, synthesis 500 iterations, relabel 50 epochs"
-        " of batch 64 (the authors: 100 epochs, 1,000 iterations), so 33 students fit about 6 hours on 2 cores",
+        " of batch 64 (the authors: 100 epochs, 1,000 iterations), so its 33 students take about 2.5 hours on 2 cores",
     ),
     # 10 classes: top-k cannot keep 10% of the classes, so x80 and x200 prune harder at MR-2 (storage equivalents).
     # The whole protocol in minutes, to check the driver before hours of CPU go into it.

@@ -174,8 +174,9 @@ def grid_section(name: str, title: str, cmd: str) -> list[str]:
         f"class; within-class feature cosine {syn['within_class_cosine']:.3f}. Students: ConvNet, AdamW (lr 1e-3, "
         f"wd 0.01, cosine), {ds['label_epochs']} epochs (as many as labels were made for), evaluated once, at the "
         f"final epoch; {d['seeds']} seeds per cell. Label values are 8-bit in every cell; 'smaller by' is against "
-        "full float16 labels. Recipes: LPQLD = DKR step schedule (T 20, x0.7 every 30 of 300 epochs, floor 2) + "
-        "calibrated student temperature; LPLD = fixed T=20 for teacher and student; hard = the images' own classes.",
+        "full float16 labels. Recipes: LPQLD = DKR step schedule (T 20, x0.7 every 30 of 300 epochs, scaled: "
+        f"every {max(1, round(30 * ds['label_epochs'] / 300))} of {ds['label_epochs']} here; floor 2) + calibrated "
+        "student temperature; LPLD = fixed T=20 for teacher and student; hard = the images' own classes.",
         "",
         table(
             [
