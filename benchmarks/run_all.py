@@ -253,7 +253,7 @@ def ablation_verdict(rows: list[dict]) -> str:
         parts.append(f"{r['factor']} {effect} ({gap:+.2f} points, spread {spread:.2f})")
         helps += [r["factor"]] if sign == 1 else []
     verdict = (
-        f"Helps beyond the seeds' spread: {', '.join(helps)}; the benchmark defaults take it."
+        f"Helps beyond the seeds' spread: {', '.join(helps)}, a candidate for the default."
         if helps
         else "No factor helps beyond the seeds' spread, so the defaults stay as they are."
     )
@@ -480,9 +480,14 @@ def memory_format_section() -> list[str]:
         *section("Channels-last memory on CPU", "python benchmarks/memory_format.py"),
         table(["model", "px", "batch", "work", "contiguous steps/s", "channels-last steps/s", "ratio"], rows),
         "",
-        f"Channels-last is at least x{slowest:.2f} faster in every case measured here, so `Precision` puts models "
-        "and batches in it on CPU as on CUDA (it was CUDA-only before). Accuracy rows run before this change used "
-        "contiguous memory: the same arithmetic in another order, a difference of the kind a seed makes.",
+        (
+            f"Channels-last is at least x{slowest:.2f} faster in every case measured here, so `Precision` puts "
+            "models and batches in it on CPU as on CUDA (it was CUDA-only before)."
+            if slowest > 1
+            else f"Channels-last is slower in some case here (x{slowest:.2f}): `Precision` should not default to it."
+        )
+        + " Accuracy rows run before this change used contiguous memory: the same arithmetic in another order, "
+        "a difference of the kind a seed makes.",
         "",
     ]
 
