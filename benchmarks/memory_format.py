@@ -29,6 +29,22 @@ from lpq.models import build_model
 CASES = [("convnet", 32, 64, 200), ("convnet", 32, 10, 200), ("resnet18", 224, 32, 1000)]  # model, size, batch, classes
 
 
+COLUMNS = ("model", "px", "batch", "work", "contiguous steps/s", "channels-last steps/s", "ratio")
+
+
+def row_cells(r: dict) -> list[str]:
+    """One result row as printed here and in RESULTS.md (benchmarks/run_all.py), in COLUMNS order."""
+    return [
+        r["model"],
+        str(r["image_size"]),
+        str(r["batch"]),
+        r["work"],
+        f"{r['contiguous_steps_per_s']:.2f}",
+        f"{r['channels_last_steps_per_s']:.2f}",
+        f"x{r['ratio']:.2f}",
+    ]
+
+
 def work(kind: str, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
     if kind == "train":
         opt = torch.optim.AdamW(model.parameters(), 1e-3)
@@ -109,18 +125,10 @@ def main() -> None:
                 }
             )
     table = Table(title=f"channels-last / contiguous on CPU ({torch.get_num_threads()} threads)")
-    for col in ("model", "size", "batch", "work", "contiguous steps/s", "channels-last steps/s", "ratio"):
+    for col in COLUMNS:
         table.add_column(col, justify="left" if col in ("model", "work") else "right")
     for r in rows:
-        table.add_row(
-            r["model"],
-            str(r["image_size"]),
-            str(r["batch"]),
-            r["work"],
-            f"{r['contiguous_steps_per_s']:.2f}",
-            f"{r['channels_last_steps_per_s']:.2f}",
-            f"x{r['ratio']:.2f}",
-        )
+        table.add_row(*row_cells(r))
     Console().print(table)
     args.json.write_text(json.dumps({"env": environment(), "rows": rows}, indent=2))
 

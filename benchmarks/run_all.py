@@ -16,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import memory_format
+import storage
 from common import RESULTS, ROOT
 
 PY = sys.executable
@@ -264,22 +266,7 @@ def storage_section(name: str, title: str, cmd: str) -> list[str]:
     d = load(name)
     if not d:
         return []
-    rows = [
-        [
-            r["setting"],
-            r["values"],
-            f"{r['lpql_bytes_per_sample']:.2f}",
-            f"{r['authors_bytes_per_sample']:.2f}",
-            f"x{r['size_ratio']:.2f}",
-            f"{r['lpql_batches_per_s']:.0f}",
-            f"{r['authors_batches_per_s']:.0f}",
-            f"x{r['decode_speedup']:.1f}",
-            f"x{r['speedup_bound']:.1f}",
-            f"x{r['container_speedup']:.1f}",
-            *(f"{r['tv_distance'][t]:.4f}" for t in ("T=1", "T=4", "T=20")),
-        ]
-        for r in d["rows"]
-    ]
+    rows = [storage.row_cells(r) for r in d["rows"]]
     checks = "; ".join(f"{k}: {'n/a' if v is None else 'met' if v else 'NOT met'}" for k, v in d["checks"].items())
     full = [r for r in d["rows"] if r["setting"] == "full" and r["values"] == "i8"]
     reached = [
@@ -290,21 +277,7 @@ def storage_section(name: str, title: str, cmd: str) -> list[str]:
     return [
         *section(title, cmd),
         table(
-            [
-                "setting",
-                "values",
-                "lpql B/sample",
-                "authors B/sample",
-                "smaller by",
-                "lpql batch/s",
-                "authors batch/s",
-                "decode faster by",
-                "bound",
-                "read vs torch.load",
-                "TV T=1",
-                "TV T=4",
-                "TV T=20",
-            ],
+            list(storage.COLUMNS),
             rows,
         ),
         "",
@@ -463,22 +436,11 @@ def memory_format_section() -> list[str]:
     d = load("memory-format")
     if not d:
         return []
-    rows = [
-        [
-            r["model"],
-            str(r["image_size"]),
-            str(r["batch"]),
-            r["work"],
-            f"{r['contiguous_steps_per_s']:.2f}",
-            f"{r['channels_last_steps_per_s']:.2f}",
-            f"x{r['ratio']:.2f}",
-        ]
-        for r in d["rows"]
-    ]
+    rows = [memory_format.row_cells(r) for r in d["rows"]]
     slowest = min(r["ratio"] for r in d["rows"])
     return [
         *section("Channels-last memory on CPU", "python benchmarks/memory_format.py"),
-        table(["model", "px", "batch", "work", "contiguous steps/s", "channels-last steps/s", "ratio"], rows),
+        table(list(memory_format.COLUMNS), rows),
         "",
         (
             f"Channels-last is at least x{slowest:.2f} faster in every case measured here, so `Precision` puts "

@@ -58,6 +58,38 @@ from lpq.labels.quantize import quantize_logits
 from lpq.labels.targets import dense_targets, record_targets
 
 TEMPS = (1.0, 4.0, 20.0)
+COLUMNS = (
+    "setting",
+    "values",
+    "lpql B/sample",
+    "authors B/sample",
+    "smaller by",
+    "entropy B/sample",
+    "lpql batch/s",
+    "authors batch/s",
+    "decode faster by",
+    "bound",
+    "read vs torch.load",
+    *(f"TV T={x:g}" for x in TEMPS),
+)
+
+
+def row_cells(r: dict) -> list[str]:
+    """One result row as printed here and in RESULTS.md (benchmarks/run_all.py), in COLUMNS order."""
+    return [
+        r["setting"],
+        r["values"],
+        f"{r['lpql_bytes_per_sample']:.2f}",
+        f"{r['authors_bytes_per_sample']:.2f}",
+        f"x{r['size_ratio']:.2f}",
+        f"{r['entropy_bytes_per_sample']:.2f}",
+        f"{r['lpql_batches_per_s']:.0f}",
+        f"{r['authors_batches_per_s']:.0f}",
+        f"x{r['decode_speedup']:.1f}",
+        f"x{r['speedup_bound']:.1f}",
+        f"x{r['container_speedup']:.1f}",
+        *(f"{r['tv_distance'][f'T={x:g}']:.4f}" for x in TEMPS),
+    ]
 
 
 def settings(classes: int) -> list[tuple[str, int, str]]:
@@ -291,39 +323,10 @@ def main() -> None:
             )
     console = Console(width=160)
     t = Table(title=f"Label storage, {c} classes, batch {b}, {args.batches} batches ({source})")
-    for col in (
-        "setting",
-        "values",
-        "lpql B/sample",
-        "authors B/sample",
-        "smaller by",
-        "entropy B/sample",
-        "lpql batch/s",
-        "authors batch/s",
-        "decode faster by",
-        "bound",
-        "read vs torch.load",
-        "TV T=1",
-        "TV T=4",
-        "TV T=20",
-    ):
+    for col in COLUMNS:
         t.add_column(col, justify="right")
     for r in rows:
-        tv = r["tv_distance"]
-        t.add_row(
-            r["setting"],
-            r["values"],
-            f"{r['lpql_bytes_per_sample']:.2f}",
-            f"{r['authors_bytes_per_sample']:.2f}",
-            f"x{r['size_ratio']:.2f}",
-            f"{r['entropy_bytes_per_sample']:.2f}",
-            f"{r['lpql_batches_per_s']:.0f}",
-            f"{r['authors_batches_per_s']:.0f}",
-            f"x{r['decode_speedup']:.1f}",
-            f"x{r['speedup_bound']:.1f}",
-            f"x{r['container_speedup']:.1f}",
-            *(f"{tv[f'T={x:g}']:.4f}" for x in TEMPS),
-        )
+        t.add_row(*row_cells(r))
     console.print(t)
     mr10 = [r for r in rows if r["setting"] == "MR-10" and r["values"] == "i8"]
     topk = [r for r in rows if r["values"] == "i8" and r["setting"] != "full"]
