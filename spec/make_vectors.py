@@ -29,6 +29,14 @@ FILES = {
     "ms4-i4-mixup": {"scheme": "ms", "k": 4, "values": "i4", "mix": "mixup", "kept": [0, 2]},
     "mr2-f32-c300": {"scheme": "mr", "k": 2, "values": "f32", "classes": 300, "kept": [3]},
     "mr3-f16-stored-1.1": {"scheme": "mr", "k": 3, "values": "f16", "stored": True, "kept": [0, 1, 3]},
+    "full-i8-by-sample-1.2": {"scheme": "none", "values": "i8-by-sample", "mix": "mixup"},
+    "full-i4-by-sample-1.2": {
+        "scheme": "none",
+        "values": "i4-by-sample",
+        "classes": 7,
+        "images": 21,
+        "kept": [2, 4, 5],
+    },
 }
 
 

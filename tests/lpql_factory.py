@@ -21,6 +21,7 @@ from lpq.format import (
     ValueCodec,
     index_bits,
 )
+from lpq.format.header import BY_SAMPLE
 from lpq.format.rng import CropSpec, sample_augment
 
 
@@ -51,7 +52,7 @@ def make_header(
         quant=Quant(
             scheme=scheme,
             k=k,
-            values=ValueCodec(id=values, relative=values in ("i8", "i4") and scheme != "ms"),
+            values=ValueCodec.for_labels(values.removesuffix(BY_SAMPLE), scheme, k, values.endswith(BY_SAMPLE)),
             indices=None if scheme == "none" else IndexCodec(bits=index_bits(classes)),
             ms_temperature=1.0 if scheme == "ms" else None,
         ),

@@ -19,11 +19,14 @@ CASES = [
     ("none", "f32", None),
     ("none", "f16", None),
     ("none", "i8", None),
+    ("none", "i8-by-sample", None),  # 1.2: what writers now store for full labels
+    ("none", "f32-by-sample", None),
     ("mr", "f16", 3),
     ("mr", "i8", 3),
     ("mr", "i4", 5),
     ("ms", "i8", 4),
     ("ms", "f32", 2),
+    ("mr", "i4-by-sample", 5),
 ]
 
 
@@ -58,10 +61,11 @@ def test_round_trip_within_codec_error(tmp_path: Path, scheme: str, values: str,
             assert got.size == rec.size and got.mix_box == rec.mix_box
             want = rec.values - (rec.values.max(axis=1, keepdims=True) if h.quant.values.relative else 0)
             span = rec.values.max(axis=1) - rec.values.min(axis=1)
-            levels = {"i8": 255, "i4": 15}.get(values)
-            if values == "f32":
+            kind = h.quant.values.kind
+            levels = {"i8": 255, "i4": 15}.get(kind)
+            if kind == "f32":
                 bound = np.zeros_like(span)
-            elif values == "f16":
+            elif kind == "f16":
                 bound = np.abs(rec.values).max(axis=1) * 2**-10
             else:
                 # half a code step plus float16 rounding of the row maximum and of the scale
@@ -96,6 +100,21 @@ def test_committed_vectors_decode_as_recorded(name: str) -> None:
             assert r.augment(rec, hw).table().tolist() == b["augment"]
             assert np.array_equal(rec.values, np.array(b["values"], np.float32))
             assert (rec.indices is None and b["indices"] is None) or rec.indices.tolist() == b["indices"]
+
+
+def test_by_sample_vector_lays_codes_out_as_the_spec_says() -> None:
+    """Section 5.2 read by hand: relative scale f16[n], then u8 codes of the (n, k) matrix, sample 0's first."""
+    from lpq.format.layout import BatchCodec
+
+    with LpqlReader(VECTORS / "full-i8-by-sample-1.2.lpql") as r:
+        codec = BatchCodec(r.header)
+        for bid in r.batch_ids:
+            rec = r.read(int(bid))
+            n, k = rec.values.shape
+            raw = codec.sections(int(bid), r.payload(int(bid)))[-1]
+            scale = np.frombuffer(raw, "<f2", n).astype(np.float32)
+            codes = np.frombuffer(raw, np.uint8, n * k, 2 * n).reshape(n, k)
+            assert np.array_equal(rec.values, np.float32(0) - codes.astype(np.float32) * scale[:, None])
 
 
 def test_generator_matches_recorded_vectors() -> None:
@@ -260,15 +279,16 @@ def test_format_package_needs_neither_torch_nor_typer() -> None:
 
 
 @pytest.mark.parametrize("bits", [1, 3, 4, 7, 8, 10, 13, 16, 17, 25, 26, 32])
-def test_bit_packing_round_trips_at_every_width(bits: int) -> None:
-    from lpq.format.codecs import pack_bits, unpack_rank_major
+def test_bit_packing_round_trips_at_every_width_in_either_order(bits: int) -> None:
+    from lpq.format.codecs import pack_bits, unpack
 
     v = np.random.default_rng(bits).integers(0, 1 << bits, 1001, dtype=np.uint64)
     packed = pack_bits(v, bits)
     assert len(packed) == (1001 * bits + 7) // 8
-    assert np.array_equal(unpack_rank_major(packed, bits, 1001, 1)[:, 0].astype(np.uint64), v)  # one rank: stream order
-    ranks = v[:875].reshape(7, 125)  # rank-major (k, rows), as sections store them; an odd count
-    assert np.array_equal(unpack_rank_major(pack_bits(ranks, bits), bits, 125, 7).astype(np.uint64), ranks.T)
+    assert np.array_equal(unpack(packed, bits, 1001, 1)[:, 0].astype(np.uint64), v)  # one rank: stream order
+    ranks = v[:875].reshape(7, 125)  # rank-major (k, rows), as top-k sections store them; an odd count
+    assert np.array_equal(unpack(pack_bits(ranks, bits), bits, 125, 7).astype(np.uint64), ranks.T)
+    assert np.array_equal(unpack(pack_bits(ranks, bits), bits, 7, 125, by_sample=True).astype(np.uint64), ranks)
 
 
 def crafted(path: Path, header_json: bytes, batches: list[tuple[int, bytes]] = ()) -> Path:  # type: ignore[assignment]

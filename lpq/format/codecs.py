@@ -1,9 +1,10 @@
 """Label value and class-index codecs, registered by id (spec/lpql-v1.md section 5).
 
-A codec turns a (B, k) array into the raw bytes of one chunk section and back. Values are laid out
-rank-major, (k, B): column r holds every sample's r-th largest value, so constant columns (the top-1 of a
-relative code is always 0) cost zstd almost nothing. Adding an encoding means adding a codec here and an id
-to `header.ValueCodecId`, not rewriting the container.
+A codec turns a (B, k) array into the raw bytes of one chunk section and back. Top-k values and indices are
+laid out rank-major, (k, B): column r holds every sample's r-th largest value, so constant columns (the top-1
+of a relative code is always 0) cost zstd almost nothing. Full labels have no ranks, and their `-by-sample`
+codecs (1.2) store (B, k) as it is: as small under zstd, and decoded without a transpose. Adding an
+encoding means adding a codec here and an id to `header.ValueCodecId`, not rewriting the container.
 """
 
 from __future__ import annotations
@@ -27,20 +28,25 @@ def pack_bits(values: np.ndarray, bits: int) -> bytes:
     return np.packbits(planes.reshape(-1), bitorder="little").tobytes()
 
 
-def unpack_rank_major(data: bytes, bits: int, rows: int, k: int) -> np.ndarray:
-    """A rank-major (k, rows) stream of values read straight into sample-major order: (rows, k)."""
+def _as_rows(flat: np.ndarray, rows: int, k: int, by_sample: bool) -> np.ndarray:
+    """The (rows, k) label matrix over a stream of rows * k values: a view, whichever order they are stored in."""
+    return flat.reshape(rows, k) if by_sample else flat.reshape(k, rows).T
+
+
+def unpack(data: bytes, bits: int, rows: int, k: int, by_sample: bool = False) -> np.ndarray:
+    """A stream of b-bit values, rank-major (k, rows) or sample-major, read into sample-major order: (rows, k)."""
     count = rows * k
     if bits == 8:
-        return np.frombuffer(data, np.uint8, count).reshape(k, rows).T
+        return _as_rows(np.frombuffer(data, np.uint8, count), rows, k, by_sample)
     if bits == 4:  # two codes a byte, low nibble first: splitting nibbles beats a general gather
         packed = np.frombuffer(data, np.uint8, packed_size(count, 4))
         codes = np.empty(2 * len(packed), np.uint8)
         np.bitwise_and(packed, 15, out=codes[0::2])
         np.right_shift(packed, 4, out=codes[1::2])
-        return codes[:count].reshape(k, rows).T
+        return _as_rows(codes[:count], rows, k, by_sample)
     if count == 0:
         return np.zeros((rows, k), np.uint32)
-    byte, shift, dtype = _bit_positions(count, bits, rows)
+    byte, shift, dtype = _bit_positions(count, bits, rows, by_sample)
     need = packed_size(count, bits)
     buf = np.zeros(need + 8, np.uint8)
     buf[:need] = np.frombuffer(data, np.uint8, need)
@@ -55,11 +61,13 @@ def unpack_rank_major(data: bytes, bits: int, rows: int, k: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=64)
-def _bit_positions(count: int, bits: int, rows: int) -> tuple[np.ndarray, np.ndarray, np.dtype]:
-    """Start byte and bit shift of every value of a (count // rows, rows) stream, in transposed order.
+def _bit_positions(count: int, bits: int, rows: int, by_sample: bool) -> tuple[np.ndarray, np.ndarray, np.dtype]:
+    """Start byte and bit shift of every value of a stream, in sample-major order.
     A 32-bit window holds any value of <= 25 bits."""
     dtype = np.dtype("<u8" if bits > 25 else "<u4")
-    order = np.ascontiguousarray(np.arange(count, dtype=np.uint64).reshape(count // rows, rows).T).reshape(-1)
+    order = np.arange(count, dtype=np.uint64)
+    if not by_sample:
+        order = np.ascontiguousarray(order.reshape(count // rows, rows).T).reshape(-1)
     start = order * np.uint64(bits)
     byte = (start >> np.uint64(3)).astype(np.intp)
     shift = (start & np.uint64(7)).astype(dtype)
@@ -80,18 +88,20 @@ class ValueEncoder(Protocol):
 
 @dataclass(frozen=True)
 class FloatCodec:
-    """Raw IEEE floats, little-endian, rank-major."""
+    """Raw IEEE floats, little-endian, rank-major unless ``by_sample``."""
 
     dtype: str
+    by_sample: bool
 
     def encode(self, values: np.ndarray) -> bytes:
-        out = values.T.astype(self.dtype)
+        out = (values if self.by_sample else values.T).astype(self.dtype)
         if not np.all(np.isfinite(out)):
             raise LpqlError("lpql-value-range", f"label values do not fit {np.dtype(self.dtype).name}")
         return out.tobytes()
 
     def decode(self, data: bytes, rows: int, k: int) -> np.ndarray:
-        return np.frombuffer(data, self.dtype).reshape(k, rows).T.astype(np.float32, order="C")
+        flat = np.frombuffer(data, self.dtype, rows * k)
+        return _as_rows(flat, rows, k, self.by_sample).astype(np.float32, order="C")
 
     def size(self, rows: int, k: int) -> int:
         return rows * k * np.dtype(self.dtype).itemsize
@@ -108,6 +118,7 @@ class IntCodec:
 
     bits: int
     relative: bool
+    by_sample: bool
 
     def _row_bytes(self, rows: int) -> int:
         return rows * 2 * (1 if self.relative else 2)
@@ -128,7 +139,8 @@ class IntCodec:
         s = scale.astype(np.float32)[:, None]
         with np.errstate(divide="ignore", invalid="ignore"):
             codes = np.where(s > 0, np.rint((top - v) / s), 0)
-        codes = np.clip(codes, 0, levels).astype(np.uint8).T.reshape(-1)  # (k*B,) rank-major
+        codes = np.clip(codes, 0, levels).astype(np.uint8)
+        codes = (codes if self.by_sample else codes.T).reshape(-1)
         parts = [scale.astype("<f2").tobytes()]
         if not self.relative:
             parts.append(hi.astype("<f2").tobytes())
@@ -138,9 +150,9 @@ class IntCodec:
     def decode(self, data: bytes, rows: int, k: int) -> np.ndarray:
         scale = np.frombuffer(data, "<f2", rows, 0).astype(np.float32)
         pos = rows * (2 if self.relative else 4)
-        codes = unpack_rank_major(memoryview(data)[pos:], self.bits, rows, k)
+        codes = unpack(memoryview(data)[pos:], self.bits, rows, k, self.by_sample)
         # hi + code * -scale equals hi - code * scale (a zero may come out as -0.0), in one pass into a
-        # sample-major array.
+        # sample-major array: a transposing pass unless the codes are stored by sample.
         out = np.empty((rows, k), np.float32)
         np.multiply(codes, -scale[:, None], out=out)
         if not self.relative:
@@ -157,11 +169,9 @@ def _round_f16(x: np.ndarray, up: bool) -> np.ndarray:
 
 
 def value_codec(spec: ValueCodec) -> ValueEncoder:
-    if spec.id == "f32":
-        return FloatCodec("<f4")
-    if spec.id == "f16":
-        return FloatCodec("<f2")
-    return IntCodec(bits=8 if spec.id == "i8" else 4, relative=spec.relative)
+    if spec.kind in ("f32", "f16"):
+        return FloatCodec("<f4" if spec.kind == "f32" else "<f2", spec.by_sample)
+    return IntCodec(bits=8 if spec.kind == "i8" else 4, relative=spec.relative, by_sample=spec.by_sample)
 
 
 @dataclass(frozen=True)
@@ -175,7 +185,7 @@ class BitpackIndices:
         return pack_bits(indices.T, self.bits)
 
     def decode(self, data: bytes, rows: int, k: int) -> np.ndarray:
-        idx = unpack_rank_major(data, self.bits, rows, k)
+        idx = unpack(data, self.bits, rows, k)
         if idx.size and int(idx.max()) >= self.num_classes:
             raise LpqlError("lpql-bad-chunk", f"a stored class index is >= num_classes ({self.num_classes})")
         return idx.astype(np.int64, order="C")

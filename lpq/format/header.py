@@ -13,10 +13,14 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 FORMAT_MAJOR = 1
-FORMAT_MINOR = 1
+FORMAT_MINOR = 2
 
 Scheme = Literal["none", "mr", "ms"]
-ValueCodecId = Literal["f32", "f16", "i8", "i4"]
+ValueKind = Literal["f32", "f16", "i8", "i4"]
+# 1.2: the same encodings laid out sample-major, new ids so that a 1.0/1.1 reader refuses what it would misread
+ValueCodecId = Literal["f32", "f16", "i8", "i4", "f32-by-sample", "f16-by-sample", "i8-by-sample", "i4-by-sample"]
+BY_SAMPLE = "-by-sample"
+BY_SAMPLE_MIN_K = 32  # where sorted top-k rows start to compress better by sample than by rank
 MixKind = Literal["cutmix", "mixup", "none"]
 PruneStrategy = Literal["none", "first", "random"]
 ScheduleKind = Literal["none", "step", "cosine", "reverse-step", "reverse-cosine"]
@@ -107,6 +111,26 @@ class ValueCodec(_Record):
     id: ValueCodecId
     relative: bool = False
 
+    @classmethod
+    def for_labels(cls, kind: ValueKind, scheme: Scheme, k: int, by_sample: bool | None = None) -> ValueCodec:
+        """What a writer stores for `--values KIND`: integer logits relative to their row maximum, laid out
+        sample-major unless ``by_sample`` says otherwise for full labels and for k >= BY_SAMPLE_MIN_K. Full labels'
+        columns are classes, not ranks: zstd packs them as small either way, and they decode without a
+        transpose. Long sorted top-k rows compress better by sample, short ones by rank (benchmarks/storage.py)."""
+        by_sample = (scheme == "none" or k >= BY_SAMPLE_MIN_K) if by_sample is None else by_sample
+        return cls(
+            id=f"{kind}{BY_SAMPLE}" if by_sample else kind,
+            relative=kind in ("i8", "i4") and scheme != "ms",
+        )
+
+    @property
+    def kind(self) -> ValueKind:
+        return self.id.removesuffix(BY_SAMPLE)  # type: ignore[return-value]
+
+    @property
+    def by_sample(self) -> bool:
+        return self.id.endswith(BY_SAMPLE)
+
 
 class Quant(_Record):
     scheme: Scheme = "none"
@@ -148,7 +172,7 @@ class Header(_Record):
                 raise ValueError(f"top-k schemes need an index codec of at least {index_bits(c)} bits")
         if (q.scheme == "ms") != (q.ms_temperature is not None):
             raise ValueError("ms_temperature is set exactly when scheme is 'ms'")
-        if q.values.relative and (q.scheme == "ms" or q.values.id not in ("i8", "i4")):
+        if q.values.relative and (q.scheme == "ms" or q.values.kind not in ("i8", "i4")):
             raise ValueError("relative values are only for logits (scheme none/mr) in i8/i4")
         return self
 

@@ -204,7 +204,7 @@ def import_sre2l(cfg: ImportConfig, show: bool = False) -> ImportResult:
             scheme=scheme,
             k=k,
             indices=None if scheme == "none" else IndexCodec(bits=index_bits(len(classes))),
-            values=ValueCodec(id=cfg.values, relative=cfg.values in ("i8", "i4")),
+            values=ValueCodec.for_labels(cfg.values, scheme, k),
         ),
     )
     stats = CalibrationStats.for_header(header) if scheme == "none" else None  # masses need the full logits

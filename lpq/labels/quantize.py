@@ -165,7 +165,7 @@ def quantize_file(cfg: QuantizeConfig) -> QuantizeResult:
         quant = Quant(
             scheme=scheme,
             k=k,
-            values=ValueCodec(id=values, relative=values in ("i8", "i4") and scheme != "ms"),
+            values=ValueCodec.for_labels(values, scheme, k),
             indices=None if scheme == "none" else IndexCodec(bits=index_bits(c)),
             ms_temperature=ms_temperature if scheme == "ms" else None,
         )

@@ -156,7 +156,7 @@ def build_header(cfg: RelabelConfig, teacher: Teacher, images: ImageSource, prec
             scheme=cfg.scheme,
             k=k,
             indices=indices,
-            values=ValueCodec(id=cfg.values, relative=cfg.values in ("i8", "i4") and cfg.scheme != "ms"),
+            values=ValueCodec.for_labels(cfg.values, cfg.scheme, k),
             ms_temperature=cfg.ms_temperature if cfg.scheme == "ms" else None,
         ),
     )
