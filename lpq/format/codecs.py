@@ -1,10 +1,11 @@
 """Label value and class-index codecs, registered by id (spec/lpql-v1.md section 5).
 
-A codec turns a (B, k) array into the raw bytes of one chunk section and back. Top-k values and indices are
-laid out rank-major, (k, B): column r holds every sample's r-th largest value, so constant columns (the top-1
-of a relative code is always 0) cost zstd almost nothing. Full labels have no ranks, and their `-by-sample`
-codecs (1.2) store (B, k) as it is: as small under zstd, and decoded without a transpose. Adding an
-encoding means adding a codec here and an id to `header.ValueCodecId`, not rewriting the container.
+A codec turns a (B, k) array into the raw bytes of one chunk section and back. Indices, and values under the
+1.0 ids, are laid out rank-major, (k, B): column r holds every sample's r-th largest value, so constant columns
+(the top-1 of a relative code is always 0) cost zstd almost nothing. The `-by-sample` value ids (1.2) store
+(B, k) as it is, which decodes without a transpose: writers use them for full labels, whose columns are
+classes rather than ranks, and for long top-k rows, which compress better so. Adding an encoding means adding
+a codec here and an id to `header.ValueCodecId`, not rewriting the container.
 """
 
 from __future__ import annotations
