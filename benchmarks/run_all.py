@@ -137,9 +137,21 @@ def recipe_verdict(d: dict) -> str:
         f"{'full labels' if family == 'full' else f'LPLD x{ratio:g}'} {lpld['top1_mean'] - lpqld['top1_mean']:+.2f}"
         for (family, ratio), lpqld, lpld in pairs
     )
+    own = ""
+    lpld40, lpqld40 = (
+        by.get(("LPLD", 40.0, "LPLD")),
+        next((c for c in d["cells"] if c["name"].startswith("LPQLD x40")), None),
+    )
+    if lpld40 and lpqld40:
+        gap, _, sign = versus(lpqld40, lpld40)
+        word = {1: "beats", -1: "falls below", 0: "ties"}[sign]
+        own = (
+            f" Each method under its own authors' recipe: LPQLD x40 {word} LPLD x40 with a fixed T=20 "
+            f"({pm(lpld40['top1_mean'], lpld40['top1_sd'])}, {gap:+.2f} points)."
+        )
     return (
         f" The authors' LPLD recipe (fixed T=20) against the LPQLD recipe (DKR + calibration) on the same labels, "
-        f"in top-1 points: {gaps}."
+        f"in top-1 points: {gaps}.{own}"
     )
 
 
