@@ -554,7 +554,7 @@ def render() -> str:
         parts += grid_section(
             f"accuracy-cifar10-ipc{ipc}",
             f"CIFAR-10, IPC {ipc}, the same protocol",
-            f"python benchmarks/accuracy.py --dataset cifar10 --ipc {ipc}",
+            f"python benchmarks/accuracy.py --dataset cifar10 --ipc {ipc}" + (" --cells 6" if ipc == 50 else ""),
         )
     parts += ablation_section()
     ec = load("accuracy-cifar10-ipc10-evalcost")
