@@ -53,7 +53,6 @@ from lpq.format import (
     ValueCodec,
     index_bits,
 )
-from lpq.format.header import BY_SAMPLE
 from lpq.format.layout import BatchCodec
 from lpq.labels.quantize import quantize_logits
 from lpq.labels.targets import dense_targets, record_targets
@@ -79,7 +78,7 @@ def row_cells(r: dict) -> list[str]:
     """One result row as printed here and in RESULTS.md (benchmarks/run_all.py), in COLUMNS order."""
     return [
         r["setting"],
-        r["values"] if r.get("written", True) else f"{r['values']} (compare)",
+        r["values"] if r["written"] else f"{r['values']} (compare)",
         f"{r['lpql_bytes_per_sample']:.2f}",
         f"{r['authors_bytes_per_sample']:.2f}",
         f"x{r['size_ratio']:.2f}",
@@ -93,9 +92,9 @@ def row_cells(r: dict) -> list[str]:
     ]
 
 
-def settings(classes: int) -> list[tuple[str, int, str, bool]]:
+def settings(classes: int) -> list[tuple[str, int, ValueCodec, bool]]:
     """Full labels, and MR-k at the paper's k (10, 50, 100 of 1,000) or the same fractions of fewer classes:
-    (scheme, k, value codec id, whether writers choose that codec), 8-bit values in both layouts."""
+    (scheme, k, value codec, whether writers choose that codec), 8-bit values in both layouts."""
     ks = (
         [k for k in (10, 50, 100) if k < classes]
         if classes >= 1000
@@ -104,9 +103,9 @@ def settings(classes: int) -> list[tuple[str, int, str, bool]]:
     out = []
     for scheme, k in [("none", classes), *(("mr", k) for k in ks)]:
         kinds = ("f16", "i8") if scheme == "none" else ("f16", "i8", "i4")
-        out += [(scheme, k, ValueCodec.for_labels(kind, scheme, k).id, True) for kind in kinds]
+        out += [(scheme, k, ValueCodec.for_labels(kind, scheme, k), True) for kind in kinds]
         other = not ValueCodec.for_labels("i8", scheme, k).by_sample
-        out.append((scheme, k, ValueCodec.for_labels("i8", scheme, k, by_sample=other).id, False))
+        out.append((scheme, k, ValueCodec.for_labels("i8", scheme, k, by_sample=other), False))
     return out
 
 
@@ -120,8 +119,7 @@ def simulated_logits(n: int, c: int, seed: int = 0) -> np.ndarray:
     return logits.astype(np.float32)
 
 
-def header_for(scheme: str, k: int, values: str, c: int, batch: int, batches: int) -> Header:
-    """A header for one setting; ``values`` is a codec id, so that a layout writers no longer choose can be timed."""
+def header_for(scheme: str, k: int, values: ValueCodec, c: int, batch: int, batches: int) -> Header:
     return Header(
         tool="lpq-bench",
         num_classes=c,
@@ -134,7 +132,7 @@ def header_for(scheme: str, k: int, values: str, c: int, batch: int, batches: in
         quant=Quant(
             scheme=scheme,
             k=k,
-            values=ValueCodec.for_labels(values.removesuffix(BY_SAMPLE), scheme, k, values.endswith(BY_SAMPLE)),
+            values=values,
             indices=None if scheme == "none" else IndexCodec(bits=index_bits(c)),
         ),
     )
@@ -263,10 +261,10 @@ def main() -> None:
         tmp = Path(tmp)
         for scheme, k, values, written in settings(c):
             name = "full" if scheme == "none" else f"MR-{k}"
-            path = tmp / f"{name}-{values}.lpql"
+            path = tmp / f"{name}-{values.id}.lpql"
             h = header_for(scheme, k, values, c, b, args.batches)
             write_lpql(path, h, logits)
-            authors_dir = tmp / f"authors-{name}-{values}"
+            authors_dir = tmp / f"authors-{name}-{values.id}"
             authors_bytes = write_authors(authors_dir, scheme, k, logits, b)
             with LpqlReader(path) as r:
                 ids = [int(x) for x in r.batch_ids]
@@ -316,7 +314,7 @@ def main() -> None:
             rows.append(
                 {
                     "setting": name,
-                    "values": values,
+                    "values": values.id,
                     "written": written,
                     "lpql_bytes_per_sample": ours_b,
                     "authors_bytes_per_sample": theirs_b,
