@@ -237,7 +237,7 @@ def main() -> None:
     ap.add_argument("--classes", type=int, default=1000)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--batches", type=int, default=100)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=9)
     ap.add_argument("--labels", type=Path, help="a full-label .lpql file whose real teacher logits to use")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
