@@ -150,13 +150,14 @@ class IntCodec:
         return b"".join(parts)
 
     def decode(self, data: bytes, rows: int, k: int) -> np.ndarray:
-        scale = np.frombuffer(data, "<f2", rows, 0).astype(np.float32)
+        neg_scale = np.negative(np.frombuffer(data, "<f2", rows, 0), dtype=np.float32)
         pos = rows * (2 if self.relative else 4)
         codes = unpack(memoryview(data)[pos:], self.bits, rows, k, self.by_sample)
-        # hi + code * -scale equals hi - code * scale (a zero may come out as -0.0), in one pass into a
-        # sample-major array: a transposing pass unless the codes are stored by sample.
-        out = np.empty((rows, k), np.float32)
-        np.multiply(codes, -scale[:, None], out=out)
+        # hi + code * -scale equals hi - code * scale (a zero may come out as -0.0). The cast to float32 is
+        # also the pass into sample-major order (a transpose unless the codes are stored by sample); numpy
+        # multiplies a uint8 by a float32 array through a slower mixed-type loop, so cast first.
+        out = codes.astype(np.float32, order="C")
+        out *= neg_scale[:, None]
         if not self.relative:
             out += np.frombuffer(data, "<f2", rows, rows * 2).astype(np.float32)[:, None]
         return out
