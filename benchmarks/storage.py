@@ -13,7 +13,8 @@ encoding's softmax target from the float32 one at temperatures 1, 4 and 20.
 
 Logits are simulated (class evidence for a CutMix pair, low-rank class correlations, Gaussian
 background) unless --labels names a full-label .lpql file, whose real teacher logits are used (e.g. the
-float32 relabel of benchmarks/accuracy.py). Decode timings: one warm-up pass, then --repeats passes; median and spread.
+float32 relabel of benchmarks/accuracy.py). Decode timings: one warm-up pass, then --repeats rounds, each
+timing every path once (ours, the floor, theirs) side by side; median and spread.
 "bound" is the authors' time over the time of what no reader of the same bytes can skip (the chunk
 checksum, zstd, and the dense softmax/scatter that both paths share): the most any decoder of this
 container could gain.
@@ -31,6 +32,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -201,14 +203,18 @@ def entropy_bytes(path: Path) -> float:
     return bits / 8 / n
 
 
-def time_decode(fn, repeats: int) -> tuple[float, float]:
-    fn()  # warm-up
-    times = []
+def time_side_by_side(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str, tuple[float, float]]:
+    """Median and spread of each function's time over ``repeats`` rounds; every round runs each function once, so
+    a slow spell of this noisy machine lands on all of them rather than on whichever ran then."""
+    for fn in fns.values():
+        fn()  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), (max(times) - min(times))
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: (statistics.median(ts), max(ts) - min(ts)) for name, ts in times.items()}
 
 
 def tv_distance(path: Path, logits: np.ndarray, scheme: str, k: int) -> dict[str, float]:
@@ -273,13 +279,10 @@ def main() -> None:
                     for bid in ids:
                         record_targets(r.read(bid), h, 4.0)
 
-                ours_t, ours_spread = time_decode(ours, args.repeats)
-
                 def ours_read(r: LpqlReader = r, ids: list[int] = ids) -> None:
                     for bid in ids:
                         r.read(bid)
 
-                ours_read_t, _ = time_decode(ours_read, args.repeats)
                 codec, recs = BatchCodec(h), {bid: r.read(bid) for bid in ids}
 
                 def floor(
@@ -293,22 +296,27 @@ def main() -> None:
                         codec.sections(bid, r.payload(bid))
                         record_targets(recs[bid], h, 4.0)
 
-                floor_t, _ = time_decode(floor, args.repeats)
+                def theirs(folder: Path = authors_dir, scheme: str = scheme, ids: list[int] = ids) -> None:
+                    for bid in ids:
+                        obj = torch.load(folder / f"batch_{bid}.tar", weights_only=True)
+                        idx = None if scheme == "none" else obj[-1].long()
+                        vals = obj[5].float()
+                        dense_targets(vals, idx, scheme, c, 4.0)
 
-            def theirs(folder: Path = authors_dir, scheme: str = scheme, ids: list[int] = ids) -> None:
-                for bid in ids:
-                    obj = torch.load(folder / f"batch_{bid}.tar", weights_only=True)
-                    idx = None if scheme == "none" else obj[-1].long()
-                    vals = obj[5].float()
-                    dense_targets(vals, idx, scheme, c, 4.0)
+                def theirs_load(folder: Path = authors_dir, ids: list[int] = ids) -> None:
+                    for bid in ids:
+                        torch.load(folder / f"batch_{bid}.tar", weights_only=True)
 
-            theirs_t, theirs_spread = time_decode(theirs, args.repeats)
-
-            def theirs_load(folder: Path = authors_dir, ids: list[int] = ids) -> None:
-                for bid in ids:
-                    torch.load(folder / f"batch_{bid}.tar", weights_only=True)
-
-            theirs_load_t, _ = time_decode(theirs_load, args.repeats)
+                paths = {
+                    "ours": ours,
+                    "ours_read": ours_read,
+                    "floor": floor,
+                    "theirs": theirs,
+                    "theirs_load": theirs_load,
+                }
+                times = time_side_by_side(paths, args.repeats)
+            (ours_t, ours_spread), (theirs_t, theirs_spread) = times["ours"], times["theirs"]
+            ours_read_t, floor_t, theirs_load_t = (times[n][0] for n in ("ours_read", "floor", "theirs_load"))
             ours_b = path.stat().st_size / samples
             theirs_b = authors_bytes / samples
             rows.append(
