@@ -70,6 +70,12 @@ FULL_GAP_NOTE = (
 )
 
 
+def command(*args: str) -> str:
+    """The step of STEPS that produced a section, as a reader types it: the shortest one starting with ``args``."""
+    step = min((s for s in STEPS if s[: len(args)] == list(args)), key=len)
+    return " ".join(["python", *step])
+
+
 def section(title: str, cmd: str) -> list[str]:
     """A section's heading and the command that produced its figures."""
     return [f"## {title}", "", "```", cmd, "```", ""]
@@ -227,7 +233,7 @@ def ablation_section() -> list[str]:
     return [
         *section(
             "One factor at a time: CIFAR-10 IPC 10, full labels",
-            "python benchmarks/accuracy.py --dataset cifar10 --ablation",
+            command("benchmarks/accuracy.py", "--dataset", "cifar10", "--ablation"),
         ),
         table(
             [
@@ -343,7 +349,7 @@ def interop_section() -> list[str]:
         for r in d["rows"]
     ]
     return [
-        *section("Labels in and out: the authors' layout at 1,000 classes", "python benchmarks/interop.py"),
+        *section("Labels in and out: the authors' layout at 1,000 classes", command("benchmarks/interop.py")),
         f"A folder as their relabel script writes it ({d['batches']} batches of {d['batch']}, simulated logits), "
         "imported with `lpq import` (float16 values: lossless), then quantized to 8-bit values with `lpq quantize`; "
         "then exported with `lpq export` and imported again. Imported files store each batch's crops (28 raw bytes "
@@ -379,7 +385,7 @@ def scale_section() -> list[str]:
     ]
     ratios = "; ".join(f"{task} {r['rss']:.3f} (worker {r['worker_rss']:.3f})" for task, r in d["ratios"].items())
     return [
-        *section("Streaming at ImageNet shape: memory against the number of images", "python benchmarks/scale.py"),
+        *section("Streaming at ImageNet shape: memory against the number of images", command("benchmarks/scale.py")),
         "Folders of 1,000 classes of JPEGs of 100-500 px (Tiny-ImageNet images upscaled); ResNet-18 at 224 px "
         f"with {d['workers']} decoding worker(s); each pass in a fresh process.",
         "",
@@ -400,7 +406,7 @@ def throughput_section() -> list[str]:
     proj = [r for r in d["projection"] if "stage" in r]
     return [
         *section(
-            "Keeping a GPU fed, measured on this CPU (ResNet-18, 224 px, batch 32)", "python benchmarks/throughput.py"
+            "Keeping a GPU fed, measured on this CPU (ResNet-18, 224 px, batch 32)", command("benchmarks/throughput.py")
         ),
         table(
             ["measure", "value", "target"],
@@ -455,7 +461,7 @@ def precision_section() -> list[str]:
         for amp in ("bf16", "fp16")
     ]
     return [
-        *section("Relabel under mixed precision against float32", "python benchmarks/precision.py"),
+        *section("Relabel under mixed precision against float32", command("benchmarks/precision.py")),
         table(
             ["autocast", "top-1 agreement", "where margin >= 0.1", "max logit diff", "mean logit diff", "TV at T=4"],
             rows,
@@ -478,7 +484,7 @@ def memory_format_section() -> list[str]:
     rows = [memory_format.row_cells(r) for r in d["rows"]]
     slowest = min(r["ratio"] for r in d["rows"])
     return [
-        *section("Channels-last memory on CPU", "python benchmarks/memory_format.py"),
+        *section("Channels-last memory on CPU", command("benchmarks/memory_format.py")),
         table(list(memory_format.COLUMNS), rows),
         "",
         (
@@ -498,7 +504,9 @@ def synth_and_squeeze_sections() -> list[str]:
     sq = load("squeeze-tiny")
     if sq:
         parts += [
-            *section("The class-statistics pass (`lpq squeeze`)", "python benchmarks/squeeze.py --dataset tiny"),
+            *section(
+                "The class-statistics pass (`lpq squeeze`)", command("benchmarks/squeeze.py", "--dataset", "tiny")
+            ),
             f"Tiny-ImageNet teacher ({sq['architecture']}, {sq['image_size']} px): statistics pass "
             f"{sq['stats_images_per_s']:.0f} images/s against {sq['forward_images_per_s']:.0f} for the plain forward, "
             f"ratio {sq['stats_rate_ratio']:.2f} (target >= 0.8).",
@@ -547,7 +555,7 @@ def render() -> str:
     parts += grid_section(
         "accuracy-tiny-ipc10",
         "The claim at 200 classes: Tiny-ImageNet, IPC 10",
-        "python benchmarks/accuracy.py --dataset tiny --ipc 10",
+        command("benchmarks/accuracy.py", "--dataset", "tiny", "--ipc", "10"),
     )
     if load("accuracy-tiny-ipc10"):
         parts += [PUBLISHED_TINY, ""]
@@ -555,7 +563,7 @@ def render() -> str:
         parts += grid_section(
             f"accuracy-cifar10-ipc{ipc}",
             f"CIFAR-10, IPC {ipc}, the same protocol",
-            f"python benchmarks/accuracy.py --dataset cifar10 --ipc {ipc}" + (" --cells 6" if ipc == 50 else ""),
+            command("benchmarks/accuracy.py", "--dataset", "cifar10", "--ipc", str(ipc)),
         )
     parts += ablation_section()
     ec = load("accuracy-cifar10-ipc10-evalcost")
@@ -563,7 +571,7 @@ def render() -> str:
         parts += [
             *section(
                 "What evaluation costs a default run",
-                "python benchmarks/accuracy.py --dataset cifar10 --ipc 10 --eval-cost",
+                command("benchmarks/accuracy.py", "--dataset", "cifar10", "--ipc", "10", "--eval-cost"),
             ),
             f"`lpq train` with its defaults on CIFAR-10 IPC 10 full labels ({ec['epochs']} epochs, "
             f"{ec['evaluations']} evaluation{'s' if ec['evaluations'] != 1 else ''} of the 10,000 test images): "
@@ -577,12 +585,12 @@ def render() -> str:
     parts += storage_section(
         "storage",
         "Label storage and decode, simulated 1,000-class logits",
-        "python benchmarks/storage.py --json benchmarks/results/storage.json",
+        command("benchmarks/storage.py", "--json"),
     )
     parts += storage_section(
         "storage-tiny",
         "Label storage and decode, the Tiny-ImageNet teacher's real logits",
-        "python benchmarks/storage.py --labels benchmarks/out/accuracy/tiny/labels-syn-ipc10-full-f32.lpql --batch 64",
+        command("benchmarks/storage.py", "--labels"),
     )
     parts += (
         interop_section()
