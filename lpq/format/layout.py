@@ -33,6 +33,8 @@ SECTION = struct.Struct("<BI")
 
 HEAD, BTCH, BTCS, INDX, CALB, CALZ = b"HEAD", b"BTCH", b"BTCS", b"INDX", b"calb", b"calz"
 RAW, ZSTD = 0, 1
+# A section's bytes: raw ones are read in place from the chunk (a view), compressed ones are decompressed.
+Buffer = bytes | memoryview
 
 # Limits on sizes a file declares, checked before anything is allocated (spec section 7): a label file from
 # the internet must not be able to ask a reader for more memory than a real run needs.
@@ -175,14 +177,14 @@ class BatchCodec:
             return SECTION.pack(ZSTD, len(packed)) + packed
         return SECTION.pack(RAW, len(raw)) + raw
 
-    def decode(self, batch_id: int, payload: memoryview) -> BatchRecord:
+    def decode(self, batch_id: int, payload: Buffer) -> BatchRecord:
         (epoch, batch, size, aug_crc, lam, *box), aug_raw, idx_raw, val_raw = self.sections(batch_id, payload)
         indices = None if idx_raw is None or self.indices is None else self.indices.decode(idx_raw, size, self.k)
         values = self.values.decode(val_raw, size, self.k)
         stored = None if aug_raw is None else self._stored(batch_id, aug_raw, size, aug_crc)
         return BatchRecord(epoch, batch, aug_crc, lam, (box[0], box[1], box[2], box[3]), values, indices, stored)
 
-    def _stored(self, batch_id: int, raw: bytes, size: int, aug_crc: int) -> StoredAugment:
+    def _stored(self, batch_id: int, raw: Buffer, size: int, aug_crc: int) -> StoredAugment:
         """A stored augmentation table, checked: indices in range, boxes inside known image sizes, its CRC."""
         t = np.frombuffer(raw, "<i4").reshape(STORED_COLUMNS, size)
         h = self.header.images
@@ -209,7 +211,7 @@ class BatchCodec:
             raise LpqlError("lpql-aug-mismatch", f"batch {batch_id}: the stored augmentation fails its CRC")
         return stored
 
-    def sections(self, batch_id: int, payload: memoryview) -> tuple[tuple, bytes | None, bytes | None, bytes]:
+    def sections(self, batch_id: int, payload: Buffer) -> tuple[tuple, Buffer | None, Buffer | None, Buffer]:
         """Fixed fields, then the raw (decompressed) augmentation, index and value sections, checked against the
         header."""
         h = self.header
@@ -223,11 +225,12 @@ class BatchCodec:
             raise LpqlError("lpql-bad-chunk", f"batch {batch_id} holds {size} samples, against the header's batch size")
         pos = BATCH_FIXED.size
         aug_raw = idx_raw = None
+        view = memoryview(payload)  # sections are read in place: slicing bytes would copy each one
         if self.stored:
-            aug_raw, pos = self._read_section(payload, pos, STORED_COLUMNS * 4 * size, batch_id)
+            aug_raw, pos = self._read_section(view, pos, STORED_COLUMNS * 4 * size, batch_id)
         if self.indices is not None:
-            idx_raw, pos = self._read_section(payload, pos, self.indices.size(size, self.k), batch_id)
-        val_raw, pos = self._read_section(payload, pos, self.values.size(size, self.k), batch_id)
+            idx_raw, pos = self._read_section(view, pos, self.indices.size(size, self.k), batch_id)
+        val_raw, pos = self._read_section(view, pos, self.values.size(size, self.k), batch_id)
         if pos != len(payload):
             raise LpqlError("lpql-bad-chunk", f"batch {batch_id} has {len(payload) - pos} trailing bytes")
         return fixed, aug_raw, idx_raw, val_raw
@@ -250,7 +253,7 @@ class BatchCodec:
         augmentation = lengths.pop(0) if self.stored else 0
         return SectionSizes(BATCH_FIXED.size + augmentation, lengths[0] if len(lengths) == 2 else 0, lengths[-1])
 
-    def _read_section(self, payload: memoryview, pos: int, expect: int, batch_id: int) -> tuple[bytes, int]:
+    def _read_section(self, payload: memoryview, pos: int, expect: int, batch_id: int) -> tuple[Buffer, int]:
         if pos + SECTION.size > len(payload):
             raise LpqlError("lpql-bad-chunk", f"batch {batch_id} ends inside a section header")
         codec, length = SECTION.unpack_from(payload, pos)
@@ -259,7 +262,7 @@ class BatchCodec:
             raise LpqlError("lpql-bad-chunk", f"batch {batch_id} has a section running past its chunk")
         data = payload[start:end]
         if codec == RAW:
-            raw = bytes(data)
+            raw = data
         elif codec == ZSTD:
             try:
                 declared = zstandard.frame_content_size(data)
