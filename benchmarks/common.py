@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -134,14 +135,23 @@ def write_result(name: str, data: dict) -> Path:
     return path
 
 
-def alternate(runs: dict[str, Callable[[], object]], repeats: int = 3) -> dict[str, float]:
-    """Median seconds of each run, timed in alternation after one warm-up of each (noisy machines)."""
+def rounds(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
+    """Seconds of each run in each of ``repeats`` rounds, after one warm-up of each. Every round runs each once,
+    in an order drawn afresh (seeded), so that a slow spell of a noisy machine lands on all of them and no run
+    always follows the same other one: a run right after a heavy one pays for the caches and allocator state
+    that one leaves (measured: ~12 us of ~180 per MR-100 batch in benchmarks/storage.py)."""
     for fn in runs.values():
         fn()
     times: dict[str, list[float]] = {name: [] for name in runs}
+    order = np.random.default_rng(0)
     for _ in range(repeats):
-        for name, fn in runs.items():
+        for name in order.permutation(list(runs)):
             t0 = time.perf_counter()
-            fn()
+            runs[name]()
             times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(t) for name, t in times.items()}
+    return times
+
+
+def alternate(runs: dict[str, Callable[[], object]], repeats: int = 3) -> dict[str, float]:
+    """Median seconds of each run over ``repeats`` rounds (see `rounds`)."""
+    return {name: statistics.median(t) for name, t in rounds(runs, repeats).items()}

@@ -14,7 +14,7 @@ encoding's softmax target from the float32 one at temperatures 1, 4 and 20.
 Logits are simulated (class evidence for a CutMix pair, low-rank class correlations, Gaussian
 background) unless --labels names a full-label .lpql file, whose real teacher logits are used (e.g. the
 float32 relabel of benchmarks/accuracy.py). Decode timings: one warm-up pass, then --repeats rounds, each
-timing every path once (ours, the floor, theirs) side by side; median and spread.
+timing every path once (ours, the floor, theirs) in a fresh order; median and spread (common.rounds).
 "bound" is the authors' time over the time of what no reader of the same bytes can skip (the chunk
 checksum, zstd, and the dense softmax/scatter that both paths share): the most any decoder of this
 container could gain.
@@ -31,12 +31,11 @@ import platform
 import statistics
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
+from common import rounds
 from rich.console import Console
 from rich.table import Table
 
@@ -203,20 +202,6 @@ def entropy_bytes(path: Path) -> float:
     return bits / 8 / n
 
 
-def time_side_by_side(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str, tuple[float, float]]:
-    """Median and spread of each function's time over ``repeats`` rounds; every round runs each function once, so
-    a slow spell of this noisy machine lands on all of them rather than on whichever ran then."""
-    for fn in fns.values():
-        fn()  # warm-up
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-    return {name: (statistics.median(ts), max(ts) - min(ts)) for name, ts in times.items()}
-
-
 def tv_distance(path: Path, logits: np.ndarray, scheme: str, k: int) -> dict[str, float]:
     """Mean TV distance of decoded targets from float32 targets of the same scheme and k, per temperature."""
     with LpqlReader(path) as r:
@@ -314,7 +299,7 @@ def main() -> None:
                     "theirs": theirs,
                     "theirs_load": theirs_load,
                 }
-                times = time_side_by_side(paths, args.repeats)
+                times = {n: (statistics.median(t), max(t) - min(t)) for n, t in rounds(paths, args.repeats).items()}
             (ours_t, ours_spread), (theirs_t, theirs_spread) = times["ours"], times["theirs"]
             ours_read_t, floor_t, theirs_load_t = (times[n][0] for n in ("ours_read", "floor", "theirs_load"))
             ours_b = path.stat().st_size / samples
