@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 from lpql_factory import make_header, make_records, write_file
 
 from lpq.format import Header, LpqlError, LpqlReader, LpqlWriter, partial_path
+from lpq.format.layout import crc32
 from lpq.format.rng import CropSpec, derive_key, draws, epoch_order, mix64, sample_augment
 
 VECTORS = Path(__file__).resolve().parents[1] / "spec" / "vectors"
@@ -127,6 +129,16 @@ def test_generator_matches_recorded_vectors() -> None:
     spec = CropSpec((0.08, 1.0), (3 / 4, 4 / 3), 0.5)
     got = sample_augment(1, 2, 3, np.full((4, 2), (224, 300)), spec).table().tolist()
     assert got == v["crops"]["S=1,e=2,b=3,H=224,W=300,default"]
+
+
+def test_checksum_is_zlibs_crc32() -> None:
+    # The spec's CRC-32 is zlib's; the reader computes it with ISA-L, which must agree byte for byte, chained too.
+    rng = np.random.default_rng(0)
+    for n in (0, 1, 7, 64, 4097, 100_003):
+        data = rng.integers(0, 256, n, dtype=np.uint8).tobytes()
+        assert crc32(data) == zlib.crc32(data)
+        assert crc32(data, 0xDEADBEEF) == zlib.crc32(data, 0xDEADBEEF)
+    assert crc32(b"123456789") == 0xCBF43926  # the CRC-32/ISO-HDLC check value
 
 
 def test_mix64_reference_values() -> None:

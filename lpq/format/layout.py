@@ -11,11 +11,14 @@ Everything is little-endian. Offsets are absolute from the start of the file.
 from __future__ import annotations
 
 import struct
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
 import zstandard
+
+# ISA-L's CRC-32 is zlib's (same polynomial, same values) at about ten times the speed of the system zlib, and
+# every byte read or written passes through it.
+from isal.isal_zlib import crc32
 
 from lpq.format.codecs import index_codec, value_codec
 from lpq.format.errors import LpqlError
@@ -52,17 +55,17 @@ def is_ancillary(chunk_type: bytes) -> bool:
 
 def frame(chunk_type: bytes, payload: bytes) -> bytes:
     head = struct.pack("<4sI", chunk_type, len(payload))
-    crc = zlib.crc32(payload, zlib.crc32(head))
+    crc = crc32(payload, crc32(head))
     return FRAME.pack(chunk_type, len(payload), crc) + payload
 
 
 def frame_crc_ok(chunk_type: bytes, length: int, crc: int, payload: memoryview | bytes) -> bool:
-    return zlib.crc32(payload, zlib.crc32(struct.pack("<4sI", chunk_type, length))) == crc
+    return crc32(payload, crc32(struct.pack("<4sI", chunk_type, length))) == crc
 
 
 def footer(index_offset: int) -> bytes:
     body = struct.pack("<QI", index_offset, 0)
-    return FOOTER.pack(index_offset, 0, zlib.crc32(body), END_MAGIC)
+    return FOOTER.pack(index_offset, 0, crc32(body), END_MAGIC)
 
 
 def check_limits(header: Header) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import mmap
 import struct
-import zlib
 from pathlib import Path
 from typing import TypeVar
 
@@ -41,6 +40,7 @@ from lpq.format.layout import (
     BatchCodec,
     BatchRecord,
     SectionSizes,
+    crc32,
     frame_crc_ok,
     is_ancillary,
 )
@@ -95,7 +95,7 @@ class LpqlReader:
                 f"{self.path} has no footer: it is cut short or was never finished",
                 "a run that was interrupted continues with --resume",
             )
-        if zlib.crc32(struct.pack("<QI", index_offset, reserved)) != crc:
+        if crc32(struct.pack("<QI", index_offset, reserved)) != crc:
             raise LpqlError("lpql-footer-checksum", f"{self.path}: footer checksum mismatch (file corrupt)")
         if reserved != 0:
             raise LpqlError("lpql-reserved-bits", f"{self.path} sets reserved footer bits")

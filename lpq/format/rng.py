@@ -14,10 +14,10 @@ Not for: the per-batch CutMix/MixUp draws, which the writer samples however it l
 from __future__ import annotations
 
 import math
-import zlib
 from dataclasses import dataclass
 
 import numpy as np
+from isal.isal_zlib import crc32
 
 from lpq.format.header import Augment
 
@@ -109,7 +109,7 @@ class SampleAugment:
         return np.stack([self.top, self.left, self.height, self.width, self.flip.astype(np.int32)], axis=1)
 
     def crc32(self) -> int:
-        return zlib.crc32(self.table().astype("<i4").tobytes())
+        return crc32(self.table().astype("<i4").tobytes())
 
 
 def sample_augment(seed: int, epoch: int, batch: int, image_hw: np.ndarray, spec: CropSpec) -> SampleAugment:
