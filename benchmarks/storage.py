@@ -54,6 +54,7 @@ from lpq.format import (
     ValueCodec,
     index_bits,
 )
+from lpq.format.codecs import BitpackIndices, SplitIndices, index_codec
 from lpq.format.layout import BatchCodec
 from lpq.labels.quantize import quantize_logits
 from lpq.labels.targets import dense_targets, record_targets
@@ -134,7 +135,7 @@ def header_for(scheme: str, k: int, values: ValueCodec, c: int, batch: int, batc
             scheme=scheme,
             k=k,
             values=values,
-            indices=None if scheme == "none" else IndexCodec(bits=index_bits(c)),
+            indices=None if scheme == "none" else IndexCodec.for_classes(c),
         ),
     )
 
@@ -200,6 +201,28 @@ def entropy_bytes(path: Path) -> float:
         p = counts / counts.sum()
         bits += float(-(counts * np.log2(p)).sum())
     return bits / 8 / n
+
+
+def index_decode(logits: np.ndarray, k: int, b: int, repeats: int) -> dict[str, float] | None:
+    """Per-batch decode time of the top-k class indices of these logits under each index codec (format 1.3's
+    `split` against `bitpack`), where `split` applies (9 to 16-bit indices)."""
+    c = logits.shape[1]
+    bits = index_bits(c)
+    if not 9 <= bits <= 16:
+        return None
+    batches = [quantize_logits(logits[i : i + b], "mr", k)[1] for i in range(0, len(logits) - b + 1, b)]
+    runs = {}
+    for name in ("bitpack", "split"):
+        codec = index_codec(IndexCodec(id=name, bits=bits), c)
+        data = [codec.encode(x) for x in batches]
+
+        def run(codec: BitpackIndices | SplitIndices = codec, data: list[bytes] = data) -> None:
+            for d in data:
+                codec.decode(d, b, k)
+
+        runs[name] = run
+    times = rounds(runs, repeats)
+    return {"k": k, "bits": bits, **{f"{n}_us": statistics.median(t) / len(batches) * 1e6 for n, t in times.items()}}
 
 
 def tv_distance(path: Path, logits: np.ndarray, scheme: str, k: int) -> dict[str, float]:
@@ -307,6 +330,7 @@ def main() -> None:
             rows.append(
                 {
                     "setting": name,
+                    "k": k,
                     "values": values.id,
                     "written": written,
                     "lpql_bytes_per_sample": ours_b,
@@ -351,6 +375,13 @@ def main() -> None:
     }
     for name, ok in checks.items():
         console.print(f"{'n/a ' if ok is None else 'PASS' if ok else 'FAIL'}  {name}")
+    k_max = max((r["k"] for r in rows if r["setting"] != "full"), default=None)
+    indices = None if k_max is None else index_decode(logits, k_max, b, args.repeats)
+    if indices:
+        console.print(
+            f"class indices of MR-{k_max} ({indices['bits']} bits), decode per batch: split {indices['split_us']:.1f} "
+            f"us, bitpack {indices['bitpack_us']:.1f} us"
+        )
     env = {
         "python": sys.version.split()[0],
         "torch": torch.__version__,
@@ -361,7 +392,9 @@ def main() -> None:
     }
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"env": env, "rows": rows, "checks": checks}, indent=2))
+        args.json.write_text(
+            json.dumps({"env": env, "rows": rows, "checks": checks, "index_decode": indices}, indent=2)
+        )
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ FILES = {
     "full-f16-cutmix": {"scheme": "none", "values": "f16"},
     "mr3-i8-pruned": {"scheme": "mr", "k": 3, "values": "i8", "kept": [1, 4, 5]},
     "ms4-i4-mixup": {"scheme": "ms", "k": 4, "values": "i4", "mix": "mixup", "kept": [0, 2]},
-    "mr2-f32-c300": {"scheme": "mr", "k": 2, "values": "f32", "classes": 300, "kept": [3]},
+    "mr2-f32-c300": {"scheme": "mr", "k": 2, "values": "f32", "classes": 300, "kept": [3], "indices": "bitpack"},
     "mr3-f16-stored-1.1": {"scheme": "mr", "k": 3, "values": "f16", "stored": True, "kept": [0, 1, 3]},
     "full-i8-by-sample-1.2": {"scheme": "none", "values": "i8-by-sample", "mix": "mixup"},
     "full-i4-by-sample-1.2": {
@@ -37,6 +37,7 @@ FILES = {
         "images": 21,
         "kept": [2, 4, 5],
     },
+    "mr4-i8-split-1.3": {"scheme": "mr", "k": 4, "values": "i8", "classes": 600, "kept": [0, 2, 5]},
 }
 
 

@@ -37,6 +37,7 @@ def make_header(
     kept: list[int] | None = None,
     mix: str = "cutmix",
     stored: bool = False,
+    indices: str | None = None,
 ) -> Header:
     bpe = -(-images // batch_size)
     k = classes if scheme == "none" else (k or 3)
@@ -53,7 +54,11 @@ def make_header(
             scheme=scheme,
             k=k,
             values=ValueCodec.for_labels(values.removesuffix(BY_SAMPLE), scheme, k, values.endswith(BY_SAMPLE)),
-            indices=None if scheme == "none" else IndexCodec(bits=index_bits(classes)),
+            indices=None
+            if scheme == "none"
+            else IndexCodec.for_classes(classes)
+            if indices is None
+            else IndexCodec(id=indices, bits=index_bits(classes)),
             ms_temperature=1.0 if scheme == "ms" else None,
         ),
     )

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lpql_factory import make_header, make_records, write_file
 
-from lpq.format import Header, LpqlError, LpqlReader, LpqlWriter, partial_path
+from lpq.format import Header, IndexCodec, LpqlError, LpqlReader, LpqlWriter, partial_path
 from lpq.format.layout import crc32
 from lpq.format.rng import CropSpec, derive_key, draws, epoch_order, mix64, sample_augment
 
@@ -117,6 +117,20 @@ def test_by_sample_vector_lays_codes_out_as_the_spec_says() -> None:
             scale = np.frombuffer(raw, "<f2", n).astype(np.float32)
             codes = np.frombuffer(raw, np.uint8, n * k, 2 * n).reshape(n, k)
             assert np.array_equal(rec.values, np.float32(0) - codes.astype(np.float32) * scale[:, None])
+
+
+def test_split_vector_lays_indices_out_as_the_spec_says() -> None:
+    """Section 5.1 written by hand: low bytes of the (n, k) indices sample-major, then their 2-bit high parts."""
+    from lpq.format.codecs import pack_bits
+    from lpq.format.layout import BatchCodec
+
+    with LpqlReader(VECTORS / "mr4-i8-split-1.3.lpql") as r:
+        assert r.header.quant.indices == IndexCodec(id="split", bits=10)
+        codec = BatchCodec(r.header)
+        for bid in r.batch_ids:
+            flat = r.read(int(bid)).indices.reshape(-1)
+            raw = codec.sections(int(bid), r.payload(int(bid)))[2]
+            assert bytes(raw) == (flat % 256).astype(np.uint8).tobytes() + pack_bits(flat // 256, 2)
 
 
 def test_generator_matches_recorded_vectors() -> None:
@@ -301,6 +315,37 @@ def test_bit_packing_round_trips_at_every_width_in_either_order(bits: int) -> No
     ranks = v[:875].reshape(7, 125)  # rank-major (k, rows), as top-k sections store them; an odd count
     assert np.array_equal(unpack(pack_bits(ranks, bits), bits, 125, 7).astype(np.uint64), ranks.T)
     assert np.array_equal(unpack(pack_bits(ranks, bits), bits, 7, 125, by_sample=True).astype(np.uint64), ranks)
+
+
+@pytest.mark.parametrize("bits", range(9, 17))
+def test_split_indices_round_trip_at_every_width_and_lay_out_as_the_spec_says(bits: int) -> None:
+    from lpq.format.codecs import SplitIndices, pack_bits
+
+    rows, k = 13, 7  # an odd count: the high stream ends inside a byte for every width
+    idx = np.random.default_rng(bits).integers(0, 1 << bits, (rows, k))
+    codec = SplitIndices(bits, 1 << bits)
+    data = codec.encode(idx)
+    # Section 5.1: the (n, k) indices sample-major, low bytes first, then the high bits as one bit stream.
+    flat = idx.reshape(-1)
+    assert data == (flat & 255).astype(np.uint8).tobytes() + pack_bits(flat >> 8, bits - 8)
+    assert len(data) == codec.size(rows, k)
+    got = codec.decode(data, rows, k)
+    assert got.dtype == np.int64 and np.array_equal(got, idx)
+    with pytest.raises(LpqlError, match="num_classes"):
+        SplitIndices(bits, int(idx.max())).decode(data, rows, k)
+
+
+def test_writers_split_indices_where_the_high_bits_fill_whole_bytes() -> None:
+    chosen = {c: (IndexCodec.for_classes(c).id, IndexCodec.for_classes(c).bits) for c in (200, 300, 1000, 1500, 21843)}
+    assert chosen == {
+        200: ("bitpack", 8),
+        300: ("split", 9),
+        1000: ("split", 10),
+        1500: ("bitpack", 11),
+        21843: ("bitpack", 15),
+    }
+    with pytest.raises(ValueError, match="9 to 16 bits"):
+        IndexCodec(id="split", bits=8)
 
 
 def crafted(path: Path, header_json: bytes, batches: list[tuple[int, bytes]] = ()) -> Path:  # type: ignore[assignment]

@@ -123,7 +123,7 @@ def _render_summary(s: FileSummary) -> None:
                 (
                     "quantization",
                     f"{q.scheme} k={q.k}, values {q.values.id}{' relative' if q.values.relative else ''}"
-                    + (f", indices {q.indices.bits} bits" if q.indices else ""),
+                    + (f", indices {q.indices.id} {q.indices.bits} bits" if q.indices else ""),
                 ),
             ],
         )

@@ -177,6 +177,11 @@ def value_codec(spec: ValueCodec) -> ValueEncoder:
     return IntCodec(bits=8 if spec.kind == "i8" else 4, relative=spec.relative, by_sample=spec.by_sample)
 
 
+def _check_indices(idx: np.ndarray, num_classes: int) -> None:
+    if idx.size and int(idx.max()) >= num_classes:
+        raise LpqlError("lpql-bad-chunk", f"a stored class index is >= num_classes ({num_classes})")
+
+
 @dataclass(frozen=True)
 class BitpackIndices:
     """Class indices of the top-k, rank-major, each in ``bits`` bits."""
@@ -189,13 +194,50 @@ class BitpackIndices:
 
     def decode(self, data: bytes, rows: int, k: int) -> np.ndarray:
         idx = unpack(data, self.bits, rows, k)
-        if idx.size and int(idx.max()) >= self.num_classes:
-            raise LpqlError("lpql-bad-chunk", f"a stored class index is >= num_classes ({self.num_classes})")
+        _check_indices(idx, self.num_classes)
         return idx.astype(np.int64, order="C")
 
     def size(self, rows: int, k: int) -> int:
         return packed_size(rows * k, self.bits)
 
 
-def index_codec(spec: IndexCodec, num_classes: int) -> BitpackIndices:
-    return BitpackIndices(spec.bits, num_classes)
+@dataclass(frozen=True)
+class SplitIndices:
+    """1.3: class indices of 9 to 16 bits, sample-major: every index's low byte, then the high ``bits - 8`` bits of
+    every index as a bit stream. Where those fill whole bytes (1, 2, 4 or 8 bits), one table lookup per byte
+    decodes them; numpy has no fast gather of bit fields that straddle bytes."""
+
+    bits: int
+    num_classes: int
+
+    def encode(self, indices: np.ndarray) -> bytes:
+        flat = indices.reshape(-1).astype(np.uint32)
+        return (flat & 255).astype(np.uint8).tobytes() + pack_bits(flat >> 8, self.bits - 8)
+
+    def decode(self, data: bytes, rows: int, k: int) -> np.ndarray:
+        n, high = rows * k, self.bits - 8
+        if 8 % high == 0:
+            packed = np.frombuffer(data, np.uint8, packed_size(n, high), n)
+            idx = np.take(_high_table(high), packed, axis=0).reshape(-1)[:n]
+        else:
+            idx = unpack(memoryview(data)[n:], high, n, 1, by_sample=True).reshape(-1).astype(np.uint16) << 8
+        idx |= np.frombuffer(data, np.uint8, n)
+        _check_indices(idx, self.num_classes)
+        return idx.astype(np.int64).reshape(rows, k)
+
+    def size(self, rows: int, k: int) -> int:
+        return rows * k + packed_size(rows * k, self.bits - 8)
+
+
+@functools.lru_cache(maxsize=4)
+def _high_table(high: int) -> np.ndarray:
+    """(256, 8 // high) uint16: the high parts one byte of the stream holds, already shifted past the low byte."""
+    per_byte = 8 // high
+    parts = (np.arange(256)[:, None] >> (high * np.arange(per_byte))) & ((1 << high) - 1)
+    table = (parts << 8).astype(np.uint16)
+    table.flags.writeable = False
+    return table
+
+
+def index_codec(spec: IndexCodec, num_classes: int) -> BitpackIndices | SplitIndices:
+    return (SplitIndices if spec.id == "split" else BitpackIndices)(spec.bits, num_classes)

@@ -101,12 +101,13 @@ class LpqlWriter:
     def __init__(self, path: Path, header: Header, *, resume: bool = False, level: int = 9) -> None:
         self.path = Path(path)
         self.partial = partial_path(self.path)
-        self.header = header
-        self.codec = BatchCodec(header, level)
-        self._kept = set(header.prune.kept)
+        # A file says which version wrote it, also when its header was copied from an older file's (prune, quantize).
+        self.header = header.model_copy(update={"format_version": f"{FORMAT_MAJOR}.{FORMAT_MINOR}"})
+        self.codec = BatchCodec(self.header, level)
+        self._kept = set(self.header.prune.kept)
         self._entries: list[Entry] = []
         self.stored: list[int] = []  # ids of the batches in the file, in order
-        self._head_json = header.model_dump_json().encode()
+        self._head_json = self.header.model_dump_json().encode()
         if resume and self.partial.exists():
             self._file = open(self.partial, "r+b")  # noqa: SIM115 - lives until finish()/close()
             self._reopen()

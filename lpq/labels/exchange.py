@@ -37,7 +37,6 @@ from lpq.format import (
     Relabel,
     Teacher,
     ValueCodec,
-    index_bits,
 )
 from lpq.labels import sre2l
 from lpq.labels.temperature import CalibrationStats
@@ -203,7 +202,7 @@ def import_sre2l(cfg: ImportConfig, show: bool = False) -> ImportResult:
         quant=Quant(
             scheme=scheme,
             k=k,
-            indices=None if scheme == "none" else IndexCodec(bits=index_bits(len(classes))),
+            indices=None if scheme == "none" else IndexCodec.for_classes(len(classes)),
             values=ValueCodec.for_labels(cfg.values, scheme, k),
         ),
     )

@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from lpq.errors import LpqError
-from lpq.format import Calibration, IndexCodec, LpqlReader, LpqlWriter, Quant, ValueCodec, index_bits
+from lpq.format import Calibration, IndexCodec, LpqlReader, LpqlWriter, Quant, ValueCodec
 from lpq.labels.temperature import for_k, kept_mass
 
 
@@ -166,7 +166,7 @@ def quantize_file(cfg: QuantizeConfig) -> QuantizeResult:
             scheme=scheme,
             k=k,
             values=ValueCodec.for_labels(values, scheme, k),
-            indices=None if scheme == "none" else IndexCodec(bits=index_bits(c)),
+            indices=None if scheme == "none" else IndexCodec.for_classes(c),
             ms_temperature=ms_temperature if scheme == "ms" else None,
         )
         header = h.model_copy(update={"quant": quant})

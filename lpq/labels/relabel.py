@@ -39,7 +39,6 @@ from lpq.format import (
     Quant,
     Relabel,
     ValueCodec,
-    index_bits,
     partial_path,
 )
 from lpq.format import (
@@ -118,7 +117,7 @@ def build_header(cfg: RelabelConfig, teacher: Teacher, images: ImageSource, prec
         k = cfg.top_k or 10
         if k > c:
             raise LpqError("bad-top-k", f"--top-k {k} exceeds the {c} classes")
-        indices = IndexCodec(bits=index_bits(c))
+        indices = IndexCodec.for_classes(c)
     bpe = math.ceil(len(images) / cfg.batch_size)
     total = cfg.epochs * bpe
     sizes = images.sizes()
