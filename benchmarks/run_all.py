@@ -317,6 +317,17 @@ def storage_section(name: str, title: str, cmd: str) -> list[str]:
         if {"i8-by-sample", "i8"} <= full.keys()
         else []
     )
+    idx = d.get("index_decode")
+    indices = (
+        [
+            f"Class indices (format 1.3): MR-{idx['k']}'s {idx['bits']}-bit indices decode in {idx['split_us']:.1f} us "
+            f"per batch stored `split`, as writers store them, against {idx['bitpack_us']:.1f} us `bitpack` (the same "
+            "bytes; same rounds as the table).",
+            "",
+        ]
+        if idx
+        else []
+    )
     return [
         *section(title, cmd),
         table(
@@ -329,6 +340,7 @@ def storage_section(name: str, title: str, cmd: str) -> list[str]:
         *reached,
         layout_sentence(d["rows"]),
         "",
+        *indices,
         STORAGE_NOTE,
         "",
     ]
