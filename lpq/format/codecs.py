@@ -17,7 +17,7 @@ from typing import Protocol
 import numpy as np
 
 from lpq.format.errors import LpqlError
-from lpq.format.header import IndexCodec, ValueCodec
+from lpq.format.header import IndexCodec, ValueCodec, split_by_table
 
 
 def pack_bits(values: np.ndarray, bits: int) -> bytes:
@@ -216,7 +216,7 @@ class SplitIndices:
 
     def decode(self, data: bytes, rows: int, k: int) -> np.ndarray:
         n, high = rows * k, self.bits - 8
-        if 8 % high == 0:
+        if split_by_table(self.bits):
             packed = np.frombuffer(data, np.uint8, packed_size(n, high), n)
             idx = np.take(_high_table(high), packed, axis=0).reshape(-1)[:n]
         else:

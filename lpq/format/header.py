@@ -119,7 +119,7 @@ class IndexCodec(_Record):
         10 of ImageNet-1K), which a table lookup decodes at about twice the speed of a bit gather
         (benchmarks/storage.py); ``bitpack`` otherwise, the same size."""
         bits = index_bits(num_classes)
-        return cls(id="split" if bits - 8 in (1, 2, 4, 8) else "bitpack", bits=bits)
+        return cls(id="split" if split_by_table(bits) else "bitpack", bits=bits)
 
 
 class ValueCodec(_Record):
@@ -199,6 +199,11 @@ class Header(_Record):
         r = self.relabel
         b = batch_id % r.batches_per_epoch
         return min(r.batch_size, self.images.count - b * r.batch_size)
+
+
+def split_by_table(bits: int) -> bool:
+    """Whether ``split`` indices of this width decode by table lookup: their high bits fill whole bytes."""
+    return 9 <= bits <= 16 and 8 % (bits - 8) == 0
 
 
 def index_bits(num_classes: int) -> int:
