@@ -38,6 +38,8 @@ FILES = {
         "kept": [2, 4, 5],
     },
     "mr4-i8-split-1.3": {"scheme": "mr", "k": 4, "values": "i8", "classes": 600, "kept": [0, 2, 5]},
+    # epoch 1 whole (batches 3-5), then batch 1 of epoch 0: every image labelled once, eight of them twice
+    "mr2-i8-cover-1.4": {"scheme": "mr", "k": 2, "values": "i8", "kept": [1, 3, 4, 5], "strategy": "cover"},
 }
 
 

@@ -38,6 +38,7 @@ def make_header(
     mix: str = "cutmix",
     stored: bool = False,
     indices: str | None = None,
+    strategy: str = "none",
 ) -> Header:
     bpe = -(-images // batch_size)
     k = classes if scheme == "none" else (k or 3)
@@ -49,7 +50,11 @@ def make_header(
         teacher=Teacher(architecture="convnet", weights_sha256="cd" * 32),
         augment=Augment(input_size=8, mix=mix, stored=stored),
         relabel=Relabel(epochs=epochs, batch_size=batch_size, batches_per_epoch=bpe, seed=7),
-        prune=Prune(kept=kept if kept is not None else list(range(epochs * bpe))),
+        prune=Prune(
+            ratio=epochs * bpe / len(kept) if kept is not None else 1.0,
+            strategy=strategy,
+            kept=kept if kept is not None else list(range(epochs * bpe)),
+        ),
         quant=Quant(
             scheme=scheme,
             k=k,

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import torchrun
+from lpql_factory import make_header, make_records, write_file
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
@@ -21,6 +22,7 @@ from lpq.cli.app import app
 from lpq.data import load_split
 from lpq.errors import LpqError
 from lpq.format import LpqlReader, partial_path
+from lpq.format.coverage import coverage
 from lpq.labels.prune import PruneConfig, PruneResult, prune_file
 from lpq.labels.quantize import QuantizeConfig, QuantizeResult, quantize_file
 from lpq.labels.relabel import RelabelConfig, relabel
@@ -393,3 +395,44 @@ def test_top_k_means_mr_in_the_library_as_on_the_command_line(digits_teacher: Pa
         cfg.scheme == "mr"
         and RelabelConfig(images="digits", teacher=digits_teacher, top_k=3, scheme="ms").scheme == "ms"
     )
+
+
+def test_prune_covers_every_image_by_default_and_inspect_reports_it(tmp_path: Path) -> None:
+    """A Tiny-ImageNet-shaped file (2,000 images, batch 64, 50 epochs) pruned x40: random batches leave images
+    unlabelled; the default labels every image once or twice, and inspect --json shows it."""
+    from lpq.format.rng import epoch_order
+
+    header = make_header(classes=20, images=2000, batch_size=64, epochs=50, scheme="mr", k=2, values="i8")
+    src = write_file(tmp_path / "tiny.lpql", header, make_records(header))
+    out = runner.invoke(app, ["prune", str(src), "--ratio", "40", "-o", str(tmp_path / "x40.lpql"), "--json"])
+    assert out.exit_code == 0, out.output
+    assert "never labelled" not in out.stderr
+    doc = json.loads(runner.invoke(app, ["inspect", str(tmp_path / "x40.lpql"), "--json"]).stdout)
+    kept = doc["header"]["prune"]["kept"]
+    counts = np.zeros(2000, int)  # recounted from the spec's epoch orders, not through lpq's coverage code
+    for b in kept:
+        epoch, batch = divmod(b, 32)
+        counts[epoch_order(7, epoch, 2000)[batch * 64 : (batch + 1) * 64]] += 1
+    assert len(kept) == 40 and counts.min() == 1 and counts.max() == 2
+    cov = doc["coverage"]
+    assert (cov["never"], cov["min_views"], cov["max_views"]) == (0, 1, 2)
+    assert (cov["once"], cov["twice_or_more"]) == ((counts == 1).sum(), (counts == 2).sum())
+    assert doc["header"]["prune"]["strategy"] == "cover"
+
+    out = runner.invoke(
+        app, ["prune", str(src), "--ratio", "40", "--strategy", "random", "-o", str(tmp_path / "r.lpql"), "--json"]
+    )
+    never = json.loads(out.stdout)["coverage"]["never"]
+    assert out.exit_code == 0 and never > 400  # about 28% of the images
+    assert f"{never} of 2000 images are never labelled" in out.stderr
+
+
+def test_cover_fills_from_a_pool_without_whole_epochs(tmp_path: Path) -> None:
+    """Pruning a randomly pruned file has no whole epoch to take: the greedy fill still labels every image that
+    the pool holds (random choice of the same count leaves dozens out)."""
+    header = make_header(classes=20, images=2000, batch_size=64, epochs=50, scheme="mr", k=2, values="i8")
+    src = write_file(tmp_path / "tiny.lpql", header, make_records(header))
+    rand = prune(src, 4, tmp_path / "r.lpql", strategy="random").output
+    with LpqlReader(prune(rand, 4, tmp_path / "c.lpql").output) as r:
+        cov = coverage(r)
+    assert cov.never == 0 and cov.mean_views == pytest.approx(100 * 64 / 2000)

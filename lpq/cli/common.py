@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 from rich.console import Console
 
 from lpq.errors import LpqError
+from lpq.format.coverage import Coverage
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -74,6 +75,20 @@ def funnel(fn: Callable[P, R]) -> Callable[P, R]:
 
 def _say(line: str) -> None:
     stderr().print(f"[bold red]error[/]: {line}", markup=True, highlight=False)
+
+
+def warn(line: str) -> None:
+    """A one-line warning on stderr: the command succeeded, but the user should know this."""
+    stderr().print(f"[bold yellow]warning[/]: {line}", markup=True, highlight=False)
+
+
+def warn_uncovered(coverage: Coverage) -> None:
+    """Pruning that leaves images without any label is allowed (x100 of 50 epochs must), but never silent."""
+    if coverage.never:
+        warn(
+            f"{coverage.never} of {coverage.images} images are never labelled: a student never sees them "
+            f"({coverage.mean_views:.2f} views per image; --strategy cover labels every image while that is >= 1)"
+        )
 
 
 CLI_ONLY = {"config", "json_out", "quiet"}  # parameters that shape the output, not the work

@@ -107,7 +107,7 @@ def _render_summary(s: FileSummary) -> None:
             ],
         )
     )
-    a, r, pr, q = h.augment, h.relabel, h.prune, h.quant
+    a, r, pr, q, cov = h.augment, h.relabel, h.prune, h.quant, s.coverage
     out.print(
         _table(
             "Relabel and pruning",
@@ -115,6 +115,11 @@ def _render_summary(s: FileSummary) -> None:
                 ("epochs x batches", f"{r.epochs} x {r.batches_per_epoch} of {r.batch_size} (seed {r.seed})"),
                 ("batches stored", f"{s.batches_stored} of {s.batches_total} ({s.samples_stored} samples)"),
                 ("pruning", f"x{pr.ratio:g}, {pr.strategy} (seed {pr.seed})"),
+                (
+                    "coverage",
+                    f"{cov.never} images never labelled, {cov.once} once, {cov.twice_or_more} twice or more; "
+                    f"views per image {cov.min_views} to {cov.max_views} (mean {cov.mean_views:.2f})",
+                ),
                 (
                     "augmentation",
                     f"crop {a.input_size}px scale {a.crop_scale} ratio {tuple(round(x, 3) for x in a.crop_ratio)}, "

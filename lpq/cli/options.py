@@ -31,6 +31,7 @@ class Mix(StrEnum):
 
 
 class Strategy(StrEnum):
+    cover = "cover"
     random = "random"
     first = "first"
 
@@ -64,6 +65,11 @@ class Optimizer(StrEnum):
 class Targets(StrEnum):
     soft = "soft"
     hard = "hard"
+
+
+class CaFit(StrEnum):
+    first_batches = "first-batches"
+    last_batch = "last-batch"
 
 
 class Schedule(StrEnum):
@@ -111,6 +117,15 @@ def result_table(title: str, result: BaseModel) -> Table:
     t = Table(title=title, show_header=False, title_justify="left")
     t.add_column(style="bold")
     t.add_column()
-    for key, value in result.model_dump().items():
+    for key, value in _flat(result.model_dump()):
         t.add_row(key.replace("_", " "), f"{value:.4g}" if isinstance(value, float) else str(value))
     return t
+
+
+def _flat(fields: dict, prefix: str = "") -> list[tuple[str, object]]:
+    """Nested result fields as (``outer inner``, value) rows."""
+    rows: list[tuple[str, object]] = []
+    for key, value in fields.items():
+        name = f"{prefix}{key}"
+        rows += _flat(value, name + " ") if isinstance(value, dict) else [(name, value)]
+    return rows

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from lpq.cli.common import funnel, make_config, print_json, stdout
+from lpq.cli.common import funnel, make_config, print_json, stdout, warn_uncovered
 from lpq.cli.options import ConfigOpt, JsonOpt, SeedOpt, Strategy, result_table
 
 
@@ -19,7 +19,9 @@ def prune(
         float | None, typer.Option(help="Keep round(total / ratio) batches; composes with earlier pruning.")
     ] = None,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Pruned file to write.")] = None,
-    strategy: Annotated[Strategy, typer.Option(help="Which batches to keep.")] = Strategy.random,
+    strategy: Annotated[
+        Strategy, typer.Option(help="cover: whole epochs first, every image labelled; first; random.")
+    ] = Strategy.cover,
     seed: SeedOpt = 0,
     config: ConfigOpt = None,
     json_out: JsonOpt = False,
@@ -33,4 +35,5 @@ def prune(
     from lpq.labels.prune import PruneConfig, prune_file
 
     result = prune_file(make_config(ctx, PruneConfig))
+    warn_uncovered(result.coverage)
     print_json(result) if json_out else stdout().print(result_table("Prune", result))

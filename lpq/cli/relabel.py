@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from lpq.cli.common import funnel, is_main_process, make_config, print_json, show_progress, stdout
+from lpq.cli.common import (
+    funnel,
+    is_main_process,
+    make_config,
+    print_json,
+    show_progress,
+    stdout,
+    warn_uncovered,
+)
 from lpq.cli.options import (
     Amp,
     AmpOpt,
@@ -48,8 +56,12 @@ def relabel(
         float, typer.Option(min=1, rich_help_panel=COMPACT, help="Label only 1/ratio of the batches.")
     ] = 1.0,
     strategy: Annotated[
-        Strategy, typer.Option(rich_help_panel=COMPACT, help="Which batches --ratio keeps.")
-    ] = Strategy.random,
+        Strategy,
+        typer.Option(
+            rich_help_panel=COMPACT,
+            help="Which batches --ratio keeps: cover (whole epochs first, every image labelled), first, random.",
+        ),
+    ] = Strategy.cover,
     top_k: Annotated[
         int | None,
         typer.Option(min=1, rich_help_panel=COMPACT, help="Store only the top-k classes (implies --scheme mr)."),
@@ -84,4 +96,5 @@ def relabel(
 
     result = run(make_config(ctx, RelabelConfig), show=show_progress(quiet))
     if is_main_process():
+        warn_uncovered(result.coverage)
         print_json(result) if json_out else stdout().print(result_table("Relabel", result))

@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 FORMAT_MAJOR = 1
-FORMAT_MINOR = 3
+FORMAT_MINOR = 4
 
 Scheme = Literal["none", "mr", "ms"]
 ValueKind = Literal["f32", "f16", "i8", "i4"]
@@ -22,7 +22,8 @@ ValueCodecId = Literal["f32", "f16", "i8", "i4", "f32-by-sample", "f16-by-sample
 BY_SAMPLE = "-by-sample"
 BY_SAMPLE_MIN_K = 32  # where sorted top-k rows start to compress better by sample than by rank
 MixKind = Literal["cutmix", "mixup", "none"]
-PruneStrategy = Literal["none", "first", "random"]
+# 1.4: "cover" (whole epochs first, so every image is labelled); an older reader refuses the value
+PruneStrategy = Literal["none", "first", "random", "cover"]
 ScheduleKind = Literal["none", "step", "cosine", "reverse-step", "reverse-cosine"]
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from lpq.format.coverage import Coverage, coverage
 from lpq.format.header import Calibration, Header
 from lpq.format.reader import LpqlReader
 
@@ -44,6 +45,7 @@ class FileSummary(BaseModel):
     stored_f16_bytes: int
     compression_vs_full: float
     compression_vs_stored: float
+    coverage: Coverage
     verified: bool
 
 
@@ -83,5 +85,6 @@ def summarize(path: str | Path, verify: bool = False) -> FileSummary:
             stored_f16_bytes=stored,
             compression_vs_full=full / r.size,
             compression_vs_stored=stored / r.size,
+            coverage=coverage(r),
             verified=verify,
         )

@@ -47,9 +47,10 @@ from lpq.format import (
 from lpq.format import (
     Teacher as TeacherHeader,
 )
+from lpq.format.coverage import BatchMembers, Coverage, view_counts
 from lpq.format.rng import epoch_order
 from lpq.format.writer import read_partial_batches
-from lpq.labels.prune import choose_batches
+from lpq.labels.prune import choose_batches, keep_count
 from lpq.labels.quantize import quantize_logits
 from lpq.labels.replay import plan_batch, render, teacher_input
 from lpq.labels.temperature import CalibrationStats
@@ -69,7 +70,7 @@ class RelabelConfig(BaseModel):
     batch_size: int = Field(64, ge=1, le=65535)
     seed: int = Field(0, ge=0)
     ratio: float = Field(1.0, ge=1.0, description="label 1/ratio of the batches")
-    strategy: Literal["first", "random"] = Field("random", description="which batches a ratio keeps")
+    strategy: Literal["cover", "first", "random"] = Field("cover", description="which batches a ratio keeps")
     prune_seed: int = 0
     scheme: Literal["none", "mr", "ms"] = "none"
     top_k: int | None = Field(None, ge=1)
@@ -105,6 +106,7 @@ class RelabelResult(BaseModel):
     samples: int
     file_bytes: int
     bytes_per_sample: float
+    coverage: Coverage = Field(description="labelled views per image")
     seconds: float
     batches_per_second: float
 
@@ -120,6 +122,10 @@ def build_header(cfg: RelabelConfig, teacher: Teacher, images: ImageSource, prec
         indices = IndexCodec.for_classes(c)
     bpe = math.ceil(len(images) / cfg.batch_size)
     total = cfg.epochs * bpe
+    members = BatchMembers(cfg.seed, len(images), cfg.batch_size)
+    kept = choose_batches(
+        list(range(total)), keep_count(total, total, cfg.ratio, cfg.ratio), cfg.strategy, cfg.prune_seed, members
+    )
     sizes = images.sizes()
     height, width = (int(sizes[0, 0]), int(sizes[0, 1])) if (sizes == sizes[0]).all() else (0, 0)
     m = teacher.meta
@@ -149,7 +155,7 @@ def build_header(cfg: RelabelConfig, teacher: Teacher, images: ImageSource, prec
             ratio=cfg.ratio,
             strategy="none" if cfg.ratio == 1 else cfg.strategy,
             seed=cfg.prune_seed,
-            kept=choose_batches(list(range(total)), total, cfg.ratio, cfg.ratio, cfg.strategy, cfg.prune_seed),
+            kept=kept,
         ),
         quant=Quant(
             scheme=cfg.scheme,
@@ -358,6 +364,9 @@ def relabel(cfg: RelabelConfig, show: bool = False) -> RelabelResult:
         samples=samples,
         file_bytes=size,
         bytes_per_sample=size / samples,
+        coverage=Coverage.of(
+            view_counts(kept, BatchMembers(header.relabel.seed, len(images), header.relabel.batch_size))
+        ),
         seconds=seconds,
         batches_per_second=len(kept) / max(seconds, 1e-9),
     )
