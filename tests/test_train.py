@@ -215,3 +215,53 @@ def test_hard_target_baseline_learns_and_refuses_temperatures(compact_labels: Pa
 
 def test_eval_epochs_spread_evenly_and_include_the_last() -> None:
     assert eval_epochs(300, 2) == {150, 300} and eval_epochs(10, 1) == {10} and eval_epochs(3, 5) == {1, 2, 3}
+
+
+def test_ca_fit_grid_and_follow_from_cli_and_config(compact_labels: Path, tmp_path: Path) -> None:
+    conf = tmp_path / "ca.toml"
+    conf.write_text('ca-fit = "last-batch"\nca-grid = "0.5:4:8"\nepochs = 3\n')
+    base = ["train", "digits", str(compact_labels), "--evals", "1", "--json"]
+    result = runner.invoke(app, [*base, "--config", str(conf), "-o", str(tmp_path / "ca")])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    saved = json.loads((tmp_path / "ca" / "config.json").read_text())
+    assert saved["ca_fit"] == "last-batch" and saved["ca_grid"] == "0.5:4:8"
+    grid = [0.5 + i * 0.5 for i in range(8)]
+    fits = [json.loads(x)["student_temp"] for x in (tmp_path / "ca" / "metrics.jsonl").read_text().splitlines()]
+    assert len(fits) == 3 and all(min(abs(t - g) for g in grid) < 1e-6 for t in fits)
+    edge = sum(min(abs(t - 0.5), abs(t - 4.0)) < 1e-6 for t in fits) / 3
+    assert doc["ca_edge_share"] == pytest.approx(edge)
+
+    result = runner.invoke(app, [*base, "--epochs", "3", "--student-temp", "follow", "-o", str(tmp_path / "fol")])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(x) for x in (tmp_path / "fol" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["student_temp"] for m in lines] == [m["teacher_temp"] for m in lines]
+    assert json.loads(result.stdout)["ca_edge_share"] is None  # no CA, nothing fitted
+
+    for bad in (["--ca-grid", "1:0.5:10"], ["--ca-grid", "nonsense"], ["--student-temp", "follow", "--calibrate"]):
+        result = runner.invoke(app, [*base, *bad, "-o", str(tmp_path / "bad")])
+        assert result.exit_code == 2 and "bad-option" in result.output, result.output
+
+
+def test_ca_last_batch_fits_the_last_steps_training_mode_output() -> None:
+    """The authors fit T_s on the epoch's last batch as the training step saw it; a model whose train and eval
+    outputs differ (dropout) shows which one was used."""
+    from lpq.train.train import EpochStats, calibrate_student
+
+    torch.manual_seed(0)
+    target = torch.softmax(torch.randn(16, 5) * 3, dim=1)
+    logits = torch.log(target) * 0.25  # softmax(logits / 0.25) == target
+    model = torch.nn.Linear(4, 5)
+    grid = torch.linspace(0.05, 1.0, 20)
+    stats = EpochStats(0.0, 0.0, 0.0, [], logits, [target])
+
+    class CPU:
+        device = torch.device("cpu")
+
+        def autocast(self):
+            return torch.autocast("cpu", enabled=False)
+
+        def inputs(self, x: torch.Tensor) -> torch.Tensor:
+            return x
+
+    assert calibrate_student(model, stats, grid, CPU(), world=1) == pytest.approx(0.25)

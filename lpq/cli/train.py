@@ -12,6 +12,7 @@ from lpq.cli.common import funnel, is_main_process, make_config, print_json, sho
 from lpq.cli.options import (
     Amp,
     AmpOpt,
+    CaFit,
     ConfigOpt,
     DeviceOpt,
     JsonOpt,
@@ -31,6 +32,15 @@ if TYPE_CHECKING:
 
 OPT = "Optimization"
 TEMP = "Temperatures (defaults: the label file's calibration, else the authors')"
+
+
+def _temperature_or_follow(value: str) -> float | str:
+    if value == "follow":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is neither a temperature nor follow") from None
 
 
 @funnel
@@ -73,8 +83,26 @@ def train(
         ),
     ] = None,
     student_temp: Annotated[
-        float, typer.Option(rich_help_panel=TEMP, help="T_s (start value with --calibrate).")
+        float,
+        typer.Option(
+            parser=_temperature_or_follow,
+            metavar="FLOAT|follow",
+            rich_help_panel=TEMP,
+            help="T_s (start value with --calibrate), or follow: T_s = the epoch's teacher T (no calibration).",
+        ),
     ] = 1.0,
+    ca_fit: Annotated[
+        CaFit,
+        typer.Option(
+            rich_help_panel=TEMP,
+            help="What CA fits T_s on: first-batches (8 batches in eval mode after the epoch) or last-batch "
+            "(the last step's training-mode output, as the authors' code).",
+        ),
+    ] = CaFit.first_batches,
+    ca_grid: Annotated[
+        str | None,
+        typer.Option(rich_help_panel=TEMP, help="CA grid MIN:MAX:POINTS (default: the label file's, 0.01:1:100)."),
+    ] = None,
     t2_scaling: Annotated[
         bool, typer.Option("--t2-scaling", rich_help_panel=TEMP, help="Scale the loss by T^2.")
     ] = False,
@@ -122,7 +150,7 @@ def seeds_table(result: SeedsResult) -> Table:
         f"{result.top1_sd:.2f}%, top-5 {result.top5_mean:.2f} +- {result.top5_sd:.2f}%",
         title_justify="left",
     )
-    for col in ("seed", "top-1", "top-5", "train s", "eval s", "run"):
+    for col in ("seed", "top-1", "top-5", "train s", "eval s", "T_s on grid edge", "run"):
         t.add_column(col, justify="left" if col == "run" else "right")
     for r in result.runs:
         t.add_row(
@@ -131,6 +159,7 @@ def seeds_table(result: SeedsResult) -> Table:
             f"{r.top5:.2f}%",
             f"{r.train_seconds:.0f}",
             f"{r.eval_seconds:.0f}",
+            "-" if r.ca_edge_share is None else f"{100 * r.ca_edge_share:.0f}% of epochs",
             str(r.output),
         )
     return t

@@ -3,10 +3,13 @@ Alignment (LPQLD stage 6; README, "The method"), evaluated on a real test split.
 
 Loss: KL(target || softmax(student / T_s)), batch mean, optionally times T^2. The target is rebuilt from the
 stored labels at the teacher temperature of the epoch (DKR: step or cosine schedules over the same
-logits). With ``calibrate`` the student temperature T_s is re-fitted after every epoch on the label file's
-grid (0.01 to 1, 100 points by default) to the value minimizing that KL on a sample of stored batches
-(CA). Temperature defaults come from the label file's calibration metadata, else the authors' (start
-20, x0.7 every 30 of 300 epochs, floor 2). ``targets="hard"`` is the baseline without a teacher: the same
+logits). With ``calibrate`` the student temperature T_s is re-fitted after every epoch on a grid (the label
+file's, 0.01 to 1 in 100 points by default, or ``ca_grid``) to the value minimizing that KL (CA): on the
+epoch's first stored batches re-run in eval mode (``first-batches``), or on the training-mode output of its
+last batch, before the optimizer step, as the authors' code does (``last-batch``). ``student_temp="follow"``
+sets T_s to the epoch's teacher temperature instead (the authors' default without CA). Temperature defaults
+come from the label file's calibration metadata, else the authors' (start 20, x0.7 every 30 of 300 epochs,
+floor 2). ``targets="hard"`` is the baseline without a teacher: the same
 replayed batches with the images' own classes as targets (mixed as CutMix mixed the images), no
 temperatures.
 
@@ -49,7 +52,8 @@ from lpq.runtime import Precision, barrier, init_distributed, pick_device
 from lpq.train.batches import ReplayedBatch, StoredBatches
 
 STATE = "state.pt"
-RUN_ONLY = {"resume", "stop_after", "workers", "device", "seeds"}  # settings that may differ when resuming
+RUN_ONLY = {"resume", "stop_after", "workers", "device", "seeds"}
+CaFit = Literal["first-batches", "last-batch"]  # settings that may differ when resuming
 CALIBRATION_BATCHES = 8  # stored batches the student temperature is fitted on after each epoch
 TEMPERATURE_OPTIONS = ("temp_schedule", "temp_start", "temp_floor", "temp_factor", "temp_every")
 
@@ -74,7 +78,15 @@ class TrainConfig(BaseModel):
     temp_factor: float | None = Field(None, gt=0, le=1)
     temp_every: int | None = Field(None, ge=1, description="step schedule period, in epochs of a 300-epoch run")
     calibrate: bool | None = Field(None, description="refit T_s every epoch; default on for soft targets")
-    student_temp: float = Field(1.0, gt=0, description="T_s without calibration, and its starting value with it")
+    student_temp: float | Literal["follow"] = Field(
+        1.0, description="T_s without calibration, and its starting value with it; follow: the teacher's T"
+    )
+    ca_fit: CaFit = Field("first-batches", description="what CA fits T_s on (module docstring)")
+    ca_grid: str | None = Field(
+        None,
+        description="CA grid MIN:MAX:POINTS (default: the label file's, 0.01:1:100)",
+        pattern=r"^[^:]+:[^:]+:[^:]+$",
+    )
     t2_scaling: bool = False
     evals: int = Field(1, ge=1, description="test-split evaluations, evenly spread; the last epoch is always one")
     seeds: int = Field(1, ge=1, description="students with seeds seed, seed+1, ...; mean and sd reported")
@@ -89,12 +101,18 @@ class TrainConfig(BaseModel):
     def _hard_targets_take_no_temperature(self) -> TrainConfig:
         if self.targets == "hard":
             given = [n for n in TEMPERATURE_OPTIONS if getattr(self, n) is not None]
-            if given or self.calibrate or self.t2_scaling or self.student_temp != 1.0:
+            if given or self.calibrate or self.t2_scaling or self.student_temp != 1.0 or self.ca_grid:
                 raise ValueError("hard targets take no temperature options (they are the images' own classes)")
+        if self.student_temp == "follow" and self.calibrate:
+            raise ValueError("student-temp follow sets T_s every epoch: it cannot be calibrated too")
+        if isinstance(self.student_temp, float) and self.student_temp <= 0:
+            raise ValueError("student-temp must be > 0 or follow")
+        if self.ca_grid is not None:
+            self.grid()  # raises on a malformed grid
         return self
 
-    def resolved(self, calibration_schedule: TempSchedule | None) -> TrainConfig:
-        """Defaults filled in: optimizer settings, and the temperature schedule of the label file."""
+    def resolved(self, calibration_schedule: TempSchedule | None, grid: StudentTemp) -> TrainConfig:
+        """Defaults filled in: optimizer settings, the temperature schedule and CA grid of the label file."""
         sgd = self.optimizer == "sgd"
         base = (
             TempSchedule(kind="none", start=1.0, floor=1.0)
@@ -110,9 +128,24 @@ class TrainConfig(BaseModel):
                 "temp_floor": self.temp_floor or base.floor,
                 "temp_factor": self.temp_factor or base.factor,
                 "temp_every": self.temp_every or base.every,
-                "calibrate": self.targets == "soft" if self.calibrate is None else self.calibrate,
+                "calibrate": self.targets == "soft" and self.student_temp != "follow"
+                if self.calibrate is None
+                else self.calibrate,
+                "ca_grid": self.ca_grid or f"{grid.grid_min:g}:{grid.grid_max:g}:{grid.grid_points}",
             }
         )
+
+    def grid(self) -> tuple[float, float, int]:
+        """The CA grid (min, max, points) of ``ca_grid``; a one-line error when it is malformed."""
+        text = self.ca_grid or "0.01:1:100"
+        try:
+            lo, hi, n = text.split(":")
+            grid = float(lo), float(hi), int(n)
+        except ValueError:
+            raise ValueError(f"ca-grid {text!r} is not MIN:MAX:POINTS (0.01:1:100)") from None
+        if not (0 < grid[0] < grid[1] and grid[2] >= 2 and math.isfinite(grid[1])):
+            raise ValueError(f"ca-grid {text!r} needs 0 < MIN < MAX and at least 2 points")
+        return grid
 
     def schedule(self) -> TempSchedule:
         return TempSchedule(
@@ -151,6 +184,9 @@ class TrainResult(BaseModel):
     label_scheme: str
     train_seconds: float
     eval_seconds: float
+    ca_edge_share: float | None = Field(
+        None, description="share of epochs whose fitted T_s is the CA grid's minimum or maximum (with CA)"
+    )
 
 
 def kd_loss(logits: torch.Tensor, target: torch.Tensor, student_temp: float) -> torch.Tensor:
@@ -222,8 +258,9 @@ class EpochStats:
     loss: float
     agreement: float
     seconds: float
-    calibration_inputs: list[torch.Tensor]
-    calibration_targets: list[torch.Tensor]
+    fit_inputs: list[torch.Tensor]  # first-batches: inputs re-run in eval mode after the epoch
+    fit_logits: torch.Tensor | None  # last-batch: the last step's training-mode logits (B, C)
+    fit_targets: list[torch.Tensor]
 
 
 def make_targets(
@@ -247,12 +284,13 @@ def train_epoch(
     image_classes: torch.Tensor,
     advance: Callable[[str], None],
 ) -> EpochStats:
-    """One epoch of KD steps; keeps the first batches' inputs and targets for the temperature fit."""
+    """One epoch of KD steps; keeps what the temperature fit (``cfg.ca_fit``) needs."""
     student.net.train()
     t0 = time.perf_counter()
     loss_sum = agree = seen = 0.0
     inputs: list[torch.Tensor] = []
     targets: list[torch.Tensor] = []
+    last: torch.Tensor | None = None
     scale = temp * temp if cfg.t2_scaling else 1.0
     precision, scaler = student.precision, student.scaler
     for _ in range(steps):
@@ -270,26 +308,25 @@ def train_epoch(
         loss_sum += loss.item() * n
         agree += float((logits.argmax(1) == target.argmax(1)).sum())
         seen += n
-        if cfg.calibrate and len(inputs) < CALIBRATION_BATCHES:
+        if cfg.calibrate and cfg.ca_fit == "last-batch":
+            last, targets = logits.detach().float(), [target]
+        elif cfg.calibrate and len(inputs) < CALIBRATION_BATCHES:
             inputs.append(batch.inputs)
             targets.append(target)
         advance(f"loss {loss_sum / seen:.4f} T {temp:.2f} Ts {student_temp:.2f}")
-    return EpochStats(loss_sum / seen, 100 * agree / seen, time.perf_counter() - t0, inputs, targets)
+    return EpochStats(loss_sum / seen, 100 * agree / seen, time.perf_counter() - t0, inputs, last, targets)
 
 
 def calibrate_student(
-    model: nn.Module,
-    inputs: list[torch.Tensor],
-    targets: list[torch.Tensor],
-    grid: torch.Tensor,
-    precision: Precision,
-    world: int,
+    model: nn.Module, stats: EpochStats, grid: torch.Tensor, precision: Precision, world: int
 ) -> float:
-    """Calibrated Alignment: refit T_s on this epoch's first stored batches (rank 0's), shared with all ranks."""
-    model.eval()
-    with torch.no_grad(), precision.autocast():
-        logits = torch.cat([model(precision.inputs(x)).float() for x in inputs])
-    value = torch.tensor([fit_student_temperature(logits.cpu(), torch.cat(targets).cpu(), grid)])
+    """Calibrated Alignment: refit T_s on what the epoch kept (rank 0's), shared with all ranks."""
+    logits = stats.fit_logits
+    if logits is None:
+        model.eval()
+        with torch.no_grad(), precision.autocast():
+            logits = torch.cat([model(precision.inputs(x)).float() for x in stats.fit_inputs])
+    value = torch.tensor([fit_student_temperature(logits.cpu(), torch.cat(stats.fit_targets).cpu(), grid)])
     if world > 1:
         import torch.distributed as dist
 
@@ -375,6 +412,14 @@ def _so_far(path: Path) -> tuple[float, float, EpochMetrics | None]:
     return sum(m.seconds for m in lines), sum(m.eval_seconds for m in lines), scored[-1] if scored else None
 
 
+def _edge_share(path: Path, lo: float, hi: float) -> float:
+    """The share of recorded epochs whose fitted T_s sits on the CA grid's edge: a fit pinned there says the grid,
+    not the data, chose it."""
+    fits = [m.student_temp for m in _metrics(path)]
+    edge = sum(math.isclose(t, lo, rel_tol=1e-5) or math.isclose(t, hi, rel_tol=1e-5) for t in fits)
+    return edge / max(len(fits), 1)
+
+
 def _from_rank0(values: tuple[float, float], world: int) -> tuple[float, float]:
     """Rank 0's evaluation, for every rank (only rank 0 evaluates)."""
     if world == 1:
@@ -400,7 +445,7 @@ def train(cfg: TrainConfig, show: bool = False) -> TrainResult:
     """Train one student (``cfg.seeds`` is for `train_seeds`) and evaluate it at its final epoch."""
     rank, world = init_distributed()
     header, label_schedule, student_grid = _read_labels(cfg.labels)
-    cfg = cfg.resolved(label_schedule)
+    cfg = cfg.resolved(label_schedule, student_grid)
     if rank == 0:
         _check_run_folder(cfg)
     images, evalset = _load_data(cfg, header)
@@ -408,7 +453,9 @@ def train(cfg: TrainConfig, show: bool = False) -> TrainResult:
     device = precision.device
     steps = math.ceil(header.relabel.batches_per_epoch / world)
     student = Student.build(cfg, header, precision, world, steps)
-    start, student_temp = student.resume(cfg.output / STATE) if cfg.resume else (0, cfg.student_temp)
+    temperatures = cfg.schedule()
+    first_temp = teacher_temperature(temperatures, 0, cfg.epochs) if cfg.student_temp == "follow" else cfg.student_temp
+    start, student_temp = student.resume(cfg.output / STATE) if cfg.resume else (0, first_temp)
     metrics_path = cfg.output / "metrics.jsonl"
     if rank == 0:
         cfg.output.mkdir(parents=True, exist_ok=True)
@@ -425,14 +472,16 @@ def train(cfg: TrainConfig, show: bool = False) -> TrainResult:
         pin_memory=device.type == "cuda",
     )
     evaluation = image_batches(evalset, teacher_input(header), batch_size=512, workers=workers)
-    grid = torch.linspace(student_grid.grid_min, student_grid.grid_max, student_grid.grid_points)
-    temperatures = cfg.schedule()
+    lo, hi, points = cfg.grid()
+    grid = torch.linspace(lo, hi, points)
     evaluate_after = eval_epochs(cfg.epochs, cfg.evals)
     with progress(show and rank == 0) as bar:
         task = bar.add_task("train student", total=(end - start) * steps, info="")
         batches = iter(loader)
         for epoch in range(start, end):
             temp = teacher_temperature(temperatures, epoch, cfg.epochs)
+            if cfg.student_temp == "follow":
+                student_temp = temp
 
             def advance(info: str, epoch: int = epoch) -> None:
                 bar.update(task, advance=1, info=f"epoch {epoch + 1} {info}")
@@ -440,9 +489,7 @@ def train(cfg: TrainConfig, show: bool = False) -> TrainResult:
             stats = train_epoch(student, batches, steps, header, cfg, temp, student_temp, images.labels, advance)
             t0 = time.perf_counter()
             if cfg.calibrate:
-                student_temp = calibrate_student(
-                    student.model, stats.calibration_inputs, stats.calibration_targets, grid, precision, world
-                )
+                student_temp = calibrate_student(student.model, stats, grid, precision, world)
             seconds = stats.seconds + time.perf_counter() - t0
             train_seconds += seconds
             metrics = EpochMetrics(
@@ -482,6 +529,7 @@ def train(cfg: TrainConfig, show: bool = False) -> TrainResult:
         label_scheme=f"{q.scheme} k={q.k} {q.values.id} x{header.prune.ratio:g}",
         train_seconds=train_seconds,
         eval_seconds=eval_seconds,
+        ca_edge_share=_edge_share(metrics_path, lo, hi) if cfg.calibrate and rank == 0 else None,
     )
     if rank == 0 and end == cfg.epochs:
         write_model(cfg.output / "result.json", result)
