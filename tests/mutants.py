@@ -1,0 +1,94 @@
+"""Break each behaviour the reference tests guard, one at a time, and show which tests then fail.
+
+Not collected by pytest (it edits the source tree and restores it); run it by hand after changing a reference
+test or the code it guards: every mutant must make at least one test fail.
+
+    python tests/mutants.py
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MUTANTS = [  # (behaviour broken, file, original line, broken line)
+    (
+        "MR target ignores the temperature",
+        "lpq/labels/targets.py",
+        "probs = torch.softmax(values.float() / temperature, dim=1)",
+        "probs = torch.softmax(values.float(), dim=1)",
+    ),
+    (
+        "replay flips the wrong samples",
+        "lpq/labels/replay.py",
+        "out[i] = resized[0].flip(-1) if aug.flip[i] else resized[0]",
+        "out[i] = resized[0] if aug.flip[i] else resized[0].flip(-1)",
+    ),
+    (
+        "CutMix pastes a sample's own pixels",
+        "lpq/labels/replay.py",
+        "= out[partner][:, :, top:bottom, left:right]",
+        "= out[:, :, top:bottom, left:right]",
+    ),
+    (
+        "MS probabilities ignore their temperature",
+        "lpq/labels/quantize.py",
+        "probs = softmax(logits, ms_temperature)",
+        "probs = softmax(logits)",
+    ),
+    ("MS spreads the rest over all C classes", "lpq/labels/targets.py", "/ max(num_classes - k, 1)", "/ num_classes"),
+    (
+        "BN loss ignores the first layer's weight",
+        "lpq/synth/synth.py",
+        "total = total + (first_multiplier if i == 0 else 1.0) * term",
+        "total = total + term",
+    ),
+    (
+        "BN loss drops the variance term",
+        "lpq/synth/synth.py",
+        "term = torch.norm(mu - t_mu, 2) + torch.norm(var - t_var, 2)",
+        "term = torch.norm(mu - t_mu, 2)",
+    ),
+    (
+        "DKR step period not scaled to the run",
+        "lpq/labels/temperature.py",
+        "every = max(1, round(s.every * epochs / METHOD_EPOCHS))",
+        "every = s.every",
+    ),
+    (
+        "CA picks the worst temperature",
+        "lpq/train/train.py",
+        "return float(grid[int(losses.argmin())])",
+        "return float(grid[int(losses.argmax())])",
+    ),
+]
+
+
+def main() -> int:
+    survivors = 0
+    for name, file, original, broken in MUTANTS:
+        path = ROOT / file
+        text = path.read_text()
+        if text.count(original) != 1:
+            print(f"{name}: the line to break is not in {file} once; update this list")
+            return 2
+        path.write_text(text.replace(original, broken))
+        try:
+            run = subprocess.run(
+                [sys.executable, "-m", "pytest", "-q", "-m", "reference", "-p", "no:cacheprovider"],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+            )
+        finally:
+            path.write_text(text)
+        failed = [line.split("::")[1].split(" ")[0] for line in run.stdout.splitlines() if line.startswith("FAILED")]
+        survivors += not failed
+        print(f"{name}: {', '.join(failed) or 'NO TEST FAILED'}", flush=True)
+    return 1 if survivors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""The method's numerics against independent references: torchvision's transforms, numpy and hand-computed values.
+
+Each test guards one behaviour of the method (replay, targets, DKR schedules, CA, BN matching, top-k
+quantization) by computing the expected value without lpq's code for it, so a bug shared by relabel and
+training, or by an encoder and its decoder, fails here. Run them alone with ``pytest -m reference``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torchvision.transforms.v2.functional as TF
+from lpql_factory import make_header, make_records, write_file
+
+from lpq.data.sources import ImageSet
+from lpq.format import LpqlReader, TempSchedule
+from lpq.format.rng import SampleAugment
+from lpq.labels.quantize import QuantizeConfig, quantize_file, quantize_logits
+from lpq.labels.replay import BatchPlan, render
+from lpq.labels.targets import dense_targets, record_targets
+from lpq.labels.temperature import teacher_temperature
+from lpq.synth.synth import BNMatcher
+from lpq.train.train import fit_student_temperature
+
+pytestmark = pytest.mark.reference
+
+
+def test_replay_renders_what_torchvision_crops_flips_and_cutmix_pastes() -> None:
+    """Three 12x10 images, each cut at a known box, resized to 8 px, flipped or not, then CutMix pastes the
+    partner's pixels into a hand-placed box: torchvision's resized_crop and hflip give the same tensor."""
+    gen = torch.Generator().manual_seed(0)
+    pixels = torch.randint(0, 256, (3, 3, 12, 10), generator=gen, dtype=torch.uint8)
+    images = ImageSet("t", pixels, torch.tensor([0, 1, 2]), ["a", "b", "c"], (0.5,) * 3, (0.25,) * 3)
+    header = make_header(images=3, batch_size=3, epochs=1, mix="cutmix")  # input_size 8, bilinear
+    boxes = [(1, 2, 9, 7), (0, 0, 12, 10), (3, 1, 5, 8)]  # top, left, height, width
+    flips = [True, False, True]
+    order = [2, 0, 1]  # image of each sample
+    partner = np.array([1, 2, 0])
+    cut = (2, 3, 6, 8)  # top, left, bottom, right
+    aug = SampleAugment(*(np.array(c, np.int32) for c in zip(*boxes)), np.array(flips))
+    plan = BatchPlan(0, 0, np.array(order), aug, 0.6875, cut, partner)
+    got = render(plan, images, header)
+
+    expect = []
+    for i, (top, left, h, w) in enumerate(boxes):
+        img = pixels[order[i]].float() / 255.0
+        x = TF.resized_crop(img, top, left, h, w, [8, 8], interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
+        expect.append(TF.horizontal_flip(x) if flips[i] else x)
+    want = torch.stack(expect).clamp(0, 1)
+    mixed = want.clone()
+    mixed[:, :, 2:6, 3:8] = want[partner][:, :, 2:6, 3:8]
+    torch.testing.assert_close(got, mixed, atol=1e-6, rtol=0)
+
+
+LOGITS = torch.tensor([[4.0, 1.0, 0.0, -2.0, 3.0]])  # C = 5
+
+
+def _softmax(z: list[float], t: float) -> list[float]:
+    e = [math.exp(v / t) for v in z]
+    return [v / sum(e) for v in e]
+
+
+def test_full_and_mr_targets_are_softmaxes_at_the_epochs_temperature() -> None:
+    t = 4.0
+    full = dense_targets(LOGITS, None, "none", 5, t)
+    torch.testing.assert_close(full[0], torch.tensor(_softmax([4.0, 1.0, 0.0, -2.0, 3.0], t)))
+    # MR-2: the top-2 logits (classes 0 and 4) softened at T alone, zeros elsewhere
+    p0, p4 = _softmax([4.0, 3.0], t)
+    mr = dense_targets(torch.tensor([[4.0, 3.0]]), torch.tensor([[0, 4]]), "mr", 5, t)
+    torch.testing.assert_close(mr[0], torch.tensor([p0, 0.0, 0.0, 0.0, p4]))
+
+
+def test_ms_keeps_its_probabilities_and_spreads_the_rest_over_the_unkept_classes() -> None:
+    """MS-2 stored at its own temperature 2: the top-2 probabilities of softmax(z / 2) kept, the leftover
+    mass split evenly over the C - k = 3 classes not kept; the DKR temperature does not touch them."""
+    probs = _softmax([4.0, 1.0, 0.0, -2.0, 3.0], 2.0)
+    values, indices = quantize_logits(LOGITS.numpy(), "ms", 2, ms_temperature=2.0)
+    np.testing.assert_allclose(values[0], [probs[0], probs[4]], rtol=1e-6)
+    assert indices.tolist() == [[0, 4]]
+    rest = (1.0 - probs[0] - probs[4]) / 3
+    for t in (1.0, 7.0):
+        target = dense_targets(torch.from_numpy(values), torch.from_numpy(indices), "ms", 5, t)
+        torch.testing.assert_close(target[0], torch.tensor([probs[0], rest, rest, rest, probs[4]]))
+
+
+@pytest.mark.parametrize(
+    ("kind", "epochs", "expected"),
+    [
+        # step: every 30 of 300 epochs scales to every 10 of 100; 20 * 0.7^k, floor 2
+        ("step", 100, {0: 20.0, 9: 20.0, 10: 14.0, 25: 9.8, 39: 6.86, 69: 2.0 * 1.176490, 70: 2.0, 99: 2.0}),
+        # cosine from 20 to 2 over epochs 0..E-1: 2 + 9 * (1 + cos(pi * e / (E - 1)))
+        ("cosine", 51, {0: 20.0, 25: 11.0, 50: 2.0, 10: 2 + 9 * (1 + math.cos(math.pi * 0.2))}),
+        ("reverse-step", 100, {99: 20.0, 90: 20.0, 89: 14.0, 0: 2.0}),
+    ],
+)
+def test_dkr_schedules_at_a_non_300_epoch_count(kind: str, epochs: int, expected: dict[int, float]) -> None:
+    s = TempSchedule(kind=kind)
+    for epoch, t in expected.items():
+        assert teacher_temperature(s, epoch, epochs) == pytest.approx(t, rel=1e-5), epoch
+
+
+def test_ca_fit_is_the_brute_force_minimum_of_the_kl() -> None:
+    rng = np.random.default_rng(3)
+    logits = rng.normal(0, 2, (32, 7))
+    noisy = logits / 0.37 + rng.normal(0, 0.5, logits.shape)  # a target near T_s = 0.37, not exactly on it
+    target = np.exp(noisy - noisy.max(1, keepdims=True))
+    target /= target.sum(1, keepdims=True)
+    grid = np.linspace(0.01, 1.0, 100)
+
+    def kl(t: float) -> float:  # KL(target || softmax(logits / t)), batch mean, in float64 numpy
+        z = logits / t
+        log_q = z - z.max(1, keepdims=True) - np.log(np.exp(z - z.max(1, keepdims=True)).sum(1, keepdims=True))
+        return float((target * (np.log(np.clip(target, 1e-300, None)) - log_q)).sum(1).mean())
+
+    best = grid[int(np.argmin([kl(t) for t in grid]))]
+    got = fit_student_temperature(
+        torch.from_numpy(logits).float(), torch.from_numpy(target).float(), torch.tensor(grid)
+    )
+    assert got == pytest.approx(best, abs=1e-6) and 0.01 < best < 1.0  # an interior minimum, not the edge
+
+
+def test_bn_matching_loss_weighs_the_first_layer_and_both_moments() -> None:
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3),
+        torch.nn.BatchNorm2d(4),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(4, 5, 3),
+        torch.nn.BatchNorm2d(5),
+    ).eval()
+    x = torch.randn(6, 3, 9, 9)
+    matcher = BNMatcher(net)
+    net(x)
+    targets = {"1": (torch.randn(4), torch.rand(4) + 0.5), "4": (torch.randn(5), torch.rand(5) + 0.5)}
+    got = matcher.loss(targets, first_multiplier=10.0)
+    matcher.close()
+
+    a = net[0](x)  # the first BN layer's input
+    b = net[3](net[2](net[1](a)))  # the second's
+
+    def term(h: torch.Tensor, mu: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+        m, v = h.mean((0, 2, 3)), h.var((0, 2, 3), unbiased=False)
+        return ((m - mu) ** 2).sum().sqrt() + ((v - var) ** 2).sum().sqrt()
+
+    want = 10.0 * term(a, *targets["1"]) + term(b, *targets["4"])
+    torch.testing.assert_close(got, want.detach(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(("scheme", "k"), [("mr", 3), ("ms", 4)])
+def test_topk_quantize_and_decode_match_a_numpy_reimplementation(scheme: str, k: int, tmp_path: Path) -> None:
+    """Full float32 logits -> `quantize` to top-k float32 values in a file -> decoded dense targets at T=3,
+    against numpy on the same logits: top-k by sorting, MR softmax over the k at T, MS softmax at its own T=2."""
+    header = make_header(classes=12, images=10, batch_size=5, epochs=1, values="f32")
+    src = write_file(tmp_path / "full.lpql", header, make_records(header, seed=5))
+    out = tmp_path / "q.lpql"
+    quantize_file(QuantizeConfig(labels=src, output=out, scheme=scheme, top_k=k, values="f32", ms_temperature=2.0))
+    with LpqlReader(src) as full, LpqlReader(out) as q:
+        for bid in full.batch_ids:
+            z = full.read(int(bid)).values.astype(np.float64)  # (B, C)
+            top = np.argsort(-z, axis=1, kind="stable")[:, :k]
+            want = np.zeros_like(z)
+            if scheme == "mr":
+                kept = np.take_along_axis(z, top, 1) / 3.0
+                p = np.exp(kept - kept.max(1, keepdims=True))
+                np.put_along_axis(want, top, p / p.sum(1, keepdims=True), 1)
+            else:
+                p = np.exp((z - z.max(1, keepdims=True)) / 2.0)
+                p /= p.sum(1, keepdims=True)
+                kept = np.take_along_axis(p, top, 1)
+                want += ((1 - kept.sum(1)) / (12 - k))[:, None]
+                np.put_along_axis(want, top, kept, 1)
+            got = record_targets(q.read(int(bid)), q.header, 3.0).numpy()
+            np.testing.assert_allclose(got, want, atol=1e-6)
