@@ -17,6 +17,7 @@ then reuses. Results are rewritten after each cell to benchmarks/results/accurac
 `python benchmarks/run_all.py --render` turns them into tables in RESULTS.md. A grid skips the cells its
 committed report already holds for the same teacher and seeds.
 
+    nice python benchmarks/accuracy.py --dataset tiny --claim        # the decisive 2x2, about 6 hours, resumable
     nice python benchmarks/accuracy.py --dataset tiny --ipc 10       # about 4.5 hours on 2 cores, resumable
     nice python benchmarks/accuracy.py --dataset cifar10 --ipc 10    # about 2 CPU-hours, teacher included
     nice python benchmarks/accuracy.py --dataset cifar10 --ablation  # one factor at a time, full labels
@@ -40,7 +41,13 @@ RECIPES = {
     "LPQLD": [],  # the label file's DKR schedule and a calibrated student temperature
     "LPLD": ["--temp-schedule", "none", "--temp-start", "20", "--no-calibrate", "--student-temp", "20"],
     "hard": ["--targets", "hard"],
+    # Variants of the LPQLD recipe for the claim: CA fitted as the authors' code fits it, on a wider grid, or no
+    # CA at all with the student's temperature following the teacher's (the authors' default without CA).
+    "LPQLD, CA last batch": ["--ca-fit", "last-batch"],
+    "LPQLD, CA last batch, wide grid": ["--ca-fit", "last-batch", "--ca-grid", "0.05:5:100"],
+    "LPQLD, T_s follows T": ["--student-temp", "follow"],
 }
+WIDE_GRID_EDGE = 0.25  # the wide-grid cells run when the last-batch fit sits on the grid's edge this often
 
 
 @dataclass(frozen=True)
@@ -95,6 +102,11 @@ class Cell:
     ratio: float = 1.0
     k: int | None = None
     images: str = "syn"  # syn: class-wise synthetic; real: the random real subset
+    strategy: str = "cover"  # which batches pruning keeps (lpq prune --strategy)
+
+    def run_name(self) -> str:
+        """Runs of pruned cells are named for their strategy: a random-pruned run is never resumed as cover."""
+        return slug(self.name) + (f"-{self.strategy}" if self.ratio > 1 else "")
 
 
 def cells(d: Dataset) -> list[Cell]:
@@ -165,9 +177,12 @@ def images(d: Dataset, root: Path, ipc: int, kind: str, v: Variant = DEFAULTS) -
     return folder, manifest
 
 
-def labels(d: Dataset, root: Path, folder: Path, cell: Cell, ipc: int, v: Variant = DEFAULTS) -> Path:
+def labels(
+    d: Dataset, root: Path, folder: Path, cell: Cell, ipc: int, v: Variant = DEFAULTS, epochs: int | None = None
+) -> Path:
     """The cell's label file: one full float32 relabel per image set, then prune + quantize to 8-bit values."""
-    tag = f"{cell.images}-ipc{ipc}{v.labels_tag()}"
+    epochs = epochs or d.label_epochs
+    tag = f"{cell.images}-ipc{ipc}{v.labels_tag()}" + (f"-e{epochs}" if epochs != d.label_epochs else "")
     full = root / f"labels-{tag}-full-f32.lpql"
     if not full.exists():
         crop = ["--crop-scale", *v.crop_scale] if v.crop_scale else []
@@ -178,7 +193,7 @@ def labels(d: Dataset, root: Path, folder: Path, cell: Cell, ipc: int, v: Varian
             "--teacher",
             path,
             "--epochs",
-            d.label_epochs,
+            epochs,
             "--batch-size",
             64,
             *crop,
@@ -189,14 +204,15 @@ def labels(d: Dataset, root: Path, folder: Path, cell: Cell, ipc: int, v: Varian
             "--resume",
         )
     scheme = f"mr{cell.k}" if cell.k else "full"
-    out = root / f"labels-{tag}-x{cell.ratio:g}-{scheme}-i8.lpql"
+    pruning = f"x{cell.ratio:g}" + (f"-{cell.strategy}" if cell.ratio > 1 else "")
+    out = root / f"labels-{tag}-{pruning}-{scheme}-i8.lpql"
     if out.exists():
         return out
     src = full
     if cell.ratio > 1:
         src = root / f"tmp-{out.name}"
         src.unlink(missing_ok=True)
-        lpq("prune", full, "--ratio", cell.ratio, "--seed", 0, "-o", src)
+        lpq("prune", full, "--ratio", cell.ratio, "--strategy", cell.strategy, "--seed", 0, "-o", src)
     quant = ["--scheme", "mr", "--top-k", cell.k] if cell.k else ["--scheme", "none"]
     lpq("quantize", src, *quant, "--values", "i8", "-o", out)
     if src != full:
@@ -216,9 +232,12 @@ def slug(name: str) -> str:
     return "".join(ch if ch.isalnum() else "-" for ch in name.lower()).strip("-").replace("--", "-")
 
 
-def students(d: Dataset, root: Path, data: str, folder: Path, lab: Path, cell: Cell, seeds: int, run: str) -> dict:
+def students(
+    d: Dataset, root: Path, data: str, folder: Path, lab: Path, cell: Cell, seeds: int, run: str, epochs: int = 0
+) -> dict:
     """``seeds`` students on the cell's labels; the cell's row of the report."""
     out = root / "runs" / run
+    epochs = epochs or d.label_epochs
     result = lpq(
         "train",
         folder,
@@ -226,7 +245,7 @@ def students(d: Dataset, root: Path, data: str, folder: Path, lab: Path, cell: C
         "--eval-data",
         data,
         "--epochs",
-        d.label_epochs,
+        epochs,
         "--evals",
         1,
         "--seeds",
@@ -244,13 +263,14 @@ def students(d: Dataset, root: Path, data: str, folder: Path, lab: Path, cell: C
             "top5_mean": result["top5"],
             "top5_sd": 0.0,
         }
-    samples = lpq("inspect", lab)["samples_stored"]
+    summary = lpq("inspect", lab)
     print(f"{cell.name}: top-1 {result['top1_mean']:.2f} +- {result['top1_sd']:.2f}", flush=True)
     return {
         **asdict(cell),
         "label_bytes": lab.stat().st_size,
-        "views_per_image": d.label_epochs / cell.ratio,
-        "samples_stored": samples,
+        "views_per_image": epochs / cell.ratio,
+        "samples_stored": summary["samples_stored"],
+        "coverage": summary["coverage"],
         "top1": [r["top1"] for r in result["runs"]],
         "top5": [r["top5"] for r in result["runs"]],
         "top1_mean": result["top1_mean"],
@@ -258,6 +278,7 @@ def students(d: Dataset, root: Path, data: str, folder: Path, lab: Path, cell: C
         "top5_mean": result["top5_mean"],
         "top5_sd": result["top5_sd"],
         "train_seconds": [r["train_seconds"] for r in result["runs"]],
+        "ca_edge_share": [r.get("ca_edge_share") for r in result["runs"]],
     }
 
 
@@ -273,10 +294,12 @@ ABLATION = [  # one factor at a time, full labels, the LPQLD recipe
 
 def finished(report: Path, seeds: int) -> tuple[dict, dict[str, dict]]:
     """An earlier run of this report (its JSON is committed) and its rows that trained ``seeds`` students,
-    by name; a row is reused only where its teacher file is the one used now."""
+    by name; a row is reused only where its teacher file is the one used now. Pruned rows from before covering
+    pruning (no ``strategy``: random batches, which left images unlabelled) are not reused."""
     old = json.loads(report.read_text()) if report.exists() else {}
     rows = old.get("cells", old.get("rows", []))
-    return old, {r.get("name", r.get("factor")): r for r in rows if len(r["top1"]) == seeds}
+    fair = [r for r in rows if r.get("ratio", 1) == 1 or r.get("strategy") == "cover"]
+    return old, {r.get("name", r.get("factor")): r for r in fair if len(r["top1"]) == seeds}
 
 
 def grid(d: Dataset, root: Path, data: str, ipc: int, seeds: int, n_cells: int | None) -> None:
@@ -305,7 +328,7 @@ def grid(d: Dataset, root: Path, data: str, ipc: int, seeds: int, n_cells: int |
             continue
         lab = labels(d, root, folders[cell.images], cell, ipc)
         doc["reference_bytes_full_f16"] = reference_bytes(root, ipc)
-        row = students(d, root, data, folders[cell.images], lab, cell, seeds, f"ipc{ipc}/{slug(cell.name)}")
+        row = students(d, root, data, folders[cell.images], lab, cell, seeds, f"ipc{ipc}/{cell.run_name()}")
         row["teacher_sha256"] = sha
         doc["cells"] = [c for c in doc["cells"] if c["name"] != cell.name] + [row]
         report.write_text(json.dumps(doc, indent=2))
@@ -327,7 +350,7 @@ def ablation(d: Dataset, root: Path, data: str, ipc: int, seeds: int) -> None:
         lab = labels(d, root, folder, full, ipc, v)
         # The defaults row is the grid's full-labels cell (same teacher, images, labels, seeds and recipe):
         # resuming the grid's run reads its finished students instead of training them again.
-        run = f"ipc{ipc}/{slug(full.name)}" if v == DEFAULTS else f"ipc{ipc}-ablation/{slug(name)}"
+        run = f"ipc{ipc}/{full.run_name()}" if v == DEFAULTS else f"ipc{ipc}-ablation/{slug(name)}"
         row = students(d, root, data, folder, lab, full, seeds, run)
         doc["rows"] = [r for r in doc["rows"] if r["factor"] != name] + [
             {
@@ -343,6 +366,67 @@ def ablation(d: Dataset, root: Path, data: str, ipc: int, seeds: int) -> None:
             }
         ]
         report.write_text(json.dumps(doc, indent=2))
+
+
+CLAIM_EPOCHS = 100  # relabel and student epochs of the claim: the authors' Tiny-ImageNet relabel budget
+
+
+def claim_cells(d: Dataset) -> list[Cell]:
+    """The 2x2 of label type at equal bytes by recipe, full labels under both recipes, then the CA variants."""
+    k40, p40 = d.topk[0], d.prune[0]
+    lpqld = f"LPQLD x40 (x{p40:g} + MR-{k40})"
+    cells = [
+        Cell(lpqld, "LPQLD", "LPQLD", p40, k40),
+        Cell("LPLD x40", "LPLD", "LPLD", 40),
+        Cell(lpqld, "LPQLD", "LPLD", p40, k40),
+        Cell("LPLD x40", "LPLD", "LPQLD", 40),
+        Cell("full labels", "full", "LPQLD"),
+        Cell("full labels", "full", "LPLD"),
+    ]
+    for recipe in ("LPQLD, CA last batch", "LPQLD, CA last batch, wide grid", "LPQLD, T_s follows T"):
+        cells += [Cell(lpqld, "LPQLD", recipe, p40, k40), Cell("LPLD x40", "LPLD", recipe, 40)]
+    return cells
+
+
+def claim(d: Dataset, root: Path, data: str, ipc: int, seeds: int, epochs: int = CLAIM_EPOCHS) -> None:
+    """Does LPQLD x40 under its recipe beat LPLD x40 under a fixed T=20, at equal bytes, labels covering every
+    image? Each (labels, recipe) cell trains ``seeds`` students for ``epochs`` epochs on the same images."""
+    report = RESULTS / f"accuracy-{d.name}-ipc{ipc}-claim.json"
+    _, teacher_doc = teacher(d, root, data)
+    folder, manifest = images(d, root, ipc, "syn")
+    sha = manifest["teacher_sha256"]
+    old = json.loads(report.read_text()) if report.exists() else {}
+    same = old.get("epochs") == epochs
+    done = {(r["name"], r["recipe"]): r for r in old.get("cells", []) if same and len(r["top1"]) == seeds}
+    doc: dict = {
+        "env": environment(),
+        "dataset": asdict(d),
+        "ipc": ipc,
+        "seeds": seeds,
+        "epochs": epochs,
+        "teacher": teacher_doc,
+        "images": {k: manifest[k] for k in ("teacher_top1", "within_class_cosine", "settings")},
+        "cells": [],
+    }
+    for cell in claim_cells(d):
+        if cell.recipe.endswith("wide grid") and not _edge_bound(doc["cells"], "LPQLD, CA last batch"):
+            continue
+        key = (cell.name, cell.recipe)
+        if done.get(key, {}).get("teacher_sha256") == sha:
+            doc["cells"].append(done[key])
+            continue
+        lab = labels(d, root, folder, cell, ipc, epochs=epochs)
+        run = f"claim-ipc{ipc}-e{epochs}/{cell.run_name()}-{slug(cell.recipe)}"
+        row = students(d, root, data, folder, lab, cell, seeds, run, epochs)
+        row["teacher_sha256"] = sha
+        doc["cells"].append(row)
+        report.write_text(json.dumps(doc, indent=2))
+
+
+def _edge_bound(rows: list[dict], recipe: str) -> bool:
+    """Whether CA under ``recipe`` fitted T_s on its grid's edge in more than WIDE_GRID_EDGE of the epochs."""
+    shares = [s for r in rows if r["recipe"] == recipe for s in r["ca_edge_share"] if s is not None]
+    return bool(shares) and sum(shares) / len(shares) > WIDE_GRID_EDGE
 
 
 def eval_cost(d: Dataset, root: Path, data: str, ipc: int) -> None:
@@ -376,6 +460,8 @@ def main() -> None:
     ap.add_argument("--cells", type=int, default=None, help="only the first N cells (priority order)")
     ap.add_argument("--ablation", action="store_true", help="the one-factor-at-a-time table instead of the grid")
     ap.add_argument("--eval-cost", action="store_true", help="one student with lpq train's defaults: eval share")
+    ap.add_argument("--claim", action="store_true", help="the decisive 2x2 at equal bytes (issue 26)")
+    ap.add_argument("--claim-epochs", type=int, default=CLAIM_EPOCHS, help="relabel and student epochs of --claim")
     args = ap.parse_args()
     d = DATASETS[args.dataset]
     root = OUT / "accuracy" / d.name
@@ -385,6 +471,8 @@ def main() -> None:
         ablation(d, root, data, args.ipc, args.seeds)
     elif args.eval_cost:
         eval_cost(d, root, data, args.ipc)
+    elif args.claim:
+        claim(d, root, data, args.ipc, args.seeds, args.claim_epochs)
     else:
         grid(d, root, data, args.ipc, args.seeds, args.cells)
 
