@@ -27,12 +27,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import statistics
 import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from common import OUT, RESULTS, cifar_folder, environment, tiny_folder
+from common import OUT, RESULTS, cifar_folder, environment, pm, section, size, table, tiny_folder
 
 from lpq.squeeze import load_teacher
 
@@ -427,6 +429,78 @@ def _edge_bound(rows: list[dict], recipe: str) -> bool:
     """Whether CA under ``recipe`` fitted T_s on its grid's edge in more than WIDE_GRID_EDGE of the epochs."""
     shares = [s for r in rows if r["recipe"] == recipe for s in r["ca_edge_share"] if s is not None]
     return bool(shares) and sum(shares) / len(shares) > WIDE_GRID_EDGE
+
+
+def claim_section(doc: dict | None, cmd: str) -> list[str]:
+    """RESULTS.md's section for --claim: the 2x2 with its variants, byte check, CA edge shares and the verdict."""
+    if not doc or not doc["cells"]:
+        title = "The claim at 200 classes: Tiny-ImageNet, IPC 10, labels covering every image"
+        return [*section(title, cmd), "Not measured yet: the command above runs it (about 6 CPU-hours, resumable).", ""]
+    t, im = doc["teacher"], doc["images"]
+    out = section(f"The claim at {t['classes']} classes: {doc['dataset']['name']}, IPC {doc['ipc']}", cmd)
+    out += [
+        f"Teacher {t['architecture']} at {t['image_size']} px, test top-1 {t['test_top1']:.2f}%; IPC {doc['ipc']} "
+        f"class-wise images ({im['settings']['iterations']} iterations, {im['teacher_top1']:.1f}% in class); labels "
+        f"relabelled for {doc['epochs']} epochs of batch 64, pruned with strategy cover, 8-bit values; students "
+        f"ConvNet, AdamW (lr 1e-3, wd 0.01, cosine), {doc['epochs']} epochs, final-epoch top-1 on the test split, "
+        f"{doc['seeds']} seed{'s' if doc['seeds'] > 1 else ''} per cell. Recipes: LPQLD = DKR step schedule "
+        f"(T 20, x0.7 every {round(30 * doc['epochs'] / 300)} epochs, floor 2) + CA (T_s refitted every epoch on "
+        "the grid 0.01-1, 100 points, on the epoch's first 8 batches in eval mode, unless the recipe says "
+        "otherwise); LPLD = fixed T=20 for teacher and student. 'edge' is the share of epochs whose fitted T_s is "
+        "the grid's minimum or maximum.",
+        "",
+    ]
+    rows = []
+    for c in doc["cells"]:
+        cov, edges = c["coverage"], [e for e in c["ca_edge_share"] if e is not None]
+        rows.append(
+            [
+                c["name"],
+                c["recipe"],
+                size(c["label_bytes"]),
+                f"{c['views_per_image']:g} ({cov['min_views']}-{cov['max_views']})",
+                pm(c["top1_mean"], c["top1_sd"]),
+                pm(c["top5_mean"], c["top5_sd"]),
+                f"{100 * statistics.fmean(edges):.0f}%" if edges else "-",
+                " ".join(f"{v:.1f}" for v in c["top1"]),
+            ]
+        )
+    header = ["labels", "recipe", "label bytes", "views/image (min-max)", "top-1", "top-5", "CA edge", "top-1/seed"]
+    return [*out, table(header, rows), "", claim_verdict(doc["cells"]), ""]
+
+
+def claim_verdict(cells: list[dict]) -> str:
+    """The sentence the claim's numbers support: LPQLD x40 under its recipe against LPLD x40 at T=20."""
+    by = {(c["family"], c["recipe"]): c for c in cells}
+    lpqld, lpld = by.get(("LPQLD", "LPQLD")), by.get(("LPLD", "LPLD"))
+    if lpqld is None or lpld is None:
+        return "(The two cells the verdict compares are not both measured yet.)"
+    ratio = lpqld["label_bytes"] / lpld["label_bytes"]
+    bytes_note = (
+        f"LPQLD x40 stores {size(lpqld['label_bytes'])} of labels, LPLD x40 {size(lpld['label_bytes'])} "
+        f"(x{ratio:.2f}: {'within' if abs(ratio - 1) <= 0.2 else 'outside'} the 20% the comparison allows)."
+    )
+
+    def gap(a: dict) -> tuple[float, float]:  # top-1 points over LPLD x40 at T=20, and two pooled sds
+        return a["top1_mean"] - lpld["top1_mean"], 2 * math.sqrt((a["top1_sd"] ** 2 + lpld["top1_sd"] ** 2) / 2)
+
+    g, bar = gap(lpqld)
+    if g > bar:
+        return (
+            f"The claim holds at 200 classes: LPQLD x40 under its recipe {pm(lpqld['top1_mean'], lpqld['top1_sd'])} "
+            f"beats LPLD x40 under a fixed T=20 {pm(lpld['top1_mean'], lpld['top1_sd'])} by {g:+.2f} points, more "
+            f"than two pooled standard deviations ({bar:.2f}). " + bytes_note
+        )
+    variants = [c for (family, recipe), c in by.items() if family == "LPQLD" and recipe.startswith("LPQLD")]
+    best = max(variants, key=lambda c: c["top1_mean"])
+    bg, bbar = gap(best)
+    return (
+        f"The claim does not hold here: LPQLD x40 under its recipe {pm(lpqld['top1_mean'], lpqld['top1_sd'])} against "
+        f"LPLD x40 under a fixed T=20 {pm(lpld['top1_mean'], lpld['top1_sd'])} is {g:+.2f} points (two pooled "
+        f"standard deviations: {bar:.2f}). Of the LPQLD-recipe variants, {best['recipe']} does best: "
+        f"{pm(best['top1_mean'], best['top1_sd'])}, {bg:+.2f} points, {'beyond' if bg > bbar else 'within'} two "
+        f"pooled standard deviations ({bbar:.2f}). " + bytes_note
+    )
 
 
 def eval_cost(d: Dataset, root: Path, data: str, ipc: int) -> None:

@@ -155,3 +155,27 @@ def rounds(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, lis
 def alternate(runs: dict[str, Callable[[], object]], repeats: int = 3) -> dict[str, float]:
     """Median seconds of each run over ``repeats`` rounds (see `rounds`)."""
     return {name: statistics.median(t) for name, t in rounds(runs, repeats).items()}
+
+
+# Markdown pieces every benchmark's RESULTS.md section is written with.
+
+
+def section(title: str, cmd: str) -> list[str]:
+    """A section's heading and the command that produced its figures."""
+    return [f"## {title}", "", "```", cmd, "```", ""]
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def pm(mean: float, sd: float) -> str:
+    return f"{mean:.2f} +- {sd:.2f}%"
+
+
+def size(n: float) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n:.0f} B"
