@@ -31,12 +31,14 @@ import math
 import statistics
 import subprocess
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from common import OUT, RESULTS, cifar_folder, environment, pm, section, size, table, tiny_folder
 
-from lpq.squeeze import load_teacher
+from lpq.artifacts.teacher import load_teacher
 
 LPQ = [sys.executable, "-m", "lpq"]
 RECIPES = {
@@ -234,39 +236,52 @@ def slug(name: str) -> str:
     return "".join(ch if ch.isalnum() else "-" for ch in name.lower()).strip("-").replace("--", "-")
 
 
+@dataclass(frozen=True)
+class Machine:
+    """How students run: ``jobs`` at once (1: one after another, as on our 2-core machines), ``workers`` each."""
+
+    jobs: int = 1
+    workers: int | None = None
+
+
 def students(
-    d: Dataset, root: Path, data: str, folder: Path, lab: Path, cell: Cell, seeds: int, run: str, epochs: int = 0
+    d: Dataset,
+    root: Path,
+    data: str,
+    folder: Path,
+    lab: Path,
+    cell: Cell,
+    seeds: int,
+    run: str,
+    epochs: int = 0,
+    machine: Machine = Machine(),
 ) -> dict:
-    """``seeds`` students on the cell's labels; the cell's row of the report."""
+    """``seeds`` students on the cell's labels (RUN/seed-<s>/, as `lpq train --seeds` lays them out); the cell's
+    row of the report."""
     out = root / "runs" / run
     epochs = epochs or d.label_epochs
-    result = lpq(
-        "train",
-        folder,
-        lab,
-        "--eval-data",
-        data,
-        "--epochs",
-        epochs,
-        "--evals",
-        1,
-        "--seeds",
-        seeds,
-        *RECIPES[cell.recipe],
-        "-o",
-        out,
-        *(["--resume"] if out.exists() else []),
-    )
-    if "runs" not in result:  # one seed: `lpq train` reports the run itself
-        result = {
-            "runs": [result],
-            "top1_mean": result["top1"],
-            "top1_sd": 0.0,
-            "top5_mean": result["top5"],
-            "top5_sd": 0.0,
-        }
+    workers = [] if machine.workers is None else ["--workers", machine.workers]
+
+    def one(seed: int) -> dict:
+        folder_s = out / f"seed-{seed}"
+        resume = ["--resume"] if (folder_s / "state.pt").exists() or (folder_s / "result.json").exists() else []
+        return lpq(
+            "train", folder, lab, "--eval-data", data, "--epochs", epochs, "--evals", 1, "--seed", seed,
+            *RECIPES[cell.recipe], *workers, "-o", folder_s, *resume,
+        )  # fmt: skip
+
+    with ThreadPoolExecutor(seeds if machine.jobs > 1 else 1) as pool:
+        runs = list(pool.map(one, range(seeds)))
+    top1, top5 = [r["top1"] for r in runs], [r["top5"] for r in runs]
+    result = {
+        "runs": runs,
+        "top1_mean": statistics.fmean(top1),
+        "top1_sd": statistics.stdev(top1) if seeds > 1 else 0.0,
+        "top5_mean": statistics.fmean(top5),
+        "top5_sd": statistics.stdev(top5) if seeds > 1 else 0.0,
+    }
     summary = lpq("inspect", lab)
-    print(f"{cell.name}: top-1 {result['top1_mean']:.2f} +- {result['top1_sd']:.2f}", flush=True)
+    print(f"{cell.name}, {cell.recipe}: top-1 {result['top1_mean']:.2f} +- {result['top1_sd']:.2f}", flush=True)
     return {
         **asdict(cell),
         "label_bytes": lab.stat().st_size,
@@ -390,9 +405,12 @@ def claim_cells(d: Dataset) -> list[Cell]:
     return cells
 
 
-def claim(d: Dataset, root: Path, data: str, ipc: int, seeds: int, epochs: int = CLAIM_EPOCHS) -> None:
+def claim(
+    d: Dataset, root: Path, data: str, ipc: int, seeds: int, epochs: int = CLAIM_EPOCHS, machine: Machine = Machine()
+) -> None:
     """Does LPQLD x40 under its recipe beat LPLD x40 under a fixed T=20, at equal bytes, labels covering every
-    image? Each (labels, recipe) cell trains ``seeds`` students for ``epochs`` epochs on the same images."""
+    image? Each (labels, recipe) cell trains ``seeds`` students for ``epochs`` epochs on the same images; with
+    ``machine.jobs`` > 1 cells (and their seeds) train at once."""
     report = RESULTS / f"accuracy-{d.name}-ipc{ipc}-claim.json"
     _, teacher_doc = teacher(d, root, data)
     folder, manifest = images(d, root, ipc, "syn")
@@ -410,19 +428,31 @@ def claim(d: Dataset, root: Path, data: str, ipc: int, seeds: int, epochs: int =
         "images": {k: manifest[k] for k in ("teacher_top1", "within_class_cosine", "settings")},
         "cells": [],
     }
-    for cell in claim_cells(d):
-        if cell.recipe.endswith("wide grid") and not _edge_bound(doc["cells"], "LPQLD, CA last batch"):
-            continue
+    lock = threading.Lock()
+
+    def measure(cell: Cell) -> None:
         key = (cell.name, cell.recipe)
         if done.get(key, {}).get("teacher_sha256") == sha:
-            doc["cells"].append(done[key])
-            continue
-        lab = labels(d, root, folder, cell, ipc, epochs=epochs)
-        run = f"claim-ipc{ipc}-e{epochs}/{cell.run_name()}-{slug(cell.recipe)}"
-        row = students(d, root, data, folder, lab, cell, seeds, run, epochs)
-        row["teacher_sha256"] = sha
-        doc["cells"].append(row)
-        report.write_text(json.dumps(doc, indent=2))
+            row = done[key]
+        else:
+            run = f"claim-ipc{ipc}-e{epochs}/{cell.run_name()}-{slug(cell.recipe)}"
+            lab = labels(d, root, folder, cell, ipc, epochs=epochs)
+            row = {**students(d, root, data, folder, lab, cell, seeds, run, epochs, machine), "teacher_sha256": sha}
+        with lock:
+            doc["cells"].append(row)
+            order = {(c.name, c.recipe): i for i, c in enumerate(claim_cells(d))}
+            doc["cells"].sort(key=lambda r: order[(r["name"], r["recipe"])])
+            report.write_text(json.dumps(doc, indent=2))
+
+    cells = claim_cells(d)
+    for cell in cells:  # label files first, one at a time: the first relabel is the one long step
+        labels(d, root, folder, cell, ipc, epochs=epochs)
+    first = [c for c in cells if not c.recipe.endswith("wide grid")]
+    with ThreadPoolExecutor(max(1, machine.jobs // seeds)) as pool:
+        list(pool.map(measure, first))
+    if _edge_bound(doc["cells"], "LPQLD, CA last batch"):  # the wider grid only where the fit sat on its edge
+        with ThreadPoolExecutor(max(1, machine.jobs // seeds)) as pool:
+            list(pool.map(measure, [c for c in cells if c not in first]))
 
 
 def _edge_bound(rows: list[dict], recipe: str) -> bool:
@@ -536,17 +566,21 @@ def main() -> None:
     ap.add_argument("--eval-cost", action="store_true", help="one student with lpq train's defaults: eval share")
     ap.add_argument("--claim", action="store_true", help="the decisive 2x2 at equal bytes (issue 26)")
     ap.add_argument("--claim-epochs", type=int, default=CLAIM_EPOCHS, help="relabel and student epochs of --claim")
+    ap.add_argument("--jobs", type=int, default=1, help="--claim: students trained at once (a machine with a GPU)")
+    ap.add_argument("--workers", type=int, default=None, help="--claim: lpq train --workers of each student")
+    ap.add_argument("--out", type=Path, default=OUT, help="where teachers, images, labels and runs go")
+    ap.add_argument("--data", default=None, help="the dataset's folder (default: extracted from ../shared/data)")
     args = ap.parse_args()
     d = DATASETS[args.dataset]
-    root = OUT / "accuracy" / d.name
+    root = args.out / "accuracy" / d.name
     root.mkdir(parents=True, exist_ok=True)
-    data = FOLDERS[d.folder]()
+    data = args.data or FOLDERS[d.folder]()
     if args.ablation:
         ablation(d, root, data, args.ipc, args.seeds)
     elif args.eval_cost:
         eval_cost(d, root, data, args.ipc)
     elif args.claim:
-        claim(d, root, data, args.ipc, args.seeds, args.claim_epochs)
+        claim(d, root, data, args.ipc, args.seeds, args.claim_epochs, Machine(args.jobs, args.workers))
     else:
         grid(d, root, data, args.ipc, args.seeds, args.cells)
 

@@ -26,7 +26,7 @@ from common import OUT, distilled_folder, environment, write_result
 from storage import simulated_logits
 
 from lpq.format import LpqlReader
-from lpq.labels.targets import record_targets
+from lpq.method.targets import record_targets
 
 CLASSES, BATCH, IMAGES, SIZE = 1000, 128, 1000, 224
 

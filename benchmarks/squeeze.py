@@ -15,10 +15,10 @@ import argparse
 import torch
 from common import OUT, alternate, cifar_folder, tiny_folder, write_result
 
+from lpq.artifacts.teacher import load_teacher
 from lpq.data import load_split
 from lpq.runtime import Precision
-from lpq.squeeze import load_teacher
-from lpq.squeeze.squeeze import record_class_stats
+from lpq.stages.squeeze import record_class_stats
 
 FOLDERS = {"cifar10": cifar_folder, "tiny": lambda: tiny_folder(32)}
 

@@ -56,8 +56,8 @@ from lpq.format import (
 )
 from lpq.format.codecs import BitpackIndices, SplitIndices, index_codec
 from lpq.format.layout import BatchCodec
-from lpq.labels.quantize import quantize_logits
-from lpq.labels.targets import dense_targets, record_targets
+from lpq.method.targets import dense_targets, record_targets
+from lpq.method.topk import quantize_logits
 
 TEMPS = (1.0, 4.0, 20.0)
 COLUMNS = (

@@ -23,10 +23,9 @@ import torch.nn.functional as F
 from common import OUT, RESULTS, TEACHER, alternate, write_result
 from PIL import Image
 
+from lpq.artifacts.teacher import load_teacher
 from lpq.runtime import Precision
-from lpq.squeeze import load_teacher
-from lpq.synth import SynthConfig, synthesize
-from lpq.synth.synth import optimize_group
+from lpq.stages.synth import SynthConfig, optimize_group, synthesize
 
 
 def contact_sheet(folder: Path, classes: list[str], per_class: int, path: Path, scale: int = 3) -> None:

@@ -55,7 +55,7 @@ ASSUMED_FRACTION = 0.4
 
 def labels_for(folder: Path, count: int, ratio: float) -> Path:
     """One relabel epoch of the set, pruned to ``ratio``, top-100 8-bit labels."""
-    from lpq.labels.relabel import RelabelConfig, relabel
+    from lpq.stages.relabel import RelabelConfig, relabel
 
     out = folder.with_name(f"{folder.name}-x{ratio:g}.lpql")
     if not out.exists():
@@ -78,7 +78,7 @@ def labels_for(folder: Path, count: int, ratio: float) -> Path:
 def loader_rates(folder: Path, labels: Path, batches: int) -> dict[str, float]:
     """Stored batches/s from training's data pipeline with 0, 1, 2 workers."""
     from lpq.data import open_images
-    from lpq.train.batches import StoredBatches
+    from lpq.method.batches import StoredBatches
 
     images = open_images(str(folder))
     rates = {}
@@ -98,9 +98,9 @@ def train_vs_plain(folder: Path, labels: Path, steps: int) -> dict[str, float]:
     """Training's epoch loop (targets from .lpql, replay in a worker) against plain steps on in-memory tensors."""
     from lpq.data import open_images
     from lpq.format import LpqlReader
+    from lpq.method.batches import StoredBatches
     from lpq.runtime import Precision
-    from lpq.train.batches import StoredBatches
-    from lpq.train.train import Student, TrainConfig, make_targets, train_epoch
+    from lpq.stages.train import Student, TrainConfig, make_targets, train_epoch
 
     with LpqlReader(labels) as r:
         header = r.header
@@ -136,10 +136,10 @@ def train_vs_plain(folder: Path, labels: Path, steps: int) -> dict[str, float]:
 
 def relabel_vs_forward(folder: Path, batches: int) -> dict[str, float]:
     """Relabel's loop on ``batches`` kept batches against the teacher's plain forward on the same inputs."""
+    from lpq.artifacts.teacher import load_teacher
     from lpq.data import open_images
-    from lpq.labels.relabel import Labeller, RelabelConfig, build_header, label_part, renderer
     from lpq.runtime import Precision
-    from lpq.squeeze.teacher import load_teacher
+    from lpq.stages.relabel import Labeller, RelabelConfig, build_header, label_part, renderer
 
     images = open_images(str(folder))
     teacher = load_teacher(TEACHER, need_stats=False, classes=images.classes)
@@ -174,11 +174,10 @@ def relabel_vs_forward(folder: Path, batches: int) -> dict[str, float]:
 
 def synth_vs_plain(ipc: int, steps: int) -> dict[str, float]:
     """A synthesis step (BN hooks, moments, augmentation, Adam, clamp) against plain forward+backward."""
+    from lpq.artifacts.teacher import ClassStats, Teacher, TeacherMeta
     from lpq.models import bn_layers, build_model
     from lpq.runtime import Precision
-    from lpq.squeeze.teacher import ClassStats, Teacher, TeacherMeta
-    from lpq.synth import SynthConfig
-    from lpq.synth.synth import optimize_group
+    from lpq.stages.synth import SynthConfig, optimize_group
 
     net = build_model("resnet18", CLASSES, SIZE).eval()
     for p in net.parameters():

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from lpq.errors import LpqError
+
 
 def temporary(path: Path) -> Path:
     return path.with_name(f".{path.name}.partial")
@@ -49,3 +51,11 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
     else:
         path.unlink(missing_ok=True)
+
+
+def check_paths(src: Path, dst: Path) -> None:
+    """Refuse to write over the input or over any existing file."""
+    if dst.resolve() == src.resolve():
+        raise LpqError("output-is-input", f"-o {dst} is the input file", "write to a new file")
+    if dst.exists():
+        raise LpqError("output-exists", f"{dst} already exists", "choose another -o, or delete it first")

@@ -12,7 +12,7 @@ torch.set_num_threads(2)
 @pytest.fixture(scope="session")
 def digits_teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A convnet teacher on the digits set, trained once per test session (a few seconds on 2 cores)."""
-    from lpq.squeeze import SqueezeConfig, squeeze
+    from lpq.stages.squeeze import SqueezeConfig, squeeze
 
     out = tmp_path_factory.mktemp("teacher") / "digits.lpqt"
     squeeze(SqueezeConfig(data="digits", epochs=8, output=out))

@@ -109,13 +109,13 @@ def test_demo_runs_the_whole_pipeline_on_a_tiny_budget(tmp_path: Path) -> None:
 
 
 def config_models() -> dict[str, type]:
-    from lpq.labels.prune import PruneConfig
-    from lpq.labels.quantize import QuantizeConfig
-    from lpq.labels.relabel import RelabelConfig
-    from lpq.pipeline import DemoConfig
-    from lpq.squeeze import SqueezeConfig
-    from lpq.synth import SynthConfig
-    from lpq.train import TrainConfig
+    from lpq.demo import DemoConfig
+    from lpq.stages.prune import PruneConfig
+    from lpq.stages.quantize import QuantizeConfig
+    from lpq.stages.relabel import RelabelConfig
+    from lpq.stages.squeeze import SqueezeConfig
+    from lpq.stages.synth import SynthConfig
+    from lpq.stages.train import TrainConfig
 
     return {
         "squeeze": SqueezeConfig,

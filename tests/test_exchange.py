@@ -14,8 +14,8 @@ from lpq.cli.app import app
 from lpq.format import LpqlError, LpqlReader
 from lpq.format.layout import BTCH, CALB, HEAD
 from lpq.format.rng import mix_order
-from lpq.labels.relabel import RelabelConfig, relabel
-from lpq.labels.targets import record_targets
+from lpq.method.targets import record_targets
+from lpq.stages.relabel import RelabelConfig, relabel
 
 runner = CliRunner()
 

@@ -12,11 +12,11 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+from lpq.artifacts.teacher import load_teacher
 from lpq.cli.app import app
 from lpq.data import ImageFiles, open_images, open_split
 from lpq.format import LpqlReader
 from lpq.models import build_model
-from lpq.squeeze import load_teacher
 
 runner = CliRunner()
 CLASSES = 6

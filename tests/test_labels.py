@@ -18,18 +18,17 @@ from lpql_factory import make_header, make_records, write_file
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
+from lpq.artifacts.teacher import load_teacher, save_teacher, weights_sha256
 from lpq.cli.app import app
 from lpq.data import load_split
 from lpq.errors import LpqError
 from lpq.format import LpqlReader, partial_path
 from lpq.format.coverage import coverage
-from lpq.labels.prune import PruneConfig, PruneResult, prune_file
-from lpq.labels.quantize import QuantizeConfig, QuantizeResult, quantize_file
-from lpq.labels.relabel import RelabelConfig, relabel
-from lpq.labels.replay import render, stored_plan
+from lpq.method.replay import render, stored_plan
 from lpq.runtime import Precision
-from lpq.squeeze import load_teacher
-from lpq.squeeze.teacher import save_teacher, weights_sha256
+from lpq.stages.prune import PruneConfig, PruneResult, prune_file
+from lpq.stages.quantize import QuantizeConfig, QuantizeResult, quantize_file
+from lpq.stages.relabel import RelabelConfig, relabel
 
 runner = CliRunner()
 

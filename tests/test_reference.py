@@ -19,12 +19,13 @@ from lpql_factory import make_header, make_records, write_file
 from lpq.data.sources import ImageSet
 from lpq.format import LpqlReader, TempSchedule
 from lpq.format.rng import SampleAugment
-from lpq.labels.quantize import QuantizeConfig, quantize_file, quantize_logits
-from lpq.labels.replay import BatchPlan, render
-from lpq.labels.targets import dense_targets, record_targets
-from lpq.labels.temperature import teacher_temperature
-from lpq.synth.synth import BNMatcher
-from lpq.train.train import fit_student_temperature
+from lpq.method.bn import BNMatcher
+from lpq.method.loss import fit_student_temperature
+from lpq.method.replay import BatchPlan, render
+from lpq.method.targets import dense_targets, record_targets
+from lpq.method.temperature import teacher_temperature
+from lpq.method.topk import quantize_logits
+from lpq.stages.quantize import QuantizeConfig, quantize_file
 
 pytestmark = pytest.mark.reference
 

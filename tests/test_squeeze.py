@@ -11,13 +11,13 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+from lpq.artifacts.teacher import load_teacher
 from lpq.cli.app import app
 from lpq.data import ImageSet, InputSpec, batches, load_split
 from lpq.errors import LpqError
 from lpq.models import MODELS, bn_layers, build_model
 from lpq.runtime import Precision
-from lpq.squeeze import load_teacher
-from lpq.squeeze.squeeze import record_class_stats
+from lpq.stages.squeeze import record_class_stats
 
 runner = CliRunner()
 
@@ -134,7 +134,7 @@ def test_squeeze_cli_refuses_bad_input_in_one_line(tmp_path: Path, digits_teache
 
 
 def test_model_without_batchnorm_is_refused() -> None:
-    from lpq.squeeze.squeeze import ClassStatsRecorder
+    from lpq.stages.squeeze import ClassStatsRecorder
 
     with pytest.raises(LpqError) as e:
         ClassStatsRecorder(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3, 2)), 2)
@@ -192,8 +192,7 @@ def test_weight_files_that_are_not_weights_are_refused(tmp_path: Path) -> None:
 
 
 def test_interrupted_teacher_training_resumes_to_the_same_teacher(tmp_path: Path, monkeypatch) -> None:
-    from lpq.squeeze import SqueezeConfig, squeeze
-    from lpq.squeeze.squeeze import Trainer, checkpoint_path
+    from lpq.stages.squeeze import SqueezeConfig, Trainer, checkpoint_path, squeeze
 
     whole = tmp_path / "whole.lpqt"
     squeeze(SqueezeConfig(data="digits", epochs=3, output=whole))
@@ -225,7 +224,7 @@ def test_interrupted_teacher_training_resumes_to_the_same_teacher(tmp_path: Path
 
 
 def test_a_checkpoint_that_is_not_one_is_refused_in_one_line(tmp_path: Path) -> None:
-    from lpq.squeeze.squeeze import checkpoint_path
+    from lpq.stages.squeeze import checkpoint_path
 
     out = tmp_path / "t.lpqt"
     checkpoint_path(out).write_bytes(b"not a checkpoint")

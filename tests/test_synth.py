@@ -12,12 +12,12 @@ import torch
 from conftest import torchrun
 from typer.testing import CliRunner
 
+from lpq.artifacts.teacher import load_teacher, save_teacher
 from lpq.cli.app import app
 from lpq.data import load_split
 from lpq.errors import LpqError
 from lpq.files import temporary
-from lpq.squeeze import load_teacher, save_teacher
-from lpq.synth import SynthConfig, synthesize
+from lpq.stages.synth import SynthConfig, synthesize
 
 runner = CliRunner()
 FAST = {"ipc": 2, "iterations": 50, "lr": 0.25}
@@ -46,7 +46,7 @@ def test_images_have_right_count_shape_and_class(synthesized: Path, digits_teach
 
 
 def test_manifest_records_settings_results_and_diversity(synthesized: Path) -> None:
-    from lpq.synth.synth import read_manifest
+    from lpq.artifacts.manifest import read_manifest
 
     m = read_manifest(synthesized)
     assert m is not None and m.complete and len(m.groups) == 10
@@ -135,7 +135,7 @@ def test_torchrun_two_processes_equal_one(synthesized: Path, digits_teacher: Pat
 
 
 def test_channel_moments_match_var_mean_and_their_gradient() -> None:
-    from lpq.synth.synth import ChannelMoments
+    from lpq.method.bn import ChannelMoments
 
     x = torch.randn(4, 3, 5, 6, dtype=torch.double, requires_grad=True) * 2 + 3
     mean, var = ChannelMoments.apply(x)
@@ -147,7 +147,7 @@ def test_channel_moments_match_var_mean_and_their_gradient() -> None:
 def test_real_init_with_zero_iterations_is_a_random_real_subset(digits_teacher: Path, tmp_path: Path) -> None:
     """The random-real baseline: --init real --iterations 0 writes IPC real training images per class, exactly."""
     from lpq.data import load_split
-    from lpq.synth.synth import real_choice
+    from lpq.stages.synth import real_choice
 
     out = tmp_path / "real"
     result = runner.invoke(

@@ -16,11 +16,11 @@ from typer.testing import CliRunner
 from lpq.cli.app import app
 from lpq.errors import LpqError
 from lpq.format import TempSchedule
-from lpq.labels.relabel import RelabelConfig, relabel
-from lpq.labels.targets import hard_targets
-from lpq.labels.temperature import teacher_temperature
-from lpq.train import TrainConfig, train, train_seeds
-from lpq.train.train import eval_epochs, fit_student_temperature, kd_loss
+from lpq.method.loss import fit_student_temperature, kd_loss
+from lpq.method.targets import hard_targets
+from lpq.method.temperature import teacher_temperature
+from lpq.stages.relabel import RelabelConfig, relabel
+from lpq.stages.train import TrainConfig, eval_epochs, train, train_seeds
 
 runner = CliRunner()
 
@@ -76,7 +76,7 @@ def test_resume_continues_exactly(compact_labels: Path, tmp_path: Path) -> None:
 
 
 def test_a_state_that_is_not_a_checkpoint_is_refused_in_one_line(compact_labels: Path, tmp_path: Path) -> None:
-    from lpq.train.train import STATE
+    from lpq.stages.train import STATE
 
     base = {"images": "digits", "labels": compact_labels, "epochs": 2}
     train(TrainConfig(output=tmp_path / "run", stop_after=1, **base))
@@ -246,7 +246,7 @@ def test_ca_fit_grid_and_follow_from_cli_and_config(compact_labels: Path, tmp_pa
 def test_ca_last_batch_fits_the_last_steps_training_mode_output() -> None:
     """The authors fit T_s on the epoch's last batch as the training step saw it; a model whose train and eval
     outputs differ (dropout) shows which one was used."""
-    from lpq.train.train import EpochStats, calibrate_student
+    from lpq.stages.train import EpochStats, calibrate_student
 
     torch.manual_seed(0)
     target = torch.softmax(torch.randn(16, 5) * 3, dim=1)

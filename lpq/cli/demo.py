@@ -40,7 +40,7 @@ def demo(
 
         lpq demo -o lpq-demo
     """
-    from lpq.pipeline import DemoConfig, run_demo
+    from lpq.demo import DemoConfig, run_demo
 
     result = run_demo(make_config(ctx, DemoConfig), show=show_progress(quiet))
     if json_out:

@@ -30,7 +30,7 @@ def export(
 
         lpq export labels.lpql --to sre2l -o fkd_labels/
     """
-    from lpq.labels.exchange import ExportConfig, export_labels
+    from lpq.interop.exchange import ExportConfig, export_labels
 
     result = export_labels(make_config(ctx, ExportConfig), show=show_progress(quiet))
     print_json(result) if json_out else stdout().print(result_table("Export", result))
@@ -66,7 +66,7 @@ def import_(
 
         lpq import fkd_labels/ --images syn/ -o labels.lpql
     """
-    from lpq.labels.exchange import ImportConfig, import_labels
+    from lpq.interop.exchange import ImportConfig, import_labels
 
     result = import_labels(make_config(ctx, ImportConfig), show=show_progress(quiet))
     print_json(result) if json_out else stdout().print(result_table("Import", result))

@@ -32,7 +32,7 @@ def prune(
 
         lpq prune labels.lpql --ratio 40 -o small.lpql
     """
-    from lpq.labels.prune import PruneConfig, prune_file
+    from lpq.stages.prune import PruneConfig, prune_file
 
     result = prune_file(make_config(ctx, PruneConfig))
     warn_uncovered(result.coverage)

@@ -40,7 +40,7 @@ def quantize(
 
         lpq quantize labels.lpql --top-k auto --keep-mass 0.9 -o q.lpql
     """
-    from lpq.labels.quantize import QuantizeConfig, quantize_file
+    from lpq.stages.quantize import QuantizeConfig, quantize_file
 
     result = quantize_file(make_config(ctx, QuantizeConfig))
     print_json(result) if json_out else stdout().print(result_table("Quantize", result))

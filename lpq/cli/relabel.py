@@ -91,8 +91,8 @@ def relabel(
 
         lpq relabel syn/ --teacher teacher.lpqt --epochs 300 --batch-size 64 --ratio 10 --top-k 10 -o labels.lpql
     """
-    from lpq.labels.relabel import RelabelConfig
-    from lpq.labels.relabel import relabel as run
+    from lpq.stages.relabel import RelabelConfig
+    from lpq.stages.relabel import relabel as run
 
     result = run(make_config(ctx, RelabelConfig), show=show_progress(quiet))
     if is_main_process():

@@ -84,8 +84,8 @@ def squeeze(
 
         lpq squeeze --data /data/imagenet --weights torchvision:resnet18.IMAGENET1K_V1 -o teacher.lpqt
     """
-    from lpq.squeeze import SqueezeConfig
-    from lpq.squeeze import squeeze as run
+    from lpq.stages.squeeze import SqueezeConfig
+    from lpq.stages.squeeze import squeeze as run
 
     result = run(make_config(ctx, SqueezeConfig), show=show_progress(quiet))
     print_json(result) if json_out else stdout().print(result_table("Teacher", result))

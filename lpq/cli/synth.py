@@ -74,7 +74,7 @@ def synth(
 
         lpq synth --teacher teacher.lpqt --ipc 10 --iterations 1000 -o syn/
     """
-    from lpq.synth import SynthConfig, synthesize
+    from lpq.stages.synth import SynthConfig, synthesize
 
     manifest = synthesize(make_config(ctx, SynthConfig), show=show_progress(quiet))
     if not is_main_process():

@@ -28,7 +28,7 @@ from lpq.cli.options import (
 )
 
 if TYPE_CHECKING:
-    from lpq.train import SeedsResult
+    from lpq.stages.train import SeedsResult
 
 OPT = "Optimization"
 TEMP = "Temperatures (defaults: the label file's calibration, else the authors')"
@@ -130,8 +130,8 @@ def train(
 
     Repeat a run from the settings it recorded: lpq train --config run/config.json -o run2/
     """
-    from lpq.train import TrainConfig, train_seeds
-    from lpq.train import train as run
+    from lpq.stages.train import TrainConfig, train_seeds
+    from lpq.stages.train import train as run
 
     cfg = make_config(ctx, TrainConfig)
     if cfg.seeds == 1:

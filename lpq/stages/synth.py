@@ -29,18 +29,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, Field, field_validator, model_validator
-from torch import nn
 
 from lpq import __version__
+from lpq.artifacts.manifest import MANIFEST, GroupResult, SynthManifest, load_manifest
+from lpq.artifacts.teacher import Teacher, load_teacher
 from lpq.data import ImageSource, check_fits, open_split
 from lpq.errors import LpqError
 from lpq.files import atomic, write_model
+from lpq.method.bn import BNMatcher
 from lpq.models import SMALL_INPUT, bn_layers, penultimate  # Tiny-ImageNet settings at or below, ImageNet-1K above
 from lpq.progress import progress
 from lpq.runtime import Precision, barrier, init_distributed, pick_device
-from lpq.squeeze.teacher import Teacher, load_teacher
 
-MANIFEST = "synth.json"
 RESULTS_DIR = ".classes"  # per-class results while a run is under way (hidden: not a class folder)
 
 
@@ -95,88 +95,6 @@ class SynthConfig(BaseModel):
     def fingerprint(self) -> dict[str, object]:
         """The settings two runs must share to be continued by one another."""
         return self.model_dump(mode="json", exclude={"output", "resume", "device", "classes", "teacher"})
-
-
-class GroupResult(BaseModel):
-    """One optimized group of images: a class (class-wise) or a mixed batch."""
-
-    group: int
-    classes: list[int]
-    ce_loss: float
-    bn_loss: float
-    teacher_correct: int
-    seconds: float
-
-
-class SynthManifest(BaseModel):
-    tool: str
-    teacher: str
-    teacher_sha256: str
-    settings: dict[str, object]
-    class_names: list[str]
-    complete: bool = False
-    groups: list[GroupResult] = []
-    teacher_top1: float | None = Field(None, description="teacher accuracy on the saved images, %")
-    within_class_cosine: float | None = Field(
-        None, description="mean within-class cosine similarity of teacher features"
-    )
-
-
-class ChannelMoments(torch.autograd.Function):
-    """Per-channel batch mean and (biased) variance of an (N, C, ...) activation.
-
-    ``torch.var_mean`` over the batch and spatial dimensions is a strided Welford reduction that costs
-    more than the convolution producing its input on CPU, and its autograd backward spends several
-    full-size kernels. Here: an exact two-pass forward (mean, then mean of squared deviations), and the
-    closed-form gradient d/dx = (g_mean + 2 g_var (x - mean)) / n as one fused multiply-add.
-    """
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        ctx.dtype = x.dtype
-        x = x.to(torch.promote_types(x.dtype, torch.float32))  # at least float32 under bfloat16/float16 autocast
-        dims = [0, *range(2, x.dim())]
-        shape = (1, -1) + (1,) * (x.dim() - 2)
-        mean = x.mean(dims)
-        var = (x - mean.view(shape)).square_().mean(dims)
-        ctx.save_for_backward(x, mean)
-        ctx.shape = shape
-        return mean, var
-
-    @staticmethod
-    def backward(ctx, g_mean: torch.Tensor, g_var: torch.Tensor) -> torch.Tensor:
-        x, mean = ctx.saved_tensors
-        n = x.numel() // x.shape[1]
-        slope = 2 * g_var / n
-        offset = g_mean / n - slope * mean
-        return torch.addcmul(offset.view(ctx.shape), x, slope.view(ctx.shape)).to(ctx.dtype)
-
-
-class BNMatcher:
-    """Forward hooks that collect each BN layer's batch statistics and score them against targets."""
-
-    def __init__(self, model: nn.Module) -> None:
-        self.layers = bn_layers(model)
-        self.batch: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        self._handles = [m.register_forward_pre_hook(self._hook(n)) for n, m in self.layers.items()]
-
-    def _hook(self, name: str):
-        def hook(_m: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-            self.batch[name] = ChannelMoments.apply(inputs[0])
-
-        return hook
-
-    def loss(self, targets: dict[str, tuple[torch.Tensor, torch.Tensor]], first_multiplier: float) -> torch.Tensor:
-        total = torch.zeros(())
-        for i, (name, (mu, var)) in enumerate(self.batch.items()):
-            t_mu, t_var = targets[name]
-            term = torch.norm(mu - t_mu, 2) + torch.norm(var - t_var, 2)
-            total = total + (first_multiplier if i == 0 else 1.0) * term
-        return total
-
-    def close(self) -> None:
-        for h in self._handles:
-            h.remove()
 
 
 def _augment(x: torch.Tensor, gen: torch.Generator, jitter: int, scale: tuple[float, float]) -> torch.Tensor:
@@ -325,7 +243,7 @@ def _start(cfg: SynthConfig, teacher: Teacher, out: Path) -> SynthManifest:
     )
     existing = out / MANIFEST
     if existing.exists():
-        old = _manifest(out)
+        old = load_manifest(out)
         same = old.settings == manifest.settings and old.teacher_sha256 == manifest.teacher_sha256
         if not same:
             raise LpqError(
@@ -379,7 +297,7 @@ def synthesize(cfg: SynthConfig, show: bool = False) -> SynthManifest:
         manifest = _start(cfg, teacher, out)
     barrier(world)
     if rank != 0:
-        manifest = _manifest(out)
+        manifest = load_manifest(out)
     precision.model(teacher.model).eval()
     for p in teacher.model.parameters():
         p.requires_grad_(False)
@@ -420,7 +338,7 @@ def synthesize(cfg: SynthConfig, show: bool = False) -> SynthManifest:
     if rank == 0:
         manifest = _finish(manifest, teacher, out, _groups(cfg, list(range(c))))
     barrier(world)
-    return _manifest(out) if rank else manifest
+    return load_manifest(out) if rank else manifest
 
 
 @torch.no_grad()
@@ -484,16 +402,3 @@ def _finish(
     )
     write_model(out / MANIFEST, finished)
     return finished
-
-
-def read_manifest(folder: Path) -> SynthManifest | None:
-    """The synth.json of an image folder, if it has one (relabel checks it)."""
-    return _manifest(folder) if (folder / MANIFEST).exists() else None
-
-
-def _manifest(folder: Path) -> SynthManifest:
-    path = folder / MANIFEST
-    try:
-        return SynthManifest.model_validate_json(path.read_text())
-    except ValueError:  # pydantic's ValidationError is a ValueError
-        raise LpqError("synth-bad-manifest", f"{path} is not a valid synth manifest") from None

@@ -15,12 +15,12 @@ from pydantic import BaseModel, Field
 
 from lpq.errors import LpqError
 from lpq.format.summary import summarize
-from lpq.labels.prune import PruneConfig, prune_file
-from lpq.labels.quantize import QuantizeConfig, quantize_file
-from lpq.labels.relabel import RelabelConfig, relabel
-from lpq.squeeze import SqueezeConfig, squeeze
-from lpq.synth import SynthConfig, synthesize
-from lpq.train import TrainConfig, train
+from lpq.stages.prune import PruneConfig, prune_file
+from lpq.stages.quantize import QuantizeConfig, quantize_file
+from lpq.stages.relabel import RelabelConfig, relabel
+from lpq.stages.squeeze import SqueezeConfig, squeeze
+from lpq.stages.synth import SynthConfig, synthesize
+from lpq.stages.train import TrainConfig, train
 
 
 class DemoConfig(BaseModel):

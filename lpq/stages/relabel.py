@@ -26,6 +26,8 @@ from pydantic import BaseModel, Field, model_validator
 from torch.utils.data import DataLoader, Dataset
 
 from lpq import __version__
+from lpq.artifacts.manifest import read_manifest
+from lpq.artifacts.teacher import Teacher, load_teacher
 from lpq.data import ImageSource, default_workers, open_images
 from lpq.errors import LpqError
 from lpq.files import write_text
@@ -50,14 +52,12 @@ from lpq.format import (
 from lpq.format.coverage import BatchMembers, Coverage, view_counts
 from lpq.format.rng import epoch_order
 from lpq.format.writer import read_partial_batches
-from lpq.labels.prune import choose_batches, keep_count
-from lpq.labels.quantize import quantize_logits
-from lpq.labels.replay import plan_batch, render, teacher_input
-from lpq.labels.temperature import CalibrationStats
+from lpq.method.pruning import choose_batches, keep_count
+from lpq.method.replay import plan_batch, render, teacher_input
+from lpq.method.temperature import CalibrationStats
+from lpq.method.topk import quantize_logits
 from lpq.progress import progress
 from lpq.runtime import Precision, barrier, init_distributed, pick_device
-from lpq.squeeze.teacher import Teacher, load_teacher
-from lpq.synth.synth import read_manifest
 
 CALIB_SAVE_SECONDS = 10.0  # how often the resumable calibration sums are saved beside the partial file
 

@@ -1,6 +1,6 @@
 """Labels in and out of `.lpql`: other tools' layouts, by name (a registry: a new layout is a new entry).
 
-``sre2l`` is the layout SRe2L, LPLD and LPQLD's public code writes and reads (`lpq.labels.sre2l`). Export
+``sre2l`` is the layout SRe2L, LPLD and LPQLD's public code writes and reads (`lpq.interop.sre2l`). Export
 writes a folder their training script loads; import reads such a folder (``torch.load`` with
 ``weights_only=True`` only) into a `.lpql` file whose batches store their augmentation (format 1.1), since
 crops made elsewhere cannot be derived from a seed. Export then import gives the same labels and crops.
@@ -38,8 +38,8 @@ from lpq.format import (
     Teacher,
     ValueCodec,
 )
-from lpq.labels import sre2l
-from lpq.labels.temperature import CalibrationStats
+from lpq.interop import sre2l
+from lpq.method.temperature import CalibrationStats
 from lpq.progress import progress
 
 EXPORT_NOTE = "lpq_export.json"  # beside their files: what import needs and their layout does not record

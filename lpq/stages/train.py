@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -32,24 +33,24 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from pydantic import BaseModel, Field, model_validator
 from torch import nn
 from torch.utils.data import DataLoader
 
-from lpq.checkpoint import TrainingState
+from lpq.artifacts.checkpoint import TrainingState
 from lpq.data import ImageSource, check_fits, default_workers, open_images, open_split
 from lpq.data import batches as image_batches
 from lpq.errors import LpqError
 from lpq.files import atomic, write_model, write_text
 from lpq.format import Header, LpqlReader, ScheduleKind, StudentTemp, TempSchedule
-from lpq.labels.replay import teacher_input
-from lpq.labels.targets import dense_targets, hard_targets
-from lpq.labels.temperature import teacher_temperature
+from lpq.method.batches import ReplayedBatch, StoredBatches
+from lpq.method.loss import fit_student_temperature, kd_loss
+from lpq.method.replay import teacher_input
+from lpq.method.targets import dense_targets, hard_targets
+from lpq.method.temperature import teacher_temperature
 from lpq.models import build_model, evaluate
 from lpq.progress import progress
 from lpq.runtime import Precision, barrier, init_distributed, pick_device
-from lpq.train.batches import ReplayedBatch, StoredBatches
 
 STATE = "state.pt"
 RUN_ONLY = {"resume", "stop_after", "workers", "device", "seeds"}
@@ -187,18 +188,6 @@ class TrainResult(BaseModel):
     ca_edge_share: float | None = Field(
         None, description="share of epochs whose fitted T_s is the CA grid's minimum or maximum (with CA)"
     )
-
-
-def kd_loss(logits: torch.Tensor, target: torch.Tensor, student_temp: float) -> torch.Tensor:
-    """KL(target || softmax(logits / T_s)), batch mean."""
-    return F.kl_div(F.log_softmax(logits / student_temp, dim=1), target, reduction="batchmean")
-
-
-@torch.no_grad()
-def fit_student_temperature(logits: torch.Tensor, target: torch.Tensor, grid: torch.Tensor) -> float:
-    """The grid temperature minimizing KL(target || softmax(logits / t))."""
-    losses = torch.stack([kd_loss(logits, target, float(t)) for t in grid])
-    return float(grid[int(losses.argmin())])
 
 
 def eval_epochs(epochs: int, evals: int) -> set[int]:
@@ -534,4 +523,60 @@ def train(cfg: TrainConfig, show: bool = False) -> TrainResult:
     if rank == 0 and end == cfg.epochs:
         write_model(cfg.output / "result.json", result)
     barrier(world)
+    return result
+
+
+# Several students, one per seed (lpq train --seeds N): OUT/seed-<s>/ is a complete run for each.
+
+SUMMARY = "seeds.json"
+
+
+class SeedsResult(BaseModel):
+    output: Path
+    seeds: list[int]
+    top1_mean: float
+    top1_sd: float = Field(description="sample standard deviation over seeds (0 for one seed)")
+    top5_mean: float
+    top5_sd: float
+    label_bytes: int
+    label_scheme: str
+    runs: list[TrainResult]
+
+
+def _sd(values: list[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def seed_folder(output: Path, seed: int) -> Path:
+    return output / f"seed-{seed}"
+
+
+def train_seeds(cfg: TrainConfig, show: bool = False) -> SeedsResult:
+    """``cfg.seeds`` students into OUT/seed-<s>/; mean and sd of their final-epoch accuracy."""
+    out = cfg.output
+    if not cfg.resume and out.exists() and any(out.iterdir()):
+        raise LpqError(
+            "run-exists", f"{out} already holds runs", "pass --resume to continue them, or choose another -o"
+        )
+    runs = []
+    for seed in range(cfg.seed, cfg.seed + cfg.seeds):
+        folder = seed_folder(out, seed)
+        run = cfg.model_copy(
+            update={"seed": seed, "seeds": 1, "output": folder, "resume": cfg.resume and (folder / STATE).exists()}
+        )
+        runs.append(train(run, show=show))  # a finished run resumes to its result without training
+    top1 = [r.top1 for r in runs]
+    top5 = [r.top5 for r in runs]
+    result = SeedsResult(
+        output=out,
+        seeds=[r.seed for r in runs],
+        top1_mean=statistics.fmean(top1),
+        top1_sd=_sd(top1),
+        top5_mean=statistics.fmean(top5),
+        top5_sd=_sd(top5),
+        label_bytes=runs[0].label_bytes,
+        label_scheme=runs[0].label_scheme,
+        runs=runs,
+    )
+    write_model(out / SUMMARY, result)
     return result

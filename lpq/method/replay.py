@@ -5,7 +5,7 @@ spec/lpql-v1.md section 6), and the batch's mix draw (CutMix box or MixUp weight
 ``render`` turns a plan and the source images into the exact input tensor the teacher labelled; relabel
 calls it to produce labels and training calls it to consume them, so the two cannot drift.
 
-Not for: pixel normalization (the caller's model decides) or targets (lpq.labels.targets).
+Not for: pixel normalization (the caller's model decides) or targets (lpq.method.targets).
 """
 
 from __future__ import annotations

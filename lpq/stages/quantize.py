@@ -16,39 +16,8 @@ from pydantic import BaseModel, Field
 
 from lpq.errors import LpqError
 from lpq.format import Calibration, IndexCodec, LpqlReader, LpqlWriter, Quant, ValueCodec
-from lpq.labels.temperature import for_k, kept_mass
-
-
-def top_k(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The k largest entries of each row, descending, with their column indices: (B, k) each."""
-    idx = (
-        np.argpartition(-logits, k - 1, axis=1)[:, :k]
-        if k < logits.shape[1]
-        else np.tile(np.arange(k), (len(logits), 1))
-    )
-    vals = np.take_along_axis(logits, idx, axis=1)
-    order = np.argsort(-vals, axis=1, kind="stable")
-    return np.take_along_axis(vals, order, axis=1), np.take_along_axis(idx, order, axis=1)
-
-
-def softmax(x: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    z = x.astype(np.float64) / temperature
-    z = np.exp(z - z.max(axis=1, keepdims=True))
-    return z / z.sum(axis=1, keepdims=True)
-
-
-def quantize_logits(
-    logits: np.ndarray, scheme: str, k: int, ms_temperature: float = 1.0
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Stored (values, indices) of full (B, C) logits under a scheme: 'none', 'mr' or 'ms'."""
-    if scheme == "none":
-        return logits.astype(np.float32), None
-    if scheme == "mr":
-        vals, idx = top_k(logits, k)
-        return vals.astype(np.float32), idx
-    probs = softmax(logits, ms_temperature)
-    vals, idx = top_k(probs, k)
-    return vals.astype(np.float32), idx
+from lpq.method.temperature import for_k, kept_mass
+from lpq.method.topk import quantize_logits
 
 
 class QuantizeConfig(BaseModel):
@@ -146,7 +115,7 @@ def choose_k(reader: LpqlReader, keep: float, temperature: float) -> tuple[int, 
 
 
 def quantize_file(cfg: QuantizeConfig) -> QuantizeResult:
-    from lpq.labels.prune import check_paths
+    from lpq.files import check_paths
 
     check_paths(cfg.labels, cfg.output)
     scheme, values, ms_temperature = cfg.scheme, cfg.values, cfg.ms_temperature

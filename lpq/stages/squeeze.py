@@ -33,7 +33,8 @@ import torch.nn.functional as F
 from pydantic import BaseModel, Field
 from torch import nn
 
-from lpq.checkpoint import TrainingState
+from lpq.artifacts.checkpoint import TrainingState
+from lpq.artifacts.teacher import ClassStats, Teacher, TeacherMeta, pretrained_input, save_teacher
 from lpq.data import ImageSet, ImageSource, InputSpec, batches, default_workers, open_split
 from lpq.data.loader import sample_stats
 from lpq.errors import LpqError
@@ -41,7 +42,6 @@ from lpq.models import bn_layers, build_model, check_model_name, evaluate
 from lpq.models.weights import Weights, load_into, read_weights
 from lpq.progress import progress
 from lpq.runtime import Precision, pick_device
-from lpq.squeeze.teacher import ClassStats, Teacher, TeacherMeta, pretrained_input, save_teacher
 
 LARGE_SIZE = 224  # S for streamed (large) images when --image-size is not given: torchvision's reference
 

@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 
 from lpq.data import ImageSource
 from lpq.format import LpqlReader
-from lpq.labels.replay import render, stored_plan, teacher_input
+from lpq.method.replay import render, stored_plan, teacher_input
 
 
 def epoch_draw(kept: list[int], per_epoch: int, seed: int, epoch: int) -> list[int]:

@@ -1,0 +1,38 @@
+"""Top-k label quantization of logits (LPQLD stage 5): MR-k keeps the k largest logits, MS-k the k largest
+probabilities at its own temperature; both with their class indices."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def top_k(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k largest entries of each row, descending, with their column indices: (B, k) each."""
+    idx = (
+        np.argpartition(-logits, k - 1, axis=1)[:, :k]
+        if k < logits.shape[1]
+        else np.tile(np.arange(k), (len(logits), 1))
+    )
+    vals = np.take_along_axis(logits, idx, axis=1)
+    order = np.argsort(-vals, axis=1, kind="stable")
+    return np.take_along_axis(vals, order, axis=1), np.take_along_axis(idx, order, axis=1)
+
+
+def softmax(x: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    z = x.astype(np.float64) / temperature
+    z = np.exp(z - z.max(axis=1, keepdims=True))
+    return z / z.sum(axis=1, keepdims=True)
+
+
+def quantize_logits(
+    logits: np.ndarray, scheme: str, k: int, ms_temperature: float = 1.0
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Stored (values, indices) of full (B, C) logits under a scheme: 'none', 'mr' or 'ms'."""
+    if scheme == "none":
+        return logits.astype(np.float32), None
+    if scheme == "mr":
+        vals, idx = top_k(logits, k)
+        return vals.astype(np.float32), idx
+    probs = softmax(logits, ms_temperature)
+    vals, idx = top_k(probs, k)
+    return vals.astype(np.float32), idx
