@@ -23,14 +23,21 @@ def pick_device(name: str, rank: int = 0) -> torch.device:
 
 
 def init_distributed() -> tuple[int, int]:
-    """(rank, world size): (0, 1) outside torchrun; otherwise joins the group (NCCL on GPU, gloo on CPU)."""
+    """(rank, world size): (0, 1) outside torchrun; otherwise joins the group (``backend()``)."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return 0, 1
     import torch.distributed as dist
 
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        dist.init_process_group(backend())
     return dist.get_rank(), dist.get_world_size()
+
+
+def backend() -> str:
+    """NCCL when every local rank has a GPU of its own; gloo on CPU, and when ranks share a GPU (NCCL refuses
+    two ranks on one device; small models, as a ConvNet's synthesis, run several processes per GPU)."""
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
+    return "nccl" if torch.cuda.is_available() and torch.cuda.device_count() >= local else "gloo"
 
 
 def barrier(world: int) -> None:

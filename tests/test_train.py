@@ -265,3 +265,17 @@ def test_ca_last_batch_fits_the_last_steps_training_mode_output() -> None:
             return x
 
     assert calibrate_student(model, stats, grid, CPU(), world=1) == pytest.approx(0.25)
+
+
+def test_ranks_sharing_a_gpu_use_gloo(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lpq.runtime import backend
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert backend() == "nccl"
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")  # eight ranks on two GPUs: NCCL would refuse
+    assert backend() == "gloo"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert backend() == "gloo"
