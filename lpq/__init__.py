@@ -1,3 +1,55 @@
-"""lpq: compact soft labels for large-scale dataset distillation (LPQLD), around the `.lpql` container."""
+"""lpq: compact soft labels for large-scale dataset distillation (LPQLD), around the `.lpql` container.
+
+The names below are the library a training loop of your own imports; the `lpq` command is a thin layer
+over the same code. They load on first use, so ``import lpq`` (and ``lpq --help``) stays fast.
+
+    import lpq
+    data = lpq.DistilledDataset("syn/", "labels.lpql")          # (inputs, soft targets) per stored batch
+    loss = lpq.kd_loss(model(inputs), targets, student_temp=1.0)
+
+- Label files: ``LpqlReader`` (open and read one), ``prune_file`` / ``PruneConfig``, ``quantize_file`` /
+  ``QuantizeConfig``, ``coverage`` (views per image).
+- The method: ``DistilledDataset``, ``dense_targets``, ``TempSchedule`` and ``teacher_temperature`` (Dynamic
+  Knowledge Reuse), ``kd_loss`` and ``fit_student_temperature`` (Calibrated Alignment), ``quantize_logits``
+  (MR-k / MS-k), ``choose_batches`` (label pruning), ``BNMatcher`` (synthesis by BN statistics).
+- Images: ``open_images`` (a distilled folder, or a ``--data`` name).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
+
+_HOMES = {
+    "LpqlReader": "lpq.format",
+    "TempSchedule": "lpq.format",
+    "coverage": "lpq.format.coverage",
+    "open_images": "lpq.data",
+    "DistilledDataset": "lpq.method.batches",
+    "dense_targets": "lpq.method.targets",
+    "teacher_temperature": "lpq.method.temperature",
+    "kd_loss": "lpq.method.loss",
+    "fit_student_temperature": "lpq.method.loss",
+    "quantize_logits": "lpq.method.topk",
+    "choose_batches": "lpq.method.pruning",
+    "BNMatcher": "lpq.method.bn",
+    "prune_file": "lpq.stages.prune",
+    "PruneConfig": "lpq.stages.prune",
+    "quantize_file": "lpq.stages.quantize",
+    "QuantizeConfig": "lpq.stages.quantize",
+}
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'lpq' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_HOMES[name]), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return [*__all__, "__version__"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -106,6 +108,13 @@ def test_demo_runs_the_whole_pipeline_on_a_tiny_budget(tmp_path: Path) -> None:
     ]
     again = runner.invoke(app, ["demo", "-o", str(out)])
     assert again.exit_code == 2 and "output-exists" in again.stderr
+
+    # The README's "Your own training loop" block, verbatim, beside the demo folder it reads.
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"## Your own training loop\n.*?```python\n(.*?)```", readme, re.S).group(1)
+    run = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert re.fullmatch(r"epoch 0 at T=20: loss \d+\.\d{4}\n", run.stdout), run.stdout
 
 
 def config_models() -> dict[str, type]:
@@ -220,3 +229,15 @@ def test_a_runs_config_json_repeats_the_run(digits_teacher: Path, tmp_path: Path
     saved = [json.loads((tmp_path / run / "config.json").read_text()) for run in ("a", "b")]
     assert saved[0].pop("output") != saved[1].pop("output") and saved[0] == saved[1] and saved[0]["lr"] == 0.002
     assert json.loads(again.stdout)["top1"] == json.loads(first.stdout)["top1"]
+
+
+def test_public_api_names_load_lazily_and_are_documented() -> None:
+    """`import lpq` lists the library's names without importing torch; each has a docstring."""
+    code = "import sys, lpq; print(len(lpq.__all__), 'torch' in sys.modules)"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.split() == [str(len(__import__("lpq").__all__)), "False"]
+    import lpq
+
+    for name in lpq.__all__:
+        doc = getattr(lpq, name).__doc__
+        assert doc and doc.strip(), f"lpq.{name} has no docstring"

@@ -52,6 +52,14 @@ _EPOCH_CACHE = 8
 
 
 class LpqlReader:
+    """A `.lpql` label file, memory-mapped and checked (spec/lpql-v1.md section 7) on open: ``header``,
+    ``calibration``, ``batch_ids``, and ``read(batch_id)`` for one stored batch's labels (values, class indices,
+    mix draw). Use it as a context manager.
+
+        with LpqlReader("labels.lpql") as r:
+            rec = r.read(int(r.batch_ids[0]))  # rec.values (B, k), rec.indices (B, k) or None
+    """
+
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         try:

@@ -5,8 +5,9 @@ cycles through the pool (so a pruned pool is reused evenly: Dynamic Knowledge Re
 draw of epoch e depends only on (seed, e), so a resumed run sees the same batches. Under DDP each rank
 takes a disjoint slice of every epoch's draw, padded by cycling so all ranks take the same number of steps.
 
-Items are built in DataLoader workers with the replay function relabel used; targets are made in the main
-process from the stored values, since their temperature changes with the epoch.
+Items are built in DataLoader workers with the replay function relabel used. ``StoredBatches`` (what `lpq
+train` uses) leaves the targets to the main process, which also needs the images' classes for hard-label
+baselines; ``DistilledDataset`` (for your own training loop) returns them ready, at the epoch's temperature.
 """
 
 from __future__ import annotations
@@ -19,9 +20,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from lpq.data import ImageSource
-from lpq.format import LpqlReader
+from lpq.data import ImageSource, open_images
+from lpq.errors import LpqError
+from lpq.format import LpqlReader, TempSchedule
 from lpq.method.replay import render, stored_plan, teacher_input
+from lpq.method.targets import dense_targets
+from lpq.method.temperature import teacher_temperature
 
 
 def epoch_draw(kept: list[int], per_epoch: int, seed: int, epoch: int) -> list[int]:
@@ -42,7 +46,7 @@ class ReplayedBatch(NamedTuple):
 
     inputs: torch.Tensor  # (B, 3, S, S) normalized
     values: torch.Tensor  # (B, k) stored logits or probabilities
-    indices: torch.Tensor  # (B, k) class ids of the top-k; empty for full labels
+    indices: torch.Tensor | None  # (B, k) class ids of the top-k; None for full labels (as dense_targets takes)
     image_indices: torch.Tensor  # (B,) positions in the image set
     partner: torch.Tensor  # (B,) the sample each sample was mixed with
     mix_lambda: float  # weight of a sample's own image in the mix (1.0 without mixing)
@@ -81,7 +85,7 @@ class StoredBatches(Dataset):
         rec = r.read(self.batch_ids[i])
         plan = stored_plan(r, rec, self.hw)
         x = self.spec.normalize(render(plan, self.images, self.header))
-        indices = torch.from_numpy(rec.indices) if rec.indices is not None else torch.empty(0, dtype=torch.int64)
+        indices = torch.from_numpy(rec.indices) if rec.indices is not None else None
         return ReplayedBatch(
             x,
             torch.from_numpy(rec.values),
@@ -95,3 +99,67 @@ class StoredBatches(Dataset):
         state = self.__dict__.copy()
         state["_reader"] = None
         return state
+
+
+class DistilledDataset(Dataset):
+    """A distilled image set and its `.lpql` labels as ``(inputs, targets)`` batches for your own training loop.
+
+    Item i of an epoch is one stored batch replayed exactly as the teacher labelled it: ``inputs`` (B, 3, S, S)
+    normalized as the teacher's inputs were, ``targets`` (B, C) the soft labels at the epoch's teacher
+    temperature (Dynamic Knowledge Reuse: the label file's schedule, or ``schedule``, over ``epochs``), full,
+    MR or MS labels alike. An epoch has as many batches as a relabel epoch, drawn from the stored (possibly
+    pruned) pool as `lpq train` draws them; call ``set_epoch`` before each epoch, as with DistributedSampler.
+    Items are whole batches: use ``DataLoader(dataset, batch_size=None, num_workers=N)``. The images must be
+    the ones the labels were made for (their fingerprint is checked).
+
+        data = DistilledDataset("syn/", "labels.lpql", epochs=300)
+        for epoch in range(300):
+            data.set_epoch(epoch)
+            for inputs, targets in DataLoader(data, batch_size=None, num_workers=4):
+                loss = kd_loss(model(inputs), targets, student_temp=1.0)
+    """
+
+    def __init__(
+        self,
+        images: str | Path | ImageSource,
+        labels: str | Path,
+        epochs: int | None = None,
+        schedule: TempSchedule | None = None,
+        seed: int = 0,
+        rank: int = 0,
+        world: int = 1,
+    ) -> None:
+        self.images = open_images(str(images)) if isinstance(images, str | Path) else images
+        self.labels = Path(labels)
+        with LpqlReader(self.labels) as r:
+            self.header, calibration = r.header, r.calibration
+        if self.images.fingerprint() != self.header.images.fingerprint:
+            raise LpqError(
+                "fingerprint-mismatch",
+                f"{self.labels} was made for other images than {images}",
+                "pass the image set the labels were relabelled from",
+            )
+        self.schedule = schedule or (calibration.teacher_schedule if calibration else TempSchedule())
+        self.epochs = epochs or self.header.relabel.epochs
+        self.seed, self.rank, self.world = seed, rank, world
+        self.set_epoch(0)
+
+    @property
+    def num_classes(self) -> int:
+        return self.header.num_classes
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw epoch ``epoch``'s batches and set its teacher temperature (``self.temperature``)."""
+        self.epoch = epoch
+        self.temperature = teacher_temperature(self.schedule, epoch, self.epochs)
+        self._batches = StoredBatches(
+            self.labels, self.images, self.seed, range(epoch, epoch + 1), self.rank, self.world
+        )
+
+    def __len__(self) -> int:
+        return len(self._batches)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        b = self._batches[i]
+        q = self.header.quant
+        return b.inputs, dense_targets(b.values, b.indices, q.scheme, self.header.num_classes, self.temperature)

@@ -24,6 +24,8 @@ from lpq.method.pruning import choose_batches, keep_count
 
 
 class PruneConfig(BaseModel):
+    """What `prune_file` (lpq prune) does: keep 1/ratio of ``labels``' batches under a strategy, into ``output``."""
+
     labels: Path = Field(description="input .lpql file (left untouched)")
     ratio: float = Field(ge=1.0, description="keep round(total / ratio) batches; composes with earlier pruning")
     output: Path
@@ -42,6 +44,7 @@ class PruneResult(BaseModel):
 
 
 def prune_file(cfg: PruneConfig) -> PruneResult:
+    """Write the pruned file (chunks copied byte for byte) and report sizes and coverage."""
     check_paths(cfg.labels, cfg.output)
     with LpqlReader(cfg.labels) as r:
         h = r.header

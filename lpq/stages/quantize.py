@@ -15,12 +15,15 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from lpq.errors import LpqError
+from lpq.files import check_paths
 from lpq.format import Calibration, IndexCodec, LpqlReader, LpqlWriter, Quant, ValueCodec
 from lpq.method.temperature import for_k, kept_mass
 from lpq.method.topk import quantize_logits
 
 
 class QuantizeConfig(BaseModel):
+    """What `quantize_file` (lpq quantize) does: re-store ``labels`` as top-k (MR or MS) and/or fewer-bit values."""
+
     labels: Path = Field(description="input .lpql file (left untouched)")
     output: Path
     scheme: Literal["none", "mr", "ms"] = "mr"
@@ -115,7 +118,7 @@ def choose_k(reader: LpqlReader, keep: float, temperature: float) -> tuple[int, 
 
 
 def quantize_file(cfg: QuantizeConfig) -> QuantizeResult:
-    from lpq.files import check_paths
+    """Write the re-quantized file (a smaller k or coarser values only: information is never invented)."""
 
     check_paths(cfg.labels, cfg.output)
     scheme, values, ms_temperature = cfg.scheme, cfg.values, cfg.ms_temperature

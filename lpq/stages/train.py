@@ -258,8 +258,7 @@ def make_targets(
     """(B, C) target distributions: the stored labels at ``temperature``, or the mixed one-hot classes."""
     if targets == "hard":
         return hard_targets(image_classes[batch.image_indices], batch.partner, batch.mix_lambda, header.num_classes)
-    indices = batch.indices if batch.indices.numel() else None
-    return dense_targets(batch.values, indices, header.quant.scheme, header.num_classes, temperature)
+    return dense_targets(batch.values, batch.indices, header.quant.scheme, header.num_classes, temperature)
 
 
 def train_epoch(
