@@ -47,9 +47,6 @@ def barrier(world: int) -> None:
         dist.barrier()
 
 
-AMP_CHOICES = ("auto", "none", "bf16", "fp16")
-
-
 @dataclass(frozen=True)
 class Precision:
     """How a stage runs its model on a device: autocast to bfloat16 or float16 (None: float32), a loss scaler

@@ -435,3 +435,11 @@ def test_cover_fills_from_a_pool_without_whole_epochs(tmp_path: Path) -> None:
     with LpqlReader(prune(rand, 4, tmp_path / "c.lpql").output) as r:
         cov = coverage(r)
     assert cov.never == 0 and cov.mean_views == pytest.approx(100 * 64 / 2000)
+
+
+def test_quantize_refuses_a_top_k_for_full_labels(tmp_path: Path) -> None:
+    header = make_header(classes=12, images=10, batch_size=5, epochs=1, values="f32")
+    src = write_file(tmp_path / "full.lpql", header, make_records(header))
+    out = tmp_path / "q.lpql"
+    result = runner.invoke(app, ["quantize", str(src), "--scheme", "none", "--top-k", "5", "-o", str(out)])
+    assert result.exit_code == 2 and "drop --top-k 5" in result.stderr and not out.exists()

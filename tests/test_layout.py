@@ -12,6 +12,7 @@ LPQ = Path(__file__).resolve().parents[1] / "lpq"
 # Rooms by floor; a module may import its own room and any room on a lower floor.
 FLOORS = {
     "errors": 0,
+    "choices": 0,
     "format": 1,
     "files": 1,
     "progress": 1,

@@ -4,80 +4,34 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, get_args
 
 import typer
 from pydantic import BaseModel
 from rich.table import Table
 
-
-class Scheme(StrEnum):
-    none = "none"
-    mr = "mr"
-    ms = "ms"
+from lpq import choices
+from lpq.format import header
 
 
-class Values(StrEnum):
-    f32 = "f32"
-    f16 = "f16"
-    i8 = "i8"
-    i4 = "i4"
+def choice(name: str, literal: object) -> type[StrEnum]:
+    """The option enum of a closed choice, built from its one definition (a Literal); members are named for
+    their values, '-' as '_'."""
+    return StrEnum(name, [(v.replace("-", "_"), v) for v in get_args(literal)])
 
 
-class Mix(StrEnum):
-    cutmix = "cutmix"
-    mixup = "mixup"
-    none = "none"
-
-
-class Strategy(StrEnum):
-    cover = "cover"
-    random = "random"
-    first = "first"
-
-
-class Batching(StrEnum):
-    classwise = "classwise"
-    mixed = "mixed"
-
-
-class Init(StrEnum):
-    noise = "noise"
-    real = "real"
-
-
-class Amp(StrEnum):
-    auto = "auto"
-    none = "none"
-    bf16 = "bf16"
-    fp16 = "fp16"
-
-
-class Layout(StrEnum):
-    sre2l = "sre2l"
-
-
-class Optimizer(StrEnum):
-    adamw = "adamw"
-    sgd = "sgd"
-
-
-class Targets(StrEnum):
-    soft = "soft"
-    hard = "hard"
-
-
-class CaFit(StrEnum):
-    first_batches = "first-batches"
-    last_batch = "last-batch"
-
-
-class Schedule(StrEnum):
-    none = "none"
-    step = "step"
-    cosine = "cosine"
-    reverse_step = "reverse-step"
-    reverse_cosine = "reverse-cosine"
+Scheme = choice("Scheme", header.Scheme)
+Values = choice("Values", header.ValueKind)
+Mix = choice("Mix", header.MixKind)
+Strategy = choice("Strategy", header.KeepStrategy)
+Schedule = choice("Schedule", header.ScheduleKind)
+Amp = choice("Amp", choices.Amp)
+CaFit = choice("CaFit", choices.CaFit)
+Optimizer = choice("Optimizer", choices.Optimizer)
+Targets = choice("Targets", choices.Targets)
+Batching = choice("Batching", choices.Batching)
+Init = choice("Init", choices.Init)
+Layout = choice("Layout", choices.Layout)
 
 
 DataOpt = Annotated[str, typer.Option("--data", help="digits, cifar10, cifar100, or imagefolder:PATH (or a PATH).")]

@@ -83,14 +83,15 @@ def train(
         ),
     ] = None,
     student_temp: Annotated[
-        float,
+        float | None,
         typer.Option(
             parser=_temperature_or_follow,
             metavar="FLOAT|follow",
             rich_help_panel=TEMP,
-            help="T_s (start value with --calibrate), or follow: T_s = the epoch's teacher T (no calibration).",
+            help="T_s (start value with --calibrate; default the label file's, 1), or follow: T_s = the epoch's "
+            "teacher T (no calibration).",
         ),
-    ] = 1.0,
+    ] = None,
     ca_fit: Annotated[
         CaFit,
         typer.Option(

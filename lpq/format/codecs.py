@@ -11,6 +11,7 @@ a codec here and an id to `header.ValueCodecId`, not rewriting the container.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -171,10 +172,18 @@ def _round_f16(x: np.ndarray, up: bool) -> np.ndarray:
     return h.astype(np.float16)
 
 
+# Value encodings by kind (a header's values.id is the kind, plus "-by-sample" for the layout): a new encoding is
+# an entry here and an id in the header's ValueCodecId, not a branch.
+VALUE_CODECS: dict[str, Callable[[ValueCodec], ValueEncoder]] = {
+    "f32": lambda spec: FloatCodec("<f4", spec.by_sample),
+    "f16": lambda spec: FloatCodec("<f2", spec.by_sample),
+    "i8": lambda spec: IntCodec(bits=8, relative=spec.relative, by_sample=spec.by_sample),
+    "i4": lambda spec: IntCodec(bits=4, relative=spec.relative, by_sample=spec.by_sample),
+}
+
+
 def value_codec(spec: ValueCodec) -> ValueEncoder:
-    if spec.kind in ("f32", "f16"):
-        return FloatCodec("<f4" if spec.kind == "f32" else "<f2", spec.by_sample)
-    return IntCodec(bits=8 if spec.kind == "i8" else 4, relative=spec.relative, by_sample=spec.by_sample)
+    return VALUE_CODECS[spec.kind](spec)
 
 
 def _check_indices(idx: np.ndarray, num_classes: int) -> None:
@@ -239,5 +248,8 @@ def _high_table(high: int) -> np.ndarray:
     return table
 
 
+INDEX_CODECS: dict[str, type[BitpackIndices | SplitIndices]] = {"bitpack": BitpackIndices, "split": SplitIndices}
+
+
 def index_codec(spec: IndexCodec, num_classes: int) -> BitpackIndices | SplitIndices:
-    return (SplitIndices if spec.id == "split" else BitpackIndices)(spec.bits, num_classes)
+    return INDEX_CODECS[spec.id](spec.bits, num_classes)

@@ -22,8 +22,10 @@ ValueCodecId = Literal["f32", "f16", "i8", "i4", "f32-by-sample", "f16-by-sample
 BY_SAMPLE = "-by-sample"
 BY_SAMPLE_MIN_K = 32  # where sorted top-k rows start to compress better by sample than by rank
 MixKind = Literal["cutmix", "mixup", "none"]
+KeepStrategy = Literal["cover", "first", "random"]  # which batches pruning keeps (lpq.method.pruning)
 # 1.4: "cover" (whole epochs first, so every image is labelled); an older reader refuses the value
-PruneStrategy = Literal["none", "first", "random", "cover"]
+PruneStrategy = Literal["none"] | KeepStrategy
+Interpolation = Literal["bilinear", "bicubic", "nearest"]
 ScheduleKind = Literal["none", "step", "cosine", "reverse-step", "reverse-cosine"]
 
 
@@ -54,7 +56,7 @@ class Augment(_Record):
     input_size: int = Field(ge=1, description="side of the square crop fed to the teacher, pixels")
     crop_scale: tuple[float, float] = (0.08, 1.0)
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
-    interpolation: Literal["bilinear", "bicubic", "nearest"] = "bilinear"
+    interpolation: Interpolation = "bilinear"
     flip_p: float = Field(0.5, ge=0.0, le=1.0)
     mix: MixKind = "cutmix"
     mix_alpha: float = Field(1.0, gt=0.0, description="Beta(alpha, alpha) for the mixing weight")

@@ -15,13 +15,13 @@ import json
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
 from pydantic import BaseModel, Field
 
 from lpq import __version__
+from lpq.choices import Layout
 from lpq.data import IMAGENET_MEAN, IMAGENET_STD, open_images
 from lpq.errors import LpqError
 from lpq.files import atomic
@@ -38,6 +38,7 @@ from lpq.format import (
     Teacher,
     ValueCodec,
 )
+from lpq.format.header import ValueKind
 from lpq.interop import sre2l
 from lpq.method.temperature import CalibrationStats
 from lpq.progress import progress
@@ -48,7 +49,7 @@ UNKNOWN_TEACHER = "0" * 64
 
 class ExportConfig(BaseModel):
     labels: Path = Field(description="the .lpql file to export")
-    to: Literal["sre2l"] = "sre2l"
+    to: Layout = "sre2l"
     output: Path
     images: str | None = Field(None, description="the image set, needed when its images differ in size")
 
@@ -63,10 +64,10 @@ class ExportResult(BaseModel):
 
 class ImportConfig(BaseModel):
     folder: Path = Field(description="a folder in another tool's layout")
-    layout: Literal["sre2l"] = Field("sre2l", alias="from")
+    layout: Layout = Field("sre2l", alias="from")
     images: str = Field(description="the image set the labels belong to, in ImageFolder order")
     output: Path
-    values: Literal["f32", "f16", "i8", "i4"] = Field("f16", description="f16 keeps their float16 logits exactly")
+    values: ValueKind = Field("f16", description="f16 keeps their float16 logits exactly")
     input_size: int | None = Field(
         None, ge=1, description="their crop size; default: the export note, else the images'"
     )

@@ -66,20 +66,22 @@ class CalibrationStats:
     """Running per-class sums of logit statistics; mergeable across resumes and ranks."""
 
     num_classes: int
-    temperatures: list[float]
+    schedule: TempSchedule  # the schedule whose temperatures the masses are measured at, recorded with them
     k: int  # the file's own k
+    temperatures: list[float] = field(init=False)
     ladder: list[int] = field(init=False)
     sums: np.ndarray = field(init=False)  # (C, 3 + ladder x temps): top1, margin, entropy, then kept masses
     counts: np.ndarray = field(init=False)  # (C,)
 
     def __post_init__(self) -> None:
+        self.temperatures = schedule_temperatures(self.schedule)
         self.ladder = ladder_for(self.num_classes, self.k)
         self.sums = np.zeros((self.num_classes, 3 + len(self.ladder) * len(self.temperatures)))
         self.counts = np.zeros(self.num_classes)
 
     @classmethod
-    def for_header(cls, header: Header) -> CalibrationStats:
-        return cls(header.num_classes, schedule_temperatures(TempSchedule()), header.quant.k)
+    def for_header(cls, header: Header, schedule: TempSchedule | None = None) -> CalibrationStats:
+        return cls(header.num_classes, schedule or TempSchedule(), header.quant.k)
 
     def add(self, logits: np.ndarray, classes: np.ndarray) -> None:
         """logits (B, C) float, classes (B,) the class of each sample's own image."""
@@ -114,13 +116,13 @@ class CalibrationStats:
             kept_mass=table,
         )
 
-    def calibration(self, schedule: TempSchedule | None = None) -> Calibration:
+    def calibration(self) -> Calibration:
         return Calibration(
             temperatures=self.temperatures,
             topk=self.k,
             overall=self._stats(self.sums.sum(axis=0), float(self.counts.sum())),
             per_class=[self._stats(self.sums[c], float(self.counts[c])) for c in range(self.num_classes)],
-            teacher_schedule=schedule or TempSchedule(),
+            teacher_schedule=self.schedule,
             student=StudentTemp(),
         )
 

@@ -13,13 +13,13 @@ authors' choice); ``random`` a seeded random subset, which can leave images unla
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from lpq.files import check_paths
 from lpq.format import LpqlReader, LpqlWriter, Prune
 from lpq.format.coverage import Coverage, coverage, members_of
+from lpq.format.header import KeepStrategy
 from lpq.method.pruning import choose_batches, keep_count
 
 
@@ -29,7 +29,7 @@ class PruneConfig(BaseModel):
     labels: Path = Field(description="input .lpql file (left untouched)")
     ratio: float = Field(ge=1.0, description="keep round(total / ratio) batches; composes with earlier pruning")
     output: Path
-    strategy: Literal["cover", "random", "first"] = "cover"
+    strategy: KeepStrategy = "cover"
     seed: int = Field(0, ge=0)
 
 

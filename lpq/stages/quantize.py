@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from lpq.errors import LpqError
 from lpq.files import check_paths
 from lpq.format import Calibration, IndexCodec, LpqlReader, LpqlWriter, Quant, ValueCodec
+from lpq.format.header import Scheme, ValueKind
 from lpq.method.temperature import for_k, kept_mass
 from lpq.method.topk import quantize_logits
 
@@ -26,7 +27,7 @@ class QuantizeConfig(BaseModel):
 
     labels: Path = Field(description="input .lpql file (left untouched)")
     output: Path
-    scheme: Literal["none", "mr", "ms"] = "mr"
+    scheme: Scheme = "mr"
     top_k: Annotated[int, Field(ge=1)] | Literal["auto"] | None = Field(
         None,
         description="classes kept per sample; default 10 (all for 'none'); auto: the smallest k keeping "
@@ -34,8 +35,14 @@ class QuantizeConfig(BaseModel):
     )
     keep_mass: float = Field(0.9, gt=0, le=1, description="for --top-k auto: the mean softmax mass to keep")
     at_temp: float = Field(1.0, gt=0, description="for --top-k auto: the temperature that mass is measured at")
-    values: Literal["f32", "f16", "i8", "i4"] = "i8"
+    values: ValueKind = "i8"
     ms_temperature: float = Field(1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _full_labels_take_no_k(self) -> QuantizeConfig:
+        if self.scheme == "none" and self.top_k is not None:
+            raise ValueError(f"scheme none keeps every class: drop --top-k {self.top_k}, or choose --scheme mr or ms")
+        return self
 
 
 class QuantizeResult(BaseModel):

@@ -18,7 +18,7 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 from lpq import __version__
 from lpq.artifacts.manifest import read_manifest
 from lpq.artifacts.teacher import Teacher, load_teacher
+from lpq.choices import Amp
 from lpq.data import ImageSource, default_workers, open_images
 from lpq.errors import LpqError
 from lpq.files import write_text
@@ -50,6 +51,7 @@ from lpq.format import (
     Teacher as TeacherHeader,
 )
 from lpq.format.coverage import BatchMembers, Coverage, view_counts
+from lpq.format.header import Interpolation, KeepStrategy, MixKind, Scheme, ValueKind
 from lpq.format.rng import epoch_order
 from lpq.format.writer import read_partial_batches
 from lpq.method.pruning import choose_batches, keep_count
@@ -70,25 +72,23 @@ class RelabelConfig(BaseModel):
     batch_size: int = Field(64, ge=1, le=65535)
     seed: int = Field(0, ge=0)
     ratio: float = Field(1.0, ge=1.0, description="label 1/ratio of the batches")
-    strategy: Literal["cover", "first", "random"] = Field("cover", description="which batches a ratio keeps")
+    strategy: KeepStrategy = Field("cover", description="which batches a ratio keeps")
     prune_seed: int = 0
-    scheme: Literal["none", "mr", "ms"] = "none"
+    scheme: Scheme = "none"
     top_k: int | None = Field(None, ge=1)
-    values: Literal["f32", "f16", "i8", "i4"] = "f16"
+    values: ValueKind = "f16"
     ms_temperature: float = Field(1.0, gt=0)
     input_size: int | None = Field(None, ge=1, description="default: the teacher's input size")
     crop_scale: tuple[float, float] = (0.08, 1.0)
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
     flip_p: float = 0.5
-    interpolation: Literal["bilinear", "bicubic", "nearest"] = "bilinear"
-    mix: Literal["cutmix", "mixup", "none"] = "cutmix"
+    interpolation: Interpolation = "bilinear"
+    mix: MixKind = "cutmix"
     mix_alpha: float = Field(1.0, gt=0)
     workers: int | None = Field(None, ge=0, description="processes rendering batches (default from the CPU count)")
     resume: bool = False
     device: str = "auto"
-    amp: Literal["auto", "none", "bf16", "fp16"] = Field(
-        "auto", description="autocast precision of the teacher (auto: float16 on CUDA, float32 on CPU)"
-    )
+    amp: Amp = Field("auto", description="autocast precision of the teacher (auto: float16 on CUDA, float32 on CPU)")
 
     @model_validator(mode="before")
     @classmethod

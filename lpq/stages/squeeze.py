@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +35,7 @@ from torch import nn
 
 from lpq.artifacts.checkpoint import TrainingState
 from lpq.artifacts.teacher import ClassStats, Teacher, TeacherMeta, pretrained_input, save_teacher
+from lpq.choices import Amp, Optimizer
 from lpq.data import ImageSet, ImageSource, InputSpec, batches, default_workers, open_split
 from lpq.data.loader import sample_stats
 from lpq.errors import LpqError
@@ -55,14 +56,14 @@ class SqueezeConfig(BaseModel):
     epochs: int | None = Field(None, ge=0, description="default: 30 without --weights, 0 with them")
     image_size: int | None = Field(None, ge=8, description="S; default: native for small sets, 224 for large")
     batch_size: int = Field(128, ge=1)
-    optimizer: Literal["sgd", "adamw"] = "sgd"
+    optimizer: Optimizer = "sgd"
     lr: float = Field(0.05, gt=0, description="SGD default; AdamW takes about 1e-3")
     weight_decay: float = Field(5e-4, ge=0)
     workers: int | None = Field(None, ge=0, description="decoding workers for streamed data (default from CPUs)")
     skip_bad_images: bool = False
     seed: int = 0
     device: str = "auto"
-    amp: Literal["auto", "none", "bf16", "fp16"] = Field("auto", description="autocast precision")
+    amp: Amp = Field("auto", description="autocast precision")
     output: Path = Path("teacher.lpqt")
     resume: bool = Field(False, description="continue from the per-epoch checkpoint beside the output, if any")
 

@@ -23,7 +23,6 @@ import math
 import shutil
 import time
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -33,6 +32,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from lpq import __version__
 from lpq.artifacts.manifest import MANIFEST, GroupResult, SynthManifest, load_manifest
 from lpq.artifacts.teacher import Teacher, load_teacher
+from lpq.choices import Amp, Batching, Init
 from lpq.data import ImageSource, check_fits, open_split
 from lpq.errors import LpqError
 from lpq.files import atomic, write_model
@@ -49,7 +49,7 @@ class SynthConfig(BaseModel):
     output: Path = Path("syn")
     ipc: int = Field(10, ge=1, description="images per class")
     iterations: int = Field(1000, ge=0, description="authors: 4,000; 0 keeps the initial images (real init only)")
-    init: Literal["noise", "real"] = Field("noise", description="start from Gaussian noise, or from random real images")
+    init: Init = Field("noise", description="start from Gaussian noise, or from random real images")
     data: str | None = Field(None, description="real images for init 'real'; default: the teacher's training data")
     root: Path | None = None
     lr: float | None = Field(None, gt=0, description="authors: 0.25 at 224 px, 0.1 at 64 px")
@@ -57,12 +57,12 @@ class SynthConfig(BaseModel):
     first_bn_multiplier: float = 10.0
     jitter: int | None = Field(None, ge=0, description="max roll in pixels; default input_size // 8")
     crop_scale: tuple[float, float] = (0.08, 1.0)
-    batching: Literal["classwise", "mixed"] = "classwise"
+    batching: Batching = "classwise"
     classes: tuple[int, int] | None = Field(None, description="half-open class range [start, stop)")
     seed: int = Field(0, ge=0)
     resume: bool = False
     device: str = "auto"
-    amp: Literal["auto", "none", "bf16", "fp16"] = Field("auto", description="autocast precision of the teacher")
+    amp: Amp = Field("auto", description="autocast precision of the teacher")
 
     @field_validator("classes", mode="before")
     @classmethod

@@ -38,6 +38,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from lpq.artifacts.checkpoint import TrainingState
+from lpq.choices import Amp, CaFit, Optimizer, Targets
 from lpq.data import ImageSource, check_fits, default_workers, open_images, open_split
 from lpq.data import batches as image_batches
 from lpq.errors import LpqError
@@ -53,8 +54,7 @@ from lpq.progress import progress
 from lpq.runtime import Precision, barrier, init_distributed, pick_device
 
 STATE = "state.pt"
-RUN_ONLY = {"resume", "stop_after", "workers", "device", "seeds"}
-CaFit = Literal["first-batches", "last-batch"]  # settings that may differ when resuming
+RUN_ONLY = {"resume", "stop_after", "workers", "device", "seeds"}  # settings that may differ when resuming
 CALIBRATION_BATCHES = 8  # stored batches the student temperature is fitted on after each epoch
 TEMPERATURE_OPTIONS = ("temp_schedule", "temp_start", "temp_floor", "temp_factor", "temp_every")
 
@@ -67,20 +67,22 @@ class TrainConfig(BaseModel):
     eval_data: str = "digits"
     eval_root: Path | None = None
     epochs: int = Field(300, ge=1)
-    optimizer: Literal["adamw", "sgd"] = "adamw"
+    optimizer: Optimizer = "adamw"
     lr: float | None = Field(None, gt=0, description="AdamW 1e-3 (ImageNet-1K), SGD 0.2 (Tiny-ImageNet)")
     weight_decay: float | None = Field(None, ge=0, description="AdamW 0.01, SGD 1e-4")
     momentum: float = 0.9
     warmup_epochs: int = Field(0, ge=0)
-    targets: Literal["soft", "hard"] = Field("soft", description="soft: the stored labels; hard: the images' classes")
+    targets: Targets = Field("soft", description="soft: the stored labels; hard: the images' classes")
     temp_schedule: ScheduleKind | None = None
     temp_start: float | None = Field(None, gt=0)
     temp_floor: float | None = Field(None, gt=0)
     temp_factor: float | None = Field(None, gt=0, le=1)
     temp_every: int | None = Field(None, ge=1, description="step schedule period, in epochs of a 300-epoch run")
     calibrate: bool | None = Field(None, description="refit T_s every epoch; default on for soft targets")
-    student_temp: float | Literal["follow"] = Field(
-        1.0, description="T_s without calibration, and its starting value with it; follow: the teacher's T"
+    student_temp: float | Literal["follow"] | None = Field(
+        None,
+        description="T_s without calibration, and its starting value with it (default: the label file's, 1); "
+        "follow: the teacher's T",
     )
     ca_fit: CaFit = Field("first-batches", description="what CA fits T_s on (module docstring)")
     ca_grid: str | None = Field(
@@ -94,7 +96,7 @@ class TrainConfig(BaseModel):
     seed: int = Field(0, ge=0)
     workers: int | None = Field(None, ge=0, description="processes rebuilding batches (default from the CPU count)")
     device: str = "auto"
-    amp: Literal["auto", "none", "bf16", "fp16"] = Field("auto", description="autocast precision of the student")
+    amp: Amp = Field("auto", description="autocast precision of the student")
     resume: bool = False
     stop_after: int | None = Field(None, ge=1, description="stop after this many epochs in this session")
 
@@ -102,7 +104,7 @@ class TrainConfig(BaseModel):
     def _hard_targets_take_no_temperature(self) -> TrainConfig:
         if self.targets == "hard":
             given = [n for n in TEMPERATURE_OPTIONS if getattr(self, n) is not None]
-            if given or self.calibrate or self.t2_scaling or self.student_temp != 1.0 or self.ca_grid:
+            if given or self.calibrate or self.t2_scaling or self.student_temp is not None or self.ca_grid:
                 raise ValueError("hard targets take no temperature options (they are the images' own classes)")
         if self.student_temp == "follow" and self.calibrate:
             raise ValueError("student-temp follow sets T_s every epoch: it cannot be calibrated too")
@@ -129,36 +131,44 @@ class TrainConfig(BaseModel):
                 "temp_floor": self.temp_floor or base.floor,
                 "temp_factor": self.temp_factor or base.factor,
                 "temp_every": self.temp_every or base.every,
-                "calibrate": self.targets == "soft" and self.student_temp != "follow"
+                "calibrate": self.targets == "soft" and self.student_temp != "follow" and grid.calibrate
                 if self.calibrate is None
                 else self.calibrate,
-                "ca_grid": self.ca_grid or f"{grid.grid_min:g}:{grid.grid_max:g}:{grid.grid_points}",
+                "student_temp": grid.initial if self.student_temp is None else self.student_temp,
+                "ca_grid": self.ca_grid or grid_text(grid),
             }
         )
 
     def grid(self) -> tuple[float, float, int]:
         """The CA grid (min, max, points) of ``ca_grid``; a one-line error when it is malformed."""
-        text = self.ca_grid or "0.01:1:100"
+        text = self.ca_grid or grid_text(StudentTemp())
         try:
             lo, hi, n = text.split(":")
             grid = float(lo), float(hi), int(n)
         except ValueError:
-            raise ValueError(f"ca-grid {text!r} is not MIN:MAX:POINTS (0.01:1:100)") from None
+            raise ValueError(f"ca-grid {text!r} is not MIN:MAX:POINTS ({grid_text(StudentTemp())})") from None
         if not (0 < grid[0] < grid[1] and grid[2] >= 2 and math.isfinite(grid[1])):
             raise ValueError(f"ca-grid {text!r} needs 0 < MIN < MAX and at least 2 points")
         return grid
 
     def schedule(self) -> TempSchedule:
+        """The teacher schedule of the (resolved) settings; unset parts are the method's defaults."""
+        d = TempSchedule()
         return TempSchedule(
-            kind=self.temp_schedule or "step",
-            start=self.temp_start or 20.0,
-            floor=self.temp_floor or 2.0,
-            factor=self.temp_factor or 0.7,
-            every=self.temp_every or 30,
+            kind=self.temp_schedule or d.kind,
+            start=self.temp_start or d.start,
+            floor=self.temp_floor or d.floor,
+            factor=self.temp_factor or d.factor,
+            every=self.temp_every or d.every,
         )
 
     def identity(self) -> dict[str, object]:
         return self.model_dump(mode="json", exclude=RUN_ONLY)
+
+
+def grid_text(grid: StudentTemp) -> str:
+    """A CA grid as ``--ca-grid`` spells it."""
+    return f"{grid.grid_min:g}:{grid.grid_max:g}:{grid.grid_points}"
 
 
 class EpochMetrics(BaseModel):
