@@ -32,11 +32,12 @@ import statistics
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from common import OUT, RESULTS, cifar_folder, environment, pm, section, size, table, tiny_folder
+from common import OUT, RESULTS, cifar_folder, environment, load, pm, section, size, table, tiny_folder, versus
 
 from lpq.artifacts.teacher import load_teacher
 
@@ -583,6 +584,268 @@ def main() -> None:
         claim(d, root, data, args.ipc, args.seeds, args.claim_epochs, Machine(args.jobs, args.workers))
     else:
         grid(d, root, data, args.ipc, args.seeds, args.cells)
+
+
+# RESULTS.md: this benchmark's section, rendered from its JSON (benchmarks/run_all.py --render).
+
+
+PUBLISHED_TINY = (  # LPLD paper (NeurIPS 2024), ResNet-18 students at 64 px: their setting, not ours
+    "Published on Tiny-ImageNet (LPLD paper, ResNet-18 teacher and students at 64 px, SRe2L images, their "
+    "recipe): IPC 50 full labels 449 MB 41.1%, LPLD x40 11 MB 38.4%; IPC 100 full 898 MB 49.7%, LPLD x40 22 MB "
+    "46.1%. They answer a different setting (network, resolution, IPC) and are shown for scale only."
+)
+
+
+def verdict(d: dict) -> str:
+    """The question the grid answers, in one sentence computed from its cells."""
+    by = {c["name"].split(" (")[0]: c for c in d["cells"]}
+    needed = ("full labels", "LPLD x40", "LPQLD x40")
+    if any(k not in by for k in needed):
+        return "(The cells this sentence compares are not all measured yet.)"
+    full, lpld, lpqld = (by[k] for k in needed)
+    gap, _, sign = versus(lpqld, lpld)
+    beats = {1: "beats", -1: "does not beat", 0: "ties (within the seeds' spread)"}[sign]
+    return (
+        f"At {d['teacher']['classes']} classes, top-k quantization "
+        f"{beats} pruning at equal storage: LPQLD x40 {pm(lpqld['top1_mean'], lpqld['top1_sd'])} with "
+        f"{size(lpqld['label_bytes'])} of labels against LPLD x40 {pm(lpld['top1_mean'], lpld['top1_sd'])} with "
+        f"{size(lpld['label_bytes'])} ({gap:+.2f} points); LPQLD x40 is {lpqld['top1_mean'] - full['top1_mean']:+.2f} "
+        f"points from full labels ({pm(full['top1_mean'], full['top1_sd'])})." + recipe_verdict(d) + own_recipes(by)
+    )
+
+
+def own_recipes(by: dict[str, dict]) -> str:
+    """LPQLD x40 against LPLD x40 with each under its own authors' recipe, once both ran."""
+    lpqld, lpld = by["LPQLD x40"], by.get("LPLD x40, LPLD recipe")
+    if lpld is None:
+        return ""
+    gap, _, sign = versus(lpqld, lpld)
+    word = {1: "beats", -1: "falls below", 0: "ties"}[sign]
+    return (
+        f" Each method under its own authors' recipe: LPQLD x40 {word} LPLD x40 with a fixed T=20 "
+        f"({pm(lpld['top1_mean'], lpld['top1_sd'])}, {gap:+.2f} points)."
+    )
+
+
+def recipe_verdict(d: dict) -> str:
+    """The authors' LPLD recipe against the LPQLD recipe (DKR + calibration) on the same labels, where both ran."""
+    by = {(c["family"], c["ratio"], c["recipe"]): c for c in d["cells"] if c["family"] in ("full", "LPLD")}
+    pairs = [(k[:2], by[k], by[(*k[:2], "LPLD")]) for k in by if k[2] == "LPQLD" and (*k[:2], "LPLD") in by]
+    if not pairs:
+        return ""
+    gaps = ", ".join(
+        f"{'full labels' if family == 'full' else f'LPLD x{ratio:g}'} {lpld['top1_mean'] - lpqld['top1_mean']:+.2f}"
+        for (family, ratio), lpqld, lpld in pairs
+    )
+    return (
+        f" The authors' LPLD recipe (fixed T=20) against the LPQLD recipe (DKR + calibration) on the same labels, "
+        f"in top-1 points: {gaps}."
+    )
+
+
+def grid_section(name: str, title: str, cmd: str) -> list[str]:
+    d = load(name)
+    if not d:
+        return []
+    t, ds = d["teacher"], d["dataset"]
+    syn = d["images"]["syn"]
+    ref = d.get("reference_bytes_full_f16", 0)
+    rows = [
+        [
+            c["name"],
+            c["recipe"],
+            "full" if not c["k"] else f"MR-{c['k']}",
+            f"{c['views_per_image']:g}",
+            size(c["label_bytes"]),
+            f"x{ref / c['label_bytes']:.1f}" if ref else "-",
+            pm(c["top1_mean"], c["top1_sd"]),
+            pm(c["top5_mean"], c["top5_sd"]),
+            " ".join(f"{v:.1f}" for v in c["top1"]),
+        ]
+        for c in d["cells"]
+    ]
+    return [
+        *section(title, cmd),
+        f"{ds['note']}. Teacher: {t['architecture']}, {ds['teacher_epochs']} epochs, test top-1 "
+        f"{t['test_top1']:.2f}% (top-5 {t['test_top5']:.2f}%). Images: IPC {d['ipc']}, class-wise synthesis, "
+        f"{syn['settings']['iterations']} iterations; the teacher puts {syn['teacher_top1']:.1f}% of them in their "
+        f"class; within-class feature cosine {syn['within_class_cosine']:.3f}. Students: ConvNet, AdamW (lr 1e-3, "
+        f"wd 0.01, cosine), {ds['label_epochs']} epochs (as many as labels were made for), evaluated once, at the "
+        f"final epoch; {d['seeds']} seeds per cell. Label values are 8-bit in every cell; 'smaller by' is against "
+        "full float16 labels. Recipes: LPQLD = DKR step schedule (T 20, x0.7 every 30 of 300 epochs, scaled: "
+        f"every {max(1, round(30 * ds['label_epochs'] / 300))} of {ds['label_epochs']} here; floor 2) + calibrated "
+        "student temperature; LPLD = fixed T=20 for teacher and student; hard = the images' own classes.",
+        "",
+        table(
+            [
+                "cell",
+                "recipe",
+                "labels",
+                "views/image",
+                "label bytes",
+                "smaller by",
+                "top-1 (mean +- sd)",
+                "top-5",
+                "top-1 per seed",
+            ],
+            rows,
+        ),
+        "",
+        verdict(d) + random_pruning_note(d["cells"]),
+        "",
+    ]
+
+
+def random_pruning_note(cells: list[dict]) -> str:
+    """Rows measured before covering pruning kept random batches, so some images were never labelled."""
+    old = [c["name"] for c in cells if c["ratio"] > 1 and c.get("strategy") != "cover"]
+    if not old:
+        return ""
+    return (
+        f" Pruned rows measured before covering pruning ({', '.join(old)}) kept random batches, which can leave "
+        "images that no kept batch holds and a student never sees (x40 of 50 epochs of the 2,000 Tiny-ImageNet "
+        "images: 28% of them): read them as lower bounds until `--strategy cover` reruns replace them."
+    )
+
+
+def ablation_section(cmd: str) -> list[str]:
+    d = load("accuracy-cifar10-ipc10-ablation")
+    if not d:
+        return []
+    rows = [
+        [
+            r["factor"],
+            f"{r['teacher_top1']:.2f}%",
+            str(r["synth_iterations"]),
+            f"{r['crop_scale'][0]:g}-1",
+            f"{r['within_class_cosine']:.3f}",
+            pm(r["top1_mean"], r["top1_sd"]),
+        ]
+        for r in d["rows"]
+    ]
+    return [
+        *section(
+            "One factor at a time: CIFAR-10 IPC 10, full labels",
+            cmd,
+        ),
+        table(
+            [
+                "factor",
+                "teacher top-1",
+                "synthesis iterations",
+                "relabel crop scale",
+                "within-class cosine",
+                "student top-1 (mean +- sd, 3 seeds)",
+            ],
+            rows,
+        ),
+        "",
+        ablation_verdict(d["rows"]),
+        "",
+        "The teacher-epochs row ran after channels-last memory came to CPU (its teacher from epoch 5 on, its "
+        "images, labels and students throughout); the other rows ran in contiguous memory. Same arithmetic in "
+        "another order: a difference of the kind a seed makes.",
+        "",
+    ]
+
+
+def ablation_verdict(rows: list[dict]) -> str:
+    """Each factor against the defaults row: helps or hurts only where the gap exceeds the seeds' spread."""
+    base = next((r for r in rows if r["factor"] == "defaults"), None)
+    if base is None or len(rows) < 2:
+        return "(No factor is measured against the defaults yet.)"
+    parts, helps = [], []
+    for r in rows:
+        if r is base:
+            continue
+        gap, spread, sign = versus(r, base)
+        effect = {1: "helps", -1: "hurts", 0: "is within the seeds' spread"}[sign]
+        parts.append(f"{r['factor']} {effect} ({gap:+.2f} points, spread {spread:.2f})")
+        helps += [r["factor"]] if sign == 1 else []
+    verdict = (
+        f"Helps beyond the seeds' spread: {', '.join(helps)}, a candidate for the default."
+        if helps
+        else "No factor helps beyond the seeds' spread, so the defaults stay as they are."
+    )
+    return "Against the defaults: " + "; ".join(parts) + ". " + verdict
+
+
+def plot() -> None:
+    """Student top-1 (mean and sd over seeds) against label bytes per distilled image, one panel per grid."""
+    grids = [(name, load(name)) for name in ("accuracy-tiny-ipc10", "accuracy-cifar10-ipc10", "accuracy-cifar10-ipc50")]
+    grids = [(name, d) for name, d in grids if d]
+    if not grids:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(grids), figsize=(5.2 * len(grids), 4.2), squeeze=False)
+    for ax, (_, d) in zip(axes[0], grids):
+        images = d["ipc"] * (200 if d["dataset"]["name"] == "tiny" else 10)
+        for family, color, marker in (
+            ("full", "black", "s"),
+            ("LPLD", "tab:blue", "o"),
+            ("LPQLD", "tab:red", "D"),
+            ("baseline", "tab:gray", "x"),
+        ):
+            for recipe, fill in (("LPQLD", True), ("LPLD", False), ("hard", True)):
+                cells = [c for c in d["cells"] if c["family"] == family and c["recipe"] == recipe]
+                if cells:
+                    ax.errorbar(
+                        [c["label_bytes"] / images for c in cells],
+                        [c["top1_mean"] for c in cells],
+                        yerr=[c["top1_sd"] for c in cells],
+                        color=color,
+                        marker=marker,
+                        linestyle="none",
+                        capsize=3,
+                        mfc=color if fill else "white",
+                        label=f"{family}, {recipe} recipe" if family != "baseline" else cells[0]["name"],
+                    )
+        ax.set_xscale("log")
+        ax.set_xlabel("label bytes per distilled image (log)")
+        ax.set_ylabel("student top-1, final epoch (%)")
+        ax.set_title(f"{d['dataset']['name']} IPC {d['ipc']} ({d['seeds']} seeds)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(RESULTS / "accuracy-vs-bytes.png", dpi=110)
+
+
+def results_section(command: Callable[..., str]) -> list[str]:
+    """Every accuracy table, each under the command (from run_all's STEPS) that measured it."""
+    acc = "benchmarks/accuracy.py"
+    parts = claim_section(load("accuracy-tiny-ipc10-claim"), command(acc, "--dataset", "tiny", "--claim"))
+    parts += grid_section(
+        "accuracy-tiny-ipc10", "Tiny-ImageNet, IPC 10, the full table", command(acc, "--dataset", "tiny", "--ipc", "10")
+    )
+    if load("accuracy-tiny-ipc10"):
+        parts += [PUBLISHED_TINY, ""]
+    for ipc in (10, 50):
+        parts += grid_section(
+            f"accuracy-cifar10-ipc{ipc}",
+            f"CIFAR-10, IPC {ipc}, the same protocol",
+            command(acc, "--dataset", "cifar10", "--ipc", str(ipc)),
+        )
+    parts += ablation_section(command(acc, "--dataset", "cifar10", "--ablation"))
+    ec = load("accuracy-cifar10-ipc10-evalcost")
+    if ec:
+        parts += [
+            *section(
+                "What evaluation costs a default run",
+                command(acc, "--dataset", "cifar10", "--ipc", "10", "--eval-cost"),
+            ),
+            f"`lpq train` with its defaults on CIFAR-10 IPC 10 full labels ({ec['epochs']} epochs, "
+            f"{ec['evaluations']} evaluation{'s' if ec['evaluations'] != 1 else ''} of the 10,000 test images): "
+            f"{ec['train_seconds']:.0f} s training, {ec['eval_seconds']:.0f} s evaluating, {ec['eval_share']:.1%} of "
+            "the wall time (target at most 15%).",
+            "",
+        ]
+    if (RESULTS / "accuracy-vs-bytes.png").exists():
+        parts += ["## Accuracy against label bytes", "", "![top-1 vs label bytes](results/accuracy-vs-bytes.png)", ""]
+    return parts
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import platform
 import statistics
 import tarfile
@@ -179,3 +180,21 @@ def size(n: float) -> str:
         if n >= scale:
             return f"{n / scale:.1f} {unit}"
     return f"{n:.0f} B"
+
+
+def load(name: str) -> dict | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def load_note(d: dict) -> str:
+    """How busy the machine was when the result was taken (other jobs slow absolute rates, not ratios)."""
+    env = d.get("environment") or d.get("env") or {}
+    load = env.get("load_average_1m")
+    return "" if load is None else f" (1-minute load average {load:.1f} on the 2 cores when it finished)"
+
+
+def versus(a: dict, b: dict) -> tuple[float, float, int]:
+    """Top-1 of a minus b, the seeds' combined spread, and the sign of the gap where it exceeds that spread."""
+    gap, spread = a["top1_mean"] - b["top1_mean"], math.hypot(a["top1_sd"], b["top1_sd"])
+    return gap, spread, (gap > spread) - (gap < -spread)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import OUT, distilled_folder, environment, write_result
+from common import OUT, distilled_folder, environment, load, section, table, write_result
 from storage import simulated_logits
 
 from lpq.format import LpqlReader
@@ -145,6 +145,44 @@ def main() -> None:
         "interop",
         {"classes": CLASSES, "batch": BATCH, "batches": args.batches, "rows": rows, "environment": environment()},
     )
+
+
+# RESULTS.md: this benchmark's section, rendered from its JSON (benchmarks/run_all.py --render).
+
+
+def results_section(cmd: str) -> list[str]:
+    d = load("interop")
+    if not d:
+        return []
+    rows = [
+        [
+            r["labels"],
+            f"{r['their_bytes_per_sample']:.1f}",
+            f"{r['lpql_f16_bytes_per_sample']:.1f} (x{r['smaller_f16']:.2f})",
+            f"{r['lpql_i8_bytes_per_sample']:.1f} (x{r['smaller_i8']:.2f})",
+            "yes" if r["round_trip_same_crops"] and r["round_trip_same_targets"] else "NO",
+        ]
+        for r in d["rows"]
+    ]
+    return [
+        *section("Labels in and out: the authors' layout at 1,000 classes", cmd),
+        f"A folder as their relabel script writes it ({d['batches']} batches of {d['batch']}, simulated logits), "
+        "imported with `lpq import` (float16 values: lossless), then quantized to 8-bit values with `lpq quantize`; "
+        "then exported with `lpq export` and imported again. Imported files store each batch's crops (28 raw bytes "
+        "per sample before compression), which derived files do not need.",
+        "",
+        table(
+            [
+                "labels",
+                "theirs B/sample",
+                "imported f16 B/sample",
+                "then i8 B/sample",
+                "export + import: same crops and targets",
+            ],
+            rows,
+        ),
+        "",
+    ]
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 
 import torch
-from common import OUT, alternate, cifar_folder, tiny_folder, write_result
+from common import OUT, alternate, cifar_folder, load, section, tiny_folder, write_result
 
 from lpq.artifacts.teacher import load_teacher
 from lpq.data import load_split
@@ -62,6 +62,22 @@ def main() -> None:
     }
     print(report)
     write_result(f"squeeze-{args.dataset}", report)
+
+
+# RESULTS.md: this benchmark's section, rendered from its JSON (benchmarks/run_all.py --render).
+
+
+def results_section(cmd: str) -> list[str]:
+    sq = load("squeeze-tiny")
+    if not sq:
+        return []
+    return [
+        *section("The class-statistics pass (`lpq squeeze`)", cmd),
+        f"Tiny-ImageNet teacher ({sq['architecture']}, {sq['image_size']} px): statistics pass "
+        f"{sq['stats_images_per_s']:.0f} images/s against {sq['forward_images_per_s']:.0f} for the plain forward, "
+        f"ratio {sq['stats_rate_ratio']:.2f} (target >= 0.8).",
+        "",
+    ]
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from common import OUT, RESULTS, TEACHER, alternate, write_result
+from common import OUT, RESULTS, TEACHER, alternate, load, section, table, write_result
 from PIL import Image
 
 from lpq.artifacts.teacher import load_teacher
@@ -107,6 +107,35 @@ def main() -> None:
     report["rate_ratio"] = synth_rate / plain_rate
     print(report)
     write_result(f"synth-ipc{args.ipc}", report)
+
+
+# RESULTS.md: this benchmark's section, rendered from its JSON (benchmarks/run_all.py --render).
+
+
+def results_section() -> list[str]:
+    d = load("synth-ipc10")
+    if not d:
+        return []
+    modes = [m for m in ("classwise", "mixed") if m in d]
+    return [
+        *section(
+            "Synthesis, CIFAR-10 IPC 10: class-wise against mixed (SRe2L) batching",
+            f"python benchmarks/synth.py --ipc 10 --iterations {d['iterations']}",
+        ),
+        table(
+            ["batching", "teacher top-1 on images", "within-class cosine", "wall s"],
+            [
+                [m, f"{d[m]['teacher_top1']:.1f}%", f"{d[m]['within_class_cosine']:.4f}", f"{d[m]['wall_seconds']:.0f}"]
+                for m in modes
+            ],
+        ),
+        "",
+        f"Synthesis step {d['synth_steps_per_s']:.2f}/s against the teacher's plain forward+backward "
+        f"{d['plain_fwd_bwd_steps_per_s']:.2f}/s on the same batch: ratio {d['rate_ratio']:.2f}.",
+        "",
+        *(f"![{m}](results/contact-ipc10-{m}.png)" for m in modes),
+        "",
+    ]
 
 
 if __name__ == "__main__":

@@ -41,8 +41,11 @@ from common import (
     alternate,
     distilled_folder,
     environment,
+    load,
     peak_rss,
+    section,
     stand_in_torch_home,
+    table,
     write_result,
 )
 from torch.utils.data import DataLoader
@@ -325,6 +328,53 @@ def main() -> None:
     for row in doc["projection"]:  # type: ignore[union-attr]
         print(row)
     write_result("throughput", {**doc, "environment": environment()})
+
+
+# RESULTS.md: this benchmark's section, rendered from its JSON (benchmarks/run_all.py --render).
+
+
+def results_section(cmd: str) -> list[str]:
+    d = load("throughput")
+    if not d:
+        return []
+    proj = [r for r in d["projection"] if "stage" in r]
+    return [
+        *section("Keeping a GPU fed, measured on this CPU (ResNet-18, 224 px, batch 32)", cmd),
+        table(
+            ["measure", "value", "target"],
+            [
+                [
+                    "loader, 0 / 1 / 2 workers (stored batches/s)",
+                    f"{d['loader_0w_batches_per_s']:.1f} / {d['loader_1w_batches_per_s']:.1f} / "
+                    f"{d['loader_2w_batches_per_s']:.1f}",
+                    "",
+                ],
+                ["student forward+backward (batches/s)", f"{d['student_step_batches_per_s']:.2f}", ""],
+                ["loader (2 workers) over the step", f"x{d['loader_vs_step']:.1f}", ">= x5"],
+                ["workers a 30 ms GPU step needs", str(d["workers_for_30ms_gpu_step"]), ""],
+                ["relabel over the teacher's plain forward", f"{d['relabel_ratio']:.2f}", ">= 0.9"],
+                ["training from .lpql over plain forward+backward", f"{d['train_ratio']:.2f}", ">= 0.9"],
+                ["a synthesis step over plain forward+backward", f"{d['synth_ratio']:.2f}", ">= 0.8"],
+                [
+                    "peak RSS of lpq train, 1,000 / 10,000 images (MiB)",
+                    " / ".join(f"{v:.0f}" for v in d["train_peak_rss_mib"].values()),
+                    "",
+                ],
+                ["their ratio", f"{d['train_rss_ratio']:.3f}", "<= 1.2"],
+            ],
+        ),
+        "",
+        f"Projection for ImageNet-1K with the authors' settings: FLOPs counted from ResNet-18 "
+        f"({d['projection'][0]['forward_gflop_per_image']:.2f} GFLOP per 224 px forward), hours on one H100 at an "
+        f"assumed {d['assumed_h100_fraction']:.0%} of its 989 TFLOP/s dense bf16 peak (no GPU was available to "
+        "measure it).",
+        "",
+        table(
+            ["IPC", "stage", "PFLOP", "H100-hours"],
+            [[str(r["ipc"]), r["stage"], f"{r['pflop']:.1f}", f"{r['h100_hours']:.2f}"] for r in proj],
+        ),
+        "",
+    ]
 
 
 if __name__ == "__main__":
