@@ -279,3 +279,38 @@ def test_ranks_sharing_a_gpu_use_gloo(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
     assert backend() == "gloo"
+
+
+def test_a_corrupt_label_file_under_workers_is_one_line_and_exit_2(compact_labels: Path, tmp_path: Path) -> None:
+    """The DataLoader re-raises a worker's error as type(traceback text): ours must survive that as themselves."""
+    from lpq.format import LpqlReader
+
+    bad = tmp_path / "flipped.lpql"
+    data = bytearray(compact_labels.read_bytes())
+    with LpqlReader(compact_labels) as r:
+        spots = [offset + 12 + length // 2 for offset, length in r._where.values()]  # inside every batch payload
+    for at in spots:
+        data[at] ^= 0x10
+    bad.write_bytes(bytes(data))
+    result = runner.invoke(
+        app, ["train", "digits", str(bad), "--epochs", "1", "--workers", "2", "-o", str(tmp_path / "r")]
+    )
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 2, result.output
+    assert len(lines) == 1 and "lpql-chunk-checksum" in lines[0] and "Traceback" not in result.output, lines
+
+
+def test_errors_rebuilt_from_a_worker_traceback_keep_their_reference() -> None:
+    from lpq.data.sources import BadImage
+    from lpq.errors import LpqError
+    from lpq.format import LpqlError
+
+    text = (
+        "Caught LpqlError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n"
+        '  File "x.py", line 1, in f\nlpq.format.errors.LpqlError: lpql-chunk-checksum: f.lpql: batch 3; fix it\n'
+    )
+    e = LpqlError(text)
+    assert (e.ref, str(e)) == ("lpql-chunk-checksum", "lpql-chunk-checksum: f.lpql: batch 3; fix it")
+    bad = BadImage("Caught BadImage in x.\nlpq.data.sources.BadImage: data-bad-image: cannot read image a.png (b)")
+    assert bad.ref == "data-bad-image" and "a.png" in str(bad)
+    assert LpqError("plain text\nValueError: not ours").ref == "worker-error"

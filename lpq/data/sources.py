@@ -54,13 +54,19 @@ class ImageSource(Protocol):
 
 
 class BadImage(LpqError):
-    def __init__(self, path: Path, reason: str) -> None:
+    """An image file that cannot be decoded. One argument: a worker's traceback text (see LpqError)."""
+
+    def __init__(self, path: Path | str, reason: str | None = None) -> None:
+        if reason is None:
+            super().__init__(str(path))
+            self.path: Path | None = None
+            return
         super().__init__(
             "data-bad-image",
             f"cannot read image {path} ({reason})",
             "remove or replace the file, or pass --skip-bad-images",
         )
-        self.path = path
+        self.path = Path(path)
 
 
 def decode(path: Path) -> torch.Tensor:
