@@ -125,6 +125,20 @@ def bad_files_1_1(stored: bytes, good: bytes) -> dict[str, bytes]:
     return {"lpql-aug-mismatch": _build(stored[:16], aug), "lpql-over-limit": _build(good[:16], over)}
 
 
+def bad_files_1_4(good: bytes) -> dict[str, bytes]:
+    """Broken headers whose JSON is valid and whose numbers a crafted file could carry (1.4 readers refuse them):
+    a zero normalization std (pixels would be divided by it) and an infinite mixing alpha (1e999 parses as inf)."""
+    chunks = _chunks(good)
+    head = json.loads(chunks[0][2])
+    zero = {**head, "augment": {**head["augment"], "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.0, 0.25]}}
+    text = json.dumps(head).replace('"mix_alpha": 1.0', '"mix_alpha": 1e999')
+    assert "1e999" in text
+    return {
+        "lpql-bad-header+zero-std": _build(good[:16], [(b"HEAD", 0, json.dumps(zero).encode()), *chunks[1:]]),
+        "lpql-bad-header+infinite-alpha": _build(good[:16], [(b"HEAD", 0, text.encode()), *chunks[1:]]),
+    }
+
+
 def bad_files(good: bytes) -> dict[str, bytes]:
     """Broken variants of one good file, each named for the error a reader MUST raise."""
     chunks = _chunks(good)
@@ -166,7 +180,7 @@ def main() -> None:
         (OUT / "rng.json").write_text(json.dumps(rng_vectors(), indent=1) + "\n")
     good = (OUT / "mr3-i8-pruned.lpql").read_bytes()
     stored = (OUT / "mr3-f16-stored-1.1.lpql").read_bytes()
-    for ref, data in {**bad_files(good), **bad_files_1_1(stored, good)}.items():
+    for ref, data in {**bad_files(good), **bad_files_1_1(stored, good), **bad_files_1_4(good)}.items():
         if not (OUT / "bad" / f"{ref}.lpql").exists():
             (OUT / "bad" / f"{ref}.lpql").write_bytes(data)
 

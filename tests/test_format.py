@@ -183,11 +183,11 @@ def test_crops_follow_torchvision_distribution() -> None:
     assert abs(aug.flip.mean() - 0.5) < 0.03
 
 
-@pytest.mark.parametrize("ref", sorted(p.stem for p in (VECTORS / "bad").glob("*.lpql")))
-def test_broken_vectors_raise_their_named_error(ref: str) -> None:
-    with pytest.raises(LpqlError) as e, LpqlReader(VECTORS / "bad" / f"{ref}.lpql") as r:
+@pytest.mark.parametrize("name", sorted(p.stem for p in (VECTORS / "bad").glob("*.lpql")))
+def test_broken_vectors_raise_their_named_error(name: str) -> None:
+    with pytest.raises(LpqlError) as e, LpqlReader(VECTORS / "bad" / f"{name}.lpql") as r:
         r.verify()
-    assert e.value.ref == ref
+    assert e.value.ref == name.split("+")[0]  # REF or REF+CASE
 
 
 @pytest.fixture(scope="module")
@@ -419,3 +419,28 @@ def test_checksum_valid_files_asking_for_huge_allocations_are_refused_under_a_me
     )
     lines = run.stderr.strip().splitlines()
     assert run.returncode == 2 and len(lines) == 1 and "lpql-over-limit" in lines[0] and message in lines[0], run.stderr
+
+
+@pytest.mark.parametrize(
+    ("where", "value"),
+    [
+        (("augment", "mean"), [float("nan"), 0.5, 0.5]),
+        (("augment", "mean"), [-0.5, 0.5, 0.5]),
+        (("augment", "std"), [0.25, 0.0, 0.25]),
+        (("augment", "std"), [0.25, -1.0, 0.25]),
+        (("augment", "std"), [0.25, float("inf"), 0.25]),
+        (("augment", "mix_alpha"), float("inf")),
+        (("prune", "ratio"), float("inf")),
+        (("prune", "ratio"), -2.0),
+        (("quant", "ms_temperature"), float("nan")),
+    ],
+)
+def test_crafted_header_numbers_are_refused_by_name(tmp_path: Path, where: tuple[str, str], value: object) -> None:
+    """Numbers a checksum-valid crafted header may carry: NaN, infinity, zero or negative normalization."""
+    head = json.loads(make_header(scheme="ms", k=3, values="f16").model_dump_json())
+    head["augment"]["mean"], head["augment"]["std"] = [0.5] * 3, [0.25] * 3
+    head[where[0]][where[1]] = value
+    path = crafted(tmp_path / "c.lpql", json.dumps(head).encode())  # json writes NaN / Infinity as such
+    with pytest.raises(LpqlError) as e, LpqlReader(path):
+        pass
+    assert e.value.ref == "lpql-bad-header"

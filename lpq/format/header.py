@@ -30,7 +30,8 @@ ScheduleKind = Literal["none", "step", "cosine", "reverse-step", "reverse-cosine
 
 
 class _Record(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    # A crafted file can hold any JSON number: NaN and infinity are refused everywhere (header validation).
+    model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
 
 
 class ImageSet(_Record):
@@ -80,6 +81,10 @@ class Augment(_Record):
         lo, hi = self.crop_ratio
         if not 0.0 < lo <= hi:
             raise ValueError(f"crop_ratio {self.crop_ratio} must satisfy 0 < lo <= hi")
+        if self.std is not None and min(self.std) <= 0.0:
+            raise ValueError(f"std {self.std} must be positive (pixels are divided by it)")
+        if self.mean is not None and not all(0.0 <= m <= 1.0 for m in self.mean):
+            raise ValueError(f"mean {self.mean} must lie in [0, 1], the range of the rendered pixels")
         return self
 
 

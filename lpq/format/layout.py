@@ -274,8 +274,9 @@ class BatchCodec:
             if declared is not None and declared > MAX_BATCH_BYTES:
                 raise LpqlError("lpql-over-limit", f"batch {batch_id}: a section declares {declared:,} bytes")
             if declared != expect:
+                size = "no content size" if declared is None or declared < 0 else f"{declared} bytes"
                 raise LpqlError(
-                    "lpql-bad-chunk", f"batch {batch_id}: section declares {declared} bytes, expected {expect}"
+                    "lpql-bad-chunk", f"batch {batch_id}: a zstd section declares {size}, expected {expect}"
                 )
             try:
                 raw = self._dctx.decompress(data, max_output_size=expect)

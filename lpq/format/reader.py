@@ -175,7 +175,8 @@ class LpqlReader:
             try:
                 declared = zstandard.frame_content_size(payload)
                 if declared < 0 or declared > MAX_HEADER_BYTES:
-                    raise LpqlError("lpql-header-too-large", f"{self.path}: the {what} declares {declared} bytes")
+                    size = "no content size" if declared < 0 else f"{declared} bytes"
+                    raise LpqlError("lpql-header-too-large", f"{self.path}: the {what} declares {size}")
                 payload = zstandard.ZstdDecompressor().decompress(payload, max_output_size=MAX_HEADER_BYTES)
             except zstandard.ZstdError as e:
                 raise LpqlError("lpql-bad-header", f"{self.path}: the {what} is not a zstd frame ({e})") from None
