@@ -314,3 +314,16 @@ def test_errors_rebuilt_from_a_worker_traceback_keep_their_reference() -> None:
     bad = BadImage("Caught BadImage in x.\nlpq.data.sources.BadImage: data-bad-image: cannot read image a.png (b)")
     assert bad.ref == "data-bad-image" and "a.png" in str(bad)
     assert LpqError("plain text\nValueError: not ours").ref == "worker-error"
+
+
+def test_a_run_killed_before_its_first_checkpoint_can_run_again(compact_labels: Path, tmp_path: Path) -> None:
+    """All such a run leaves is config.json (and perhaps metrics.jsonl): --resume starts it from epoch 0, and a
+    fresh run takes the folder over; both end as an uninterrupted run does."""
+    base = {"images": "digits", "labels": compact_labels, "epochs": 2, "evals": 1}
+    straight = train(TrainConfig(output=tmp_path / "straight", **base))
+    for name, resume in (("resumed", True), ("taken-over", False)):
+        out = tmp_path / name
+        out.mkdir()
+        (out / "config.json").write_text((tmp_path / "straight" / "config.json").read_text().replace("straight", name))
+        again = train(TrainConfig(output=out, resume=resume, **base))
+        assert again.top1 == straight.top1 and len((out / "metrics.jsonl").read_text().splitlines()) == 2

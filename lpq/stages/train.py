@@ -339,10 +339,16 @@ def _read_labels(path: Path) -> tuple[Header, TempSchedule | None, StudentTemp]:
         return r.header, c.teacher_schedule if c else None, c.student if c else StudentTemp()
 
 
+UNSTARTED = {"config.json", "metrics.jsonl"}  # all a run killed before its first checkpoint leaves behind
+
+
 def _check_run_folder(cfg: TrainConfig) -> None:
+    """Fresh runs need an empty folder (or one holding a run that never reached its first checkpoint, which they
+    take over); --resume needs the same settings, and continues from the last checkpoint or from epoch 0."""
     saved = cfg.output / "config.json"
+    held = {p.name for p in cfg.output.iterdir()} if cfg.output.is_dir() else set()
     if cfg.resume:
-        if not (cfg.output / STATE).exists():
+        if not held:
             raise LpqError("resume-nothing", f"{cfg.output} holds no run to resume", "drop --resume to start one")
         if _read_json(saved) != cfg.identity():
             raise LpqError(
@@ -350,7 +356,7 @@ def _check_run_folder(cfg: TrainConfig) -> None:
                 f"{cfg.output} was trained with other settings",
                 "resume with the same settings, or choose another -o",
             )
-    elif cfg.output.exists() and any(cfg.output.iterdir()):
+    elif held and not held <= UNSTARTED:
         raise LpqError(
             "run-exists", f"{cfg.output} already holds a run", "pass --resume to continue it, or choose another -o"
         )
@@ -453,7 +459,8 @@ def train(cfg: TrainConfig, show: bool = False) -> TrainResult:
     student = Student.build(cfg, header, precision, world, steps)
     temperatures = cfg.schedule()
     first_temp = teacher_temperature(temperatures, 0, cfg.epochs) if cfg.student_temp == "follow" else cfg.student_temp
-    start, student_temp = student.resume(cfg.output / STATE) if cfg.resume else (0, first_temp)
+    resumed = cfg.resume and (cfg.output / STATE).exists()  # else: killed before its first checkpoint, start over
+    start, student_temp = student.resume(cfg.output / STATE) if resumed else (0, first_temp)
     metrics_path = cfg.output / "metrics.jsonl"
     if rank == 0:
         cfg.output.mkdir(parents=True, exist_ok=True)
