@@ -425,6 +425,7 @@ def claim(
         "ipc": ipc,
         "seeds": seeds,
         "epochs": epochs,
+        "argv": sys.argv[1:],
         "teacher": teacher_doc,
         "images": {k: manifest[k] for k in ("teacher_top1", "within_class_cosine", "settings")},
         "cells": [],
@@ -469,6 +470,17 @@ def claim_section(doc: dict | None, cmd: str) -> list[str]:
         return [*section(title, cmd), "Not measured yet: the command above runs it (about 6 CPU-hours, resumable).", ""]
     t, im = doc["teacher"], doc["images"]
     out = section(f"The claim at {t['classes']} classes: {doc['dataset']['name']}, IPC {doc['ipc']}", cmd)
+    env = doc["env"]
+    if env.get("gpu"):
+        out += [
+            f"Measured on one {env['gpu']} with {env['cpus']} CPU cores (torch {env['torch']}), students in bf16 "
+            "autocast and several at once (`--jobs`); the teacher was trained on our 2-core CPU, synthesis ran "
+            "under torchrun with ranks sharing the GPU. Every cell shares that teacher, those images and those "
+            "labels, so cells compare; absolute numbers are not those of a CPU run. Run as "
+            f"`python benchmarks/accuracy.py {' '.join(doc.get('argv', []))}`, after `torchrun --nproc-per-node 8 "
+            "-m lpq synth` with the same settings.",
+            "",
+        ]
     out += [
         f"Teacher {t['architecture']} at {t['image_size']} px, test top-1 {t['test_top1']:.2f}%; IPC {doc['ipc']} "
         f"class-wise images ({im['settings']['iterations']} iterations, {im['teacher_top1']:.1f}% in class); labels "

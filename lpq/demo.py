@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from lpq.errors import LpqError
 from lpq.format.summary import summarize
+from lpq.progress import Show
 from lpq.stages.prune import PruneConfig, prune_file
 from lpq.stages.quantize import QuantizeConfig, quantize_file
 from lpq.stages.relabel import RelabelConfig, relabel
@@ -58,7 +59,7 @@ class DemoResult(BaseModel):
     paths: dict[str, Path]
 
 
-def run_demo(cfg: DemoConfig, show: bool = False) -> DemoResult:
+def run_demo(cfg: DemoConfig, show: bool | Show = False) -> DemoResult:
     out = cfg.output
     if out.exists() and any(out.iterdir()):
         raise LpqError("output-exists", f"{out} already holds files", "choose another -o, or delete it first")

@@ -100,12 +100,19 @@ def test_demo_runs_the_whole_pipeline_on_a_tiny_budget(tmp_path: Path) -> None:
     assert doc["teacher_top1"] >= 80 and full["top1"] >= 30 and small["top1"] >= 20
     assert sorted(p.name for p in out.iterdir()) == [
         "labels-full.lpql",
+        "labels-full.lpql.log.txt",
         "labels-x10-mr3-i8.lpql",
         "run-compressed",
         "run-full",
         "syn",
         "teacher.lpqt",
+        "teacher.lpqt.log.txt",
     ]
+    # Off a terminal (the runner's stderr is not one) every stage reports in plain lines, each run folder keeps them.
+    for line in ("teacher epoch 3/3", "synth (classwise): 10/10", "relabel: ", "epoch 40/40: loss"):
+        assert line in result.stderr, line
+    assert "epoch 40/40: loss" in (out / "run-full" / "log.txt").read_text()
+    assert "group 9 (9)" in (out / "syn" / "log.txt").read_text()
     again = runner.invoke(app, ["demo", "-o", str(out)])
     assert again.exit_code == 2 and "output-exists" in again.stderr
 
@@ -241,3 +248,26 @@ def test_public_api_names_load_lazily_and_are_documented() -> None:
     for name in lpq.__all__:
         doc = getattr(lpq, name).__doc__
         assert doc and doc.strip(), f"lpq.{name} has no docstring"
+
+
+def test_progress_lines_off_a_terminal_come_every_interval_and_quiet_prints_none(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from lpq.progress import Show, progress
+
+    with progress(Show(enabled=True, every=0.0), log=tmp_path / "log.txt") as bar:
+        task = bar.add_task("stage", total=4, info="")
+        for i in range(4):
+            bar.update(task, advance=1, info=f"step {i}")
+        bar.note("epoch 1 done")
+    err = capsys.readouterr().err.splitlines()
+    assert [line.split("] ", 1)[1].split(",")[0] for line in err[:4]] == [
+        f"stage: {i}/4 (" + f"{25 * i}%)" for i in (1, 2, 3, 4)
+    ]
+    assert any(line.endswith("epoch 1 done") for line in err)
+    assert "epoch 1 done" in (tmp_path / "log.txt").read_text()
+    with progress(Show(enabled=False, every=0.0), log=tmp_path / "quiet.txt") as bar:
+        bar.update(bar.add_task("stage", total=2, info=""), advance=2)
+        bar.note("epoch 1 done")
+    assert capsys.readouterr().err == ""  # --quiet: nothing on stderr, the log file still kept
+    assert "epoch 1 done" in (tmp_path / "quiet.txt").read_text()

@@ -274,7 +274,12 @@ def test_torchrun_two_processes_equal_one(digits_teacher: Path, tmp_path: Path) 
     )
     assert run.returncode == 0, run.stderr[-2000:]
     assert_same_labels(single, multi)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["multi.lpql", "single.lpql"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [  # parts merged and gone; one log beside each file
+        "multi.lpql",
+        "multi.lpql.log.txt",
+        "single.lpql",
+        "single.lpql.log.txt",
+    ]
 
 
 def direct_mass(path: Path, k: int, temperature: float) -> float:

@@ -16,6 +16,7 @@ from lpq.cli.relabel import relabel
 from lpq.cli.squeeze import squeeze
 from lpq.cli.synth import synth
 from lpq.cli.train import train
+from lpq.progress import LOG_EVERY
 
 app = typer.Typer(
     name="lpq",
@@ -36,12 +37,18 @@ def _version(value: bool) -> None:
 def root(
     ctx: typer.Context,
     traceback: Annotated[bool, typer.Option("--traceback", help="Show full tracebacks (for bug reports).")] = False,
+    log_every: Annotated[
+        float,
+        typer.Option(
+            "--log-every", min=1, help="Seconds between progress lines when stderr is not a terminal (files, CI)."
+        ),
+    ] = LOG_EVERY,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
 ) -> None:
     """lpq: make dataset distillation's soft labels small (pruning + top-k quantization) and train on them."""
-    ctx.obj = {"traceback": traceback}
+    ctx.obj = {"traceback": traceback, "log_every": log_every}
 
 
 app.command()(squeeze)

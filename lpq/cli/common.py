@@ -18,6 +18,7 @@ from rich.console import Console
 
 from lpq.errors import LpqError
 from lpq.format.coverage import Coverage
+from lpq.progress import LOG_EVERY, Show
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -151,6 +152,8 @@ def print_json(data: BaseModel | dict[str, Any] | list[Any]) -> None:
     sys.stdout.write(text + "\n")
 
 
-def show_progress(quiet: bool) -> bool:
-    """Progress bars only for a person watching: not with --quiet, not when stderr is not a terminal."""
-    return not quiet and sys.stderr.isatty()
+def show_progress(ctx: typer.Context, quiet: bool) -> Show:
+    """Progress for long jobs: a bar on a terminal, a plain line every --log-every seconds (and at each epoch or
+    class) off one; nothing with --quiet."""
+    every = (ctx.find_root().obj or {}).get("log_every", LOG_EVERY)
+    return Show(enabled=not quiet, every=every)

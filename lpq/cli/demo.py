@@ -42,7 +42,7 @@ def demo(
     """
     from lpq.demo import DemoConfig, run_demo
 
-    result = run_demo(make_config(ctx, DemoConfig), show=show_progress(quiet))
+    result = run_demo(make_config(ctx, DemoConfig), show=show_progress(ctx, quiet))
     if json_out:
         print_json(result)
         return

@@ -32,7 +32,7 @@ def export(
     """
     from lpq.interop.exchange import ExportConfig, export_labels
 
-    result = export_labels(make_config(ctx, ExportConfig), show=show_progress(quiet))
+    result = export_labels(make_config(ctx, ExportConfig), show=show_progress(ctx, quiet))
     print_json(result) if json_out else stdout().print(result_table("Export", result))
 
 
@@ -68,5 +68,5 @@ def import_(
     """
     from lpq.interop.exchange import ImportConfig, import_labels
 
-    result = import_labels(make_config(ctx, ImportConfig), show=show_progress(quiet))
+    result = import_labels(make_config(ctx, ImportConfig), show=show_progress(ctx, quiet))
     print_json(result) if json_out else stdout().print(result_table("Import", result))

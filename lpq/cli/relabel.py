@@ -94,7 +94,7 @@ def relabel(
     from lpq.stages.relabel import RelabelConfig
     from lpq.stages.relabel import relabel as run
 
-    result = run(make_config(ctx, RelabelConfig), show=show_progress(quiet))
+    result = run(make_config(ctx, RelabelConfig), show=show_progress(ctx, quiet))
     if is_main_process():
         warn_uncovered(result.coverage)
         print_json(result) if json_out else stdout().print(result_table("Relabel", result))

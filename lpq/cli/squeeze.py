@@ -87,5 +87,5 @@ def squeeze(
     from lpq.stages.squeeze import SqueezeConfig
     from lpq.stages.squeeze import squeeze as run
 
-    result = run(make_config(ctx, SqueezeConfig), show=show_progress(quiet))
+    result = run(make_config(ctx, SqueezeConfig), show=show_progress(ctx, quiet))
     print_json(result) if json_out else stdout().print(result_table("Teacher", result))

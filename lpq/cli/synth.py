@@ -76,7 +76,7 @@ def synth(
     """
     from lpq.stages.synth import SynthConfig, synthesize
 
-    manifest = synthesize(make_config(ctx, SynthConfig), show=show_progress(quiet))
+    manifest = synthesize(make_config(ctx, SynthConfig), show=show_progress(ctx, quiet))
     if not is_main_process():
         return
     if json_out:

@@ -136,11 +136,11 @@ def train(
 
     cfg = make_config(ctx, TrainConfig)
     if cfg.seeds == 1:
-        result = run(cfg, show=show_progress(quiet))
+        result = run(cfg, show=show_progress(ctx, quiet))
         if is_main_process():
             print_json(result) if json_out else stdout().print(result_table("Student", result))
         return
-    many = train_seeds(cfg, show=show_progress(quiet))
+    many = train_seeds(cfg, show=show_progress(ctx, quiet))
     if is_main_process():
         print_json(many) if json_out else stdout().print(seeds_table(many))
 

@@ -41,7 +41,7 @@ from lpq.format import (
 from lpq.format.header import ValueKind
 from lpq.interop import sre2l
 from lpq.method.temperature import CalibrationStats
-from lpq.progress import progress
+from lpq.progress import Show, progress
 
 EXPORT_NOTE = "lpq_export.json"  # beside their files: what import needs and their layout does not record
 UNKNOWN_TEACHER = "0" * 64
@@ -101,7 +101,7 @@ def _check_output(path: Path) -> None:
         raise LpqError("output-exists", f"{path} already exists", "choose another -o, or delete it first")
 
 
-def export_sre2l(cfg: ExportConfig, show: bool = False) -> ExportResult:
+def export_sre2l(cfg: ExportConfig, show: bool | Show = False) -> ExportResult:
     _check_output(cfg.output)
     with LpqlReader(cfg.labels) as r:
         h = r.header
@@ -158,7 +158,7 @@ def _note(folder: Path) -> dict:
         raise LpqError("import-bad-folder", f"{path} is not JSON") from None
 
 
-def import_sre2l(cfg: ImportConfig, show: bool = False) -> ImportResult:
+def import_sre2l(cfg: ImportConfig, show: bool | Show = False) -> ImportResult:
     _check_output(cfg.output)
     images = open_images(cfg.images)
     n_images, classes, hw = len(images), images.classes, images.sizes()
@@ -244,9 +244,9 @@ EXPORTERS: dict[str, Callable[[ExportConfig, bool], ExportResult]] = {"sre2l": e
 IMPORTERS: dict[str, Callable[[ImportConfig, bool], ImportResult]] = {"sre2l": import_sre2l}
 
 
-def export_labels(cfg: ExportConfig, show: bool = False) -> ExportResult:
+def export_labels(cfg: ExportConfig, show: bool | Show = False) -> ExportResult:
     return EXPORTERS[cfg.to](cfg, show)
 
 
-def import_labels(cfg: ImportConfig, show: bool = False) -> ImportResult:
+def import_labels(cfg: ImportConfig, show: bool | Show = False) -> ImportResult:
     return IMPORTERS[cfg.layout](cfg, show)

@@ -58,7 +58,7 @@ from lpq.method.pruning import choose_batches, keep_count
 from lpq.method.replay import plan_batch, render, teacher_input
 from lpq.method.temperature import CalibrationStats
 from lpq.method.topk import quantize_logits
-from lpq.progress import progress
+from lpq.progress import Show, progress
 from lpq.runtime import Precision, barrier, init_distributed, pick_device
 
 CALIB_SAVE_SECONDS = 10.0  # how often the resumable calibration sums are saved beside the partial file
@@ -272,7 +272,14 @@ def _save_calib(path: Path, stats: CalibrationStats, included: list[int]) -> Non
 
 
 def label_part(
-    header: Header, render_ids: Render, labeller: Labeller, kept: list[int], path: Path, resume: bool, show: bool
+    header: Header,
+    render_ids: Render,
+    labeller: Labeller,
+    kept: list[int],
+    path: Path,
+    resume: bool,
+    show: bool | Show,
+    log: Path | None = None,
 ) -> CalibrationStats:
     """Label ``kept`` batches into ``path`` (resuming its partial file); returns the calibration sums of them."""
     stats = CalibrationStats.for_header(header)
@@ -292,7 +299,7 @@ def label_part(
             included.append(item.batch_id)
         todo = [b for b in kept if b not in done]
         last_save = time.monotonic()
-        with progress(show) as bar:
+        with progress(show, log=log) as bar:
             task = bar.add_task("relabel", total=len(kept), completed=len(kept) - len(todo), info="batches")
             for item in render_ids(todo):
                 logits, rec = labeller(item)
@@ -309,7 +316,7 @@ def label_part(
     return stats
 
 
-def relabel(cfg: RelabelConfig, show: bool = False) -> RelabelResult:
+def relabel(cfg: RelabelConfig, show: bool | Show = False) -> RelabelResult:
     out = cfg.output
     if out.exists():
         raise LpqError("output-exists", f"{out} already exists", "choose another -o, or delete it first")
@@ -335,13 +342,23 @@ def relabel(cfg: RelabelConfig, show: bool = False) -> RelabelResult:
     render_ids = renderer(header, images, default_workers() if cfg.workers is None else cfg.workers, precision.device)
     labeller = Labeller(header, teacher, precision)
     kept = header.prune.kept
+    log = out.with_name(out.name + ".log.txt")  # beside the label file; rank 0's lines under torchrun
     t0 = time.perf_counter()
     if world == 1:
-        stats = label_part(header, render_ids, labeller, kept, out, cfg.resume, show)
+        stats = label_part(header, render_ids, labeller, kept, out, cfg.resume, show, log)
         parts = [partial_path(out)]
     else:
         part = out.with_name(f"{out.name}.rank{rank}")
-        label_part(header, render_ids, labeller, kept[rank::world], part, cfg.resume, show and rank == 0)
+        label_part(
+            header,
+            render_ids,
+            labeller,
+            kept[rank::world],
+            part,
+            cfg.resume,
+            show if rank == 0 else False,
+            log if rank == 0 else None,
+        )
         barrier(world)
         parts = [partial_path(out.with_name(f"{out.name}.rank{r}")) for r in range(world)]
         stats = CalibrationStats.for_header(header)

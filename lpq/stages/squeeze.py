@@ -41,7 +41,7 @@ from lpq.data.loader import sample_stats
 from lpq.errors import LpqError
 from lpq.models import bn_layers, build_model, check_model_name, evaluate
 from lpq.models.weights import Weights, load_into, read_weights
-from lpq.progress import progress
+from lpq.progress import Show, progress
 from lpq.runtime import Precision, pick_device
 
 LARGE_SIZE = 224  # S for streamed (large) images when --image-size is not given: torchvision's reference
@@ -174,7 +174,7 @@ def fit(
     epochs: int,
     precision: Precision,
     gen: torch.Generator,
-    show: bool,
+    show: bool | Show,
 ) -> None:
     """Supervised training with one-cycle cosine learning-rate decay, checkpointed after every epoch."""
     if cfg.optimizer == "sgd":
@@ -186,6 +186,7 @@ def fit(
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=epochs * steps_per_epoch, pct_start=0.15)
     trainer = Trainer(model, opt, sched, precision.scaler(), gen)
     scaler, state, identity = trainer.scaler, checkpoint_path(cfg.output), cfg.identity()
+    log = cfg.output.with_name(cfg.output.name + ".log.txt")  # beside the teacher file, as relabel's
     if state.exists() and not cfg.resume:
         raise LpqError(
             "resume-exists",
@@ -193,7 +194,7 @@ def fit(
             "pass --resume to continue it, or delete it to start again",
         )
     start = trainer.resume(state, identity) if state.exists() else 0  # only with --resume, checked above
-    with progress(show) as bar:
+    with progress(show, log=log) as bar:
         task = bar.add_task("train teacher", total=epochs * steps_per_epoch, completed=start * steps_per_epoch, info="")
         for epoch in range(start, epochs):
             model.train()
@@ -218,6 +219,10 @@ def fit(
                     info=f"epoch {epoch + 1} loss {loss_sum / seen:.3f} acc {100 * correct / seen:.1f}%",
                 )
             trainer.save_epoch(state, epoch + 1, identity)
+            bar.note(
+                f"teacher epoch {epoch + 1}/{epochs}: loss {loss_sum / seen:.4f}, "
+                f"train top-1 {100 * correct / seen:.2f}%"
+            )
 
 
 class ClassStatsRecorder:
@@ -275,7 +280,7 @@ def record_class_stats(
     num_classes: int,
     precision: Precision,
     total: int = 0,
-    show: bool = False,
+    show: bool | Show = False,
 ) -> dict[str, ClassStats]:
     """Per-class statistics of every BatchNorm input over (normalized inputs, labels) batches."""
     model.eval()
@@ -328,7 +333,7 @@ def _resolve(cfg: SqueezeConfig) -> tuple[str, int, Weights | None]:
     return arch, epochs, weights
 
 
-def squeeze(cfg: SqueezeConfig, show: bool = False) -> SqueezeResult:
+def squeeze(cfg: SqueezeConfig, show: bool | Show = False) -> SqueezeResult:
     arch, epochs, weights = _resolve(cfg)
     precision = Precision.choose(cfg.amp, pick_device(cfg.device))
     device = precision.device

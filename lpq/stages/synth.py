@@ -38,7 +38,7 @@ from lpq.errors import LpqError
 from lpq.files import atomic, write_model
 from lpq.method.bn import BNMatcher
 from lpq.models import SMALL_INPUT, bn_layers, penultimate  # Tiny-ImageNet settings at or below, ImageNet-1K above
-from lpq.progress import progress
+from lpq.progress import Show, progress
 from lpq.runtime import Precision, barrier, init_distributed, pick_device
 
 RESULTS_DIR = ".classes"  # per-class results while a run is under way (hidden: not a class folder)
@@ -283,7 +283,7 @@ def _done_groups(out: Path) -> dict[int, GroupResult]:
     return done
 
 
-def synthesize(cfg: SynthConfig, show: bool = False) -> SynthManifest:
+def synthesize(cfg: SynthConfig, show: bool | Show = False) -> SynthManifest:
     teacher = load_teacher(cfg.teacher, need_stats=cfg.batching == "classwise")
     cfg = cfg.resolved(teacher.meta.image_size)
     c = teacher.meta.num_classes
@@ -307,7 +307,7 @@ def synthesize(cfg: SynthConfig, show: bool = False) -> SynthManifest:
     done = _done_groups(out)
     mine = [g for i, g in enumerate(groups) if i % world == rank and g[0] not in done]
     (out / RESULTS_DIR).mkdir(exist_ok=True)
-    with progress(show and rank == 0) as bar:
+    with progress(show if rank == 0 else False, log=out / "log.txt" if rank == 0 else None) as bar:
         task = bar.add_task(
             f"synth ({cfg.batching})", total=len(groups), completed=len(groups) - len(mine) * world, info=""
         )
@@ -334,6 +334,10 @@ def synthesize(cfg: SynthConfig, show: bool = False) -> SynthManifest:
             )
             write_model(out / RESULTS_DIR / f"{group:06d}.json", result)
             bar.update(task, advance=world, info=f"ce {ce:.3f} bn {bn:.3f}")
+            bar.note(
+                f"group {group} ({', '.join(teacher.meta.class_names[c] for c in sorted(set(labels)))}): "
+                f"ce {ce:.3f}, bn {bn:.3f}, {correct}/{len(labels)} in class, {result.seconds:.1f} s"
+            )
     barrier(world)
     if rank == 0:
         manifest = _finish(manifest, teacher, out, _groups(cfg, list(range(c))))

@@ -50,7 +50,7 @@ from lpq.method.replay import teacher_input
 from lpq.method.targets import dense_targets, hard_targets
 from lpq.method.temperature import teacher_temperature
 from lpq.models import build_model, evaluate
-from lpq.progress import progress
+from lpq.progress import Show, progress
 from lpq.runtime import Precision, barrier, init_distributed, pick_device
 
 STATE = "state.pt"
@@ -164,6 +164,15 @@ class TrainConfig(BaseModel):
 
     def identity(self) -> dict[str, object]:
         return self.model_dump(mode="json", exclude=RUN_ONLY)
+
+
+def epoch_line(m: EpochMetrics, epochs: int) -> str:
+    """The log line of a finished epoch."""
+    scored = f", test top-1 {m.top1:.2f}% top-5 {m.top5:.2f}%" if m.top1 is not None and m.top5 is not None else ""
+    return (
+        f"epoch {m.epoch}/{epochs}: loss {m.loss:.4f}, T {m.teacher_temp:.3g}, T_s {m.student_temp:.3g}, "
+        f"lr {m.lr:.3g}, {m.seconds:.1f} s{scored}"
+    )
 
 
 def grid_text(grid: StudentTemp) -> str:
@@ -445,7 +454,7 @@ def timed_evaluation(
     return top1, top5, time.perf_counter() - t0
 
 
-def train(cfg: TrainConfig, show: bool = False) -> TrainResult:
+def train(cfg: TrainConfig, show: bool | Show = False) -> TrainResult:
     """Train one student (``cfg.seeds`` is for `train_seeds`) and evaluate it at its final epoch."""
     rank, world = init_distributed()
     header, label_schedule, student_grid = _read_labels(cfg.labels)
@@ -480,7 +489,7 @@ def train(cfg: TrainConfig, show: bool = False) -> TrainResult:
     lo, hi, points = cfg.grid()
     grid = torch.linspace(lo, hi, points)
     evaluate_after = eval_epochs(cfg.epochs, cfg.evals)
-    with progress(show and rank == 0) as bar:
+    with progress(show if rank == 0 else False, log=cfg.output / "log.txt" if rank == 0 else None) as bar:
         task = bar.add_task("train student", total=(end - start) * steps, info="")
         batches = iter(loader)
         for epoch in range(start, end):
@@ -515,6 +524,7 @@ def train(cfg: TrainConfig, show: bool = False) -> TrainResult:
                 metrics = last_eval = metrics.model_copy(update={"top1": top1, "top5": top5, "eval_seconds": spent})
             with open(metrics_path, "a") as f:
                 f.write(metrics.model_dump_json() + "\n")
+            bar.note(epoch_line(metrics, cfg.epochs))
             student.save_epoch(cfg.output / STATE, epoch + 1, student_temp)
     scores = (0.0, 0.0)  # ranks other than 0 receive rank 0's
     if rank == 0 and last_eval is not None and last_eval.epoch == end:
@@ -567,7 +577,7 @@ def seed_folder(output: Path, seed: int) -> Path:
     return output / f"seed-{seed}"
 
 
-def train_seeds(cfg: TrainConfig, show: bool = False) -> SeedsResult:
+def train_seeds(cfg: TrainConfig, show: bool | Show = False) -> SeedsResult:
     """``cfg.seeds`` students into OUT/seed-<s>/; mean and sd of their final-epoch accuracy."""
     out = cfg.output
     if not cfg.resume and out.exists() and any(out.iterdir()):
