@@ -327,3 +327,34 @@ def test_a_run_killed_before_its_first_checkpoint_can_run_again(compact_labels: 
         (out / "config.json").write_text((tmp_path / "straight" / "config.json").read_text().replace("straight", name))
         again = train(TrainConfig(output=out, resume=resume, **base))
         assert again.top1 == straight.top1 and len((out / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_eval_data_defaults_to_the_teachers_data_never_to_digits(digits_teacher: Path, tmp_path: Path) -> None:
+    """Without --eval-data a student is evaluated on what its images' teacher was trained on (through the synth
+    manifest and the teacher file), on a dataset's own test split when the images are that dataset, and a
+    teacher whose data folder is gone stops the run with one line naming --eval-data."""
+    import dataclasses
+
+    from lpq.artifacts.manifest import MANIFEST, SynthManifest
+    from lpq.artifacts.teacher import load_teacher, save_teacher
+    from lpq.stages.train import default_eval_data
+
+    assert default_eval_data("digits") == "digits"
+    teacher = load_teacher(digits_teacher)
+    cases = {"kept": str(tmp_path), "gone": str(tmp_path / "no-such-folder")}
+    for name, data in cases.items():
+        path = save_teacher(
+            tmp_path / f"{name}.lpqt",
+            dataclasses.replace(teacher, meta=teacher.meta.model_copy(update={"data": data})),
+        )
+        syn = tmp_path / f"syn-{name}"
+        syn.mkdir()
+        manifest = SynthManifest(
+            tool="t", teacher=str(path), teacher_sha256="0" * 64, settings={}, class_names=[], complete=True
+        )
+        (syn / MANIFEST).write_text(manifest.model_dump_json())
+        cases[name] = str(syn)
+    assert default_eval_data(cases["kept"]) == str(tmp_path)
+    with pytest.raises(LpqError) as e:
+        default_eval_data(cases["gone"])
+    assert e.value.ref == "eval-data-unknown" and "--eval-data" in str(e.value)

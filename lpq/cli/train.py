@@ -52,7 +52,12 @@ def train(
     labels: Annotated[Path | None, typer.Argument(exists=True, dir_okay=False, help="A .lpql label file.")] = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="Run folder.")] = Path("run"),
     model: Annotated[str, typer.Option(help="Student architecture (convnet, resnet18, ...).")] = "convnet",
-    eval_data: Annotated[str, typer.Option(help="Real data whose test split is evaluated.")] = "digits",
+    eval_data: Annotated[
+        str | None,
+        typer.Option(
+            help="Real data whose test split is evaluated (default: the data the images' teacher was trained on)."
+        ),
+    ] = None,
     eval_root: RootOpt = None,
     epochs: Annotated[int, typer.Option(min=1, rich_help_panel=OPT)] = 300,
     optimizer: Annotated[

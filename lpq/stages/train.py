@@ -38,9 +38,12 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from lpq.artifacts.checkpoint import TrainingState
+from lpq.artifacts.manifest import read_manifest
+from lpq.artifacts.teacher import load_teacher
 from lpq.choices import Amp, CaFit, Optimizer, Targets
 from lpq.data import ImageSource, check_fits, default_workers, open_images, open_split
 from lpq.data import batches as image_batches
+from lpq.data.named import NAMED
 from lpq.errors import LpqError
 from lpq.files import atomic, write_model, write_text
 from lpq.format import Header, LpqlReader, ScheduleKind, StudentTemp, TempSchedule
@@ -64,7 +67,9 @@ class TrainConfig(BaseModel):
     labels: Path
     output: Path = Path("run")
     model: str = "convnet"
-    eval_data: str = "digits"
+    eval_data: str | None = Field(
+        None, description="real data whose test split is evaluated (default: the teacher's, through the images)"
+    )
     eval_root: Path | None = None
     epochs: int = Field(300, ge=1)
     optimizer: Optimizer = "adamw"
@@ -371,6 +376,26 @@ def _check_run_folder(cfg: TrainConfig) -> None:
         )
 
 
+def default_eval_data(images: str) -> str:
+    """Where a student is evaluated when --eval-data is not given: the data the images' teacher was trained on
+    (a synthesized folder's manifest names the teacher, whose file records its data), or, for images that are a
+    dataset themselves, that dataset's held-out split. Never a guess: otherwise a one-line error."""
+    folder = Path(images.removeprefix("imagefolder:"))
+    manifest = read_manifest(folder) if folder.is_dir() else None
+    if manifest is None:
+        return images  # a named dataset or a data folder: its own test split
+    hint = "pass --eval-data with the real data the teacher was trained on"
+    try:
+        data = load_teacher(manifest.teacher, need_stats=False).meta.data
+    except LpqError:
+        raise LpqError(
+            "eval-data-unknown", f"{folder} was synthesized by {manifest.teacher}, which is gone", hint
+        ) from None
+    if data not in NAMED and not Path(data.removeprefix("imagefolder:")).expanduser().is_dir():
+        raise LpqError("eval-data-unknown", f"the teacher's data {data} is gone", hint)
+    return data
+
+
 def _load_data(cfg: TrainConfig, header: Header) -> tuple[ImageSource, ImageSource]:
     """The distilled images (checked against the labels' fingerprint) and the real test split."""
     images = open_images(cfg.images)
@@ -380,7 +405,7 @@ def _load_data(cfg: TrainConfig, header: Header) -> tuple[ImageSource, ImageSour
             f"{cfg.labels} was made for other images than {cfg.images}",
             "pass the image set the labels were relabelled from",
         )
-    evalset = open_split(cfg.eval_data, "test", cfg.eval_root)
+    evalset = open_split(cfg.eval_data or default_eval_data(cfg.images), "test", cfg.eval_root)
     if evalset.classes != header.class_names:
         raise LpqError("class-mismatch", f"--eval-data {cfg.eval_data} has other classes than the labels")
     check_fits(evalset, teacher_input(header))
@@ -459,6 +484,8 @@ def train(cfg: TrainConfig, show: bool | Show = False) -> TrainResult:
     rank, world = init_distributed()
     header, label_schedule, student_grid = _read_labels(cfg.labels)
     cfg = cfg.resolved(label_schedule, student_grid)
+    if cfg.eval_data is None:  # recorded resolved, so config.json says what the run was evaluated on
+        cfg = cfg.model_copy(update={"eval_data": default_eval_data(cfg.images)})
     if rank == 0:
         _check_run_folder(cfg)
     images, evalset = _load_data(cfg, header)
