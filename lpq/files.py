@@ -19,6 +19,8 @@ from pydantic import BaseModel
 
 from lpq.errors import LpqError
 
+CACHE_ENV = "LPQ_CACHE_DIR"  # where image caches go (lpq --cache-dir sets it); else $XDG_CACHE_HOME/lpq, ~/.cache/lpq
+
 
 def temporary(path: Path) -> Path:
     return path.with_name(f".{path.name}.partial")

@@ -9,6 +9,16 @@ import torch
 torch.set_num_threads(2)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def image_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Decoded-image caches of the whole session in one temporary folder (subprocesses inherit it), not ~/.cache."""
+    import os
+
+    folder = tmp_path_factory.mktemp("lpq-cache")
+    os.environ["LPQ_CACHE_DIR"] = str(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def digits_teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A convnet teacher on the digits set, trained once per test session (a few seconds on 2 cores)."""

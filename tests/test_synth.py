@@ -210,3 +210,24 @@ def test_a_corrupt_group_file_is_named_not_reported_as_a_bad_option(
         ],
     )
     assert result.exit_code == 2 and "synth-bad-manifest" in result.stderr and "bad-option" not in result.stderr
+
+
+def test_reading_an_image_folder_writes_nothing_into_it(tmp_path: Path, image_cache: Path) -> None:
+    """The pixel cache lives under the cache directory: the folder stays a plain ImageFolder for other tools."""
+    import numpy as np
+    import torchvision
+    from PIL import Image
+
+    from lpq.data import open_images
+
+    folder = tmp_path / "imgs"
+    for c in ("a", "b"):
+        (folder / c).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(np.full((6, 6, 3), 40 * i, np.uint8)).save(folder / c / f"{i}.png")
+    before = sorted(p.relative_to(folder) for p in folder.rglob("*"))
+    images = open_images(str(folder))
+    assert images.load(3).shape == (3, 6, 6)
+    assert sorted(p.relative_to(folder) for p in folder.rglob("*")) == before
+    assert len(torchvision.datasets.ImageFolder(str(folder))) == 4
+    assert any((image_cache / "images").iterdir())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -16,6 +18,7 @@ from lpq.cli.relabel import relabel
 from lpq.cli.squeeze import squeeze
 from lpq.cli.synth import synth
 from lpq.cli.train import train
+from lpq.files import CACHE_ENV
 from lpq.progress import LOG_EVERY
 
 app = typer.Typer(
@@ -43,12 +46,22 @@ def root(
             "--log-every", min=1, help="Seconds between progress lines when stderr is not a terminal (files, CI)."
         ),
     ] = LOG_EVERY,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--cache-dir",
+            file_okay=False,
+            help="Where decoded-image caches go (default $XDG_CACHE_HOME/lpq or ~/.cache/lpq; env LPQ_CACHE_DIR).",
+        ),
+    ] = None,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
 ) -> None:
     """lpq: make dataset distillation's soft labels small (pruning + top-k quantization) and train on them."""
     ctx.obj = {"traceback": traceback, "log_every": log_every}
+    if cache_dir is not None:  # the environment reaches DataLoader workers and the library alike
+        os.environ[CACHE_ENV] = str(cache_dir.expanduser().resolve())
 
 
 app.command()(squeeze)

@@ -5,9 +5,10 @@ Three implementations of one protocol (`ImageSource`):
 - `ImageSet`: uint8 pixels of one size in memory (digits, CIFAR, small folders): fastest for small sets.
 - `ImageFiles`: files decoded when used (any size, any PIL mode), for real data of any size; decoding
   happens in DataLoader workers, so memory does not grow with the number of images.
-- `CachedImages`: a folder's decoded pixels in one uint8 cache file (``.lpq-cache/`` in the folder, made
-  once, rebuilt when a file changes), read image by image with ``pread``: distilled sets of any size are
-  replayed without decoding, and their pages stay in the OS cache rather than in the process.
+- `CachedImages`: a folder's decoded pixels in one uint8 cache file (under the user's cache directory, never
+  in the folder: other tools read it as an ImageFolder; made once, rebuilt when a file changes), read image by
+  image with ``pread``: distilled sets of any size are replayed without decoding, and their pages stay in the
+  OS cache rather than in the process.
 
 Fingerprints identify image sets. A content fingerprint is sha256 over the set's shape (``str((N, 3, H,
 W))``, or ``(N, 3, 0, 0)`` when sizes differ), the labels (int64 little-endian), then every image's pixels
@@ -34,9 +35,8 @@ import torch
 
 from lpq.data.layout import FileList
 from lpq.errors import LpqError
-from lpq.files import atomic
+from lpq.files import CACHE_ENV, atomic
 
-CACHE_DIR = ".lpq-cache"
 CACHE_FORMAT = "lpq-image-cache/1"
 DECODE_CHUNK = 256  # files decoded together while a cache is built: bounded memory
 
@@ -232,12 +232,17 @@ class CachedImages:
             os.close(self._fd)
 
 
+def cache_root() -> Path:
+    """The directory image caches live under: $LPQ_CACHE_DIR, else $XDG_CACHE_HOME/lpq, else ~/.cache/lpq."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lpq"
+
+
 def cache_location(folder: Path) -> Path:
-    """``FOLDER/.lpq-cache``, or a per-folder directory under ~/.cache/lpq when FOLDER is read-only."""
-    if os.access(folder, os.W_OK):
-        return folder / CACHE_DIR
-    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lpq" / "images"
-    return base / hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:24]
+    """A folder's cache directory, keyed by the folder's resolved path (its contents are checked on every open).
+    Never inside the folder: an input folder is not ours to write into."""
+    return cache_root() / "images" / hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:24]
 
 
 def open_cached(name: str, files: FileList, folder: Path) -> CachedImages:
