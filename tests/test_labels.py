@@ -448,3 +448,20 @@ def test_quantize_refuses_a_top_k_for_full_labels(tmp_path: Path) -> None:
     out = tmp_path / "q.lpql"
     result = runner.invoke(app, ["quantize", str(src), "--scheme", "none", "--top-k", "5", "-o", str(out)])
     assert result.exit_code == 2 and "drop --top-k 5" in result.stderr and not out.exists()
+
+
+def test_two_writers_of_one_output_never_leave_a_corrupt_file(tmp_path: Path) -> None:
+    """Two `lpq quantize -o out.lpql` at once: whichever finishes first names the file, the other is refused in
+    one line (busy, or the file appeared), and the file verifies."""
+    header = make_header(classes=50, images=400, batch_size=20, epochs=20, values="f32")
+    src = write_file(tmp_path / "full.lpql", header, make_records(header))
+    out = tmp_path / "out.lpql"
+    cmd = [sys.executable, "-m", "lpq", "quantize", str(src), "--top-k", "5", "--values", "i8", "-o", str(out)]
+    runs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    done = [(r.wait(timeout=120), r.stderr.read()) for r in runs]
+    codes = sorted(code for code, _ in done)
+    assert codes == [0, 2], done
+    refused = next(err for code, err in done if code == 2)
+    assert len(refused.strip().splitlines()) == 1 and ("output-busy" in refused or "output-exists" in refused)
+    check = subprocess.run([sys.executable, "-m", "lpq", "inspect", "--verify", str(out)], capture_output=True)
+    assert check.returncode == 0 and not list(tmp_path.glob("*.partial"))

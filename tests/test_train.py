@@ -358,3 +358,19 @@ def test_eval_data_defaults_to_the_teachers_data_never_to_digits(digits_teacher:
     with pytest.raises(LpqError) as e:
         default_eval_data(cases["gone"])
     assert e.value.ref == "eval-data-unknown" and "--eval-data" in str(e.value)
+
+
+def test_a_run_folder_in_use_is_refused_and_a_stale_lock_taken_over(compact_labels: Path, tmp_path: Path) -> None:
+    from lpq.files import LOCK, run_lock
+
+    args = ["train", "digits", str(compact_labels), "--epochs", "1", "--evals", "1"]
+    busy = tmp_path / "busy"
+    with run_lock(busy):  # this process holds it, as a live `lpq train` would
+        result = runner.invoke(app, [*args, "-o", str(busy)])
+    assert result.exit_code == 2 and f"pid {os.getpid()}" in result.stderr and "run-busy" in result.stderr
+    stale = tmp_path / "stale"
+    stale.mkdir()
+    (stale / LOCK).write_text("pid 999999999\n")  # left by a process that died without unlocking
+    result = runner.invoke(app, [*args, "-o", str(stale)])
+    assert result.exit_code == 0, result.output
+    assert "took over the lock of pid 999999999" in (stale / "log.txt").read_text() and not (stale / LOCK).exists()

@@ -14,6 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+try:
+    import fcntl  # POSIX; elsewhere writers go unlocked
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
+
 import numpy as np
 import zstandard
 
@@ -97,6 +102,41 @@ def read_partial_batches(path: Path, header: Header) -> dict[int, bytes]:
         return out
 
 
+def _open_exclusive(partial: Path) -> BinaryIO:
+    """The partial file, opened without truncating it and locked: a second writer of the same output is refused
+    before it can touch the first one's bytes (writes append; the caller truncates where it resumes)."""
+    f = open(partial, "a+b")  # noqa: SIM115
+    if fcntl is not None:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()
+            raise LpqlError(
+                "output-busy", f"another process is writing {partial}", "wait for it to finish, or choose another -o"
+            ) from None
+    return f
+
+
+def _rename_no_replace(partial: Path, path: Path) -> None:
+    """Give the finished file its name, never replacing a file that appeared there meanwhile (another process's
+    result): a hard link fails if the name exists; filesystems without hard links fall back to a checked replace."""
+    try:
+        os.link(partial, path)
+    except FileExistsError:
+        partial.unlink(missing_ok=True)
+        raise LpqlError(
+            "output-exists", f"{path} appeared while this file was written (another process?)", "choose another -o"
+        ) from None
+    except OSError:
+        if path.exists():
+            raise LpqlError(
+                "output-exists", f"{path} appeared while this file was written", "choose another -o"
+            ) from None
+        os.replace(partial, path)
+        return
+    partial.unlink()
+
+
 class LpqlWriter:
     def __init__(self, path: Path, header: Header, *, resume: bool = False, level: int = 9) -> None:
         self.path = Path(path)
@@ -108,11 +148,12 @@ class LpqlWriter:
         self._entries: list[Entry] = []
         self.stored: list[int] = []  # ids of the batches in the file, in order
         self._head_json = self.header.model_dump_json().encode()
-        if resume and self.partial.exists():
-            self._file = open(self.partial, "r+b")  # noqa: SIM115 - lives until finish()/close()
+        resuming = resume and self.partial.exists()
+        self._file = _open_exclusive(self.partial)  # lives until finish()/close()
+        if resuming:
             self._reopen()
         else:
-            self._file = open(self.partial, "wb")  # noqa: SIM115
+            self._file.truncate(0)
             self._file.write(PREAMBLE.pack(MAGIC, FORMAT_MAJOR, FORMAT_MINOR, 0))
             self._append(HEAD, 0, self._head_json)
 
@@ -168,8 +209,10 @@ class LpqlWriter:
         self._file.write(footer(index_offset))
         self._file.flush()
         os.fsync(self._file.fileno())
-        self._file.close()
-        os.replace(self.partial, self.path)
+        try:
+            _rename_no_replace(self.partial, self.path)
+        finally:
+            self._file.close()
         return self.path
 
     def close(self) -> None:

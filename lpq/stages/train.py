@@ -23,8 +23,10 @@ training and evaluation seconds per epoch), last weights (safetensors), a resume
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import statistics
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -45,7 +47,7 @@ from lpq.data import ImageSource, check_fits, default_workers, open_images, open
 from lpq.data import batches as image_batches
 from lpq.data.named import NAMED
 from lpq.errors import LpqError
-from lpq.files import atomic, write_model, write_text
+from lpq.files import LOCK, atomic, run_lock, write_model, write_text
 from lpq.format import Header, LpqlReader, ScheduleKind, StudentTemp, TempSchedule
 from lpq.method.batches import ReplayedBatch, StoredBatches
 from lpq.method.loss import fit_student_temperature, kd_loss
@@ -353,14 +355,14 @@ def _read_labels(path: Path) -> tuple[Header, TempSchedule | None, StudentTemp]:
         return r.header, c.teacher_schedule if c else None, c.student if c else StudentTemp()
 
 
-UNSTARTED = {"config.json", "metrics.jsonl"}  # all a run killed before its first checkpoint leaves behind
+UNSTARTED = {"config.json", "metrics.jsonl", "log.txt"}  # all a run killed before its first checkpoint leaves
 
 
 def _check_run_folder(cfg: TrainConfig) -> None:
     """Fresh runs need an empty folder (or one holding a run that never reached its first checkpoint, which they
     take over); --resume needs the same settings, and continues from the last checkpoint or from epoch 0."""
     saved = cfg.output / "config.json"
-    held = {p.name for p in cfg.output.iterdir()} if cfg.output.is_dir() else set()
+    held = {p.name for p in cfg.output.iterdir() if p.name != LOCK} if cfg.output.is_dir() else set()
     if cfg.resume:
         if not held:
             raise LpqError("resume-nothing", f"{cfg.output} holds no run to resume", "drop --resume to start one")
@@ -480,7 +482,13 @@ def timed_evaluation(
 
 
 def train(cfg: TrainConfig, show: bool | Show = False) -> TrainResult:
-    """Train one student (``cfg.seeds`` is for `train_seeds`) and evaluate it at its final epoch."""
+    """Train one student (``cfg.seeds`` is for `train_seeds`) and evaluate it at its final epoch. The run folder
+    is locked while it trains (rank 0 holds the lock under torchrun)."""
+    with run_lock(cfg.output) if int(os.environ.get("RANK", "0")) == 0 else contextlib.nullcontext():
+        return _train(cfg, show)
+
+
+def _train(cfg: TrainConfig, show: bool | Show) -> TrainResult:
     rank, world = init_distributed()
     header, label_schedule, student_grid = _read_labels(cfg.labels)
     cfg = cfg.resolved(label_schedule, student_grid)
@@ -607,7 +615,7 @@ def seed_folder(output: Path, seed: int) -> Path:
 def train_seeds(cfg: TrainConfig, show: bool | Show = False) -> SeedsResult:
     """``cfg.seeds`` students into OUT/seed-<s>/; mean and sd of their final-epoch accuracy."""
     out = cfg.output
-    if not cfg.resume and out.exists() and any(out.iterdir()):
+    if not cfg.resume and out.exists() and any(p.name != LOCK for p in out.iterdir()):
         raise LpqError(
             "run-exists", f"{out} already holds runs", "pass --resume to continue them, or choose another -o"
         )
