@@ -56,6 +56,9 @@ def test_student_from_pruned_quantized_labels_beats_chance_widely(compact_labels
     assert lines[0]["teacher_temp"] == 20.0 and lines[-1]["teacher_temp"] < 20.0  # DKR schedule moved
     assert len({m["student_temp"] for m in lines}) > 1  # CA refitted T_s
     assert json.loads((tmp_path / "run" / "result.json").read_text())["top1"] == result.top1
+    csv = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
+    assert csv[0] == "epoch,loss,lr,teacher_temp,student_temp,top1,top5,seconds,eval_seconds" and len(csv) == 13
+    assert csv[-1].split(",")[5] == f"{result.top1:.6g}" and csv[1].split(",")[5] == ""  # scored epochs only
 
 
 def test_resume_continues_exactly(compact_labels: Path, tmp_path: Path) -> None:

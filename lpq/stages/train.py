@@ -422,6 +422,19 @@ def _trim_metrics(path: Path, start: int) -> None:
     write_text(path, "".join(m.model_dump_json() + "\n" for m in keep))
 
 
+CSV_COLUMNS = ("epoch", "loss", "lr", "teacher_temp", "student_temp", "top1", "top5", "seconds", "eval_seconds")
+
+
+def write_csv(jsonl: Path) -> None:
+    """metrics.csv beside metrics.jsonl, the same epochs in the columns spreadsheets and timm users expect
+    (rewritten whole, so a resumed run's CSV never keeps an epoch its JSON lines dropped)."""
+    rows = [",".join(CSV_COLUMNS)]
+    for m in _metrics(jsonl):
+        values = (getattr(m, c) for c in CSV_COLUMNS)
+        rows.append(",".join("" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v) for v in values))
+    write_text(jsonl.with_suffix(".csv"), "\n".join(rows) + "\n")
+
+
 def _metrics(path: Path) -> list[EpochMetrics]:
     """The epochs recorded in a run's metrics.jsonl (none if it does not exist)."""
     if not path.exists():
@@ -559,6 +572,7 @@ def _train(cfg: TrainConfig, show: bool | Show) -> TrainResult:
                 metrics = last_eval = metrics.model_copy(update={"top1": top1, "top5": top5, "eval_seconds": spent})
             with open(metrics_path, "a") as f:
                 f.write(metrics.model_dump_json() + "\n")
+            write_csv(metrics_path)
             bar.note(epoch_line(metrics, cfg.epochs))
             student.save_epoch(cfg.output / STATE, epoch + 1, student_temp)
     scores = (0.0, 0.0)  # ranks other than 0 receive rank 0's
