@@ -119,3 +119,17 @@ def test_a_reader_of_version_1_0_refuses_stored_augmentation_cleanly(
     with pytest.raises(LpqlError) as e:
         LpqlReader(tmp_path / "back.lpql")
     assert e.value.ref == "lpql-unknown-chunk" and "BTCS" in str(e.value)
+
+
+def test_import_without_the_crop_size_refuses_instead_of_clipping_boxes(labels: Path, tmp_path: Path) -> None:
+    """Their layout does not record the crop size its CutMix boxes are in: without lpq's export note, import needs
+    --input-size, and a size the boxes do not fit in is refused, never clipped."""
+    folder = tmp_path / "theirs"
+    cli("export", labels, "--to", "sre2l", "-o", folder)
+    (folder / "lpq_export.json").unlink()  # as a folder their own code wrote
+    args = ["import", str(folder), "--images", "digits", "-o"]
+    result = runner.invoke(app, [*args, str(tmp_path / "a.lpql")])
+    assert result.exit_code == 2 and "import-needs-size" in result.stderr and "--input-size" in result.stderr
+    result = runner.invoke(app, [*args, str(tmp_path / "b.lpql"), "--input-size", "4"])
+    assert result.exit_code == 2 and "import-box-outside" in result.stderr and not (tmp_path / "b.lpql").exists()
+    cli("import", folder, "--images", "digits", "--input-size", "16", "-o", tmp_path / "c.lpql")

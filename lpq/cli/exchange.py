@@ -48,7 +48,12 @@ def import_(
     values: Annotated[
         Values, typer.Option(help="Value encoding (f16 keeps their float16 logits exactly).")
     ] = Values.f16,
-    input_size: Annotated[int | None, typer.Option(min=1, help="Their crop size (default: the images' size).")] = None,
+    input_size: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Their crop size, which their CutMix boxes refer to (recorded by lpq export; else required)."
+        ),
+    ] = None,
     mean: Annotated[
         tuple[float, float, float] | None, typer.Option(help="The teacher's normalization mean (default ImageNet's).")
     ] = None,

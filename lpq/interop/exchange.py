@@ -172,9 +172,13 @@ def import_sre2l(cfg: ImportConfig, show: bool | Show = False) -> ImportResult:
     bpe = math.ceil(n_images / batch_size)
     epochs = max(cfg.epochs or note.get("epochs") or 1, sre2l.epochs_for(len(batch_map), bpe))
     uniform = (hw == hw[0]).all()
-    size = cfg.input_size or note.get("input_size") or (int(hw[0, 0]) if uniform else None)
-    if size is None:
-        raise LpqError("import-needs-size", "their layout does not record the crop size", "pass --input-size")
+    size = cfg.input_size or note.get("input_size")
+    if size is None:  # their CutMix boxes are in crop pixels, which the images' own size does not tell
+        raise LpqError(
+            "import-needs-size",
+            f"{cfg.folder} does not record the crop size its CutMix boxes refer to",
+            "pass --input-size (the authors' code: 224 for ImageNet, 64 for Tiny-ImageNet)",
+        )
     header = Header(
         tool=f"lpq {__version__} (imported from {cfg.layout})",
         num_classes=len(classes),

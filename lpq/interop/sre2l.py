@@ -224,7 +224,13 @@ def to_record(batch: TheirBatch, n: int, bpe: int, image_hw: np.ndarray, input_s
     partner = batch.partner if batch.partner is not None else np.arange(size)
     lam, box = 1.0, (0, 0, 0, 0)
     if batch.box is not None:
-        top, left, bottom, right = (min(max(v, 0), input_size) for v in batch.box)
+        top, left, bottom, right = batch.box
+        if min(top, left) < 0 or max(bottom, right) > input_size:
+            raise LpqError(
+                "import-box-outside",
+                f"batch {n}: CutMix box {tuple(batch.box)} lies outside the {input_size} px crop",
+                "pass the --input-size their code cropped at",
+            )
         box = (top, left, bottom, right)
         lam = 1.0 - (bottom - top) * (right - left) / (input_size * input_size)
     elif batch.lam is not None:
