@@ -65,11 +65,12 @@ def run_lock(folder: Path) -> Iterator[None]:
     file a dead process left is taken over, with a note in the folder's log.txt. The OS releases the lock when
     its holder dies, however it dies."""
     path = folder / LOCK
-    path.parent.mkdir(parents=True, exist_ok=True)
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
     f = open(path, "a+")  # noqa: SIM115 (closed below)
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    try:  # a POSIX record lock: held by this process alone (not by forked DataLoader workers), freed at its death
+        fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
         f.seek(0)
         holder = f.read().strip() or "another process"
         f.close()
@@ -89,6 +90,8 @@ def run_lock(folder: Path) -> Iterator[None]:
     finally:
         path.unlink(missing_ok=True)
         f.close()
+        if created and not any(folder.iterdir()):  # a run refused before it wrote anything leaves no folder
+            folder.rmdir()
 
 
 def check_paths(src: Path, dst: Path) -> None:

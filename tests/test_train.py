@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -368,9 +369,9 @@ def test_a_run_folder_in_use_is_refused_and_a_stale_lock_taken_over(compact_labe
 
     args = ["train", "digits", str(compact_labels), "--epochs", "1", "--evals", "1"]
     busy = tmp_path / "busy"
-    with run_lock(busy):  # this process holds it, as a live `lpq train` would
-        result = runner.invoke(app, [*args, "-o", str(busy)])
-    assert result.exit_code == 2 and f"pid {os.getpid()}" in result.stderr and "run-busy" in result.stderr
+    with run_lock(busy):  # this process holds it, as a live `lpq train` would; another process is refused
+        run = subprocess.run([sys.executable, "-m", "lpq", *args, "-o", str(busy)], capture_output=True, text=True)
+    assert run.returncode == 2 and f"pid {os.getpid()}" in run.stderr and "run-busy" in run.stderr, run.stderr
     stale = tmp_path / "stale"
     stale.mkdir()
     (stale / LOCK).write_text("pid 999999999\n")  # left by a process that died without unlocking

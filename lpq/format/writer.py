@@ -107,9 +107,9 @@ def _open_exclusive(partial: Path) -> BinaryIO:
     before it can touch the first one's bytes (writes append; the caller truncates where it resumes)."""
     f = open(partial, "a+b")  # noqa: SIM115
     if fcntl is not None:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        try:  # a POSIX record lock: held by this process alone (not by forked DataLoader workers), freed at its death
+            fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
             f.close()
             raise LpqlError(
                 "output-busy", f"another process is writing {partial}", "wait for it to finish, or choose another -o"
