@@ -50,7 +50,7 @@ from lpq.format import (
 from lpq.format import (
     Teacher as TeacherHeader,
 )
-from lpq.format.coverage import BatchMembers, Coverage, view_counts
+from lpq.format.coverage import BatchMembers, Coverage, members_of, view_counts
 from lpq.format.header import Interpolation, KeepStrategy, MixKind, Scheme, ValueKind
 from lpq.format.rng import epoch_order
 from lpq.format.writer import read_partial_batches
@@ -381,9 +381,7 @@ def relabel(cfg: RelabelConfig, show: bool | Show = False) -> RelabelResult:
         samples=samples,
         file_bytes=size,
         bytes_per_sample=size / samples,
-        coverage=Coverage.of(
-            view_counts(kept, BatchMembers(header.relabel.seed, len(images), header.relabel.batch_size))
-        ),
+        coverage=Coverage.of(view_counts(kept, members_of(header))),
         seconds=seconds,
         batches_per_second=len(kept) / max(seconds, 1e-9),
     )
