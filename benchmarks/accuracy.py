@@ -320,8 +320,11 @@ def finished(report: Path, seeds: int) -> tuple[dict, dict[str, dict]]:
     return old, {r.get("name", r.get("factor")): r for r in fair if len(r["top1"]) == seeds}
 
 
-def grid(d: Dataset, root: Path, data: str, ipc: int, seeds: int, n_cells: int | None) -> None:
-    """The labels table: every cell of `cells`, same recipe, ``seeds`` students each."""
+def grid(
+    d: Dataset, root: Path, data: str, ipc: int, seeds: int, n_cells: int | None, machine: Machine = Machine()
+) -> None:
+    """The labels table: every cell of `cells`, same recipe, ``seeds`` students each; with ``machine.jobs`` > 1
+    cells (and their seeds) train at once."""
     report = RESULTS / f"accuracy-{d.name}-ipc{ipc}.json"
     _, teacher_doc = teacher(d, root, data)
     doc: dict = {
@@ -329,6 +332,7 @@ def grid(d: Dataset, root: Path, data: str, ipc: int, seeds: int, n_cells: int |
         "dataset": asdict(d),
         "ipc": ipc,
         "seeds": seeds,
+        "argv": sys.argv[1:],
         "teacher": teacher_doc,
         "images": {},
         "cells": [],
@@ -339,17 +343,35 @@ def grid(d: Dataset, root: Path, data: str, ipc: int, seeds: int, n_cells: int |
         doc["images"][kind] = {k: manifest[k] for k in ("teacher_top1", "within_class_cosine", "settings")}
     sha = manifest["teacher_sha256"]
     old, done = finished(report, seeds)
+    order = {c.name: i for i, c in enumerate(cells(d))}
+    todo = []
     for cell in cells(d)[:n_cells]:
         if done.get(cell.name, {}).get("teacher_sha256") == sha:
             doc["cells"].append(done[cell.name])
             doc["reference_bytes_full_f16"] = old["reference_bytes_full_f16"]
-            continue
-        lab = labels(d, root, folders[cell.images], cell, ipc)
+        else:
+            todo.append(cell)
+    for cell in todo:  # label files first, one at a time: each relabel uses the whole machine
+        labels(d, root, folders[cell.images], cell, ipc)
+    if todo:
         doc["reference_bytes_full_f16"] = reference_bytes(root, ipc)
-        row = students(d, root, data, folders[cell.images], lab, cell, seeds, f"ipc{ipc}/{cell.run_name()}")
-        row["teacher_sha256"] = sha
-        doc["cells"] = [c for c in doc["cells"] if c["name"] != cell.name] + [row]
-        report.write_text(json.dumps(doc, indent=2))
+    lock = threading.Lock()
+
+    def measure(cell: Cell) -> None:
+        lab = labels(d, root, folders[cell.images], cell, ipc)
+        run = f"ipc{ipc}/{cell.run_name()}"
+        row = {
+            **students(d, root, data, folders[cell.images], lab, cell, seeds, run, 0, machine),
+            "teacher_sha256": sha,
+        }
+        with lock:
+            doc["cells"] = sorted(
+                [c for c in doc["cells"] if c["name"] != cell.name] + [row], key=lambda r: order[r["name"]]
+            )
+            report.write_text(json.dumps(doc, indent=2))
+
+    with ThreadPoolExecutor(max(1, machine.jobs // seeds)) as pool:
+        list(pool.map(measure, todo))
 
 
 def ablation(d: Dataset, root: Path, data: str, ipc: int, seeds: int) -> None:
@@ -463,6 +485,22 @@ def _edge_bound(rows: list[dict], recipe: str) -> bool:
     return bool(shares) and sum(shares) / len(shares) > WIDE_GRID_EDGE
 
 
+def machine_note(doc: dict) -> list[str]:
+    """Where a report measured on a lent GPU ran, and how to run it again; nothing for a CPU run."""
+    env = doc["env"]
+    if not env.get("gpu"):
+        return []
+    return [
+        f"Measured on one {env['gpu']} with {env['cpus']} CPU cores (torch {env['torch']}), students in bf16 "
+        "autocast and several at once (`--jobs`); the teacher was trained on our 2-core CPU, synthesis ran "
+        "under torchrun with ranks sharing the GPU. Every cell shares that teacher, those images and those "
+        "labels, so cells compare; absolute numbers are not those of a CPU run. Run as "
+        f"`python benchmarks/accuracy.py {' '.join(doc.get('argv', []))}`, after `torchrun --nproc-per-node 8 "
+        "-m lpq synth` with the same settings.",
+        "",
+    ]
+
+
 def claim_section(doc: dict | None, cmd: str) -> list[str]:
     """RESULTS.md's section for --claim: the 2x2 with its variants, byte check, CA edge shares and the verdict."""
     if not doc or not doc["cells"]:
@@ -471,17 +509,7 @@ def claim_section(doc: dict | None, cmd: str) -> list[str]:
     t, im = doc["teacher"], doc["images"]
     name = DISPLAY.get(doc["dataset"]["name"], doc["dataset"]["name"])
     out = section(f"The claim at {t['classes']} classes: {name}, IPC {doc['ipc']}, labels covering every image", cmd)
-    env = doc["env"]
-    if env.get("gpu"):
-        out += [
-            f"Measured on one {env['gpu']} with {env['cpus']} CPU cores (torch {env['torch']}), students in bf16 "
-            "autocast and several at once (`--jobs`); the teacher was trained on our 2-core CPU, synthesis ran "
-            "under torchrun with ranks sharing the GPU. Every cell shares that teacher, those images and those "
-            "labels, so cells compare; absolute numbers are not those of a CPU run. Run as "
-            f"`python benchmarks/accuracy.py {' '.join(doc.get('argv', []))}`, after `torchrun --nproc-per-node 8 "
-            "-m lpq synth` with the same settings.",
-            "",
-        ]
+    out += machine_note(doc)
     out += [
         f"Teacher {t['architecture']} at {t['image_size']} px, test top-1 {t['test_top1']:.2f}%; IPC {doc['ipc']} "
         f"class-wise images ({im['settings']['iterations']} iterations, {im['teacher_top1']:.1f}% in class); labels "
@@ -605,8 +633,8 @@ def main() -> None:
     ap.add_argument("--eval-cost", action="store_true", help="one student with lpq train's defaults: eval share")
     ap.add_argument("--claim", action="store_true", help="the decisive 2x2 at equal bytes (issue 26)")
     ap.add_argument("--claim-epochs", type=int, default=CLAIM_EPOCHS, help="relabel and student epochs of --claim")
-    ap.add_argument("--jobs", type=int, default=1, help="--claim: students trained at once (a machine with a GPU)")
-    ap.add_argument("--workers", type=int, default=None, help="--claim: lpq train --workers of each student")
+    ap.add_argument("--jobs", type=int, default=1, help="students trained at once (a machine with a GPU)")
+    ap.add_argument("--workers", type=int, default=None, help="lpq train --workers of each student")
     ap.add_argument("--out", type=Path, default=OUT, help="where teachers, images, labels and runs go")
     ap.add_argument("--data", default=None, help="the dataset's folder (default: extracted from ../shared/data)")
     args = ap.parse_args()
@@ -621,7 +649,7 @@ def main() -> None:
     elif args.claim:
         claim(d, root, data, args.ipc, args.seeds, args.claim_epochs, Machine(args.jobs, args.workers))
     else:
-        grid(d, root, data, args.ipc, args.seeds, args.cells)
+        grid(d, root, data, args.ipc, args.seeds, args.cells, Machine(args.jobs, args.workers))
 
 
 # RESULTS.md: this benchmark's section, rendered from its JSON (benchmarks/run_all.py --render).
@@ -704,6 +732,7 @@ def grid_section(name: str, title: str, cmd: str) -> list[str]:
     ]
     return [
         *section(title, cmd),
+        *machine_note(d),
         f"{ds['note']}. Teacher: {t['architecture']}, {ds['teacher_epochs']} epochs, test top-1 "
         f"{t['test_top1']:.2f}% (top-5 {t['test_top5']:.2f}%). Images: IPC {d['ipc']}, class-wise synthesis, "
         f"{syn['settings']['iterations']} iterations; the teacher puts {syn['teacher_top1']:.1f}% of them in their "

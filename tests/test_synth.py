@@ -144,33 +144,23 @@ def test_channel_moments_match_var_mean_and_their_gradient() -> None:
     assert torch.autograd.gradcheck(ChannelMoments.apply, (x.detach().requires_grad_(True),))
 
 
-def test_real_init_with_zero_iterations_is_a_random_real_subset(digits_teacher: Path, tmp_path: Path) -> None:
+def test_real_init_with_zero_iterations_is_a_random_real_subset(
+    digits_teacher: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The random-real baseline: --init real --iterations 0 writes IPC real training images per class, exactly."""
+    import lpq.stages.synth
     from lpq.data import load_split
     from lpq.stages.synth import real_choice
 
     out = tmp_path / "real"
-    result = runner.invoke(
-        app,
-        [
-            "synth",
-            "--teacher",
-            str(digits_teacher),
-            "--ipc",
-            "3",
-            "--init",
-            "real",
-            "--iterations",
-            "0",
-            "--seed",
-            "4",
-            "-o",
-            str(out),
-            "-q",
-            "--json",
-        ],
-    )
+    args = ["synth", "--teacher", str(digits_teacher), "--ipc", "3", "--init", "real", "--iterations", "0"]
+    result = runner.invoke(app, [*args, "--seed", "4", "-o", str(out), "-q", "--json"])
     assert result.exit_code == 0, result.output
+    # A finished folder copied to a machine without the training images resumes without reading them.
+    monkeypatch.setattr(lpq.stages.synth, "_real_images", lambda *a: pytest.fail("read the training images"))
+    again = runner.invoke(app, [*args, "--seed", "4", "-o", str(out), "--resume", "-q", "--json"])
+    assert again.exit_code == 0, again.output
+    monkeypatch.undo()
     assert json.loads(result.stdout)["teacher_top1"] > 90.0  # real digits, which the teacher knows
     real = load_split("digits", "train")
     picks = real_choice(real.labels, range(10), 3, seed=4)

@@ -302,10 +302,11 @@ def synthesize(cfg: SynthConfig, show: bool | Show = False) -> SynthManifest:
     for p in teacher.model.parameters():
         p.requires_grad_(False)
     groups = _groups(cfg, list(range(start, stop)))
-    real = _real_images(cfg, teacher) if cfg.init == "real" else None
-    picks = real_choice(real.labels, range(start, stop), cfg.ipc, cfg.seed) if real is not None else {}
     done = _done_groups(out)
     mine = [g for i, g in enumerate(groups) if i % world == rank and g[0] not in done]
+    # A finished run resumed elsewhere (a copied folder) needs no training images.
+    real = _real_images(cfg, teacher) if cfg.init == "real" and mine else None
+    picks = real_choice(real.labels, range(start, stop), cfg.ipc, cfg.seed) if real is not None else {}
     (out / RESULTS_DIR).mkdir(exist_ok=True)
     with progress(show if rank == 0 else False, log=out / "log.txt" if rank == 0 else None) as bar:
         task = bar.add_task(
