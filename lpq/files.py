@@ -9,7 +9,6 @@ Not for: `.lpql` files, whose writer keeps its resumable ``NAME.partial`` on pur
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 from collections.abc import Iterator
@@ -54,44 +53,6 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
     else:
         path.unlink(missing_ok=True)
-
-
-LOCK = ".lpq.lock"  # in a run folder while a process writes there
-
-
-@contextmanager
-def run_lock(folder: Path) -> Iterator[None]:
-    """Hold ``folder``'s lock while a run writes there: a second process is refused with the holder's pid; a lock
-    file a dead process left is taken over, with a note in the folder's log.txt. The OS releases the lock when
-    its holder dies, however it dies."""
-    path = folder / LOCK
-    created = not folder.exists()
-    folder.mkdir(parents=True, exist_ok=True)
-    f = open(path, "a+")  # noqa: SIM115 (closed below)
-    try:  # a POSIX record lock: held by this process alone (not by forked DataLoader workers), freed at its death
-        fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        f.seek(0)
-        holder = f.read().strip() or "another process"
-        f.close()
-        raise LpqError(
-            "run-busy", f"{path.parent} is in use by {holder}", "wait for it to finish, or choose another -o"
-        ) from None
-    f.seek(0)
-    stale = f.read().strip()
-    if stale:
-        with open(path.parent / "log.txt", "a") as log:
-            log.write(f"took over the lock of {stale}, which is no longer running\n")
-    f.truncate(0)
-    f.write(f"pid {os.getpid()}\n")
-    f.flush()
-    try:
-        yield
-    finally:
-        path.unlink(missing_ok=True)
-        f.close()
-        if created and not any(folder.iterdir()):  # a run refused before it wrote anything leaves no folder
-            folder.rmdir()
 
 
 def check_paths(src: Path, dst: Path) -> None:

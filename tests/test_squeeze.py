@@ -201,8 +201,8 @@ def test_interrupted_teacher_training_resumes_to_the_same_teacher(tmp_path: Path
     out = tmp_path / "resumed.lpqt"
     save = Trainer.save_epoch
 
-    def save_then_stop(self: Trainer, path: Path, epochs_done: int, identity: str) -> None:
-        save(self, path, epochs_done, identity)
+    def save_then_stop(self: Trainer, path: Path, epochs_done: int) -> None:
+        save(self, path, epochs_done)
         if epochs_done == 2:
             raise KeyboardInterrupt
 
@@ -221,12 +221,19 @@ def test_interrupted_teacher_training_resumes_to_the_same_teacher(tmp_path: Path
     squeeze(SqueezeConfig(data="digits", epochs=3, output=out, resume=True))
     assert out.read_bytes() == whole.read_bytes()
     assert not checkpoint_path(out).exists()
+    # The record beside each teacher: one metrics row per epoch, the resumed run's equal to the straight one's.
+    rows = [(tmp_path / f"{n}.lpqt.metrics.jsonl").read_text().splitlines() for n in ("whole", "resumed")]
+    epochs = [[{k: v for k, v in json.loads(r).items() if k != "seconds"} for r in lines] for lines in rows]
+    assert [e["epoch"] for e in epochs[0]] == [1, 2, 3] and epochs[0] == epochs[1]
+    assert (tmp_path / "whole.lpqt.metrics.csv").read_text().startswith("epoch,loss,train_top1,lr,seconds\n")
 
 
 def test_a_checkpoint_that_is_not_one_is_refused_in_one_line(tmp_path: Path) -> None:
-    from lpq.stages.squeeze import checkpoint_path
+    from lpq.stages.squeeze import SqueezeConfig, checkpoint_path
 
     out = tmp_path / "t.lpqt"
+    cfg = SqueezeConfig(data="digits", epochs=1, output=out)
+    cfg.record().start(cfg.identity())  # the record a run leaves before its first checkpoint
     checkpoint_path(out).write_bytes(b"not a checkpoint")
     result = runner.invoke(app, ["squeeze", "--data", "digits", "--epochs", "1", "-o", str(out), "--resume"])
     assert result.exit_code == 2 and "is not a squeeze checkpoint" in result.stderr

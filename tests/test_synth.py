@@ -67,19 +67,21 @@ def test_interrupted_run_resumes_to_identical_files(synthesized: Path, digits_te
     (half / "00000.png").write_bytes(b"half")
     with pytest.raises(LpqError) as e:
         synthesize(SynthConfig(teacher=digits_teacher, output=out, **FAST))
-    assert e.value.ref == "synth-output-exists"
+    assert e.value.ref == "run-exists"
     before = dict(files(out).items())
     synthesize(SynthConfig(teacher=digits_teacher, output=out, resume=True, **FAST))
     after = files(out)
     assert all(after[k] == v for k, v in before.items() if not k.startswith(half.name))
     assert after == files(synthesized)
+    groups = [json.loads(line)["group"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert groups == list(range(10))  # a metrics row per class, the first run's four and the resumed six
 
 
 def test_other_runs_output_and_bad_ranges_are_refused(synthesized: Path, digits_teacher: Path, tmp_path: Path) -> None:
     cases = [
         (
             ["--ipc", "3", "--iterations", "50", "--lr", "0.25", "-o", str(synthesized), "--resume"],
-            "synth-foreign-output",
+            "resume-mismatch",
         ),
         (["--ipc", "0", "-o", str(tmp_path / "a")], "bad-option: ipc"),
         (["--classes", "8:12", "-o", str(tmp_path / "b")], "bad-class-range"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -57,9 +58,11 @@ def test_student_from_pruned_quantized_labels_beats_chance_widely(compact_labels
     assert lines[0]["teacher_temp"] == 20.0 and lines[-1]["teacher_temp"] < 20.0  # DKR schedule moved
     assert len({m["student_temp"] for m in lines}) > 1  # CA refitted T_s
     assert json.loads((tmp_path / "run" / "result.json").read_text())["top1"] == result.top1
-    csv = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
-    assert csv[0] == "epoch,loss,lr,teacher_temp,student_temp,top1,top5,seconds,eval_seconds" and len(csv) == 13
-    assert csv[-1].split(",")[5] == f"{result.top1:.6g}" and csv[1].split(",")[5] == ""  # scored epochs only
+    with open(tmp_path / "run" / "metrics.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in table] == list(range(1, 13))
+    assert {"loss", "lr", "teacher_temp", "student_temp", "seconds", "eval_seconds"} <= set(table[0])
+    assert table[-1]["top1"] == f"{result.top1:.6g}" and table[0]["top1"] == ""  # scored epochs only
 
 
 def test_resume_continues_exactly(compact_labels: Path, tmp_path: Path) -> None:
@@ -365,11 +368,11 @@ def test_eval_data_defaults_to_the_teachers_data_never_to_digits(digits_teacher:
 
 
 def test_a_run_folder_in_use_is_refused_and_a_stale_lock_taken_over(compact_labels: Path, tmp_path: Path) -> None:
-    from lpq.files import LOCK, run_lock
+    from lpq.artifacts.run import LOCK, RunRecord
 
     args = ["train", "digits", str(compact_labels), "--epochs", "1", "--evals", "1"]
     busy = tmp_path / "busy"
-    with run_lock(busy):  # this process holds it, as a live `lpq train` would; another process is refused
+    with RunRecord(busy).lock():  # this process holds it, as a live `lpq train` would; another process is refused
         run = subprocess.run([sys.executable, "-m", "lpq", *args, "-o", str(busy)], capture_output=True, text=True)
     assert run.returncode == 2 and f"pid {os.getpid()}" in run.stderr and "run-busy" in run.stderr, run.stderr
     stale = tmp_path / "stale"

@@ -11,9 +11,11 @@ Inputs: small sets keep their native size (or ``--image-size``, resized), large 
 torchvision's reference recipe at S = ``--image-size`` (224 by default), and pretrained weights bring their
 own preset. The teacher file records S, the resize rule and the normalization.
 
-Training checkpoints after every epoch beside the output (``NAME.state.pt``: weights, optimizer, schedule,
-random state; read with ``weights_only=True``), so ``--resume`` continues an interrupted run and ends with
-the same teacher an uninterrupted one writes; the checkpoint is removed once the teacher file is written.
+The run's record lies beside the output (lpq.artifacts.run): ``NAME.config.json`` (the settings),
+``NAME.metrics.jsonl`` / ``.csv`` (loss, train top-1 and learning rate per epoch) and ``NAME.log.txt``. Training
+checkpoints after every epoch (``NAME.state.pt``: weights, optimizer, schedule, random state; read with
+``weights_only=True``), so ``--resume`` continues an interrupted run and ends with the same teacher an
+uninterrupted one writes; the checkpoint is removed once the teacher file is written.
 
     lpq squeeze --data digits --model convnet --epochs 30 -o teacher.lpqt
     lpq squeeze --data /data/imagenet --weights torchvision:resnet18.IMAGENET1K_V1 --epochs 0 -o teacher.lpqt
@@ -26,7 +28,6 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +35,7 @@ from pydantic import BaseModel, Field
 from torch import nn
 
 from lpq.artifacts.checkpoint import TrainingState
+from lpq.artifacts.run import RunRecord
 from lpq.artifacts.teacher import ClassStats, Teacher, TeacherMeta, pretrained_input, save_teacher
 from lpq.choices import Amp, Optimizer
 from lpq.data import ImageSet, ImageSource, InputSpec, batches, default_workers, open_split
@@ -67,9 +69,22 @@ class SqueezeConfig(BaseModel):
     output: Path = Path("teacher.lpqt")
     resume: bool = Field(False, description="continue from the per-epoch checkpoint beside the output, if any")
 
-    def identity(self) -> str:
+    def identity(self) -> dict[str, object]:
         """The settings a checkpoint must have been made with to be resumed (not where or how fast it runs)."""
-        return self.model_dump_json(exclude={"output", "resume", "workers", "device", "skip_bad_images"})
+        return self.model_dump(mode="json", exclude={"output", "resume", "workers", "device", "skip_bad_images"})
+
+    def record(self) -> RunRecord:
+        return RunRecord.beside(self.output, "teacher training")
+
+
+class TeacherEpoch(BaseModel):
+    """One epoch of teacher training, as NAME.metrics.jsonl records it."""
+
+    epoch: int
+    loss: float
+    train_top1: float
+    lr: float = Field(description="learning rate at the epoch's end")
+    seconds: float
 
 
 class SqueezeResult(BaseModel):
@@ -140,27 +155,13 @@ class Trainer(TrainingState):
 
     gen: torch.Generator
 
-    def save_epoch(self, path: Path, epochs_done: int, identity: str) -> None:
-        self.save(
-            path,
-            settings=identity,
-            epochs_done=epochs_done,
-            generator=self.gen.get_state(),
-            torch_rng=torch.get_rng_state(),
-        )
+    def save_epoch(self, path: Path, epochs_done: int) -> None:
+        self.save(path, epochs_done=epochs_done, generator=self.gen.get_state(), torch_rng=torch.get_rng_state())
 
-    def resume(self, path: Path, identity: str) -> int:
-        """Restores a checkpoint made with the same settings; returns the epochs it had done."""
-
-        def same_settings(state: dict[str, Any]) -> None:
-            if state.get("settings") != identity:
-                raise LpqError(
-                    "resume-mismatch",
-                    f"{path} was made with other settings",
-                    "resume with the same settings, or delete the checkpoint to start again",
-                )
-
-        state = self.load(path, "squeeze", same_settings)
+    def resume(self, path: Path) -> int:
+        """Restores the checkpoint (its settings are the record's, checked when the run opened it); returns the
+        epochs it had done."""
+        state = self.load(path, "squeeze")
         self.gen.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         return int(state["epochs_done"])
@@ -185,19 +186,15 @@ def fit(
         opt = torch.optim.AdamW(model.parameters(), cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=epochs * steps_per_epoch, pct_start=0.15)
     trainer = Trainer(model, opt, sched, precision.scaler(), gen)
-    scaler, state, identity = trainer.scaler, checkpoint_path(cfg.output), cfg.identity()
-    log = cfg.output.with_name(cfg.output.name + ".log.txt")  # beside the teacher file, as relabel's
-    if state.exists() and not cfg.resume:
-        raise LpqError(
-            "resume-exists",
-            f"{state} holds an interrupted training",
-            "pass --resume to continue it, or delete it to start again",
-        )
-    start = trainer.resume(state, identity) if state.exists() else 0  # only with --resume, checked above
-    with progress(show, log=log) as bar:
+    scaler, state, record = trainer.scaler, checkpoint_path(cfg.output), cfg.record()
+    start = trainer.resume(state) if cfg.resume and state.exists() else 0  # the record refused it without --resume
+    record.start(cfg.identity())
+    record.write_rows([m for m in record.rows(TeacherEpoch) if m.epoch <= start])
+    with progress(show, log=record.log) as bar:
         task = bar.add_task("train teacher", total=epochs * steps_per_epoch, completed=start * steps_per_epoch, info="")
         for epoch in range(start, epochs):
             model.train()
+            t0 = time.perf_counter()
             seen = correct = 0
             loss_sum = 0.0
             for x, y in epoch_batches(epoch):
@@ -218,11 +215,16 @@ def fit(
                     advance=1,
                     info=f"epoch {epoch + 1} loss {loss_sum / seen:.3f} acc {100 * correct / seen:.1f}%",
                 )
-            trainer.save_epoch(state, epoch + 1, identity)
-            bar.note(
-                f"teacher epoch {epoch + 1}/{epochs}: loss {loss_sum / seen:.4f}, "
-                f"train top-1 {100 * correct / seen:.2f}%"
+            row = TeacherEpoch(
+                epoch=epoch + 1,
+                loss=loss_sum / seen,
+                train_top1=100 * correct / seen,
+                lr=sched.get_last_lr()[0],
+                seconds=time.perf_counter() - t0,
             )
+            record.append(row)  # before the checkpoint: a resumed run drops rows past its checkpoint
+            trainer.save_epoch(state, epoch + 1)
+            bar.note(f"teacher epoch {row.epoch}/{epochs}: loss {row.loss:.4f}, train top-1 {row.train_top1:.2f}%")
 
 
 class ClassStatsRecorder:
@@ -334,6 +336,15 @@ def _resolve(cfg: SqueezeConfig) -> tuple[str, int, Weights | None]:
 
 
 def squeeze(cfg: SqueezeConfig, show: bool | Show = False) -> SqueezeResult:
+    """Train (or load) the teacher, evaluate it, record its class statistics and write the teacher file. Its run
+    record beside the output is locked while it works."""
+    record = cfg.record()
+    with record.lock():
+        record.check(cfg.identity(), cfg.resume)
+        return _squeeze(cfg, show)
+
+
+def _squeeze(cfg: SqueezeConfig, show: bool | Show) -> SqueezeResult:
     arch, epochs, weights = _resolve(cfg)
     precision = Precision.choose(cfg.amp, pick_device(cfg.device))
     device = precision.device

@@ -12,13 +12,15 @@ written and labelled through the same files and pipeline as synthetic images.
 Every class (or mixed batch) draws from its own seeded generator, so a class's images do not depend on
 which process made them or on what ran before: reruns, resumed runs and torchrun ranks agree. Finished
 classes are written as lossless PNGs into OUT/<class>/ by renaming a complete temporary folder; a rerun
-never recomputes them.
+never recomputes them. The folder also holds the run's record (lpq.artifacts.run): config.json, a metrics row
+per class (or batch) in metrics.jsonl / .csv, and log.txt.
 
     lpq synth --teacher teacher.lpqt --ipc 10 --iterations 1000 -o syn/
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
 import time
@@ -31,6 +33,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from lpq import __version__
 from lpq.artifacts.manifest import MANIFEST, GroupResult, SynthManifest, load_manifest
+from lpq.artifacts.run import RunRecord, rank0
 from lpq.artifacts.teacher import Teacher, load_teacher
 from lpq.choices import Amp, Batching, Init
 from lpq.data import ImageSource, check_fits, open_split
@@ -232,7 +235,7 @@ def _save_group(
             Image.fromarray(a).save(tmp, format="PNG")
 
 
-def _start(cfg: SynthConfig, teacher: Teacher, out: Path) -> SynthManifest:
+def _start(cfg: SynthConfig, teacher: Teacher, record: RunRecord) -> SynthManifest:
     """Check the output folder (fresh, or the same run with --resume) and record the run's settings."""
     manifest = SynthManifest(
         tool=f"lpq {__version__}",
@@ -241,27 +244,13 @@ def _start(cfg: SynthConfig, teacher: Teacher, out: Path) -> SynthManifest:
         settings=cfg.fingerprint(),
         class_names=teacher.meta.class_names,
     )
-    existing = out / MANIFEST
-    if existing.exists():
-        old = load_manifest(out)
-        same = old.settings == manifest.settings and old.teacher_sha256 == manifest.teacher_sha256
-        if not same:
-            raise LpqError(
-                "synth-foreign-output",
-                f"{out} holds images of another run (other teacher or settings)",
-                "choose another -o; --resume continues only a run with the same settings",
-            )
-        if not cfg.resume:
-            raise LpqError(
-                "synth-output-exists",
-                f"{out} already holds a synth run",
-                "pass --resume to continue it, or choose another -o",
-            )
-        return old.model_copy(update={"complete": False})
-    if out.exists() and any(p for p in out.iterdir() if not p.name.startswith(".")):
-        raise LpqError("synth-foreign-output", f"{out} is not empty and holds no {MANIFEST}", "choose another -o")
-    out.mkdir(parents=True, exist_ok=True)
-    write_model(existing, manifest)
+    # synth.json alone is a run that saved no image yet: a fresh run may take it over
+    identity = {"settings": manifest.settings, "teacher_sha256": manifest.teacher_sha256}
+    record.check(identity, cfg.resume, frozenset({MANIFEST}))
+    record.start(identity)
+    if cfg.resume and (record.root / MANIFEST).exists():
+        return load_manifest(record.root).model_copy(update={"complete": False})
+    write_model(record.root / MANIFEST, manifest)
     return manifest
 
 
@@ -284,6 +273,13 @@ def _done_groups(out: Path) -> dict[int, GroupResult]:
 
 
 def synthesize(cfg: SynthConfig, show: bool | Show = False) -> SynthManifest:
+    """Synthesize the images (the classes in ``cfg.classes``, this rank's share under torchrun) and write the
+    manifest. The output folder is locked while it works (by rank 0 under torchrun)."""
+    with RunRecord(cfg.output, what="synth run").lock() if rank0() else contextlib.nullcontext():
+        return _synthesize(cfg, show)
+
+
+def _synthesize(cfg: SynthConfig, show: bool | Show) -> SynthManifest:
     teacher = load_teacher(cfg.teacher, need_stats=cfg.batching == "classwise")
     cfg = cfg.resolved(teacher.meta.image_size)
     c = teacher.meta.num_classes
@@ -293,8 +289,9 @@ def synthesize(cfg: SynthConfig, show: bool | Show = False) -> SynthManifest:
     rank, world = init_distributed()
     precision = Precision.choose(cfg.amp, pick_device(cfg.device, rank))
     out = cfg.output
+    record = RunRecord(out, what="synth run")
     if rank == 0:
-        manifest = _start(cfg, teacher, out)
+        manifest = _start(cfg, teacher, record)
     barrier(world)
     if rank != 0:
         manifest = load_manifest(out)
@@ -307,8 +304,7 @@ def synthesize(cfg: SynthConfig, show: bool | Show = False) -> SynthManifest:
     # A finished run resumed elsewhere (a copied folder) needs no training images.
     real = _real_images(cfg, teacher) if cfg.init == "real" and mine else None
     picks = real_choice(real.labels, range(start, stop), cfg.ipc, cfg.seed) if real is not None else {}
-    (out / RESULTS_DIR).mkdir(exist_ok=True)
-    with progress(show if rank == 0 else False, log=out / "log.txt" if rank == 0 else None) as bar:
+    with progress(show if rank == 0 else False, log=record.log if rank == 0 else None) as bar:
         task = bar.add_task(
             f"synth ({cfg.batching})", total=len(groups), completed=len(groups) - len(mine) * world, info=""
         )
@@ -333,6 +329,7 @@ def synthesize(cfg: SynthConfig, show: bool | Show = False) -> SynthManifest:
                 teacher_correct=correct,
                 seconds=time.perf_counter() - t0,
             )
+            (out / RESULTS_DIR).mkdir(exist_ok=True)
             write_model(out / RESULTS_DIR / f"{group:06d}.json", result)
             bar.update(task, advance=world, info=f"ce {ce:.3f} bn {bn:.3f}")
             bar.note(
@@ -341,7 +338,7 @@ def synthesize(cfg: SynthConfig, show: bool | Show = False) -> SynthManifest:
             )
     barrier(world)
     if rank == 0:
-        manifest = _finish(manifest, teacher, out, _groups(cfg, list(range(c))))
+        manifest = _finish(manifest, teacher, record, _groups(cfg, list(range(c))))
     barrier(world)
     return load_manifest(out) if rank else manifest
 
@@ -390,9 +387,11 @@ def within_class_cosine(teacher: Teacher, out: Path, classes: range) -> float:
 
 
 def _finish(
-    manifest: SynthManifest, teacher: Teacher, out: Path, all_groups: list[tuple[int, list[int]]]
+    manifest: SynthManifest, teacher: Teacher, record: RunRecord, all_groups: list[tuple[int, list[int]]]
 ) -> SynthManifest:
-    """Fold every finished group (this run's and earlier ones') into synth.json, with the diversity report."""
+    """Fold every finished group (this run's and earlier ones') into synth.json, with the diversity report, and
+    into the run's metrics (a row per group: losses, images in class, seconds)."""
+    out = record.root
     done = _done_groups(out)
     sizes = {g: len(labels) for g, labels in all_groups}
     results = sorted(done.values(), key=lambda r: r.group)
@@ -405,5 +404,6 @@ def _finish(
             "within_class_cosine": within_class_cosine(teacher, out, range(teacher.meta.num_classes)),
         }
     )
-    write_model(out / MANIFEST, finished)
+    record.write_rows(results)
+    record.finish(finished, MANIFEST)
     return finished

@@ -24,9 +24,7 @@ training and evaluation seconds per epoch), last weights (safetensors), a resume
 from __future__ import annotations
 
 import contextlib
-import json
 import math
-import os
 import statistics
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -41,13 +39,14 @@ from torch.utils.data import DataLoader
 
 from lpq.artifacts.checkpoint import TrainingState
 from lpq.artifacts.manifest import read_manifest
+from lpq.artifacts.run import LOCK, RunRecord, rank0
 from lpq.artifacts.teacher import load_teacher
 from lpq.choices import Amp, CaFit, Optimizer, Targets
 from lpq.data import ImageSource, check_fits, default_workers, open_images, open_split
 from lpq.data import batches as image_batches
 from lpq.data.named import NAMED
 from lpq.errors import LpqError
-from lpq.files import LOCK, atomic, run_lock, write_model, write_text
+from lpq.files import atomic, write_model
 from lpq.format import Header, LpqlReader, ScheduleKind, StudentTemp, TempSchedule
 from lpq.method.batches import ReplayedBatch, StoredBatches
 from lpq.method.loss import fit_student_temperature, kd_loss
@@ -355,29 +354,6 @@ def _read_labels(path: Path) -> tuple[Header, TempSchedule | None, StudentTemp]:
         return r.header, c.teacher_schedule if c else None, c.student if c else StudentTemp()
 
 
-UNSTARTED = {"config.json", "metrics.jsonl", "log.txt"}  # all a run killed before its first checkpoint leaves
-
-
-def _check_run_folder(cfg: TrainConfig) -> None:
-    """Fresh runs need an empty folder (or one holding a run that never reached its first checkpoint, which they
-    take over); --resume needs the same settings, and continues from the last checkpoint or from epoch 0."""
-    saved = cfg.output / "config.json"
-    held = {p.name for p in cfg.output.iterdir() if p.name != LOCK} if cfg.output.is_dir() else set()
-    if cfg.resume:
-        if not held:
-            raise LpqError("resume-nothing", f"{cfg.output} holds no run to resume", "drop --resume to start one")
-        if _read_json(saved) != cfg.identity():
-            raise LpqError(
-                "resume-mismatch",
-                f"{cfg.output} was trained with other settings",
-                "resume with the same settings, or choose another -o",
-            )
-    elif held and not held <= UNSTARTED:
-        raise LpqError(
-            "run-exists", f"{cfg.output} already holds a run", "pass --resume to continue it, or choose another -o"
-        )
-
-
 def default_eval_data(images: str) -> str:
     """Where a student is evaluated when --eval-data is not given: the data the images' teacher was trained on
     (a synthesized folder's manifest names the teacher, whose file records its data), or, for images that are a
@@ -414,61 +390,16 @@ def _load_data(cfg: TrainConfig, header: Header) -> tuple[ImageSource, ImageSour
     return images, evalset
 
 
-def _trim_metrics(path: Path, start: int) -> None:
-    """On resume, drop metric lines of epochs after the checkpoint (they will be redone)."""
-    if not path.exists():
-        return
-    keep = [m for m in _metrics(path) if m.epoch <= start]
-    write_text(path, "".join(m.model_dump_json() + "\n" for m in keep))
-
-
-CSV_COLUMNS = ("epoch", "loss", "lr", "teacher_temp", "student_temp", "top1", "top5", "seconds", "eval_seconds")
-
-
-def write_csv(jsonl: Path) -> None:
-    """metrics.csv beside metrics.jsonl, the same epochs in the columns spreadsheets and timm users expect
-    (rewritten whole, so a resumed run's CSV never keeps an epoch its JSON lines dropped)."""
-    rows = [",".join(CSV_COLUMNS)]
-    for m in _metrics(jsonl):
-        values = (getattr(m, c) for c in CSV_COLUMNS)
-        rows.append(",".join("" if v is None else f"{v:.6g}" if isinstance(v, float) else str(v) for v in values))
-    write_text(jsonl.with_suffix(".csv"), "\n".join(rows) + "\n")
-
-
-def _metrics(path: Path) -> list[EpochMetrics]:
-    """The epochs recorded in a run's metrics.jsonl (none if it does not exist)."""
-    if not path.exists():
-        return []
-    try:
-        return [EpochMetrics.model_validate_json(line) for line in path.read_text().splitlines() if line]
-    except ValueError as e:  # pydantic's ValidationError is a ValueError
-        raise LpqError(
-            "run-corrupt",
-            f"{path} holds a line that is no epoch record ({str(e).splitlines()[0]})",
-            "choose another -o, or delete the run folder",
-        ) from None
-
-
-def _read_json(path: Path) -> object:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        raise LpqError(
-            "run-corrupt", f"{path} is missing or not JSON", "choose another -o, or delete the run folder"
-        ) from None
-
-
-def _so_far(path: Path) -> tuple[float, float, EpochMetrics | None]:
-    """(training seconds, evaluation seconds, the last evaluated epoch) of the epochs in metrics.jsonl."""
-    lines = _metrics(path)
+def _so_far(lines: list[EpochMetrics]) -> tuple[float, float, EpochMetrics | None]:
+    """(training seconds, evaluation seconds, the last evaluated epoch) of the recorded epochs."""
     scored = [m for m in lines if m.top1 is not None]
     return sum(m.seconds for m in lines), sum(m.eval_seconds for m in lines), scored[-1] if scored else None
 
 
-def _edge_share(path: Path, lo: float, hi: float) -> float:
+def _edge_share(lines: list[EpochMetrics], lo: float, hi: float) -> float:
     """The share of recorded epochs whose fitted T_s sits on the CA grid's edge: a fit pinned there says the grid,
     not the data, chose it."""
-    fits = [m.student_temp for m in _metrics(path)]
+    fits = [m.student_temp for m in lines]
     edge = sum(math.isclose(t, lo, rel_tol=1e-5) or math.isclose(t, hi, rel_tol=1e-5) for t in fits)
     return edge / max(len(fits), 1)
 
@@ -497,7 +428,7 @@ def timed_evaluation(
 def train(cfg: TrainConfig, show: bool | Show = False) -> TrainResult:
     """Train one student (``cfg.seeds`` is for `train_seeds`) and evaluate it at its final epoch. The run folder
     is locked while it trains (rank 0 holds the lock under torchrun)."""
-    with run_lock(cfg.output) if int(os.environ.get("RANK", "0")) == 0 else contextlib.nullcontext():
+    with RunRecord(cfg.output, what="training").lock() if rank0() else contextlib.nullcontext():
         return _train(cfg, show)
 
 
@@ -507,8 +438,9 @@ def _train(cfg: TrainConfig, show: bool | Show) -> TrainResult:
     cfg = cfg.resolved(label_schedule, student_grid)
     if cfg.eval_data is None:  # recorded resolved, so config.json says what the run was evaluated on
         cfg = cfg.model_copy(update={"eval_data": default_eval_data(cfg.images)})
-    if rank == 0:
-        _check_run_folder(cfg)
+    record = RunRecord(cfg.output, what="training")
+    if rank == 0:  # a fresh run takes over a folder that saved no progress; --resume needs the same settings
+        record.check(cfg.identity(), cfg.resume)
     images, evalset = _load_data(cfg, header)
     precision = Precision.choose(cfg.amp, pick_device(cfg.device, rank))
     device = precision.device
@@ -518,12 +450,10 @@ def _train(cfg: TrainConfig, show: bool | Show) -> TrainResult:
     first_temp = teacher_temperature(temperatures, 0, cfg.epochs) if cfg.student_temp == "follow" else cfg.student_temp
     resumed = cfg.resume and (cfg.output / STATE).exists()  # else: killed before its first checkpoint, start over
     start, student_temp = student.resume(cfg.output / STATE) if resumed else (0, first_temp)
-    metrics_path = cfg.output / "metrics.jsonl"
-    if rank == 0:
-        cfg.output.mkdir(parents=True, exist_ok=True)
-        write_text(cfg.output / "config.json", json.dumps(cfg.identity(), indent=2))
-        _trim_metrics(metrics_path, start)
-    train_seconds, eval_seconds, last_eval = _so_far(metrics_path) if rank == 0 else (0.0, 0.0, None)
+    if rank == 0:  # epochs after the checkpoint are redone
+        record.start(cfg.identity())
+        record.write_rows([m for m in record.rows(EpochMetrics) if m.epoch <= start])
+    train_seconds, eval_seconds, last_eval = _so_far(record.rows(EpochMetrics)) if rank == 0 else (0.0, 0.0, None)
     end = cfg.epochs if cfg.stop_after is None else min(cfg.epochs, start + cfg.stop_after)
     workers = default_workers() if cfg.workers is None else cfg.workers
     loader = DataLoader(
@@ -537,7 +467,7 @@ def _train(cfg: TrainConfig, show: bool | Show) -> TrainResult:
     lo, hi, points = cfg.grid()
     grid = torch.linspace(lo, hi, points)
     evaluate_after = eval_epochs(cfg.epochs, cfg.evals)
-    with progress(show if rank == 0 else False, log=cfg.output / "log.txt" if rank == 0 else None) as bar:
+    with progress(show if rank == 0 else False, log=record.log if rank == 0 else None) as bar:
         task = bar.add_task("train student", total=(end - start) * steps, info="")
         batches = iter(loader)
         for epoch in range(start, end):
@@ -570,9 +500,7 @@ def _train(cfg: TrainConfig, show: bool | Show) -> TrainResult:
                 top1, top5, spent = timed_evaluation(student.model, evaluation, precision)
                 eval_seconds += spent
                 metrics = last_eval = metrics.model_copy(update={"top1": top1, "top5": top5, "eval_seconds": spent})
-            with open(metrics_path, "a") as f:
-                f.write(metrics.model_dump_json() + "\n")
-            write_csv(metrics_path)
+            record.append(metrics)
             bar.note(epoch_line(metrics, cfg.epochs))
             student.save_epoch(cfg.output / STATE, epoch + 1, student_temp)
     scores = (0.0, 0.0)  # ranks other than 0 receive rank 0's
@@ -593,10 +521,10 @@ def _train(cfg: TrainConfig, show: bool | Show) -> TrainResult:
         label_scheme=f"{q.scheme} k={q.k} {q.values.id} x{header.prune.ratio:g}",
         train_seconds=train_seconds,
         eval_seconds=eval_seconds,
-        ca_edge_share=_edge_share(metrics_path, lo, hi) if cfg.calibrate and rank == 0 else None,
+        ca_edge_share=_edge_share(record.rows(EpochMetrics), lo, hi) if cfg.calibrate and rank == 0 else None,
     )
     if rank == 0 and end == cfg.epochs:
-        write_model(cfg.output / "result.json", result)
+        record.finish(result)
     barrier(world)
     return result
 

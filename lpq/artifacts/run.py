@@ -1,0 +1,191 @@
+"""A run's record: the settings it started with, its metrics, its result, its log, its lock, and the one rule for
+resuming it.
+
+`lpq train` and `lpq synth` keep the record in their output folder (``config.json``, ``metrics.jsonl`` and
+``metrics.csv``, ``result.json``, ``log.txt``); `lpq squeeze`, whose output is one teacher file, keeps it in
+files beside that file (``teacher.lpqt.config.json``, ``teacher.lpqt.metrics.csv``, ...). The rule is the same
+for all three:
+
+- a fresh run needs a place that holds no run, or one that never saved progress (only the record's own files:
+  a run killed before its first checkpoint), which it takes over;
+- ``--resume`` continues a run started with the same settings (``config.json``) from what it saved, and starts
+  one where there is none (so rerunning the same command finishes a job, whatever stopped it);
+- while a run writes, its lock refuses a second process; the OS frees the lock when the holder dies.
+"""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import io
+import json
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel
+
+from lpq.errors import LpqError
+from lpq.files import write_model, write_text
+
+CONFIG, METRICS, CSV, RESULT, LOG = "config.json", "metrics.jsonl", "metrics.csv", "result.json", "log.txt"
+LOCK = ".lpq.lock"  # in a run folder while a process writes there
+RECORD = frozenset({CONFIG, METRICS, CSV, LOG})  # all a run that never saved progress leaves
+
+Row = TypeVar("Row", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """The record of the run writing to ``root`` (a folder), or to ``root/<prefix>...`` files beside an output
+    file (`beside`). ``what`` names the run in messages."""
+
+    root: Path
+    prefix: str = ""
+    what: str = "run"
+
+    @classmethod
+    def beside(cls, output: Path, what: str = "run") -> RunRecord:
+        return cls(output.parent, f"{output.name}.", what)
+
+    def file(self, name: str) -> Path:
+        return self.root / f"{self.prefix}{name}"
+
+    @property
+    def log(self) -> Path:
+        return self.file(LOG)
+
+    @property
+    def where(self) -> str:
+        return str(self.root) if not self.prefix else f"{self.root / self.prefix}*"
+
+    def held(self) -> set[str]:
+        """The names (without the prefix) of what the place holds; hidden files (locks, partial writes) aside."""
+        if not self.root.is_dir():
+            return set()
+        names = (p.name for p in self.root.iterdir() if not p.name.startswith("."))
+        return {n.removeprefix(self.prefix) for n in names if n.startswith(self.prefix)}
+
+    def check(self, identity: dict[str, object], resume: bool, unstarted: frozenset[str] = frozenset()) -> None:
+        """Check the place against this run (the rule above); nothing is written, so a run refused later (bad
+        input) leaves the place as it was. ``unstarted``: the run's own files that, alone, mean it saved no
+        progress yet."""
+        held = self.held()
+        if resume and held:
+            if self.read_json(CONFIG) != identity:
+                raise LpqError(
+                    "resume-mismatch",
+                    f"{self.where} holds a {self.what} with other settings",
+                    "resume with the same settings, or choose another -o",
+                )
+        elif held - RECORD - unstarted:
+            raise LpqError(
+                "run-exists",
+                f"{self.where} already holds a {self.what}",
+                "pass --resume to continue it, or choose another -o",
+            )
+
+    def start(self, identity: dict[str, object]) -> None:
+        """Record the settings of a run `check` accepted, as it starts working."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        write_text(self.file(CONFIG), json.dumps(identity, indent=2))
+
+    def read_json(self, name: str) -> object:
+        path = self.file(name)
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            raise LpqError(
+                "run-corrupt", f"{path} is missing or not JSON", "choose another -o, or delete the run's files"
+            ) from None
+
+    # Metrics: one JSON line per epoch (or group), and the same rows as CSV for spreadsheets and plots.
+
+    def rows(self, model: type[Row]) -> list[Row]:
+        """The rows recorded so far (none before the first)."""
+        path = self.file(METRICS)
+        if not path.exists():
+            return []
+        try:
+            return [model.model_validate_json(line) for line in path.read_text().splitlines() if line]
+        except ValueError as e:  # pydantic's ValidationError is a ValueError
+            raise LpqError(
+                "run-corrupt",
+                f"{path} holds a line that is no {model.__name__} ({str(e).splitlines()[0]})",
+                "choose another -o, or delete the run's files",
+            ) from None
+
+    def append(self, row: BaseModel) -> None:
+        with open(self.file(METRICS), "a") as f:
+            f.write(row.model_dump_json() + "\n")
+        self._csv(self.rows(type(row)))
+
+    def write_rows(self, rows: Sequence[BaseModel]) -> None:
+        """Replace the metrics with ``rows`` (a resumed run drops the epochs after its checkpoint)."""
+        write_text(self.file(METRICS), "".join(r.model_dump_json() + "\n" for r in rows))
+        self._csv(rows)
+
+    def _csv(self, rows: Sequence[BaseModel]) -> None:
+        if not rows:
+            return
+        out = io.StringIO()
+        w = csv.writer(out, lineterminator="\n")
+        columns = list(type(rows[0]).model_fields)
+        w.writerow(columns)
+        for r in rows:
+            w.writerow(_cell(getattr(r, c)) for c in columns)
+        write_text(self.file(CSV), out.getvalue())
+
+    def finish(self, result: BaseModel, name: str = RESULT) -> None:
+        write_model(self.file(name), result)
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the run's lock while it writes: a second process is refused with the holder's pid; a lock file a
+        dead process left is taken over, with a note in the log."""
+        path = self.root / (f".{self.prefix}lock" if self.prefix else LOCK)
+        created = not self.root.exists()
+        self.root.mkdir(parents=True, exist_ok=True)
+        f = open(path, "a+")  # noqa: SIM115 (closed below)
+        try:  # a POSIX record lock: held by this process alone (not by forked DataLoader workers), freed at death
+            fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            f.close()
+            raise LpqError(
+                "run-busy", f"{self.where} is in use by {holder}", "wait for it to finish, or choose another -o"
+            ) from None
+        f.seek(0)
+        stale = f.read().strip()
+        if stale:
+            with open(self.log, "a") as log:
+                log.write(f"took over the lock of {stale}, which is no longer running\n")
+        f.truncate(0)
+        f.write(f"pid {os.getpid()}\n")
+        f.flush()
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)
+            f.close()
+            if created and not any(self.root.iterdir()):  # a run refused before it wrote anything leaves nothing
+                self.root.rmdir()
+
+
+def _cell(v: object) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    if isinstance(v, list | tuple):
+        return " ".join(map(str, v))
+    return str(v)
+
+
+def rank0() -> bool:
+    """Whether this process is the one that writes a run's record (always, outside torchrun)."""
+    return int(os.environ.get("RANK", "0")) == 0
