@@ -106,7 +106,10 @@ def test_demo_runs_the_whole_pipeline_on_a_tiny_budget(tmp_path: Path) -> None:
         "run-full",
         "syn",
         "teacher.lpqt",
+        "teacher.lpqt.config.json",
         "teacher.lpqt.log.txt",
+        "teacher.lpqt.metrics.csv",
+        "teacher.lpqt.metrics.jsonl",
     ]
     # Off a terminal (the runner's stderr is not one) every stage reports in plain lines, each run folder keeps them.
     for line in ("teacher epoch 3/3", "synth (classwise): 10/10", "relabel: ", "epoch 40/40: loss"):

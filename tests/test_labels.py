@@ -274,6 +274,7 @@ def test_torchrun_two_processes_equal_one(digits_teacher: Path, tmp_path: Path) 
     )
     assert run.returncode == 0, run.stderr[-2000:]
     assert_same_labels(single, multi)
+    assert multi.read_bytes() == single.read_bytes()  # calibration sums too: fixed point, order-free
     assert sorted(p.name for p in tmp_path.iterdir()) == [  # parts merged and gone; one log beside each file
         "multi.lpql",
         "multi.lpql.log.txt",

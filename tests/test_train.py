@@ -128,31 +128,42 @@ def test_calibrated_temperature_recovers_a_known_scale() -> None:
     assert kd_loss(logits, target, 0.25) < 1e-5
 
 
-def test_torchrun_two_processes_train_and_learn(compact_labels: Path, tmp_path: Path) -> None:
+def test_torchrun_two_processes_train_as_one_process(compact_labels: Path, tmp_path: Path) -> None:
+    """Under torchrun every rank takes every stored batch and trains on its half: the same steps, schedule and
+    global batch as one process, so accuracy agrees within seed noise (BatchNorm sees half batches on CPU)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    run = subprocess.run(
-        torchrun(
-            "train",
-            "digits",
-            str(compact_labels),
-            "--epochs",
-            "6",
-            "--evals",
-            "2",
-            "-o",
-            str(tmp_path / "ddp"),
-            "-q",
-            "--device",
-            "cpu",
-            "--json",
-        ),
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    args = ["train", "digits", str(compact_labels), "--epochs", "6", "--evals", "2", "-q", "--device", "cpu", "--json"]
+    run = subprocess.run(torchrun(*args, "-o", str(tmp_path / "ddp")), env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-2000:]
-    result = json.loads(run.stdout)
-    assert result["top1"] >= 40.0
+    one = subprocess.run(
+        [sys.executable, "-m", "lpq", *args, "-o", str(tmp_path / "one")], env=env, capture_output=True
+    )
+    assert one.returncode == 0
+    ddp, single = json.loads(run.stdout), json.loads(one.stdout)
+    epochs = [
+        [json.loads(x) for x in (tmp_path / d / "metrics.jsonl").read_text().splitlines()] for d in ("ddp", "one")
+    ]
+    assert [m["lr"] for m in epochs[0]] == [m["lr"] for m in epochs[1]]  # as many optimizer steps per epoch
+    assert [m["teacher_temp"] for m in epochs[0]] == [m["teacher_temp"] for m in epochs[1]]
+    assert ddp["top1"] >= 40.0 and abs(ddp["top1"] - single["top1"]) < 15.0
+
+
+def test_sharded_losses_average_to_the_whole_batch_gradient() -> None:
+    """Each rank's slice loss, weighted by shard_rows, averaged over ranks as DDP averages gradients, gives the
+    whole batch's gradient (a linear model, so no BatchNorm), for batches that split evenly, unevenly, and
+    smaller than the world."""
+    from lpq.method.batches import shard_rows
+
+    torch.manual_seed(0)
+    for size, world in ((8, 2), (7, 3), (2, 3)):
+        x, t = torch.randn(size, 5), torch.softmax(torch.randn(size, 4), 1)
+        w = torch.randn(5, 4, requires_grad=True)
+        kd_loss(x @ w, t, 2.0).backward()
+        whole, w.grad = w.grad.clone(), None
+        for rank in range(world):
+            rows, weight = shard_rows(size, rank, world)
+            (kd_loss(x[rows] @ w, t[rows], 2.0) * weight / world).backward()
+        assert torch.allclose(w.grad, whole, atol=1e-6), (size, world)
 
 
 def test_seeds_report_mean_and_sd_of_final_epochs_and_resume_keeps_finished_seeds(

@@ -2,8 +2,11 @@
 
 Every epoch draws as many stored batches as a full relabel epoch has, from the kept pool, in shuffled
 cycles through the pool (so a pruned pool is reused evenly: Dynamic Knowledge Reuse's data side). The
-draw of epoch e depends only on (seed, e), so a resumed run sees the same batches. Under DDP each rank
-takes a disjoint slice of every epoch's draw, padded by cycling so all ranks take the same number of steps.
+draw of epoch e depends only on (seed, e), so a resumed run sees the same batches. Under DDP, `lpq train`
+gives every rank every batch and each rank trains on its slice of the samples (``shard_rows``): the global
+batch, the sample order and the number of steps are one process's. ``DistilledDataset(rank=, world=)``
+instead hands each rank whole batches, a disjoint share of every epoch's draw (a DistributedSampler's way:
+the global batch grows with the ranks).
 
 Items are built in DataLoader workers with the replay function relabel used. ``StoredBatches`` (what `lpq
 train` uses) leaves the targets to the main process, which also needs the images' classes for hard-label
@@ -39,6 +42,16 @@ def rank_share(draw: list[int], rank: int, world: int) -> list[int]:
     steps = math.ceil(len(draw) / world)
     padded = (draw * math.ceil(steps * world / len(draw)))[: steps * world]
     return padded[rank::world]
+
+
+def shard_rows(size: int, rank: int, world: int) -> tuple[slice, float]:
+    """The rows of a ``size``-sample batch that ``rank`` of ``world`` trains on (contiguous, sizes differing by at
+    most one), and the weight of its mean loss so that the mean over ranks is the whole batch's mean. A rank
+    left without rows (a last batch smaller than the world) takes row 0 at weight 0: every rank must step."""
+    lo, hi = size * rank // world, size * (rank + 1) // world
+    if lo == hi:
+        return slice(0, 1), 0.0
+    return slice(lo, hi), (hi - lo) * world / size
 
 
 class ReplayedBatch(NamedTuple):

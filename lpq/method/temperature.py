@@ -61,23 +61,27 @@ def kept_mass(logits: np.ndarray, temperatures: list[float], ks: list[int]) -> n
     return out
 
 
+FIXED_BITS = 24  # calibration sums are integers in units of 2^-24: integer sums are exact, so parts summed in any
+# order (torchrun ranks, resumed runs) give the same bits; float sums would differ in their last bits by order
+
+
 @dataclass
 class CalibrationStats:
-    """Running per-class sums of logit statistics; mergeable across resumes and ranks."""
+    """Running per-class sums of logit statistics; mergeable across resumes and ranks, order-independent."""
 
     num_classes: int
     schedule: TempSchedule  # the schedule whose temperatures the masses are measured at, recorded with them
     k: int  # the file's own k
     temperatures: list[float] = field(init=False)
     ladder: list[int] = field(init=False)
-    sums: np.ndarray = field(init=False)  # (C, 3 + ladder x temps): top1, margin, entropy, then kept masses
-    counts: np.ndarray = field(init=False)  # (C,)
+    sums: np.ndarray = field(init=False)  # (C, 3 + ladder x temps) int64 fixed point: top1, margin, entropy, masses
+    counts: np.ndarray = field(init=False)  # (C,) int64
 
     def __post_init__(self) -> None:
         self.temperatures = schedule_temperatures(self.schedule)
         self.ladder = ladder_for(self.num_classes, self.k)
-        self.sums = np.zeros((self.num_classes, 3 + len(self.ladder) * len(self.temperatures)))
-        self.counts = np.zeros(self.num_classes)
+        self.sums = np.zeros((self.num_classes, 3 + len(self.ladder) * len(self.temperatures)), np.int64)
+        self.counts = np.zeros(self.num_classes, np.int64)
 
     @classmethod
     def for_header(cls, header: Header, schedule: TempSchedule | None = None) -> CalibrationStats:
@@ -89,22 +93,28 @@ class CalibrationStats:
         top2 = -np.sort(-np.partition(z, z.shape[1] - 2, axis=1)[:, -2:], axis=1)  # (B, 2) descending
         cols = np.stack([top2[:, 0], top2[:, 0] - top2[:, 1], _entropy(z)], axis=1)
         masses = kept_mass(z, self.temperatures, self.ladder).reshape(len(z), -1)
-        np.add.at(self.sums, classes, np.concatenate([cols, masses], axis=1))
+        fixed = np.rint(np.ldexp(np.concatenate([cols, masses], axis=1), FIXED_BITS)).astype(np.int64)
+        np.add.at(self.sums, classes, fixed)
         np.add.at(self.counts, classes, 1)
 
     def merge(self, other: CalibrationStats) -> None:
         self.sums += other.sums
         self.counts += other.counts
 
-    def to_dict(self) -> dict[str, list]:
-        return {"sums": self.sums.tolist(), "counts": self.counts.tolist()}
+    def to_dict(self) -> dict[str, object]:
+        return {"fixed_bits": FIXED_BITS, "sums": self.sums.tolist(), "counts": self.counts.tolist()}
+
+    @staticmethod
+    def readable(d: dict[str, object]) -> bool:
+        """Whether saved sums are of this layout (older float sums are recomputed, never misread)."""
+        return d.get("fixed_bits") == FIXED_BITS and {"sums", "counts"} <= d.keys()
 
     def load_dict(self, d: dict[str, list]) -> None:
-        self.sums = np.asarray(d["sums"], np.float64)
-        self.counts = np.asarray(d["counts"], np.float64)
+        self.sums = np.asarray(d["sums"], np.int64)
+        self.counts = np.asarray(d["counts"], np.int64)
 
     def _stats(self, sums: np.ndarray, count: float) -> LogitStats:
-        mean = sums / max(count, 1.0)
+        mean = np.ldexp(sums.astype(np.float64), -FIXED_BITS) / max(count, 1.0)
         masses = mean[3:].reshape(len(self.ladder), len(self.temperatures))
         table = {str(k): [round(float(m), 6) for m in row] for k, row in zip(self.ladder, masses)}
         return LogitStats(

@@ -264,7 +264,8 @@ def _load_calib(path: Path) -> dict | None:
         saved = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    return saved if isinstance(saved, dict) and {"included", "sums", "counts"} <= saved.keys() else None
+    ok = isinstance(saved, dict) and "included" in saved and CalibrationStats.readable(saved)
+    return saved if ok else None
 
 
 def _save_calib(path: Path, stats: CalibrationStats, included: list[int]) -> None:

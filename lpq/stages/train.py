@@ -48,7 +48,7 @@ from lpq.data.named import NAMED
 from lpq.errors import LpqError
 from lpq.files import atomic, write_model
 from lpq.format import Header, LpqlReader, ScheduleKind, StudentTemp, TempSchedule
-from lpq.method.batches import ReplayedBatch, StoredBatches
+from lpq.method.batches import ReplayedBatch, StoredBatches, shard_rows
 from lpq.method.loss import fit_student_temperature, kd_loss
 from lpq.method.replay import teacher_input
 from lpq.method.targets import dense_targets, hard_targets
@@ -233,6 +233,8 @@ class Student(TrainingState):
         torch.manual_seed(cfg.seed)
         device = precision.device
         model = precision.model(build_model(cfg.model, header.num_classes, header.augment.input_size))
+        if world > 1 and device.type == "cuda":  # BatchNorm over the global batch, as one process (gloo has none)
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         net = (
             model
             if world == 1
@@ -296,8 +298,12 @@ def train_epoch(
     student_temp: float,
     image_classes: torch.Tensor,
     advance: Callable[[str], None],
+    rank: int = 0,
+    world: int = 1,
 ) -> EpochStats:
-    """One epoch of KD steps; keeps what the temperature fit (``cfg.ca_fit``) needs."""
+    """One epoch of KD steps; keeps what the temperature fit (``cfg.ca_fit``) needs. Under torchrun each rank
+    trains on its slice of every stored batch, its loss weighted by the slice's share, so the averaged gradient
+    is the whole batch's and a step is one process's step (BatchNorm: per slice on CPU, synchronized on GPUs)."""
     student.net.train()
     t0 = time.perf_counter()
     loss_sum = agree = seen = 0.0
@@ -308,23 +314,25 @@ def train_epoch(
     precision, scaler = student.precision, student.scaler
     for _ in range(steps):
         batch = next(batches)
-        target = make_targets(batch, header, cfg.targets, temp, image_classes).to(precision.device, non_blocking=True)
+        target = make_targets(batch, header, cfg.targets, temp, image_classes)
+        rows, weight = shard_rows(len(target), rank, world)
+        target = target[rows].to(precision.device, non_blocking=True)
         with precision.autocast():
-            logits = student.net(precision.inputs(batch.inputs))
+            logits = student.net(precision.inputs(batch.inputs[rows]))
         loss = kd_loss(logits.float(), target, student_temp) * scale
         student.opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
+        scaler.scale(loss * weight).backward()
         scaler.step(student.opt)
         scaler.update()
         student.sched.step()
-        n = len(target)
-        loss_sum += loss.item() * n
-        agree += float((logits.argmax(1) == target.argmax(1)).sum())
-        seen += n
+        if weight:  # a stand-in row trains nothing and is not counted
+            loss_sum += loss.item() * len(target)
+            agree += float((logits.argmax(1) == target.argmax(1)).sum())
+            seen += len(target)
         if cfg.calibrate and cfg.ca_fit == "last-batch":
             last, targets = logits.detach().float(), [target]
         elif cfg.calibrate and len(inputs) < CALIBRATION_BATCHES:
-            inputs.append(batch.inputs)
+            inputs.append(batch.inputs[rows])
             targets.append(target)
         advance(f"loss {loss_sum / seen:.4f} T {temp:.2f} Ts {student_temp:.2f}")
     return EpochStats(loss_sum / seen, 100 * agree / seen, time.perf_counter() - t0, inputs, last, targets)
@@ -444,7 +452,7 @@ def _train(cfg: TrainConfig, show: bool | Show) -> TrainResult:
     images, evalset = _load_data(cfg, header)
     precision = Precision.choose(cfg.amp, pick_device(cfg.device, rank))
     device = precision.device
-    steps = math.ceil(header.relabel.batches_per_epoch / world)
+    steps = header.relabel.batches_per_epoch  # under torchrun too: every rank takes every batch, a slice of it
     student = Student.build(cfg, header, precision, world, steps)
     temperatures = cfg.schedule()
     first_temp = teacher_temperature(temperatures, 0, cfg.epochs) if cfg.student_temp == "follow" else cfg.student_temp
@@ -457,7 +465,7 @@ def _train(cfg: TrainConfig, show: bool | Show) -> TrainResult:
     end = cfg.epochs if cfg.stop_after is None else min(cfg.epochs, start + cfg.stop_after)
     workers = default_workers() if cfg.workers is None else cfg.workers
     loader = DataLoader(
-        StoredBatches(cfg.labels, images, cfg.seed, range(start, end), rank, world),
+        StoredBatches(cfg.labels, images, cfg.seed, range(start, end)),
         batch_size=None,
         num_workers=workers,
         prefetch_factor=4 if workers else None,
@@ -478,7 +486,9 @@ def _train(cfg: TrainConfig, show: bool | Show) -> TrainResult:
             def advance(info: str, epoch: int = epoch) -> None:
                 bar.update(task, advance=1, info=f"epoch {epoch + 1} {info}")
 
-            stats = train_epoch(student, batches, steps, header, cfg, temp, student_temp, images.labels, advance)
+            stats = train_epoch(
+                student, batches, steps, header, cfg, temp, student_temp, images.labels, advance, rank, world
+            )
             t0 = time.perf_counter()
             if cfg.calibrate:
                 student_temp = calibrate_student(student.model, stats, grid, precision, world)
