@@ -131,6 +131,10 @@ def load_teacher(spec: str | Path, need_stats: bool = True, classes: list[str] |
     if is_pretrained(spec):
         return pretrained_teacher(read_weights(str(spec)), classes, need_stats)
     path = Path(spec)
+    if path.is_dir():
+        raise LpqError(
+            "teacher-not-found", f"{path} is a folder, not a teacher file", "pass the .lpqt lpq squeeze wrote"
+        )
     if not path.is_file():
         raise LpqError("teacher-not-found", f"teacher file {path} does not exist", "make one with lpq squeeze")
     from safetensors import SafetensorError, safe_open

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from lpq import __version__
+from lpq.cli.common import OneLineUsage
 from lpq.cli.demo import demo
 from lpq.cli.exchange import export, import_
 from lpq.cli.inspect import inspect
@@ -26,6 +27,7 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Compact soft labels for dataset distillation (LPQLD): squeeze, synth, relabel, prune, quantize, train.",
     pretty_exceptions_enable=False,
+    cls=OneLineUsage,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 

@@ -15,6 +15,7 @@ from typing import Any, ParamSpec, TypeVar
 import typer
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
+from typer.core import TyperGroup
 
 from lpq.errors import LpqError
 from lpq.format.coverage import Coverage
@@ -26,6 +27,9 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class ExitCode(IntEnum):
+    """0 done; 2 a one-line error the user can act on (bad input, options, paths, a full disk); 130 interrupted
+    (finished work kept). 1 is left to the unexpected: a traceback, a bug to report."""
+
     OK = 0
     FAILURE = 1
     BAD_INPUT = 2
@@ -57,13 +61,13 @@ def funnel(fn: Callable[P, R]) -> Callable[P, R]:
         except LpqError as e:
             if wants_trace:
                 raise
-            _say(str(e))
+            say(str(e))
             raise typer.Exit(ExitCode.BAD_INPUT) from None
         except OSError as e:
             if wants_trace:
                 raise
-            _say(f"io-error: {e.strerror or e} ({e.filename or 'no file'})")
-            raise typer.Exit(ExitCode.FAILURE) from None
+            say(f"io-error: {e.strerror or e} ({e.filename or 'no file'})")
+            raise typer.Exit(ExitCode.BAD_INPUT) from None
         except KeyboardInterrupt:
             resumable = isinstance(ctx, typer.Context) and "resume" in ctx.params
             stderr().print(
@@ -74,8 +78,35 @@ def funnel(fn: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def _say(line: str) -> None:
+def say(line: str) -> None:
+    """An error line on stderr (the command failed)."""
     stderr().print(f"[bold red]error[/]: {line}", markup=True, highlight=False)
+
+
+class OneLineUsage(TyperGroup):
+    """The command-line parser's own errors (a missing argument, a value outside its choices, an unknown option,
+    a path that does not exist) as the library's errors are: one line on stderr naming the help, exit 2."""
+
+    def main(  # type: ignore[override]
+        self,
+        args: list[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, **extra)
+        except Exception as e:
+            if not callable(getattr(e, "format_message", None)) or not isinstance(getattr(e, "exit_code", None), int):
+                raise
+            if type(e).__name__ != "NoArgsIsHelpError":  # that one has printed the help already
+                where = getattr(getattr(e, "ctx", None), "command_path", None) or "lpq"
+                say(f"bad-usage: {e.format_message()} ({where} --help)")
+            sys.exit(e.exit_code)
+        sys.exit(code if isinstance(code, int) else ExitCode.OK)
 
 
 def warn(line: str) -> None:

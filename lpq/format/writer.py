@@ -150,12 +150,18 @@ class LpqlWriter:
         self._head_json = self.header.model_dump_json().encode()
         resuming = resume and self.partial.exists()
         self._file = _open_exclusive(self.partial)  # lives until finish()/close()
-        if resuming:
-            self._reopen()
-        else:
-            self._file.truncate(0)
-            self._file.write(PREAMBLE.pack(MAGIC, FORMAT_MAJOR, FORMAT_MINOR, 0))
-            self._append(HEAD, 0, self._head_json)
+        try:
+            if resuming:
+                self._reopen()
+            else:
+                self._file.truncate(0)
+                self._file.write(PREAMBLE.pack(MAGIC, FORMAT_MAJOR, FORMAT_MINOR, 0))
+                self._append(HEAD, 0, self._head_json)
+        except BaseException:  # a full disk, Ctrl-C: a partial file this writer began holds nothing worth keeping
+            self._file.close()
+            if not resuming:
+                self.partial.unlink(missing_ok=True)
+            raise
 
     def _reopen(self) -> None:
         entries, end = scan_partial(self._file, self.header.relabel.batches_per_epoch, self.codec.chunk_type)

@@ -1,0 +1,221 @@
+"""Bad input at the command line, every command (issue 29, item 7): one line on stderr, no traceback, the exit code
+of its kind, and nothing the user already had changed (every file keeps its bytes, nothing half-written is left).
+
+Each row names a command line over a small workspace; ``{L}`` is a label file, ``{E}`` an existing output file,
+``{D}`` a folder, ``{T}`` a teacher, ``{R}`` digits labels. Exit codes: 2 for an error the user can act on, 130
+for Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from lpql_factory import make_header, make_records, write_file
+from typer.testing import CliRunner
+
+import lpq.format.writer
+from lpq.cli.app import app
+
+runner = CliRunner()
+
+INPUT_ROWS: list[tuple[str, str, str]] = [  # (case, command line, what the one line must say)
+    # missing input, for every command that reads one
+    ("inspect: no such file", "inspect {W}/nope.lpql", "does not exist"),
+    ("prune: no such file", "prune {W}/nope.lpql --ratio 2 -o {W}/o.lpql", "does not exist"),
+    ("quantize: no such file", "quantize {W}/nope.lpql --top-k 2 -o {W}/o.lpql", "does not exist"),
+    ("export: no such file", "export {W}/nope.lpql -o {W}/ex", "does not exist"),
+    ("train: no such labels", "train digits {W}/nope.lpql -o {W}/run", "does not exist"),
+    ("import: no such folder", "import {W}/nope --images digits -o {W}/o.lpql", "does not exist"),
+    ("relabel: no such images", "relabel {W}/nope --teacher {T} -o {W}/o.lpql", "data-not-found"),
+    ("synth: no such teacher", "synth --teacher {W}/nope.lpqt -o {W}/syn", "teacher-not-found"),
+    ("squeeze: no such data", "squeeze --data {W}/nope -o {W}/t.lpqt", "data-not-found"),
+    # a folder where a file is expected, and the reverse
+    ("inspect: a folder", "inspect {D}", "is a directory"),
+    ("train: labels are a folder", "train digits {D} -o {W}/run", "is a directory"),
+    ("synth: teacher is a folder", "synth --teacher {D} -o {W}/syn", "is a folder"),
+    ("import: a file, not a folder", "import {L} --images digits -o {W}/o.lpql", "is a file"),
+    ("relabel: images are a file", "relabel {L} --teacher {T} -o {W}/o.lpql", "data-not-found"),
+    ("squeeze: data is a file", "squeeze --data {L} -o {W}/t.lpqt", "data-not-found"),
+    # the output is the input, or exists
+    ("prune: -o is the input", "prune {L} --ratio 2 -o {L}", "output-is-input"),
+    ("quantize: -o is the input", "quantize {L} --top-k 2 -o {L}", "output-is-input"),
+    ("prune: -o exists", "prune {L} --ratio 2 -o {E}", "output-exists"),
+    ("relabel: -o exists", "relabel digits --teacher {T} -o {E}", "output-exists"),
+    # ratios and k out of range
+    ("prune: ratio 0", "prune {L} --ratio 0 -o {W}/o.lpql", "ratio"),
+    ("prune: ratio -1", "prune {L} --ratio -1 -o {W}/o.lpql", "ratio"),
+    ("prune: ratio 1e9", "prune {L} --ratio 1e9 -o {W}/o.lpql", "bad-ratio"),
+    ("prune: ratio nan", "prune {L} --ratio nan -o {W}/o.lpql", "ratio"),
+    ("relabel: ratio nan", "relabel digits --teacher {T} --ratio nan -o {W}/o.lpql", "ratio"),
+    ("quantize: top-k 0", "quantize {L} --top-k 0 -o {W}/o.lpql", "top-k"),
+    ("quantize: top-k above C", "quantize {L} --top-k 11 -o {W}/o.lpql", "bad-top-k"),
+    # unknown scheme, codec, layout
+    ("quantize: unknown scheme", "quantize {L} --scheme foo -o {W}/o.lpql", "'foo' is not one of"),
+    ("quantize: unknown codec", "quantize {L} --values f7 -o {W}/o.lpql", "'f7' is not one of"),
+    ("export: unknown layout", "export {L} --to foo -o {W}/ex", "'foo' is not one of"),
+    # outputs that cannot be written
+    ("prune: unwritable folder", "prune {L} --ratio 2 -o /proc/lpq-out.lpql", "io-error"),
+    ("quantize: -o under a file", "quantize {L} --top-k 2 -o {E}/o.lpql", "io-error"),
+    # files that are not what their name says, and empty ones
+    ("inspect: text named .lpql", "inspect {W}/text.lpql", "lpql-bad-magic"),
+    ("prune: text named .lpql", "prune {W}/text.lpql --ratio 2 -o {W}/o.lpql", "lpql-bad-magic"),
+    ("inspect: empty file", "inspect {W}/empty.lpql", "is empty"),
+    ("train: empty labels", "train digits {W}/empty.lpql -o {W}/run", "is empty"),
+    ("synth: teacher is a label file", "synth --teacher {L} -o {W}/syn", "teacher-unreadable"),
+    # config files
+    ("config: unknown key", "prune {L} --config {W}/unknown.toml -o {W}/o.lpql", "config-unknown-key"),
+    ("config: wrong type", "prune {L} --config {W}/types.toml -o {W}/o.lpql", "bad-option: ratio"),
+    ("config: another command's option", "prune {L} --ratio 2 --config {W}/other.toml -o {W}/o.lpql", "'epochs'"),
+    ("config: not TOML", "prune {L} --config {W}/text.toml -o {W}/o.lpql", "config-unreadable"),
+    # models and weights that do not exist
+    ("squeeze: unknown model", "squeeze --model nosuchnet -o {W}/t.lpqt", "unknown-model"),
+    ("squeeze: unknown weights", "squeeze --weights torchvision:nosuchnet.V1 -o {W}/t.lpqt", "weights-unknown"),
+    ("train: unknown student", "train digits {R} --model nosuchnet -o {W}/run", "unknown-model"),
+    # options a command does not have
+    ("inspect: unknown option", "inspect {L} --ratio 2", "No such option"),
+]
+
+
+@pytest.fixture(scope="module")
+def digits_labels(digits_teacher: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from lpq.stages.relabel import RelabelConfig, relabel
+
+    out = tmp_path_factory.mktemp("labels") / "digits.lpql"
+    relabel(RelabelConfig(images="digits", teacher=digits_teacher, output=out, epochs=1, batch_size=256))
+    return out
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, digits_teacher: Path, digits_labels: Path) -> dict[str, str]:
+    h = make_header(scheme="none", values="f16")
+    labels = write_file(tmp_path / "labels.lpql", h, make_records(h))
+    (tmp_path / "existing.lpql").write_bytes(b"a result the user already has")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "text.lpql").write_text("not a label file\n")
+    (tmp_path / "text.toml").write_text("[[[ not toml\n")
+    (tmp_path / "empty.lpql").write_bytes(b"")
+    (tmp_path / "unknown.toml").write_text("nonsense = 1\n")
+    (tmp_path / "types.toml").write_text('ratio = "two"\n')
+    (tmp_path / "other.toml").write_text("epochs = 3\n")
+    teacher = tmp_path / "teacher.lpqt"
+    shutil.copy(digits_teacher, teacher)
+    shutil.copy(digits_labels, tmp_path / "digits.lpql")
+    return {
+        "W": str(tmp_path),
+        "L": str(labels),
+        "E": str(tmp_path / "existing.lpql"),
+        "D": str(tmp_path / "folder"),
+        "R": str(tmp_path / "digits.lpql"),
+    }
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    files = (p for p in folder.rglob("*") if p.is_file())
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+def run_refused(line: str, ws: dict[str, str], code: int) -> str:
+    """Run ``line``; check the exit code, the single stderr line and that the workspace is as it was."""
+    folder = Path(ws["W"])
+    args = [a.format(**ws, T=str(folder / "teacher.lpqt")) for a in line.split()]
+    before = snapshot(folder)
+    result = runner.invoke(app, args)
+    err = result.stderr.strip().splitlines()
+    assert result.exit_code == code, (result.exit_code, result.output)
+    assert len(err) == 1 and "Traceback" not in result.output, result.output
+    assert snapshot(folder) == before  # no file changed, none half-written left behind
+    return err[0]
+
+
+@pytest.mark.parametrize(("line", "says"), [r[1:] for r in INPUT_ROWS], ids=[r[0] for r in INPUT_ROWS])
+def test_bad_input_gives_one_line_and_changes_nothing(workspace: dict[str, str], line: str, says: str) -> None:
+    assert says in run_refused(line, workspace, 2)
+
+
+def test_a_label_file_under_another_name_is_read_by_its_content(workspace: dict[str, str]) -> None:
+    """The name never decides: a .lpql renamed .txt is read (its signature says what it is), while text named
+    .lpql is refused above."""
+    renamed = Path(workspace["W"]) / "labels.txt"
+    shutil.copy(workspace["L"], renamed)
+    result = runner.invoke(app, ["inspect", str(renamed), "--verify", "--json"])
+    assert result.exit_code == 0 and '"verified": true' in result.stdout
+
+
+class Failing:
+    """A writable file whose writes fail as ``fail()`` says (a full disk, a Ctrl-C)."""
+
+    def __init__(self, f: Any, fail: Callable[[], BaseException]) -> None:
+        self._f, self._fail = f, fail
+
+    def write(self, _data: bytes) -> int:
+        raise self._fail()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._f, name)
+
+
+def full_disk() -> OSError:
+    return OSError(errno.ENOSPC, "No space left on device")
+
+
+WRITERS = [  # (case, command line, exit code, how the writer fails)
+    ("prune: disk full", "prune {L} --ratio 2 -o {W}/o.lpql", 2, full_disk),
+    ("quantize: disk full", "quantize {L} --top-k 2 -o {W}/o.lpql", 2, full_disk),
+    ("prune: Ctrl-C", "prune {L} --ratio 2 -o {W}/o.lpql", 130, KeyboardInterrupt),
+    ("quantize: Ctrl-C", "quantize {L} --top-k 2 -o {W}/o.lpql", 130, KeyboardInterrupt),
+]
+
+
+@pytest.mark.parametrize(("line", "code", "fail"), [r[1:] for r in WRITERS], ids=[r[0] for r in WRITERS])
+def test_a_failed_label_write_leaves_nothing_behind(
+    workspace: dict[str, str], line: str, code: int, fail: Callable[[], BaseException], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = open
+
+    def failing_open(path: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        f = real(path, mode, *args, **kwargs)
+        return Failing(f, fail) if set(mode) & {"w", "a"} else f
+
+    monkeypatch.setattr(lpq.format.writer, "open", failing_open, raising=False)
+    said = run_refused(line, workspace, code)
+    assert ("No space left" in said) if code == 2 else said.startswith("interrupted")
+
+
+STAGES = [  # (case, command line, the step that Ctrl-C interrupts)
+    ("relabel", "relabel digits --teacher {T} --epochs 1 -o {W}/o.lpql", "lpq.stages.relabel.label_part"),
+    ("export", "export {L} -o {W}/ex", "torch.save"),
+    ("squeeze", "squeeze --data digits --epochs 1 -o {W}/t.lpqt", "lpq.stages.squeeze.fit"),
+    ("synth", "synth --teacher {T} --iterations 2 -o {W}/syn", "lpq.stages.synth.optimize_group"),
+    ("train", "train digits {R} --epochs 1 -o {W}/run", "lpq.stages.train.train_epoch"),
+]
+
+
+@pytest.mark.parametrize(("line", "step"), [r[1:] for r in STAGES], ids=[r[0] for r in STAGES])
+def test_ctrl_c_in_every_writing_command_keeps_what_the_user_had(
+    workspace: dict[str, str], line: str, step: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(*_args: Any, **_kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    if step == "torch.save":
+        monkeypatch.setattr(torch, "save", interrupted)
+    else:
+        monkeypatch.setattr(step, interrupted)
+    folder = Path(workspace["W"])
+    args = [a.format(**workspace, T=str(folder / "teacher.lpqt")) for a in line.split()]
+    before = snapshot(folder)
+    result = runner.invoke(app, args)
+    assert result.exit_code == 130 and "Traceback" not in result.output, result.output
+    assert result.stderr.strip().splitlines()[-1].startswith("interrupted")
+    after = snapshot(folder)
+    assert {k: v for k, v in after.items() if k in before} == before  # what the user had is intact
+    # An interrupted command leaves at most a resumable run's own files, never a half-written result by its name.
+    new = set(after) - set(before)
+    assert not any(n.endswith((".lpql", ".lpqt")) or n.startswith("ex") for n in new), new
