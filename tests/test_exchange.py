@@ -133,3 +133,69 @@ def test_import_without_the_crop_size_refuses_instead_of_clipping_boxes(labels: 
     result = runner.invoke(app, [*args, str(tmp_path / "b.lpql"), "--input-size", "4"])
     assert result.exit_code == 2 and "import-box-outside" in result.stderr and not (tmp_path / "b.lpql").exists()
     cli("import", folder, "--images", "digits", "--input-size", "16", "-o", tmp_path / "c.lpql")
+
+
+def test_import_keeps_their_precision_and_says_what_it_inferred_rounded_or_skipped(
+    labels: Path, tmp_path: Path
+) -> None:
+    """Float32 logits (their --no-fp16 runs) stay float32 unless --values says otherwise, which is then said; the
+    epochs and ratio a folder does not record are marked inferred; a batch file the map does not list is named."""
+    folder = tmp_path / "theirs"
+    cli("export", labels, "-o", folder)
+    (folder / "lpq_export.json").unlink()  # as their own code writes it: no epochs, no crop size
+    n = len(json.loads((folder / "sampler_indices_batch.json").read_text()))
+    exact = {}
+    for i in range(n):
+        items = torch.load(folder / f"batch_{i}.tar", weights_only=True)
+        items[5] = items[5].float() + torch.rand_like(items[5].float()) * 1e-3  # beyond float16's precision
+        exact[i] = items[5]
+        torch.save(items, folder / f"batch_{i}.tar")
+    torch.save(torch.load(folder / "batch_0.tar", weights_only=True), folder / f"batch_{n}.tar")  # not in the map
+    args = ["import", str(folder), "--images", "digits", "--input-size", "16", "--json", "-q", "-o"]
+    kept = runner.invoke(app, [*args, str(tmp_path / "f32.lpql")])
+    doc = json.loads(kept.stdout)
+    assert doc["values"] == "f32" and doc["inferred"] == ["epochs"] and doc["epochs"] == 2
+    assert "inferred from the batch count" in kept.stderr and f"batch_{n}.tar" in kept.stderr
+    assert "rounded" not in kept.stderr and "drop_last" in kept.stderr
+    with LpqlReader(tmp_path / "f32.lpql") as r:
+        for i, bid in enumerate(r.batch_ids.tolist()):
+            stored = torch.from_numpy(r.read(bid).values)
+            theirs = exact[i] if r.header.quant.scheme == "none" else exact[i].sort(1, descending=True).values
+            assert torch.equal(stored, theirs)
+    rounded = runner.invoke(app, [*args, str(tmp_path / "f16.lpql"), "--values", "f16", "--epochs", "3"])
+    doc = json.loads(rounded.stdout)  # 1,437 training digits in batches of 100: 15 per epoch
+    assert doc["values"] == "f16" and doc["inferred"] == [] and doc["epochs"] == 3 and doc["ratio"] == 3 * 15 / n
+    assert "float32 logits are stored as f16" in rounded.stderr and "inferred" not in rounded.stderr
+
+
+def test_import_refuses_a_wrapped_mix_index_and_an_empty_map(tmp_path: Path) -> None:
+    folder = tmp_path / "theirs"
+    folder.mkdir()
+    b = 300  # their uint8 mix index holds 256 partners: sample 256 "mixed with" 0 is really 256
+    mix = torch.arange(b).roll(1).to(torch.uint8)
+    box = [torch.tensor(v, dtype=torch.uint8) for v in (0, 0, 8, 8)]
+    items = [torch.rand(b, 4).half() * 0.5, torch.zeros(b, dtype=torch.bool), mix, 0.75, box, torch.randn(b, 10).half()]
+    torch.save(items, folder / "batch_0.tar")
+    (folder / "sampler_indices_batch.json").write_text(json.dumps({"0": list(range(b))}))
+    args = ["import", str(folder), "--images", "digits", "--input-size", "16", "-o", str(tmp_path / "x.lpql")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "import-wrapped-mix" in result.stderr and "256" in result.stderr
+    (folder / "sampler_indices_batch.json").write_text("{}")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "lists no batches" in result.stderr
+
+
+def test_export_says_the_crop_size_and_refuses_batches_their_reader_cannot_tell_apart(tmp_path: Path) -> None:
+    from lpql_factory import make_header, make_records, write_file
+
+    h = make_header(images=10, batch_size=10, epochs=100, scheme="none", values="f16")
+    same_start = write_file(tmp_path / "ipc1.lpql", h, make_records(h))  # 100 shuffles of 10 images: starts repeat
+    result = runner.invoke(app, ["export", str(same_start), "-o", str(tmp_path / "a")])
+    assert result.exit_code == 2 and "export-ambiguous" in result.stderr and "first three" in result.stderr
+    assert not (tmp_path / "a").exists()
+    h = make_header(images=40, batch_size=8, epochs=2, scheme="none", values="f16")
+    fine = write_file(tmp_path / "ok.lpql", h, make_records(h))
+    result = runner.invoke(app, ["export", str(fine), "-o", str(tmp_path / "b"), "--json"])
+    size = h.augment.input_size
+    assert result.exit_code == 0 and json.loads(result.stdout)["input_size"] == size
+    assert f"refer to {size} px inputs" in result.stderr and "224 for ImageNet" in result.stderr

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from lpq.cli.common import funnel, make_config, print_json, show_progress, stdout
+from lpq.cli.common import funnel, make_config, print_json, show_progress, stdout, warn
 from lpq.cli.options import ConfigOpt, JsonOpt, Layout, QuietOpt, Values, result_table
 
 
@@ -33,6 +33,8 @@ def export(
     from lpq.interop.exchange import ExportConfig, export_labels
 
     result = export_labels(make_config(ctx, ExportConfig), show=show_progress(ctx, quiet))
+    for line in result.notes:
+        warn(line)
     print_json(result) if json_out else stdout().print(result_table("Export", result))
 
 
@@ -46,8 +48,8 @@ def import_(
     images: Annotated[str | None, typer.Option(help="The image set the labels belong to (ImageFolder order).")] = None,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Label file to write.")] = None,
     values: Annotated[
-        Values, typer.Option(help="Value encoding (f16 keeps their float16 logits exactly).")
-    ] = Values.f16,
+        Values | None, typer.Option(help="Value encoding (default: their logits' own precision, f16 or f32).")
+    ] = None,
     input_size: Annotated[
         int | None,
         typer.Option(
@@ -74,4 +76,6 @@ def import_(
     from lpq.interop.exchange import ImportConfig, import_labels
 
     result = import_labels(make_config(ctx, ImportConfig), show=show_progress(ctx, quiet))
+    for line in result.notes:
+        warn(line)
     print_json(result) if json_out else stdout().print(result_table("Import", result))

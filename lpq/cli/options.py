@@ -71,7 +71,7 @@ def result_table(title: str, result: BaseModel) -> Table:
     t = Table(title=title, show_header=False, title_justify="left")
     t.add_column(style="bold")
     t.add_column()
-    for key, value in _flat(result.model_dump()):
+    for key, value in _flat(result.model_dump(exclude={"notes"})):  # notes are printed as warnings
         t.add_row(key.replace("_", " "), f"{value:.4g}" if isinstance(value, float) else str(value))
     return t
 

@@ -43,6 +43,7 @@ from lpq.interop import sre2l
 from lpq.method.temperature import CalibrationStats
 from lpq.progress import Show, progress
 
+AUTHORS_SIZES = (224, 64)  # the crop sizes their training code assumes (ImageNet, Tiny-ImageNet)
 EXPORT_NOTE = "lpq_export.json"  # beside their files: what import needs and their layout does not record
 UNKNOWN_TEACHER = "0" * 64
 
@@ -58,8 +59,10 @@ class ExportResult(BaseModel):
     output: Path
     layout: str
     batches: int
+    input_size: int = Field(description="the crop size, px, that crops and CutMix boxes refer to")
     file_bytes_before: int
     folder_bytes: int
+    notes: list[str] = Field([], description="what a user of the exported folder must know")
 
 
 class ImportConfig(BaseModel):
@@ -67,7 +70,7 @@ class ImportConfig(BaseModel):
     layout: Layout = Field("sre2l", alias="from")
     images: str = Field(description="the image set the labels belong to, in ImageFolder order")
     output: Path
-    values: ValueKind = Field("f16", description="f16 keeps their float16 logits exactly")
+    values: ValueKind | None = Field(None, description="default: their logits' own precision (f16 or f32)")
     input_size: int | None = Field(
         None, ge=1, description="their crop size; default: the export note, else the images'"
     )
@@ -87,9 +90,14 @@ class ImportResult(BaseModel):
     samples: int
     scheme: str
     k: int
+    values: str
+    epochs: int
+    ratio: float
+    inferred: list[str] = Field([], description="settings the folder does not record, inferred from it")
     folder_bytes: int
     file_bytes: int
     smaller_by: float
+    notes: list[str] = Field([], description="what was inferred, rounded or skipped")
 
 
 def folder_bytes(folder: Path) -> int:
@@ -119,6 +127,15 @@ def export_sre2l(cfg: ExportConfig, show: bool | Show = False) -> ExportResult:
             if source.fingerprint() != h.images.fingerprint:
                 raise LpqError("fingerprint-mismatch", f"{cfg.labels} was made for other images than {cfg.images}")
             image_hw = source.sizes()
+        starts = sre2l.ambiguous_starts([r.image_indices(r.read(bid)).tolist() for bid in r.batch_ids.tolist()])
+        if starts is not None:
+            n, m, key = starts
+            raise LpqError(
+                "export-ambiguous",
+                f"exported batches {n} and {m} both start with images {key}: the authors' reader finds a batch by "
+                "its first three image indices and would fail (ValueError)",
+                "export fewer epochs, or a larger image set",
+            )
         batch_map: dict[str, list[int]] = {}
         with atomic(cfg.output) as tmp, progress(show) as bar:
             tmp.mkdir(parents=True)
@@ -141,12 +158,18 @@ def export_sre2l(cfg: ExportConfig, show: bool | Show = False) -> ExportResult:
             }
             (tmp / EXPORT_NOTE).write_text(json.dumps(note, indent=1))
         size = r.size
+    notes = [
+        f"crops and CutMix boxes refer to {h.augment.input_size} px inputs; the authors' training code crops at its "
+        "own fixed size (224 for ImageNet, 64 for Tiny-ImageNet): set it to this size"
+    ]
     return ExportResult(
         output=cfg.output,
         layout=cfg.to,
         batches=len(batch_map),
+        input_size=h.augment.input_size,
         file_bytes_before=size,
         folder_bytes=folder_bytes(cfg.output),
+        notes=notes if h.augment.input_size not in AUTHORS_SIZES else [],
     )
 
 
@@ -170,7 +193,29 @@ def import_sre2l(cfg: ImportConfig, show: bool | Show = False) -> ImportResult:
     scheme, k = ("none", len(classes)) if first.indices is None else ("mr", first.values.shape[1])
     batch_size = max(len(v) for v in batch_map.values())
     bpe = math.ceil(n_images / batch_size)
-    epochs = max(cfg.epochs or note.get("epochs") or 1, sre2l.epochs_for(len(batch_map), bpe))
+    planned = cfg.epochs or note.get("epochs")
+    epochs = max(planned or 1, sre2l.epochs_for(len(batch_map), bpe))
+    values = cfg.values or ("f32" if first.precision == "float32" else "f16")
+    notes, inferred = [], []
+    if planned is None:
+        inferred.append("epochs")
+        notes.append(
+            f"{epochs} relabel epochs and pruning ratio x{epochs * bpe / len(batch_map):g} are inferred from the "
+            "batch count (pass --epochs with the epochs their run planned)"
+        )
+    if len(batch_map) < epochs * bpe and n_images % batch_size:
+        notes.append(
+            f"their pruned runs drop each epoch's last incomplete batch (drop_last: {n_images // batch_size} "
+            f"batches per epoch, not {bpe}), so epoch numbers here are approximate"
+        )
+    if values != first.precision.replace("float", "f"):
+        notes.append(f"their {first.precision} logits are stored as {values} (--values): rounded, not kept exactly")
+    skipped = sre2l.unlisted(cfg.folder, len(batch_map))
+    if skipped:
+        notes.append(
+            f"{len(skipped)} batch files are not in their batch map and were skipped ({', '.join(skipped[:3])}"
+            + (", ...)" if len(skipped) > 3 else ")")
+        )
     uniform = (hw == hw[0]).all()
     size = cfg.input_size or note.get("input_size")
     if size is None:  # their CutMix boxes are in crop pixels, which the images' own size does not tell
@@ -208,7 +253,7 @@ def import_sre2l(cfg: ImportConfig, show: bool | Show = False) -> ImportResult:
             scheme=scheme,
             k=k,
             indices=None if scheme == "none" else IndexCodec.for_classes(len(classes)),
-            values=ValueCodec.for_labels(cfg.values, scheme, k),
+            values=ValueCodec.for_labels(values, scheme, k),
         ),
     )
     stats = CalibrationStats.for_header(header) if scheme == "none" else None  # masses need the full logits
@@ -238,9 +283,14 @@ def import_sre2l(cfg: ImportConfig, show: bool | Show = False) -> ImportResult:
         samples=samples,
         scheme=scheme,
         k=k,
+        values=values,
+        epochs=epochs,
+        ratio=epochs * bpe / len(batch_map),
+        inferred=inferred,
         folder_bytes=before,
         file_bytes=after,
         smaller_by=before / after,
+        notes=notes,
     )
 
 

@@ -112,6 +112,7 @@ class TheirBatch:
     box: tuple[int, int, int, int] | None
     values: np.ndarray  # (B, C) or (B, k) float32
     indices: np.ndarray | None  # (B, k) int64
+    precision: str  # their logits' dtype: "float16" (the authors' default) or "float32" (their --no-fp16 runs)
 
     @property
     def mix(self) -> str:
@@ -125,7 +126,9 @@ def read_map(folder: Path) -> dict[int, list[int]]:
         batches = {int(k): [int(i) for i in v] for k, v in raw.items()}
     except (OSError, ValueError, TypeError, AttributeError) as e:
         raise LpqError("import-bad-folder", f"{path} is missing or not the authors' batch map ({e})") from None
-    if sorted(batches) != list(range(len(batches))) or not batches:
+    if not batches:
+        raise LpqError("import-bad-folder", f"{path} lists no batches")
+    if sorted(batches) != list(range(len(batches))):
         raise LpqError("import-bad-folder", f"{path} does not number its batches 0, 1, ... without gaps")
     return batches
 
@@ -161,6 +164,12 @@ def parse_batch(path: Path, images: list[int], num_images: int, num_classes: int
         )
     coords, flips, mix_index, lam, box, values, *rest = items
     b = len(images)
+    if isinstance(mix_index, torch.Tensor) and mix_index.dtype == torch.uint8 and b > UINT8_LIMIT:
+        raise LpqError(
+            "import-wrapped-mix",
+            f"{path}: {b} samples mixed by a uint8 index, which holds at most {UINT8_LIMIT} partners (it wrapped)",
+            "the mixed inputs cannot be rebuilt: relabel with batches of at most 256, or without mixing",
+        )
     try:
         coords = coords.double().numpy().reshape(b, 4)
         flips = flips.bool().numpy().reshape(b)
@@ -174,7 +183,8 @@ def parse_batch(path: Path, images: list[int], num_images: int, num_classes: int
     problem = _problem(idx, values, indices, partner, box_t, num_images, num_classes)
     if problem:
         raise LpqError("import-bad-batch", f"{path}: {problem}")
-    return TheirBatch(idx, coords, flips, partner, _scalar(lam), box_t, values, indices)  # type: ignore[arg-type]
+    precision = str(items[5].dtype).removeprefix("torch.")
+    return TheirBatch(idx, coords, flips, partner, _scalar(lam), box_t, values, indices, precision)  # type: ignore[arg-type]
 
 
 def _problem(
@@ -248,6 +258,24 @@ def to_record(batch: TheirBatch, n: int, bpe: int, image_hw: np.ndarray, input_s
 def their_batches(folder: Path, num_images: int, num_classes: int) -> Iterator[tuple[int, TheirBatch]]:
     for n, images in read_map(folder).items():
         yield n, parse_batch(batch_path(folder, n), images, num_images, num_classes)
+
+
+def unlisted(folder: Path, listed: int) -> list[str]:
+    """Batch files the map does not list (their reader never opens them either)."""
+    names = (p.name for p in folder.glob("batch_*.tar"))
+    return sorted((n for n in names if not n[6:-4].isdigit() or int(n[6:-4]) >= listed), key=lambda n: (len(n), n))
+
+
+def ambiguous_starts(maps: list[list[int]]) -> tuple[int, int, tuple[int, ...]] | None:
+    """Two batches their reader cannot tell apart: it finds a batch by its first three image indices. The first
+    such pair (n, m, the three indices), or None."""
+    seen: dict[tuple[int, ...], int] = {}
+    for n, images in enumerate(maps):
+        key = tuple(images[:3])
+        if key in seen:
+            return seen[key], n, key
+        seen[key] = n
+    return None
 
 
 def epochs_for(batches: int, per_epoch: int) -> int:
