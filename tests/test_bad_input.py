@@ -185,7 +185,7 @@ def test_a_failed_label_write_leaves_nothing_behind(
 
     monkeypatch.setattr(lpq.format.writer, "open", failing_open, raising=False)
     said = run_refused(line, workspace, code)
-    assert ("No space left" in said) if code == 2 else said.startswith("interrupted")
+    assert ("No space left" in said) if code == 2 else said.startswith("interrupted") and "--resume" not in said
 
 
 STAGES = [  # (case, command line, the step that Ctrl-C interrupts)
@@ -213,9 +213,17 @@ def test_ctrl_c_in_every_writing_command_keeps_what_the_user_had(
     before = snapshot(folder)
     result = runner.invoke(app, args)
     assert result.exit_code == 130 and "Traceback" not in result.output, result.output
-    assert result.stderr.strip().splitlines()[-1].startswith("interrupted")
+    said = result.stderr.strip().splitlines()[-1]
+    assert said.startswith("interrupted") and ("--resume" in said) == (args[0] != "export")  # only where it exists
     after = snapshot(folder)
     assert {k: v for k, v in after.items() if k in before} == before  # what the user had is intact
     # An interrupted command leaves at most a resumable run's own files, never a half-written result by its name.
     new = set(after) - set(before)
     assert not any(n.endswith((".lpql", ".lpqt")) or n.startswith("ex") for n in new), new
+
+
+def test_traceback_flag_shows_the_trace_for_bug_reports(workspace: dict[str, str]) -> None:
+    from lpq.format import LpqlError
+
+    result = runner.invoke(app, ["--traceback", "inspect", f"{workspace['W']}/text.lpql"])
+    assert isinstance(result.exception, LpqlError) and result.exception.ref == "lpql-bad-magic"

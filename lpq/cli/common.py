@@ -54,8 +54,11 @@ def funnel(fn: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        # Typer hands commands the parser's own context class, of which typer.Context is a subclass: duck-typed.
         ctx = kwargs.get("ctx")
-        wants_trace = isinstance(ctx, typer.Context) and bool((ctx.find_root().obj or {}).get("traceback"))
+        params: dict[str, Any] = getattr(ctx, "params", {})
+        root = ctx.find_root().obj if hasattr(ctx, "find_root") else None
+        wants_trace = isinstance(root, dict) and bool(root.get("traceback"))
         try:
             return fn(*args, **kwargs)
         except LpqError as e:
@@ -69,7 +72,7 @@ def funnel(fn: Callable[P, R]) -> Callable[P, R]:
             say(f"io-error: {e.strerror or e} ({e.filename or 'no file'})")
             raise typer.Exit(ExitCode.BAD_INPUT) from None
         except KeyboardInterrupt:
-            resumable = isinstance(ctx, typer.Context) and "resume" in ctx.params
+            resumable = "resume" in params
             stderr().print(
                 "interrupted; finished work is kept" + (" (rerun with --resume to continue)" if resumable else "")
             )

@@ -101,7 +101,7 @@ class LpqlReader:
             raise LpqlError(
                 "lpql-truncated",
                 f"{self.path} has no footer: it is cut short or was never finished",
-                "a run that was interrupted continues with --resume",
+                "an interrupted lpq relabel continues with --resume",
             )
         if crc32(struct.pack("<QI", index_offset, reserved)) != crc:
             raise LpqlError("lpql-footer-checksum", f"{self.path}: footer checksum mismatch (file corrupt)")
