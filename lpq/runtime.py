@@ -40,6 +40,21 @@ def backend() -> str:
     return "nccl" if torch.cuda.is_available() and torch.cuda.device_count() >= local else "gloo"
 
 
+def rank_range(n: int, rank: int, world: int) -> range:
+    """Rank ``rank``'s contiguous share of ``n`` items (sizes differ by at most one): shards of a split stay
+    together, so each rank reads its own files."""
+    return range(n * rank // world, n * (rank + 1) // world)
+
+
+def all_sum(t: torch.Tensor, world: int) -> torch.Tensor:
+    """``t`` summed over ranks, in place (itself outside torchrun)."""
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.all_reduce(t)
+    return t
+
+
 def barrier(world: int) -> None:
     if world > 1:
         import torch.distributed as dist

@@ -15,6 +15,7 @@ from typing import Any, ParamSpec, TypeVar
 import typer
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from lpq.errors import LpqError
@@ -83,7 +84,7 @@ def funnel(fn: Callable[P, R]) -> Callable[P, R]:
 
 def say(line: str) -> None:
     """An error line on stderr (the command failed)."""
-    stderr().print(f"[bold red]error[/]: {line}", markup=True, highlight=False)
+    stderr().print(f"[bold red]error[/]: {escape(line)}", markup=True, highlight=False)  # a path may hold [..]
 
 
 class OneLineUsage(TyperGroup):
@@ -114,7 +115,7 @@ class OneLineUsage(TyperGroup):
 
 def warn(line: str) -> None:
     """A one-line warning on stderr: the command succeeded, but the user should know this."""
-    stderr().print(f"[bold yellow]warning[/]: {line}", markup=True, highlight=False)
+    stderr().print(f"[bold yellow]warning[/]: {escape(line)}", markup=True, highlight=False)
 
 
 def warn_uncovered(coverage: Coverage) -> None:

@@ -7,6 +7,8 @@
 - ``imagefolder:PATH`` or a plain PATH: ImageNet-style ``train/`` + ``val/`` (or ``test/``) class folders,
   Tiny-ImageNet's release layout, or a bare folder of class folders (`lpq synth` output); any image size
   and PIL mode.
+- ``wds:PATTERN``: webdataset tar shards (`shards`, extra ``lpq[wds]``); ``hf:NAME_OR_PATH[:SPLIT]``: a
+  Hugging Face dataset saved to disk or in the local cache (`hub`, extra ``lpq[hf]``).
 
 Small sets are held in memory, large ones streamed through DataLoader workers (`splits`); distilled sets
 are replayed from a decoded-pixel cache (`sources`). `InputSpec` says how images become a model's input.
@@ -18,7 +20,7 @@ are replayed from a decoded-pixel cache (`sources`). `InputSpec` says how images
 
 from lpq.data.layout import FileList, list_split
 from lpq.data.loader import Batches, batches, check_fits, default_workers
-from lpq.data.sources import BadImage, CachedImages, ImageFiles, ImageSet, ImageSource, decode
+from lpq.data.sources import BadImage, CachedImages, EncodedImages, ImageFiles, ImageSet, ImageSource, decode
 from lpq.data.splits import load_split, open_images, open_split, parse_data
 from lpq.data.transforms import IMAGENET_MEAN, IMAGENET_STD, InputSpec
 
@@ -28,6 +30,7 @@ __all__ = [
     "BadImage",
     "Batches",
     "CachedImages",
+    "EncodedImages",
     "FileList",
     "ImageFiles",
     "ImageSet",

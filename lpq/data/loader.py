@@ -129,8 +129,18 @@ def batches(source: ImageSource, spec: InputSpec, train: bool = False, **kwargs:
     )
 
 
+def share(source: ImageSource, part: range) -> ImageSource:
+    """The images ``part`` of a source, as a source: a rank's share of a split (`lpq.runtime.rank_range`)."""
+    if isinstance(source, ImageSet):
+        return ImageSet(
+            source.name, source.images[part.start : part.stop], source.labels[part.start : part.stop],
+            source.classes, source.mean, source.std,
+        )  # fmt: skip
+    return _Subset(source, list(part))  # type: ignore[return-value]
+
+
 class _Subset:
-    """Some images of a source, as a source (for sampling statistics)."""
+    """Some images of a source, as a source (a rank's share, a sample for statistics)."""
 
     def __init__(self, source: ImageSource, indices: list[int]) -> None:
         self.source, self.indices = source, indices

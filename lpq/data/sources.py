@@ -1,10 +1,12 @@
 """Image sources: N labelled images that can be listed, sized and decoded one at a time.
 
-Three implementations of one protocol (`ImageSource`):
+Four implementations of one protocol (`ImageSource`):
 
 - `ImageSet`: uint8 pixels of one size in memory (digits, CIFAR, small folders): fastest for small sets.
 - `ImageFiles`: files decoded when used (any size, any PIL mode), for real data of any size; decoding
   happens in DataLoader workers, so memory does not grow with the number of images.
+- `EncodedImages`: encoded images (JPEG, PNG, WebP bytes) read by index from a container, webdataset shards
+  (`lpq.data.shards`) or a Hugging Face dataset (`lpq.data.hub`), decoded exactly as files are.
 - `CachedImages`: a folder's decoded pixels in one uint8 cache file (under the user's cache directory, never
   in the folder: other tools read it as an ImageFolder; made once, rebuilt when a file changes), read image by
   image with ``pread``: distilled sets of any size are replayed without decoding, and their pages stay in the
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -69,16 +72,28 @@ class BadImage(LpqError):
         self.path = Path(path)
 
 
-def decode(path: Path) -> torch.Tensor:
-    """A file as RGB uint8 (3, H, W): grayscale, palette, CMYK and alpha images become RGB."""
+def decode(path: Path | str, data: bytes | None = None) -> torch.Tensor:
+    """A file (or its bytes, ``data``, named ``path``) as RGB uint8 (3, H, W): grayscale, palette, CMYK and alpha
+    images become RGB. Bytes and files decode identically."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
+        with Image.open(io.BytesIO(data) if data is not None else path) as im:
             rgb = np.asarray(im.convert("RGB"))
     except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
         raise BadImage(path, str(e).splitlines()[0] if str(e) else type(e).__name__) from None
     return torch.from_numpy(rgb.transpose(2, 0, 1).copy())
+
+
+def header_size(path: Path | str, data: bytes | None = None) -> tuple[int, int]:
+    """(height, width) from an image's header, without decoding its pixels."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data) if data is not None else path) as im:
+            return im.height, im.width
+    except OSError as e:
+        raise BadImage(path, str(e)) from None
 
 
 class ContentDigest:
@@ -172,6 +187,45 @@ class ImageFiles:
 
     def fingerprint(self) -> str:
         return "manifest:" + manifest_digest(self.files)
+
+
+class Encoded(Protocol):
+    """Random access to N encoded images: their bytes and a name for messages (a shard member, a row)."""
+
+    def __len__(self) -> int: ...
+    def read(self, index: int) -> bytes: ...
+    def where(self, index: int) -> str: ...
+
+
+@dataclass
+class EncodedImages:
+    """Encoded images read by index from a container (shards, a dataset) and decoded when loaded, in DataLoader
+    workers; ``fingerprint`` is the container's manifest digest."""
+
+    name: str
+    records: Encoded
+    labels: torch.Tensor
+    classes: list[str]
+    manifest: str
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def sizes(self) -> np.ndarray:
+        out = np.empty((len(self), 2), np.int64)
+        for i in range(len(self)):
+            out[i] = header_size(self.records.where(i), self.records.read(i))
+        return out
+
+    def load(self, index: int) -> torch.Tensor:
+        return decode(self.records.where(index), self.records.read(index))
+
+    def fingerprint(self) -> str:
+        return "manifest:" + self.manifest
 
 
 def manifest_digest(files: FileList, with_mtime: bool = False) -> str:

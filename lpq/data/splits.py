@@ -1,10 +1,12 @@
 """Opening data by the one name the CLI uses (``--data``), choosing in memory or streamed automatically.
 
 ``digits``, ``cifar10`` and ``cifar100`` are held in memory. An image folder (``imagefolder:PATH`` or a
-plain PATH, any layout of `lpq.data.layout`) is held in memory when its first image is at most 64 pixels
-on each side and the split has at most 300,000 images (at most 3.7 GB decoded) and all images share one
-size; otherwise it is streamed: decoded when used, in DataLoader workers. Both give the same pixels, labels
-and order. Distilled image sets (what relabel and train replay) are read through the folder's pixel cache.
+plain PATH, any layout of `lpq.data.layout`), webdataset shards (``wds:PATTERN``, `lpq.data.shards`) and a
+Hugging Face dataset (``hf:NAME_OR_PATH[:SPLIT]``, `lpq.data.hub`) are held in memory when the split's first
+image is at most 64 pixels on each side, it has at most 300,000 images (at most 3.7 GB decoded) and all
+images share one size; otherwise they are streamed: decoded when used, in DataLoader workers. Every source
+gives the same pixels, labels and order for the same images. Distilled image sets (what relabel and train
+replay) are read through the folder's pixel cache.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from pathlib import Path
 
 import torch
 
-from lpq.data.layout import FileList, list_split
+from lpq.data.hub import open_hub
+from lpq.data.layout import list_split
 from lpq.data.named import NAMED, channel_stats, named_split
-from lpq.data.sources import BadImage, ImageFiles, ImageSet, ImageSource, decode, open_cached
+from lpq.data.shards import open_shards
+from lpq.data.sources import BadImage, EncodedImages, ImageFiles, ImageSet, ImageSource, header_size, open_cached
 from lpq.errors import LpqError
 
 SMALL_SIDE = 64  # pixels: folders of images at most this large are held in memory
@@ -24,9 +28,10 @@ SMALL_COUNT = 300_000
 
 
 def parse_data(spec: str) -> tuple[str, Path | None]:
-    """``digits`` / ``cifar10`` / ``cifar100`` / ``imagefolder:PATH`` / PATH -> (kind, path)."""
-    if spec in NAMED:
-        return spec, None
+    """``digits`` / ``cifar10`` / ``cifar100`` / ``imagefolder:PATH`` / PATH -> (kind, path); ``wds:`` and ``hf:``
+    specs -> (kind, None)."""
+    if spec in NAMED or spec.startswith(("wds:", "hf:")):
+        return spec.partition(":")[0] if ":" in spec else spec, None
     path = Path(spec.removeprefix("imagefolder:")).expanduser()
     if not path.is_dir():
         raise LpqError(
@@ -46,15 +51,13 @@ def open_split(
     ``skipped``), and a streamed one skips it when loading (counted by `lpq.data.loader.Batches`).
     """
     kind, path = parse_data(spec)
+    if kind == "wds":
+        return held(open_shards(spec.removeprefix("wds:"), split), skip_bad)
+    if kind == "hf":
+        return held(open_hub(spec.removeprefix("hf:"), split), skip_bad)
     if path is None:
         return named_split(kind, split, root, download)
-    files = list_split(path, split)
-    name = f"imagefolder:{path}"
-    if len(files) <= SMALL_COUNT and max(_header_size(files.files[0])) <= SMALL_SIDE:
-        held = _in_memory(name, files, skip_bad)
-        if held is not None:
-            return held
-    return ImageFiles(name, files)
+    return held(ImageFiles(f"imagefolder:{path}", list_split(path, split)), skip_bad)
 
 
 def load_split(spec: str, split: str = "train", root: Path | None = None, download: bool = False) -> ImageSet:
@@ -72,40 +75,55 @@ def load_split(spec: str, split: str = "train", root: Path | None = None, downlo
 def open_images(spec: str) -> ImageSource:
     """A distilled image set to replay: a named set's training split, or a folder through its pixel cache."""
     kind, path = parse_data(spec)
+    if kind in ("wds", "hf"):
+        return open_split(spec, "train")
     if path is None:
         return named_split(kind, "train", None, False)
     files = list_split(path, "train")
     return open_cached(f"imagefolder:{path}", files, path)
 
 
-def _header_size(path: Path) -> tuple[int, int]:
-    from PIL import Image
-
+def small(source: ImageSource) -> bool:
+    """Whether a split is held in memory: few enough images, the first at most SMALL_SIDE on each side."""
+    if not len(source) or len(source) > SMALL_COUNT:
+        return False
     try:
-        with Image.open(path) as im:
-            return im.height, im.width
-    except OSError:
-        return (SMALL_SIDE + 1, SMALL_SIDE + 1)  # unreadable: the streamed path reports it by name
+        h, w = _first_size(source)
+    except BadImage:
+        return False  # unreadable: the streamed path reports it by name
+    return max(h, w) <= SMALL_SIDE
 
 
-def _in_memory(name: str, files: FileList, skip_bad: bool) -> ImageSet | None:
-    """All images decoded into one tensor, or None when they differ in size (then they are streamed)."""
+def _first_size(source: ImageSource) -> tuple[int, int]:
+    if isinstance(source, ImageFiles):
+        return header_size(source.files.files[0])
+    if isinstance(source, EncodedImages):
+        return header_size(source.records.where(0), source.records.read(0))
+    x = source.load(0)
+    return int(x.shape[1]), int(x.shape[2])
 
-    def read(path: Path) -> torch.Tensor | BadImage:
+
+def held(source: ImageSource, skip_bad: bool) -> ImageSource:
+    """A small split decoded into memory (an ImageSet), or ``source`` itself when it is large or its images
+    differ in size (then they are streamed). Any source gives the same pixels, labels and order."""
+    if not small(source):
+        return source
+
+    def read(i: int) -> torch.Tensor | BadImage:
         try:
-            return decode(path)
+            return source.load(i)
         except BadImage as e:
             if not skip_bad:
                 raise
             return e
 
     with ThreadPoolExecutor(max_workers=4) as pool:
-        arrays = list(pool.map(read, files.files, chunksize=256))
+        arrays = list(pool.map(read, range(len(source)), chunksize=256))
     good = [i for i, a in enumerate(arrays) if isinstance(a, torch.Tensor)]
     if not good or len({tuple(arrays[i].shape) for i in good}) != 1:  # type: ignore[union-attr]
-        return None
+        return source
     images = torch.stack([arrays[i] for i in good])  # type: ignore[misc]
     # Statistics of this split; models normalize with the teacher's (training-split) statistics anyway.
     mean, std = channel_stats(images)
     skipped = [str(a.path) for a in arrays if isinstance(a, BadImage)]
-    return ImageSet(name, images, torch.from_numpy(files.labels[good]), files.classes, mean, std, skipped)
+    return ImageSet(source.name, images, source.labels[good], source.classes, mean, std, skipped)

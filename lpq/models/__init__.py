@@ -120,6 +120,17 @@ def evaluate(
     model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], device: torch.device
 ) -> tuple[float, float]:
     """Top-1 and top-5 accuracy (%) of a classifier over (normalized inputs, labels) batches."""
+    top1, top5, seen = evaluate_counts(model, batches, device)
+    if seen == 0:
+        raise LpqError("data-empty", "no images to evaluate on")
+    return 100.0 * top1 / seen, 100.0 * top5 / seen
+
+
+@torch.no_grad()
+def evaluate_counts(
+    model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], device: torch.device
+) -> tuple[int, int, int]:
+    """(top-1 correct, top-5 correct, images): counts, which ranks that evaluated shares of a split can add."""
     model.eval()
     top1 = top5 = seen = 0
     for x, y in batches:
@@ -129,9 +140,7 @@ def evaluate(
         top1 += int((pred[:, 0] == y).sum())
         top5 += int((pred == y[:, None]).any(dim=1).sum())
         seen += len(y)
-    if seen == 0:
-        raise LpqError("data-empty", "no images to evaluate on")
-    return 100.0 * top1 / seen, 100.0 * top5 / seen
+    return top1, top5, seen
 
 
 def bn_layers(net: nn.Module) -> dict[str, nn.modules.batchnorm._BatchNorm]:

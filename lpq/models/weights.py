@@ -15,6 +15,7 @@ count; ImageNet weights expect the classes in sorted-wnid order, which an ImageN
 
 from __future__ import annotations
 
+import json
 import pickle  # for its exception type only: nothing here unpickles
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -147,15 +148,24 @@ def _file(spec: str) -> Weights:
     path = Path(spec)
     if not path.is_file():
         raise LpqError("weights-not-found", f"weight file {path} does not exist")
-    if path.suffix != ".safetensors":
+    if path.suffix not in (".safetensors", ".lpqt"):
         return Weights(_torch_file(path), str(path))
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from safetensors import SafetensorError, safe_open
 
     try:
-        return Weights(load_file(str(path)), str(path))
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no iterator)
     except (SafetensorError, OSError) as e:
         raise LpqError("weights-unreadable", f"cannot read weights from {path}: {str(e).splitlines()[0]}") from None
+    if path.suffix == ".safetensors":
+        return Weights(state, str(path))
+    # A teacher file (lpq squeeze): its model's tensors, and the architecture its metadata names.
+    try:
+        arch = json.loads(meta["lpqt"])["architecture"]
+    except (KeyError, ValueError, TypeError):
+        raise LpqError("weights-unreadable", f"{path} is not an lpq teacher file") from None
+    return Weights({k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}, str(path), arch)
 
 
 SOURCES: dict[str, Callable[[str, str | None], Weights]] = {"torchvision": _torchvision, "timm": _timm}

@@ -23,6 +23,7 @@ uninterrupted one writes; the checkpoint is removed once the teacher file is wri
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -35,16 +36,16 @@ from pydantic import BaseModel, Field
 from torch import nn
 
 from lpq.artifacts.checkpoint import TrainingState
-from lpq.artifacts.run import RunRecord
+from lpq.artifacts.run import RunRecord, rank0
 from lpq.artifacts.teacher import ClassStats, Teacher, TeacherMeta, pretrained_input, save_teacher
 from lpq.choices import Amp, Optimizer
 from lpq.data import ImageSet, ImageSource, InputSpec, batches, default_workers, open_split
-from lpq.data.loader import sample_stats
+from lpq.data.loader import sample_stats, share
 from lpq.errors import LpqError
-from lpq.models import bn_layers, build_model, check_model_name, evaluate
+from lpq.models import bn_layers, build_model, check_model_name, evaluate_counts
 from lpq.models.weights import Weights, load_into, read_weights
 from lpq.progress import Show, progress
-from lpq.runtime import Precision, pick_device
+from lpq.runtime import Precision, all_sum, barrier, init_distributed, pick_device, rank_range
 
 LARGE_SIZE = 224  # S for streamed (large) images when --image-size is not given: torchvision's reference
 
@@ -283,8 +284,10 @@ def record_class_stats(
     precision: Precision,
     total: int = 0,
     show: bool | Show = False,
+    world: int = 1,
 ) -> dict[str, ClassStats]:
-    """Per-class statistics of every BatchNorm input over (normalized inputs, labels) batches."""
+    """Per-class statistics of every BatchNorm input over (normalized inputs, labels) batches; under torchrun
+    each rank passes its share and the float64 sums are added over ranks before the means are taken."""
     model.eval()
     rec = ClassStatsRecorder(model, num_classes)
     try:
@@ -297,6 +300,9 @@ def record_class_stats(
                 bar.update(task, advance=len(y))
     finally:
         rec.close()
+    for sums in rec.sums.values():
+        for t in sums:
+            all_sum(t, world)
     return rec.result()
 
 
@@ -339,14 +345,22 @@ def squeeze(cfg: SqueezeConfig, show: bool | Show = False) -> SqueezeResult:
     """Train (or load) the teacher, evaluate it, record its class statistics and write the teacher file. Its run
     record beside the output is locked while it works."""
     record = cfg.record()
-    with record.lock():
-        record.check(cfg.identity(), cfg.resume)
+    with record.lock() if rank0() else contextlib.nullcontext():
+        if rank0():
+            record.check(cfg.identity(), cfg.resume)
         return _squeeze(cfg, show)
 
 
 def _squeeze(cfg: SqueezeConfig, show: bool | Show) -> SqueezeResult:
     arch, epochs, weights = _resolve(cfg)
-    precision = Precision.choose(cfg.amp, pick_device(cfg.device))
+    rank, world = init_distributed()
+    if world > 1 and epochs:
+        raise LpqError(
+            "squeeze-distributed-training",
+            "under torchrun, lpq squeeze shares the statistics pass and the evaluation of a trained teacher",
+            "train it in one process first, then run torchrun ... lpq squeeze --weights TEACHER.lpqt --epochs 0",
+        )
+    precision = Precision.choose(cfg.amp, pick_device(cfg.device, rank))
     device = precision.device
     workers = default_workers() if cfg.workers is None else cfg.workers
     torch.manual_seed(cfg.seed)
@@ -382,13 +396,22 @@ def _squeeze(cfg: SqueezeConfig, show: bool | Show) -> SqueezeResult:
         )
     train_s = time.perf_counter() - t0
     evaluation = batches(
-        test, spec, batch_size=256, workers=workers, skip_bad=cfg.skip_bad_images, pin_memory=device.type == "cuda"
+        share(test, rank_range(len(test), rank, world)),
+        spec,
+        batch_size=256,
+        workers=workers,
+        skip_bad=cfg.skip_bad_images,
+        pin_memory=device.type == "cuda",
     )
     with precision.autocast():
-        top1, top5 = evaluate(model, evaluation, device)
+        counts = all_sum(torch.tensor(evaluate_counts(model, evaluation, device), dtype=torch.int64), world)
+    if not counts[2]:
+        raise LpqError("data-empty", "no images to evaluate on")
+    top1, top5 = (100.0 * float(c) / float(counts[2]) for c in counts[:2])
     t0 = time.perf_counter()
+    mine = rank_range(len(train), rank, world)  # each rank's share; the class sums are added over ranks
     stats_data = batches(
-        train,
+        share(train, mine),
         train_spec,
         train=not isinstance(train, ImageSet),
         batch_size=256,
@@ -397,7 +420,15 @@ def _squeeze(cfg: SqueezeConfig, show: bool | Show) -> SqueezeResult:
         skip_bad=cfg.skip_bad_images,
         pin_memory=device.type == "cuda",
     )
-    stats = record_class_stats(model, stats_data, len(train.classes), precision, total=len(train), show=show)
+    stats = record_class_stats(
+        model,
+        stats_data,
+        len(train.classes),
+        precision,
+        total=len(mine),
+        show=show if rank == 0 else False,
+        world=world,
+    )
     stats_s = time.perf_counter() - t0
     model.to("cpu", memory_format=torch.contiguous_format).eval()
     meta = TeacherMeta.of(
@@ -419,8 +450,10 @@ def _squeeze(cfg: SqueezeConfig, show: bool | Show) -> SqueezeResult:
             "weights": weights.source if weights else "",
         },
     )
-    save_teacher(cfg.output, Teacher(meta, model, stats))
-    checkpoint_path(cfg.output).unlink(missing_ok=True)
+    if rank == 0:
+        save_teacher(cfg.output, Teacher(meta, model, stats))
+        checkpoint_path(cfg.output).unlink(missing_ok=True)
+    barrier(world)
     skipped = {*getattr(train, "skipped", []), *getattr(test, "skipped", []), *evaluation.skipped, *stats_data.skipped}
     return SqueezeResult(
         output=cfg.output,

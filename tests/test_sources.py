@@ -1,0 +1,175 @@
+"""Data where clusters keep ImageNet (issue 30): webdataset shards (``wds:``) and Hugging Face datasets (``hf:``)
+give the same pixels, labels, class statistics and accuracy as the same images in a folder."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import torchrun
+from PIL import Image
+from typer.testing import CliRunner
+
+from lpq.artifacts.teacher import load_teacher
+from lpq.cli.app import app
+from lpq.data import EncodedImages, ImageSet, open_split
+
+pytest.importorskip("webdataset")
+pytest.importorskip("datasets")
+
+runner = CliRunner()
+CLASSES = ["n01", "n02", "n03", "n04"]
+
+
+def jpeg(rng: np.random.Generator, cls: int, size: int) -> bytes:
+    """A JPEG with a class-dependent colour and texture (so a ConvNet learns something in one epoch)."""
+    base = np.zeros((size, size, 3), np.float64)
+    base[..., cls % 3] = 150 + 25 * cls
+    pixels = np.clip(base + rng.normal(0, 40, base.shape), 0, 255).astype(np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="JPEG", quality=90)
+    return out.getvalue()
+
+
+def make_sets(root: Path, size: int, per_class: dict[str, int]) -> dict[str, str]:
+    """The same JPEGs as an ImageFolder, as webdataset shards (train in 4, test in 1) and as a saved HF dataset."""
+    import datasets
+    import webdataset as wds
+
+    rng = np.random.default_rng(size)
+    images: dict[str, list[tuple[int, bytes]]] = {}
+    for split, n in per_class.items():
+        images[split] = [(c, jpeg(rng, c, size)) for c in range(len(CLASSES)) for _ in range(n)]
+        for i, (c, data) in enumerate(images[split]):  # the folder's sorted order: class, then file name
+            path = root / "folder" / split / CLASSES[c] / f"{i:05d}.jpg"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+    shards = root / "shards"
+    shards.mkdir()
+    (shards / "classes.txt").write_text("\n".join(CLASSES) + "\n")
+    for split, items in images.items():
+        parts = 4 if split == "train" else 1
+        for p, chunk in enumerate(np.array_split(np.arange(len(items)), parts)):
+            with wds.TarWriter(str(shards / f"{split}-{p}.tar")) as sink:
+                for i in chunk.tolist():
+                    c, data = items[i]
+                    sink.write({"__key__": f"{i:06d}", "jpg": data, "cls": c})
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=CLASSES)})
+    hub = datasets.DatasetDict(
+        {
+            split: datasets.Dataset.from_dict(
+                {"image": [{"bytes": d, "path": None} for _, d in items], "label": [c for c, _ in items]},
+                features=features,
+            )
+            for split, items in images.items()
+        }
+    )
+    hub.save_to_disk(str(root / "hub"))
+    return {
+        "folder": str(root / "folder"),
+        "wds": f"wds:{shards}/train-{{0..3}}.tar",
+        "hf": f"hf:{root / 'hub'}",
+    }
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    return make_sets(tmp_path_factory.mktemp("small"), 24, {"train": 12, "test": 5})
+
+
+@pytest.fixture(scope="module")
+def large(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    return make_sets(tmp_path_factory.mktemp("large"), 72, {"train": 3, "test": 2})
+
+
+@pytest.mark.parametrize("kind", ["wds", "hf"])
+def test_the_same_images_give_the_same_pixels_labels_and_classes(
+    small: dict[str, str], large: dict[str, str], kind: str
+) -> None:
+    for split in ("train", "test"):
+        folder, other = open_split(small["folder"], split), open_split(small[kind], split)
+        assert isinstance(folder, ImageSet) and isinstance(other, ImageSet)  # 24 px: held in memory, as folders
+        assert other.classes == CLASSES and torch.equal(other.labels, folder.labels)
+        assert torch.equal(other.images, folder.images)
+        streamed, files = open_split(large[kind], split), open_split(large["folder"], split)
+        assert isinstance(streamed, EncodedImages)  # 72 px: decoded when loaded, in workers
+        assert torch.equal(streamed.labels, files.labels) and len(streamed) == len(files)
+        assert all(torch.equal(streamed.load(i), files.load(i)) for i in range(len(files)))
+        assert (streamed.sizes() == files.sizes()).all()
+
+
+def squeeze_json(*args: str) -> dict:
+    result = runner.invoke(app, ["squeeze", *args, "--json", "-q"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def same_stats(a: Path, b: Path, exact: bool = True) -> None:
+    ta, tb = load_teacher(a), load_teacher(b)
+    assert ta.stats.keys() == tb.stats.keys()
+    for name in ta.stats:
+        sa, sb = ta.stats[name], tb.stats[name]
+        for x, y in ((sa.mean, sb.mean), (sa.var, sb.var), (sa.count, sb.count)):
+            assert torch.equal(x, y) if exact else torch.allclose(x, y, rtol=1e-10, atol=1e-12), name
+
+
+def test_squeeze_from_shards_and_a_dataset_equals_the_folder(small: dict[str, str], tmp_path: Path) -> None:
+    """Teacher, class statistics and test top-1, trained and measured from each source: the same numbers."""
+    common = ["--model", "convnet", "--epochs", "1", "--batch-size", "16"]
+    out = {k: tmp_path / f"{k}.lpqt" for k in ("folder", "wds", "hf")}
+    docs = {k: squeeze_json("--data", small[k], *common, "-o", str(out[k])) for k in out}
+    assert docs["wds"]["test_top1"] == docs["folder"]["test_top1"] == docs["hf"]["test_top1"]
+    same_stats(out["folder"], out["wds"])
+    same_stats(out["folder"], out["hf"])
+
+
+def test_squeeze_under_torchrun_shares_statistics_and_evaluation(small: dict[str, str], tmp_path: Path) -> None:
+    """Two ranks each pass half of the shards; their float64 sums added give the one-process statistics."""
+    teacher = tmp_path / "t.lpqt"
+    squeeze_json("--data", small["folder"], "--epochs", "1", "--batch-size", "16", "-o", str(teacher))
+    one = squeeze_json("--data", small["folder"], "--weights", str(teacher), "--epochs", "0", "-o", str(tmp_path / "a"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for kind in ("wds", "hf"):
+        out = tmp_path / f"ddp-{kind}.lpqt"
+        args = ["squeeze", "--data", small[kind], "--weights", str(teacher), "--epochs", "0", "-o", str(out)]
+        run = subprocess.run(torchrun(*args, "--json", "-q"), env=env, capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert json.loads(run.stdout)["test_top1"] == one["test_top1"]  # rank 0 prints; counts added over ranks
+        same_stats(tmp_path / "a", out, exact=False)
+    refused = subprocess.run(
+        torchrun("squeeze", "--data", small["wds"], "--epochs", "1", "-o", str(tmp_path / "x.lpqt")),
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode != 0 and "squeeze-distributed-training" in refused.stderr
+
+
+def test_missing_library_and_bad_specs_are_one_line(small: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    real = builtins.__import__
+
+    def without(name: str, *args: object, **kwargs: object) -> object:
+        if name.split(".")[0] in ("webdataset", "datasets"):
+            raise ImportError(name)
+        return real(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    cases = [
+        (small["wds"].replace("{0..3}", "{0..9}"), "data-not-found"),
+        (small["hf"] + ":nosplit", "data-not-found"),
+        (small["hf"] + "#image=pixels", "data-bad-columns"),
+    ]
+    for data, ref in cases:
+        result = runner.invoke(app, ["squeeze", "--data", data, "--epochs", "1", "-o", "/tmp/never.lpqt"])
+        assert result.exit_code == 2 and ref in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    monkeypatch.setattr(builtins, "__import__", without)
+    for data, extra in ((small["wds"], "lpq[wds]"), (small["hf"], "lpq[hf]")):
+        result = runner.invoke(app, ["squeeze", "--data", data, "--epochs", "1", "-o", "/tmp/never.lpqt"])
+        assert result.exit_code == 2 and extra in result.stderr and len(result.stderr.strip().splitlines()) == 1
