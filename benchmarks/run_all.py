@@ -48,6 +48,7 @@ STEPS = [
         "benchmarks/results/storage-tiny.json",
     ],
     ["benchmarks/scale.py"],
+    ["benchmarks/scale.py", "--sources", "--sizes", "1000", "5000"],
     ["benchmarks/throughput.py"],
     ["benchmarks/precision.py"],
     ["benchmarks/memory_format.py"],
