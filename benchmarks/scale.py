@@ -93,6 +93,15 @@ def build_sources(folder: Path) -> dict[str, str]:
     return {"folder": str(folder), "wds": f"wds:{shards}/train-{{000000..{last:06d}}}.tar", "hf": f"hf:{hub}"}
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident memory since it started its program (VmHWM: ru_maxrss would also count the
+    parent's memory at fork time, which the sources run's parent, holding a dataset being written, inflates)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
 def read_child(data: str, workers: int) -> None:
     """The statistics pass's reading of ``data`` (no model): images/s and peak RSS of this process and workers."""
     from lpq.data import InputSpec, batches, open_split
@@ -113,7 +122,7 @@ def read_child(data: str, workers: int) -> None:
                 "images": seen,
                 "open_seconds": opened,
                 "images_per_second": seen / seconds,
-                "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / kib,
+                "peak_rss_mib": peak_rss_mib(),
                 "worker_peak_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / kib,
             }
         )

@@ -39,3 +39,8 @@ def from_traceback(text: str) -> tuple[str, str]:
             return (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
     last = text.strip().splitlines()[-1] if text.strip() else "an error in a worker process"
     return "worker-error", last
+
+
+class LpqWarning(UserWarning):
+    """Something the user should know while the work goes on (files skipped, values rounded); the CLI prints
+    each once, as one ``warning:`` line."""

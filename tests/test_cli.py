@@ -95,6 +95,9 @@ def test_demo_runs_the_whole_pipeline_on_a_tiny_budget(tmp_path: Path) -> None:
     doc = json.loads(result.stdout)
     full, small = doc["rows"]
     assert small["compression"] > 5  # x10 pruning and MR-3, less the fixed header and calibration bytes
+    for row in (full, small):  # one compression figure: demo's is inspect's, against dense float16 labels
+        inspected = json.loads(runner.invoke(app, ["inspect", row["path"], "--json"]).stdout)
+        assert row["compression"] == inspected["compression_vs_full"]
     # Learning, chance being 10%. On this budget (50 images, 4 kept epochs) the compact student's top-1 moves by
     # 20 points with the seed or the kept epochs (27-47% over two seeds), hence the loose bound.
     assert doc["teacher_top1"] >= 80 and full["top1"] >= 30 and small["top1"] >= 20

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from lpq.errors import LpqError
 
@@ -16,6 +16,8 @@ MANIFEST = "synth.json"
 
 class GroupResult(BaseModel):
     """One optimized group of images: a class (class-wise) or a mixed batch."""
+
+    model_config = ConfigDict(ser_json_inf_nan="strings")  # a diverged loss is recorded as "NaN" and read back
 
     group: int
     classes: list[int]

@@ -11,6 +11,10 @@ for all three:
 - ``--resume`` continues a run started with the same settings (``config.json``) from what it saved, and starts
   one where there is none (so rerunning the same command finishes a job, whatever stopped it);
 - while a run writes, its lock refuses a second process; the OS frees the lock when the holder dies.
+
+With ``board`` (``--tensorboard DIR``) every metrics row is also written as TensorBoard scalars (one per numeric
+field, the row's first integer field as the step) through ``torch.utils.tensorboard``, and images (synth's
+contact sheet) can follow.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+import numpy as np
 from pydantic import BaseModel
 
 from lpq.errors import LpqError
@@ -38,6 +43,38 @@ RECORD = frozenset({CONFIG, METRICS, CSV, LOG})  # all a run that never saved pr
 Row = TypeVar("Row", bound=BaseModel)
 
 
+class Board:
+    """A TensorBoard event file in ``folder`` (the optional ``tensorboard`` package: ``lpq[tensorboard]``)."""
+
+    def __init__(self, folder: Path) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise LpqError(
+                "extra-missing", "--tensorboard needs the tensorboard package", "pip install 'lpq[tensorboard]'"
+            ) from None
+        self.writer = SummaryWriter(str(folder))
+
+    def rows(self, rows: Sequence[BaseModel]) -> None:
+        for r in rows:
+            fields = r.model_dump()
+            step_name = next(k for k, v in fields.items() if isinstance(v, int) and not isinstance(v, bool))
+            for k, v in fields.items():
+                if k != step_name and isinstance(v, int | float) and not isinstance(v, bool):
+                    self.writer.add_scalar(k, v, fields[step_name])
+        self.writer.flush()
+
+    def image(self, tag: str, png: Path) -> None:
+        from PIL import Image
+
+        with Image.open(png) as im:
+            self.writer.add_image(tag, np.asarray(im.convert("RGB")), dataformats="HWC")
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
 @dataclass(frozen=True)
 class RunRecord:
     """The record of the run writing to ``root`` (a folder), or to ``root/<prefix>...`` files beside an output
@@ -46,10 +83,11 @@ class RunRecord:
     root: Path
     prefix: str = ""
     what: str = "run"
+    board: Board | None = None
 
     @classmethod
-    def beside(cls, output: Path, what: str = "run") -> RunRecord:
-        return cls(output.parent, f"{output.name}.", what)
+    def beside(cls, output: Path, what: str = "run", board: Board | None = None) -> RunRecord:
+        return cls(output.parent, f"{output.name}.", what, board)
 
     def file(self, name: str) -> Path:
         return self.root / f"{self.prefix}{name}"
@@ -122,11 +160,16 @@ class RunRecord:
         with open(self.file(METRICS), "a") as f:
             f.write(row.model_dump_json() + "\n")
         self._csv(self.rows(type(row)))
+        if self.board is not None:
+            self.board.rows([row])
 
-    def write_rows(self, rows: Sequence[BaseModel]) -> None:
-        """Replace the metrics with ``rows`` (a resumed run drops the epochs after its checkpoint)."""
+    def write_rows(self, rows: Sequence[BaseModel], to_board: bool = False) -> None:
+        """Replace the metrics with ``rows`` (a resumed run drops the epochs after its checkpoint); ``to_board``:
+        also to TensorBoard (rows that were not appended one by one)."""
         write_text(self.file(METRICS), "".join(r.model_dump_json() + "\n" for r in rows))
         self._csv(rows)
+        if to_board and self.board is not None:
+            self.board.rows(rows)
 
     def _csv(self, rows: Sequence[BaseModel]) -> None:
         if not rows:

@@ -10,6 +10,7 @@ import typer
 
 from lpq import __version__
 from lpq.cli.common import OneLineUsage
+from lpq.cli.compare import compare
 from lpq.cli.demo import demo
 from lpq.cli.exchange import export, import_
 from lpq.cli.inspect import inspect
@@ -75,6 +76,7 @@ app.command()(train)
 app.command()(inspect)
 app.command()(export)
 app.command("import")(import_)
+app.command()(compare)
 app.command()(demo)
 
 

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import tomllib
+import warnings
 from collections.abc import Callable
 from enum import Enum, IntEnum
 from pathlib import Path
@@ -18,10 +19,11 @@ from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from lpq.errors import LpqError
+from lpq.errors import LpqError, LpqWarning
 from lpq.format.coverage import Coverage
 from lpq.progress import LOG_EVERY, Show
 
+_python_warning = warnings.showwarning
 P = ParamSpec("P")
 R = TypeVar("R")
 M = TypeVar("M", bound=BaseModel)
@@ -101,6 +103,7 @@ class OneLineUsage(TyperGroup):
     ) -> Any:
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, False, **extra)
+        warnings.showwarning = _show_warning
         try:
             code = super().main(args, prog_name, complete_var, False, **extra)
         except Exception as e:
@@ -111,6 +114,14 @@ class OneLineUsage(TyperGroup):
                 say(f"bad-usage: {e.format_message()} ({where} --help)")
             sys.exit(e.exit_code)
         sys.exit(code if isinstance(code, int) else ExitCode.OK)
+
+
+def _show_warning(message: Warning | str, category: type[Warning], *_args: Any, **_kwargs: Any) -> None:
+    """The library's warnings (LpqWarning) as one line each; others as Python prints them."""
+    if issubclass(category, LpqWarning):
+        warn(str(message))
+    else:
+        _python_warning(message, category, *_args, **_kwargs)
 
 
 def warn(line: str) -> None:

@@ -52,15 +52,15 @@ def demo(
         f"within-class cosine {result.within_class_cosine:.3f}"
     )
     t = Table(title="Students on the same distilled images", title_justify="left")
-    for col in ("labels", "student top-1", "top-5", "label bytes", "bytes/image", "smaller by", "file"):
+    for col in ("labels", "student top-1", "top-5", "label bytes", "bytes/image", "vs float16 full", "file"):
         t.add_column(col, justify="right" if col not in ("labels", "file") else "left")
     for r in result.rows:
         t.add_row(
             r.labels,
             f"{r.top1:.1f}%",
             f"{r.top5:.1f}%",
-            f"{r.label_bytes:,}",
-            f"{r.bytes_per_image:.1f}",
+            f"{r.label_bytes:,} B",
+            f"{r.bytes_per_image:.1f} B",
             f"x{r.compression:.1f}",
             str(r.path),
         )

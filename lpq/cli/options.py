@@ -51,6 +51,10 @@ TeacherOpt = Annotated[
     str | None,
     typer.Option(help="Teacher file from lpq squeeze, or pretrained weights (torchvision:resnet18.IMAGENET1K_V1)."),
 ]
+TensorboardOpt = Annotated[
+    Path | None,
+    typer.Option(help="Also write metrics (and synth's image grid) to TensorBoard in this folder (lpq[tensorboard])."),
+]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run with the same settings.")]
 ConfigOpt = Annotated[
     Path | None,

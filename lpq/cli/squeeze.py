@@ -21,6 +21,7 @@ from lpq.cli.options import (
     ResumeOpt,
     RootOpt,
     SeedOpt,
+    TensorboardOpt,
     WorkersOpt,
     result_table,
 )
@@ -68,6 +69,7 @@ def squeeze(
     ] = False,
     seed: SeedOpt = 0,
     resume: ResumeOpt = False,
+    tensorboard: TensorboardOpt = None,
     device: DeviceOpt = "auto",
     amp: AmpOpt = Amp.auto,
     config: ConfigOpt = None,

@@ -21,6 +21,7 @@ from lpq.cli.options import (
     ResumeOpt,
     SeedOpt,
     TeacherOpt,
+    TensorboardOpt,
 )
 
 OPT = "Optimization (defaults: the authors' values for the input size)"
@@ -62,6 +63,7 @@ def synth(
     classes: Annotated[str | None, typer.Option(help="Only classes START:STOP (half-open).")] = None,
     seed: SeedOpt = 0,
     resume: ResumeOpt = False,
+    tensorboard: TensorboardOpt = None,
     device: DeviceOpt = "auto",
     amp: AmpOpt = Amp.auto,
     config: ConfigOpt = None,

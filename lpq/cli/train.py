@@ -23,6 +23,7 @@ from lpq.cli.options import (
     Schedule,
     SeedOpt,
     Targets,
+    TensorboardOpt,
     WorkersOpt,
     result_table,
 )
@@ -122,6 +123,7 @@ def train(
     ] = None,
     seed: SeedOpt = 0,
     resume: ResumeOpt = False,
+    tensorboard: TensorboardOpt = None,
     device: DeviceOpt = "auto",
     amp: AmpOpt = Amp.auto,
     config: ConfigOpt = None,

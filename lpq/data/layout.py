@@ -15,12 +15,13 @@ with a dot are ignored.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from lpq.errors import LpqError
+from lpq.errors import LpqError, LpqWarning
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff", ".gif"}
 TINY_ANNOTATIONS = Path("val") / "val_annotations.txt"
@@ -44,9 +45,15 @@ def _visible_dirs(path: Path) -> list[Path]:
 
 
 def _images_in(folder: Path) -> list[Path]:
-    return sorted(
-        p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
-    )
+    visible = [p for p in folder.iterdir() if not p.name.startswith(".") and p.is_file()]
+    others = [p for p in visible if p.suffix.lower() not in IMAGE_SUFFIXES]
+    if others:  # said, never silent: a class folder may hold a README or a stray archive
+        warnings.warn(
+            f"{len(others)} file(s) in {folder} are not images and are skipped (first: {others[0].name})",
+            LpqWarning,
+            stacklevel=2,
+        )
+    return sorted(p for p in visible if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def _gather(root: Path, by_class: dict[str, list[Path]], where: Path) -> FileList:

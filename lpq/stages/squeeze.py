@@ -32,11 +32,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from lpq.artifacts.checkpoint import TrainingState
-from lpq.artifacts.run import RunRecord, rank0
+from lpq.artifacts.run import Board, RunRecord, rank0
 from lpq.artifacts.teacher import ClassStats, Teacher, TeacherMeta, pretrained_input, save_teacher
 from lpq.choices import Amp, Optimizer
 from lpq.data import ImageSet, ImageSource, InputSpec, batches, default_workers, open_split
@@ -69,17 +69,21 @@ class SqueezeConfig(BaseModel):
     amp: Amp = Field("auto", description="autocast precision")
     output: Path = Path("teacher.lpqt")
     resume: bool = Field(False, description="continue from the per-epoch checkpoint beside the output, if any")
+    tensorboard: Path | None = Field(None, description="also write the training metrics as TensorBoard scalars")
 
     def identity(self) -> dict[str, object]:
         """The settings a checkpoint must have been made with to be resumed (not where or how fast it runs)."""
-        return self.model_dump(mode="json", exclude={"output", "resume", "workers", "device", "skip_bad_images"})
+        run_only = {"output", "resume", "workers", "device", "skip_bad_images", "tensorboard"}
+        return self.model_dump(mode="json", exclude=run_only)
 
-    def record(self) -> RunRecord:
-        return RunRecord.beside(self.output, "teacher training")
+    def record(self, board: Board | None = None) -> RunRecord:
+        return RunRecord.beside(self.output, "teacher training", board)
 
 
 class TeacherEpoch(BaseModel):
     """One epoch of teacher training, as NAME.metrics.jsonl records it."""
+
+    model_config = ConfigDict(ser_json_inf_nan="strings")  # a diverged loss is recorded as "NaN" and read back
 
     epoch: int
     loss: float
@@ -185,9 +189,12 @@ def fit(
         )
     else:
         opt = torch.optim.AdamW(model.parameters(), cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=epochs * steps_per_epoch, pct_start=0.15)
+    # OneCycleLR divides by its phase lengths: one step in all would make every learning rate NaN.
+    total = max(2, epochs * steps_per_epoch)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=total, pct_start=0.15)
     trainer = Trainer(model, opt, sched, precision.scaler(), gen)
-    scaler, state, record = trainer.scaler, checkpoint_path(cfg.output), cfg.record()
+    board = Board(cfg.tensorboard) if cfg.tensorboard else None  # training runs in one process
+    scaler, state, record = trainer.scaler, checkpoint_path(cfg.output), cfg.record(board)
     start = trainer.resume(state) if cfg.resume and state.exists() else 0  # the record refused it without --resume
     record.start(cfg.identity())
     record.write_rows([m for m in record.rows(TeacherEpoch) if m.epoch <= start])
@@ -226,6 +233,8 @@ def fit(
             record.append(row)  # before the checkpoint: a resumed run drops rows past its checkpoint
             trainer.save_epoch(state, epoch + 1)
             bar.note(f"teacher epoch {row.epoch}/{epochs}: loss {row.loss:.4f}, train top-1 {row.train_top1:.2f}%")
+    if board is not None:
+        board.close()
 
 
 class ClassStatsRecorder:

@@ -13,7 +13,8 @@ Every class (or mixed batch) draws from its own seeded generator, so a class's i
 which process made them or on what ran before: reruns, resumed runs and torchrun ranks agree. Finished
 classes are written as lossless PNGs into OUT/<class>/ by renaming a complete temporary folder; a rerun
 never recomputes them. The folder also holds the run's record (lpq.artifacts.run): config.json, a metrics row
-per class (or batch) in metrics.jsonl / .csv, and log.txt.
+per class (or batch) in metrics.jsonl / .csv, and log.txt; and, once complete, grid.png, a contact sheet of
+the images (`lpq.data.grid`).
 
     lpq synth --teacher teacher.lpqt --ipc 10 --iterations 1000 -o syn/
 """
@@ -33,10 +34,11 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from lpq import __version__
 from lpq.artifacts.manifest import MANIFEST, GroupResult, SynthManifest, load_manifest
-from lpq.artifacts.run import RunRecord, rank0
+from lpq.artifacts.run import Board, RunRecord, rank0
 from lpq.artifacts.teacher import Teacher, load_teacher
 from lpq.choices import Amp, Batching, Init
 from lpq.data import ImageSource, check_fits, open_split
+from lpq.data.grid import contact_sheet
 from lpq.errors import LpqError
 from lpq.files import atomic, write_model
 from lpq.method.bn import BNMatcher
@@ -44,6 +46,7 @@ from lpq.models import SMALL_INPUT, bn_layers, penultimate  # Tiny-ImageNet sett
 from lpq.progress import Show, progress
 from lpq.runtime import Precision, barrier, init_distributed, pick_device
 
+GRID = "grid.png"
 RESULTS_DIR = ".classes"  # per-class results while a run is under way (hidden: not a class folder)
 
 
@@ -64,6 +67,7 @@ class SynthConfig(BaseModel):
     classes: tuple[int, int] | None = Field(None, description="half-open class range [start, stop)")
     seed: int = Field(0, ge=0)
     resume: bool = False
+    tensorboard: Path | None = Field(None, description="also write per-class losses and grid.png to TensorBoard")
     device: str = "auto"
     amp: Amp = Field("auto", description="autocast precision of the teacher")
 
@@ -97,7 +101,7 @@ class SynthConfig(BaseModel):
 
     def fingerprint(self) -> dict[str, object]:
         """The settings two runs must share to be continued by one another."""
-        return self.model_dump(mode="json", exclude={"output", "resume", "device", "classes", "teacher"})
+        return self.model_dump(mode="json", exclude={"output", "resume", "device", "classes", "teacher", "tensorboard"})
 
 
 def _augment(x: torch.Tensor, gen: torch.Generator, jitter: int, scale: tuple[float, float]) -> torch.Tensor:
@@ -289,7 +293,8 @@ def _synthesize(cfg: SynthConfig, show: bool | Show) -> SynthManifest:
     rank, world = init_distributed()
     precision = Precision.choose(cfg.amp, pick_device(cfg.device, rank))
     out = cfg.output
-    record = RunRecord(out, what="synth run")
+    board = Board(cfg.tensorboard) if cfg.tensorboard and rank == 0 else None
+    record = RunRecord(out, what="synth run", board=board)
     if rank == 0:
         manifest = _start(cfg, teacher, record)
     barrier(world)
@@ -339,6 +344,8 @@ def _synthesize(cfg: SynthConfig, show: bool | Show) -> SynthManifest:
     barrier(world)
     if rank == 0:
         manifest = _finish(manifest, teacher, record, _groups(cfg, list(range(c))))
+    if board is not None:
+        board.close()
     barrier(world)
     return load_manifest(out) if rank else manifest
 
@@ -404,6 +411,10 @@ def _finish(
             "within_class_cosine": within_class_cosine(teacher, out, range(teacher.meta.num_classes)),
         }
     )
-    record.write_rows(results)
+    record.write_rows(results, to_board=True)
+    if finished.complete:  # a picture of the distilled set, as papers show it
+        contact_sheet(out, out / GRID)
+        if record.board is not None:
+            record.board.image("images", out / GRID)
     record.finish(finished, MANIFEST)
     return finished

@@ -33,13 +33,13 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 from torch.utils.data import DataLoader
 
 from lpq.artifacts.checkpoint import TrainingState
 from lpq.artifacts.manifest import read_manifest
-from lpq.artifacts.run import LOCK, RunRecord, rank0
+from lpq.artifacts.run import LOCK, Board, RunRecord, rank0
 from lpq.artifacts.teacher import load_teacher
 from lpq.choices import Amp, CaFit, Optimizer, Targets
 from lpq.data import ImageSource, check_fits, default_workers, open_images, open_split
@@ -58,7 +58,14 @@ from lpq.progress import Show, progress
 from lpq.runtime import Precision, barrier, init_distributed, pick_device
 
 STATE = "state.pt"
-RUN_ONLY = {"resume", "stop_after", "workers", "device", "seeds"}  # settings that may differ when resuming
+RUN_ONLY = {
+    "resume",
+    "stop_after",
+    "workers",
+    "device",
+    "seeds",
+    "tensorboard",
+}  # settings that may differ when resuming
 CALIBRATION_BATCHES = 8  # stored batches the student temperature is fitted on after each epoch
 TEMPERATURE_OPTIONS = ("temp_schedule", "temp_start", "temp_floor", "temp_factor", "temp_every")
 
@@ -104,6 +111,7 @@ class TrainConfig(BaseModel):
     device: str = "auto"
     amp: Amp = Field("auto", description="autocast precision of the student")
     resume: bool = False
+    tensorboard: Path | None = Field(None, description="also write the metrics as TensorBoard scalars here")
     stop_after: int | None = Field(None, ge=1, description="stop after this many epochs in this session")
 
     @model_validator(mode="after")
@@ -187,6 +195,8 @@ def grid_text(grid: StudentTemp) -> str:
 
 
 class EpochMetrics(BaseModel):
+    model_config = ConfigDict(ser_json_inf_nan="strings")  # a diverged loss is recorded as "NaN" and read back
+
     epoch: int
     loss: float
     agreement: float = Field(description="% of samples where the student's top-1 is the target's")
@@ -446,7 +456,8 @@ def _train(cfg: TrainConfig, show: bool | Show) -> TrainResult:
     cfg = cfg.resolved(label_schedule, student_grid)
     if cfg.eval_data is None:  # recorded resolved, so config.json says what the run was evaluated on
         cfg = cfg.model_copy(update={"eval_data": default_eval_data(cfg.images)})
-    record = RunRecord(cfg.output, what="training")
+    board = Board(cfg.tensorboard) if cfg.tensorboard and rank == 0 else None
+    record = RunRecord(cfg.output, what="training", board=board)
     if rank == 0:  # a fresh run takes over a folder that saved no progress; --resume needs the same settings
         record.check(cfg.identity(), cfg.resume)
     images, evalset = _load_data(cfg, header)
@@ -535,6 +546,8 @@ def _train(cfg: TrainConfig, show: bool | Show) -> TrainResult:
     )
     if rank == 0 and end == cfg.epochs:
         record.finish(result)
+    if board is not None:
+        board.close()
     barrier(world)
     return result
 

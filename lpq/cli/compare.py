@@ -1,0 +1,51 @@
+"""`lpq compare`: students side by side from their run folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from lpq.cli.common import funnel, make_config, print_json, stdout
+from lpq.cli.options import ConfigOpt, JsonOpt
+
+
+@funnel
+def compare(
+    ctx: typer.Context,
+    runs: Annotated[list[Path], typer.Argument(help="lpq train output folders (one student, or --seeds runs).")],
+    plot: Annotated[Path | None, typer.Option(help="Also draw top-1 against label bytes into this PNG.")] = None,
+    config: ConfigOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Label bytes, compression and top-1 mean +- sd of students, one row per run folder.
+
+    Example:
+
+        lpq compare demo/run-full demo/run-compressed --plot accuracy.png
+    """
+    from lpq.stages.compare import CompareConfig
+    from lpq.stages.compare import compare as run
+
+    result = run(make_config(ctx, CompareConfig))
+    if json_out:
+        print_json(result)
+        return
+    t = Table(title="Students", title_justify="left")
+    for col in ("run", "label bytes", "vs float16 full", "seeds", "top-1 (mean +- sd)", "labels"):
+        t.add_column(col, justify="left" if col in ("run", "labels") else "right")
+    for r in result.rows:
+        t.add_row(
+            str(r.run),
+            f"{r.label_bytes:,} B",
+            "-" if r.compression is None else f"x{r.compression:.1f}",
+            str(r.seeds),
+            f"{r.top1_mean:.2f} +- {r.top1_sd:.2f} %",
+            str(r.labels),
+        )
+    out = stdout()
+    out.print(t)
+    if result.plot is not None:
+        out.print(f"plot: {result.plot}")

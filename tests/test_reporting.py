@@ -1,0 +1,128 @@
+"""Runs that report when nobody watches (issue 28): TensorBoard event files, the synth contact sheet, lpq compare
+and its plot, one compression figure everywhere, and files skipped said once."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from lpq.cli.app import app
+from lpq.stages.relabel import RelabelConfig, relabel
+
+runner = CliRunner()
+
+
+def cli(*args: object) -> dict:
+    result = runner.invoke(app, [*map(str, args), "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def labels(digits_teacher: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("labels")
+    full = folder / "full.lpql"
+    relabel(RelabelConfig(images="digits", teacher=digits_teacher, output=full, epochs=4, batch_size=128))
+    small = folder / "small.lpql"
+    relabel(
+        RelabelConfig(images="digits", teacher=digits_teacher, output=small, epochs=4, batch_size=128, ratio=2, top_k=2)
+    )
+    return {"full": full, "small": small}
+
+
+def scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def test_train_writes_tensorboard_scalars_and_compare_reads_the_runs(labels: dict[str, Path], tmp_path: Path) -> None:
+    board = tmp_path / "tb"
+    cli(
+        "train",
+        "digits",
+        labels["full"],
+        "--epochs",
+        "3",
+        "--evals",
+        "1",
+        "-o",
+        tmp_path / "full",
+        "--tensorboard",
+        board,
+    )
+    cli("train", "digits", labels["small"], "--epochs", "3", "--seeds", "2", "-o", tmp_path / "small")
+    written = scalars(board)
+    metrics = [json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    assert [s for s, _ in written["loss"]] == [1, 2, 3]
+    assert [v for _, v in written["loss"]] == pytest.approx([m["loss"] for m in metrics])
+    assert [s for s, _ in written["top1"]] == [3]  # evaluated once, at the final epoch
+    assert (tmp_path / "full" / "metrics.csv").is_file() and (tmp_path / "full" / "log.txt").is_file()
+
+    plot = tmp_path / "acc.png"
+    doc = cli("compare", tmp_path / "full", tmp_path / "small", "--plot", plot)
+    full, small = doc["rows"]
+    inspected = {k: cli("inspect", labels[k])["compression_vs_full"] for k in labels}
+    assert full["compression"] == inspected["full"] and small["compression"] == inspected["small"]
+    assert small["seeds"] == 2 and small["top1_sd"] > 0 and full["seeds"] == 1 and full["top1_sd"] == 0
+    assert full["label_bytes"] == labels["full"].stat().st_size
+    with Image.open(plot) as im:
+        assert im.format == "PNG" and im.width > 300
+    table = runner.invoke(app, ["compare", str(tmp_path / "full"), str(tmp_path / "small")])
+    assert table.exit_code == 0 and " B" in table.stdout and "%" in table.stdout and "x" in table.stdout
+    refused = runner.invoke(app, ["compare", str(tmp_path)])
+    assert refused.exit_code == 2 and "compare-not-a-run" in refused.stderr
+
+
+def test_synth_writes_a_contact_sheet_and_sends_it_to_tensorboard(digits_teacher: Path, tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out, board = tmp_path / "syn", tmp_path / "tb"
+    cli(
+        "synth", "--teacher", digits_teacher, "--ipc", "3", "--iterations", "3", "-q", "-o", out, "--tensorboard", board
+    )
+    with Image.open(out / "grid.png") as im:
+        assert im.size == (120 + 10 * 64, 10 * 64)  # the name column, then up to 10 tiles; a row per class
+    events = EventAccumulator(str(board))
+    events.Reload()
+    assert events.Tags()["images"] == ["images"]
+    assert [s for s, _ in scalars(board)["ce_loss"]] == list(range(10))  # a row per class (group)
+
+
+def test_without_tensorboard_the_option_is_one_line(labels: dict[str, Path], tmp_path: Path, monkeypatch) -> None:
+    import builtins
+
+    real = builtins.__import__
+
+    def without(name: str, *args: object, **kwargs: object) -> object:
+        if name.startswith("torch.utils.tensorboard"):
+            raise ImportError(name)
+        return real(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(builtins, "__import__", without)
+    args = ["train", "digits", str(labels["small"]), "--epochs", "1", "-o", str(tmp_path / "r")]
+    result = runner.invoke(app, [*args, "--tensorboard", str(tmp_path / "tb")])
+    assert result.exit_code == 2 and "lpq[tensorboard]" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_files_that_are_not_images_are_said_once(tmp_path: Path) -> None:
+    for split in ("train", "test"):
+        for c in ("a", "b"):
+            folder = tmp_path / "data" / split / c
+            folder.mkdir(parents=True)
+            for i in range(4):
+                Image.new("RGB", (8, 8), (60 * i, 0, 0)).save(folder / f"{i}.png")
+    (tmp_path / "data" / "train" / "a" / "notes.txt").write_text("not an image")
+    result = runner.invoke(
+        app, ["squeeze", "--data", str(tmp_path / "data"), "--epochs", "1", "-o", str(tmp_path / "t")]
+    )
+    assert result.exit_code == 0, result.output
+    said = [line for line in result.stderr.splitlines() if "not images" in line]
+    assert len(said) == 1 and said[0].startswith("warning:") and "notes.txt" in said[0]
