@@ -208,7 +208,7 @@ def test_killed_relabel_resumes_to_the_same_file(digits_teacher: Path, tmp_path:
         "--teacher",
         str(digits_teacher),
         "--epochs",
-        "12",
+        "6",
         "--batch-size",
         "32",
         "--top-k",

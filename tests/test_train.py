@@ -132,7 +132,7 @@ def test_torchrun_two_processes_train_as_one_process(compact_labels: Path, tmp_p
     """Under torchrun every rank takes every stored batch and trains on its half: the same steps, schedule and
     global batch as one process, so accuracy agrees within seed noise (BatchNorm sees half batches on CPU)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    args = ["train", "digits", str(compact_labels), "--epochs", "6", "--evals", "2", "-q", "--device", "cpu", "--json"]
+    args = ["train", "digits", str(compact_labels), "--epochs", "3", "--evals", "1", "-q", "--device", "cpu", "--json"]
     run = subprocess.run(torchrun(*args, "-o", str(tmp_path / "ddp")), env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-2000:]
     one = subprocess.run(
@@ -145,7 +145,7 @@ def test_torchrun_two_processes_train_as_one_process(compact_labels: Path, tmp_p
     ]
     assert [m["lr"] for m in epochs[0]] == [m["lr"] for m in epochs[1]]  # as many optimizer steps per epoch
     assert [m["teacher_temp"] for m in epochs[0]] == [m["teacher_temp"] for m in epochs[1]]
-    assert ddp["top1"] >= 40.0 and abs(ddp["top1"] - single["top1"]) < 15.0
+    assert ddp["top1"] >= 30.0 and abs(ddp["top1"] - single["top1"]) < 15.0  # chance is 10%
 
 
 def test_sharded_losses_average_to_the_whole_batch_gradient() -> None:
@@ -337,14 +337,14 @@ def test_errors_rebuilt_from_a_worker_traceback_keep_their_reference() -> None:
 def test_a_run_killed_before_its_first_checkpoint_can_run_again(compact_labels: Path, tmp_path: Path) -> None:
     """All such a run leaves is config.json (and perhaps metrics.jsonl): --resume starts it from epoch 0, and a
     fresh run takes the folder over; both end as an uninterrupted run does."""
-    base = {"images": "digits", "labels": compact_labels, "epochs": 2, "evals": 1}
+    base = {"images": "digits", "labels": compact_labels, "epochs": 1, "evals": 1}
     straight = train(TrainConfig(output=tmp_path / "straight", **base))
     for name, resume in (("resumed", True), ("taken-over", False)):
         out = tmp_path / name
         out.mkdir()
         (out / "config.json").write_text((tmp_path / "straight" / "config.json").read_text().replace("straight", name))
         again = train(TrainConfig(output=out, resume=resume, **base))
-        assert again.top1 == straight.top1 and len((out / "metrics.jsonl").read_text().splitlines()) == 2
+        assert again.top1 == straight.top1 and len((out / "metrics.jsonl").read_text().splitlines()) == 1
 
 
 def test_eval_data_defaults_to_the_teachers_data_never_to_digits(digits_teacher: Path, tmp_path: Path) -> None:
