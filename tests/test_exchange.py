@@ -154,7 +154,7 @@ def test_import_keeps_their_precision_and_says_what_it_inferred_rounded_or_skipp
     args = ["import", str(folder), "--images", "digits", "--input-size", "16", "--json", "-q", "-o"]
     kept = runner.invoke(app, [*args, str(tmp_path / "f32.lpql")])
     doc = json.loads(kept.stdout)
-    assert doc["values"] == "f32" and doc["inferred"] == ["epochs"] and doc["epochs"] == 2
+    assert doc["values"] == "f32" and doc["inferred"] == ["epochs"] and doc["epochs"] == 2 and "zstd" in doc["why_size"]
     assert "inferred from the batch count" in kept.stderr and f"batch_{n}.tar" in kept.stderr
     assert "rounded" not in kept.stderr and "drop_last" in kept.stderr
     with LpqlReader(tmp_path / "f32.lpql") as r:

@@ -76,8 +76,29 @@ def result_table(title: str, result: BaseModel) -> Table:
     t.add_column(style="bold")
     t.add_column()
     for key, value in _flat(result.model_dump(exclude={"notes"})):  # notes are printed as warnings
-        t.add_row(key.replace("_", " "), f"{value:.4g}" if isinstance(value, float) else str(value))
+        t.add_row(key.replace("_", " "), with_unit(key, value))
     return t
+
+
+def with_unit(key: str, value: object) -> str:
+    """A result value with the unit its field name implies (B, s, %, /s, x) and a precision that reads."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if key.endswith("bytes") or key.endswith("bytes_before") or key.endswith("bytes_after"):
+        return f"{value:,.0f} B"
+    if key.endswith("seconds"):
+        return f"{value:.3g} s" if value < 10 else f"{value:,.1f} s"
+    if key.endswith(("per_second", "_per_s")):
+        return f"{value:,.1f} /s"
+    if key.endswith(("image_size", "input_size")):
+        return f"{value} px"
+    if key.endswith(("top1", "top5")):
+        return f"{value:.2f} %"
+    if key.endswith("share"):
+        return f"{100 * value:.1f} %"
+    if key.endswith(("smaller_by", "compression", "ratio")) or key.startswith("compression"):
+        return f"x{value:.3g}"
+    return f"{value:,}" if isinstance(value, int) else f"{value:.4g}"
 
 
 def _flat(fields: dict, prefix: str = "") -> list[tuple[str, object]]:

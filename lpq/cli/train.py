@@ -52,7 +52,9 @@ def train(
     ] = None,
     labels: Annotated[Path | None, typer.Argument(exists=True, dir_okay=False, help="A .lpql label file.")] = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="Run folder.")] = Path("run"),
-    model: Annotated[str, typer.Option(help="Student architecture (convnet, resnet18, ...).")] = "convnet",
+    model: Annotated[
+        str, typer.Option(help="Student: convnet, any torchvision classifier (resnet18, ...) or timm:NAME.")
+    ] = "convnet",
     eval_data: Annotated[
         str | None,
         typer.Option(
@@ -137,6 +139,9 @@ def train(
         lpq train syn/ labels.lpql --model convnet --eval-data digits --epochs 100 -o run/
 
     Repeat a run from the settings it recorded: lpq train --config run/config.json -o run2/
+
+    There is no batch-size option: every step replays one stored batch, so the batch size is the one the
+    labels were made with (lpq relabel --batch-size; lpq inspect shows it).
     """
     from lpq.stages.train import TrainConfig, train_seeds
     from lpq.stages.train import train as run

@@ -62,6 +62,7 @@ class ExportResult(BaseModel):
     input_size: int = Field(description="the crop size, px, that crops and CutMix boxes refer to")
     file_bytes_before: int
     folder_bytes: int
+    why_size: str = Field(description="why the folder's bytes differ from the file's")
     notes: list[str] = Field([], description="what a user of the exported folder must know")
 
 
@@ -97,6 +98,7 @@ class ImportResult(BaseModel):
     folder_bytes: int
     file_bytes: int
     smaller_by: float
+    why_size: str = Field(description="why the file's bytes differ from the folder's")
     notes: list[str] = Field([], description="what was inferred, rounded or skipped")
 
 
@@ -169,6 +171,9 @@ def export_sre2l(cfg: ExportConfig, show: bool | Show = False) -> ExportResult:
         input_size=h.augment.input_size,
         file_bytes_before=size,
         folder_bytes=folder_bytes(cfg.output),
+        why_size=f"their layout keeps each of the {len(batch_map)} batches as a torch.save zip of float16 logits and "
+        "float16 crop fractions per sample, uncompressed; .lpql packs the values and zstd-compresses them"
+        + (", and derives crops from a seed" if not h.augment.stored else ""),
         notes=notes if h.augment.input_size not in AUTHORS_SIZES else [],
     )
 
@@ -290,6 +295,8 @@ def import_sre2l(cfg: ImportConfig, show: bool | Show = False) -> ImportResult:
         folder_bytes=before,
         file_bytes=after,
         smaller_by=before / after,
+        why_size=f"{len(batch_map)} torch.save zips of {first.precision} logits and float16 crop fractions, "
+        f"uncompressed, became one file of {values} values, zstd-compressed, with integer crop boxes",
         notes=notes,
     )
 

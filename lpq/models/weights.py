@@ -15,6 +15,8 @@ count; ImageNet weights expect the classes in sorted-wnid order, which an ImageN
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import pickle  # for its exception type only: nothing here unpickles
 from collections.abc import Callable
@@ -79,10 +81,11 @@ def _torchvision(rest: str, model: str | None) -> Weights:
     if file.exists():
         state = _torch_file(file)
     else:
-        try:
-            state = torch.hub.load_state_dict_from_url(
-                w.url, map_location="cpu", progress=False, check_hash=True, weights_only=True
-            )
+        try:  # torch.hub announces "Downloading: ..." before it knows whether it can: offline, our line is the only one
+            with contextlib.redirect_stderr(io.StringIO()):
+                state = torch.hub.load_state_dict_from_url(
+                    w.url, map_location="cpu", progress=False, check_hash=True, weights_only=True
+                )
         except (OSError, RuntimeError) as e:  # offline (URLError is an OSError) or a corrupt download
             raise LpqError(
                 "weights-not-cached",
