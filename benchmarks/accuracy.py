@@ -44,7 +44,7 @@ from lpq.artifacts.teacher import load_teacher
 LPQ = [sys.executable, "-m", "lpq"]
 RECIPES = {
     "LPQLD": [],  # the label file's DKR schedule and a calibrated student temperature
-    "LPLD": ["--temp-schedule", "none", "--temp-start", "20", "--no-calibrate", "--student-temp", "20"],
+    "LPLD": ["--temp-schedule", "none", "--start-temp", "20", "--no-calibrate", "--student-temp", "20"],
     "hard": ["--targets", "hard"],
     # Variants of the LPQLD recipe for the claim: CA fitted as the authors' code fits it, on a wider grid, or no
     # CA at all with the student's temperature following the teacher's (the authors' default without CA).

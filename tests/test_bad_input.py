@@ -78,8 +78,13 @@ INPUT_ROWS: list[tuple[str, str, str]] = [  # (case, command line, what the one 
     ("squeeze: unknown model", "squeeze --model nosuchnet -o {W}/t.lpqt", "unknown-model"),
     ("squeeze: unknown weights", "squeeze --weights torchvision:nosuchnet.V1 -o {W}/t.lpqt", "weights-unknown"),
     ("train: unknown student", "train digits {R} --model nosuchnet -o {W}/run", "unknown-model"),
-    # options a command does not have
+    # options a command does not have, and old spellings of renamed ones
     ("inspect: unknown option", "inspect {L} --ratio 2", "No such option"),
+    ("quantize: --ms-temperature", "quantize {L} --ms-temperature 2 -o {W}/o.lpql", "it is now --ms-temp"),
+    ("train: --temp-start", "train digits {R} --temp-start 4 -o {W}/run", "it is now --start-temp"),
+    ("train: --eval-root", "train digits {R} --eval-root {D} -o {W}/run", "it is now --root"),
+    ("config: a renamed key", "quantize {L} --config {W}/renamed.toml -o {W}/o.lpql", "it is now ms_temp"),
+    ("relabel: --top-k auto", "relabel digits --teacher {T} --top-k auto -o {W}/o.lpql", "lpq quantize --top-k auto"),
 ]
 
 
@@ -104,6 +109,7 @@ def workspace(tmp_path: Path, digits_teacher: Path, digits_labels: Path) -> dict
     (tmp_path / "unknown.toml").write_text("nonsense = 1\n")
     (tmp_path / "types.toml").write_text('ratio = "two"\n')
     (tmp_path / "other.toml").write_text("epochs = 3\n")
+    (tmp_path / "renamed.toml").write_text("ms_temperature = 2.0\n")
     teacher = tmp_path / "teacher.lpqt"
     shutil.copy(digits_teacher, teacher)
     shutil.copy(digits_labels, tmp_path / "digits.lpql")

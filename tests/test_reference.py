@@ -158,7 +158,7 @@ def test_topk_quantize_and_decode_match_a_numpy_reimplementation(scheme: str, k:
     header = make_header(classes=12, images=10, batch_size=5, epochs=1, values="f32")
     src = write_file(tmp_path / "full.lpql", header, make_records(header, seed=5))
     out = tmp_path / "q.lpql"
-    quantize_file(QuantizeConfig(labels=src, output=out, scheme=scheme, top_k=k, values="f32", ms_temperature=2.0))
+    quantize_file(QuantizeConfig(labels=src, output=out, scheme=scheme, top_k=k, values="f32", ms_temp=2.0))
     with LpqlReader(src) as full, LpqlReader(out) as q:
         for bid in full.batch_ids:
             z = full.read(int(bid)).values.astype(np.float64)  # (B, C)

@@ -228,7 +228,7 @@ def test_hard_target_baseline_learns_and_refuses_temperatures(compact_labels: Pa
     assert {m["teacher_temp"] for m in lines} == {1.0} and {m["student_temp"] for m in lines} == {1.0}
     assert result.top1 >= 50.0  # chance is 10%
     with pytest.raises(ValueError, match="hard targets take no temperature"):
-        TrainConfig(images="digits", labels=compact_labels, targets="hard", temp_start=4.0)
+        TrainConfig(images="digits", labels=compact_labels, targets="hard", start_temp=4.0)
 
 
 def test_eval_epochs_spread_evenly_and_include_the_last() -> None:

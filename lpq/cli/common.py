@@ -111,7 +111,9 @@ class OneLineUsage(TyperGroup):
                 raise
             if type(e).__name__ != "NoArgsIsHelpError":  # that one has printed the help already
                 where = getattr(getattr(e, "ctx", None), "command_path", None) or "lpq"
-                say(f"bad-usage: {e.format_message()} ({where} --help)")
+                old = str(getattr(e, "option_name", "") or "").lstrip("-").replace("-", "_")
+                renamed = f"; it is now --{RENAMED[old].replace('_', '-')}" if old in RENAMED else ""
+                say(f"bad-usage: {e.format_message()}{renamed} ({where} --help)")
             sys.exit(e.exit_code)
         sys.exit(code if isinstance(code, int) else ExitCode.OK)
 
@@ -138,6 +140,9 @@ def warn_uncovered(coverage: Coverage) -> None:
         )
 
 
+# Options renamed so that each concept has one spelling (temperatures end in -temp; one data-root option):
+# the old names are refused, with the new one named, never kept as aliases.
+RENAMED = {"ms_temperature": "ms_temp", "eval_root": "root", "temp_start": "start_temp", "temp_floor": "floor_temp"}
 CLI_ONLY = {"config", "json_out", "quiet"}  # parameters that shape the output, not the work
 
 
@@ -169,7 +174,10 @@ def options(ctx: typer.Context, model: type[BaseModel] | None = None) -> dict[st
         known = set(values) | set(model.model_fields if model else ())
         for key, value in read_config_file(Path(path)).items():
             if key not in known or key in CLI_ONLY:
-                raise LpqError("config-unknown-key", f"--config {path}: {key!r} is no option of lpq {ctx.info_name}")
+                hint = f"it is now {RENAMED[key]}" if key in RENAMED and RENAMED[key] in known else ""
+                raise LpqError(
+                    "config-unknown-key", f"--config {path}: {key!r} is no option of lpq {ctx.info_name}", hint
+                )
             source = ctx.get_parameter_source(key)
             if source is None or source.name in ("DEFAULT", "DEFAULT_MAP"):
                 values[key] = value

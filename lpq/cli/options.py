@@ -51,6 +51,14 @@ TeacherOpt = Annotated[
     str | None,
     typer.Option(help="Teacher file from lpq squeeze, or pretrained weights (torchvision:resnet18.IMAGENET1K_V1)."),
 ]
+TopKOpt = Annotated[
+    str | None,
+    typer.Option(
+        metavar="K|auto",
+        help="Classes kept per sample (default 10; implies MR unless --scheme ms), or auto (lpq quantize: the "
+        "smallest k keeping --keep-mass).",
+    ),
+]
 TensorboardOpt = Annotated[
     Path | None,
     typer.Option(help="Also write metrics (and synth's image grid) to TensorBoard in this folder (lpq[tensorboard])."),

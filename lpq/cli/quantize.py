@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from lpq.cli.common import funnel, make_config, print_json, stdout
-from lpq.cli.options import ConfigOpt, JsonOpt, Scheme, Values, result_table
+from lpq.cli.options import ConfigOpt, JsonOpt, Scheme, TopKOpt, Values, result_table
 
 
 @funnel
@@ -16,17 +16,14 @@ def quantize(
     ctx: typer.Context,
     labels: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Input .lpql file (left untouched).")],
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Quantized file to write.")] = None,
-    top_k: Annotated[
-        str | None,
-        typer.Option(help="Classes kept per sample (default 10), or auto: the smallest k keeping --keep-mass."),
-    ] = None,
+    top_k: TopKOpt = None,
     keep_mass: Annotated[float, typer.Option(help="With --top-k auto: the mean softmax mass to keep.")] = 0.9,
     at_temp: Annotated[float, typer.Option(help="With --top-k auto: the temperature the mass is measured at.")] = 1.0,
     scheme: Annotated[
         Scheme, typer.Option(help="mr (top-k logits, re-normalized in training), ms (top-k probabilities) or none.")
     ] = Scheme.mr,
     values: Annotated[Values, typer.Option(help="Value encoding.")] = Values.i8,
-    ms_temperature: Annotated[float, typer.Option(help="Softmax temperature of MS probabilities.")] = 1.0,
+    ms_temp: Annotated[float, typer.Option(help="Softmax temperature of MS probabilities.")] = 1.0,
     config: ConfigOpt = None,
     json_out: JsonOpt = False,
 ) -> None:

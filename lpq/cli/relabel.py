@@ -29,6 +29,7 @@ from lpq.cli.options import (
     SeedOpt,
     Strategy,
     TeacherOpt,
+    TopKOpt,
     Values,
     WorkersOpt,
     result_table,
@@ -62,10 +63,7 @@ def relabel(
             help="Which batches --ratio keeps: cover (whole epochs first, every image labelled), first, random.",
         ),
     ] = Strategy.cover,
-    top_k: Annotated[
-        int | None,
-        typer.Option(min=1, rich_help_panel=COMPACT, help="Store only the top-k classes (implies --scheme mr)."),
-    ] = None,
+    top_k: TopKOpt = None,
     scheme: Annotated[
         Scheme, typer.Option(rich_help_panel=COMPACT, help="none, mr (top-k logits) or ms (top-k probabilities).")
     ] = Scheme.none,

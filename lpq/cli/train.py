@@ -61,7 +61,7 @@ def train(
             help="Real data whose test split is evaluated (default: the data the images' teacher was trained on)."
         ),
     ] = None,
-    eval_root: RootOpt = None,
+    root: RootOpt = None,
     epochs: Annotated[int, typer.Option(min=1, rich_help_panel=OPT)] = 300,
     optimizer: Annotated[
         Optimizer, typer.Option(rich_help_panel=OPT, help="adamw (lr 1e-3, wd 0.01) or sgd (lr 0.2, wd 1e-4).")
@@ -76,8 +76,12 @@ def train(
     temp_schedule: Annotated[
         Schedule | None, typer.Option(rich_help_panel=TEMP, help="Teacher temperature schedule (DKR).")
     ] = None,
-    temp_start: Annotated[float | None, typer.Option(rich_help_panel=TEMP)] = None,
-    temp_floor: Annotated[float | None, typer.Option(rich_help_panel=TEMP)] = None,
+    start_temp: Annotated[
+        float | None, typer.Option(rich_help_panel=TEMP, help="DKR: the teacher temperature at epoch 0 (default 20).")
+    ] = None,
+    floor_temp: Annotated[
+        float | None, typer.Option(rich_help_panel=TEMP, help="DKR: the lowest teacher temperature (default 2).")
+    ] = None,
     temp_factor: Annotated[float | None, typer.Option(rich_help_panel=TEMP)] = None,
     temp_every: Annotated[
         int | None, typer.Option(rich_help_panel=TEMP, help="Step period in epochs of a 300-epoch run.")

@@ -36,7 +36,7 @@ class QuantizeConfig(BaseModel):
     keep_mass: float = Field(0.9, gt=0, le=1, description="for --top-k auto: the mean softmax mass to keep")
     at_temp: float = Field(1.0, gt=0, description="for --top-k auto: the temperature that mass is measured at")
     values: ValueKind = "i8"
-    ms_temperature: float = Field(1.0, gt=0)
+    ms_temp: float = Field(1.0, gt=0)
 
     @model_validator(mode="after")
     def _full_labels_take_no_k(self) -> QuantizeConfig:
@@ -128,7 +128,7 @@ def quantize_file(cfg: QuantizeConfig) -> QuantizeResult:
     """Write the re-quantized file (a smaller k or coarser values only: information is never invented)."""
 
     check_paths(cfg.labels, cfg.output)
-    scheme, values, ms_temperature = cfg.scheme, cfg.values, cfg.ms_temperature
+    scheme, values, ms_temperature = cfg.scheme, cfg.values, cfg.ms_temp
     with LpqlReader(cfg.labels) as r:
         h = r.header
         c = h.num_classes

@@ -18,11 +18,11 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import NamedTuple
+from typing import Annotated, Literal, NamedTuple
 
 import numpy as np
 import torch
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from torch.utils.data import DataLoader, Dataset
 
 from lpq import __version__
@@ -75,9 +75,9 @@ class RelabelConfig(BaseModel):
     strategy: KeepStrategy = Field("cover", description="which batches a ratio keeps")
     prune_seed: int = 0
     scheme: Scheme = "none"
-    top_k: int | None = Field(None, ge=1)
+    top_k: Annotated[int, Field(ge=1)] | Literal["auto"] | None = None
     values: ValueKind = "f16"
-    ms_temperature: float = Field(1.0, gt=0)
+    ms_temp: float = Field(1.0, gt=0)
     input_size: int | None = Field(None, ge=1, description="default: the teacher's input size")
     crop_scale: tuple[float, float] = (0.08, 1.0)
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
@@ -89,6 +89,16 @@ class RelabelConfig(BaseModel):
     resume: bool = False
     device: str = "auto"
     amp: Amp = Field("auto", description="autocast precision of the teacher (auto: float16 on CUDA, float32 on CPU)")
+
+    @field_validator("top_k")
+    @classmethod
+    def _auto_needs_full_labels(cls, k: int | str | None) -> int | str | None:
+        if k == "auto":  # one --top-k type in relabel and quantize; only quantize can choose k
+            raise ValueError(
+                "auto picks k from the full labels' softmax mass, known only after labelling: relabel without "
+                "--top-k, then lpq quantize --top-k auto"
+            )
+        return k
 
     @model_validator(mode="before")
     @classmethod
@@ -116,7 +126,7 @@ def build_header(cfg: RelabelConfig, teacher: Teacher, images: ImageSource, prec
     if cfg.scheme == "none":
         k, indices = c, None
     else:
-        k = cfg.top_k or 10
+        k = int(cfg.top_k or 10)
         if k > c:
             raise LpqError("bad-top-k", f"--top-k {k} exceeds the {c} classes")
         indices = IndexCodec.for_classes(c)
@@ -162,7 +172,7 @@ def build_header(cfg: RelabelConfig, teacher: Teacher, images: ImageSource, prec
             k=k,
             indices=indices,
             values=ValueCodec.for_labels(cfg.values, cfg.scheme, k),
-            ms_temperature=cfg.ms_temperature if cfg.scheme == "ms" else None,
+            ms_temperature=cfg.ms_temp if cfg.scheme == "ms" else None,
         ),
     )
 

@@ -67,7 +67,7 @@ RUN_ONLY = {
     "tensorboard",
 }  # settings that may differ when resuming
 CALIBRATION_BATCHES = 8  # stored batches the student temperature is fitted on after each epoch
-TEMPERATURE_OPTIONS = ("temp_schedule", "temp_start", "temp_floor", "temp_factor", "temp_every")
+TEMPERATURE_OPTIONS = ("temp_schedule", "start_temp", "floor_temp", "temp_factor", "temp_every")
 
 
 class TrainConfig(BaseModel):
@@ -78,7 +78,7 @@ class TrainConfig(BaseModel):
     eval_data: str | None = Field(
         None, description="real data whose test split is evaluated (default: the teacher's, through the images)"
     )
-    eval_root: Path | None = None
+    root: Path | None = Field(None, description="where cifar10/cifar100 live, for --eval-data")
     epochs: int = Field(300, ge=1)
     optimizer: Optimizer = "adamw"
     lr: float | None = Field(None, gt=0, description="AdamW 1e-3 (ImageNet-1K), SGD 0.2 (Tiny-ImageNet)")
@@ -87,8 +87,8 @@ class TrainConfig(BaseModel):
     warmup_epochs: int = Field(0, ge=0)
     targets: Targets = Field("soft", description="soft: the stored labels; hard: the images' classes")
     temp_schedule: ScheduleKind | None = None
-    temp_start: float | None = Field(None, gt=0)
-    temp_floor: float | None = Field(None, gt=0)
+    start_temp: float | None = Field(None, gt=0)
+    floor_temp: float | None = Field(None, gt=0)
     temp_factor: float | None = Field(None, gt=0, le=1)
     temp_every: int | None = Field(None, ge=1, description="step schedule period, in epochs of a 300-epoch run")
     calibrate: bool | None = Field(None, description="refit T_s every epoch; default on for soft targets")
@@ -141,8 +141,8 @@ class TrainConfig(BaseModel):
                 "lr": self.lr if self.lr is not None else (0.2 if sgd else 1e-3),
                 "weight_decay": self.weight_decay if self.weight_decay is not None else (1e-4 if sgd else 0.01),
                 "temp_schedule": self.temp_schedule or base.kind,
-                "temp_start": self.temp_start or base.start,
-                "temp_floor": self.temp_floor or base.floor,
+                "start_temp": self.start_temp or base.start,
+                "floor_temp": self.floor_temp or base.floor,
                 "temp_factor": self.temp_factor or base.factor,
                 "temp_every": self.temp_every or base.every,
                 "calibrate": self.targets == "soft" and self.student_temp != "follow" and grid.calibrate
@@ -170,8 +170,8 @@ class TrainConfig(BaseModel):
         d = TempSchedule()
         return TempSchedule(
             kind=self.temp_schedule or d.kind,
-            start=self.temp_start or d.start,
-            floor=self.temp_floor or d.floor,
+            start=self.start_temp or d.start,
+            floor=self.floor_temp or d.floor,
             factor=self.temp_factor or d.factor,
             every=self.temp_every or d.every,
         )
@@ -401,7 +401,7 @@ def _load_data(cfg: TrainConfig, header: Header) -> tuple[ImageSource, ImageSour
             f"{cfg.labels} was made for other images than {cfg.images}",
             "pass the image set the labels were relabelled from",
         )
-    evalset = open_split(cfg.eval_data or default_eval_data(cfg.images), "test", cfg.eval_root)
+    evalset = open_split(cfg.eval_data or default_eval_data(cfg.images), "test", cfg.root)
     if evalset.classes != header.class_names:
         raise LpqError("class-mismatch", f"--eval-data {cfg.eval_data} has other classes than the labels")
     check_fits(evalset, teacher_input(header))
