@@ -210,7 +210,7 @@ def test_killed_relabel_resumes_to_the_same_file(digits_teacher: Path, tmp_path:
         "--epochs",
         "6",
         "--batch-size",
-        "32",
+        "64",
         "--top-k",
         "4",
         "--values",
