@@ -338,13 +338,15 @@ def test_a_run_killed_before_its_first_checkpoint_can_run_again(compact_labels: 
     """All such a run leaves is config.json (and perhaps metrics.jsonl): --resume starts it from epoch 0, and a
     fresh run takes the folder over; both end as an uninterrupted run does."""
     base = {"images": "digits", "labels": compact_labels, "epochs": 1, "evals": 1}
-    straight = train(TrainConfig(output=tmp_path / "straight", **base))
-    for name, resume in (("resumed", True), ("taken-over", False)):
-        out = tmp_path / name
-        out.mkdir()
-        (out / "config.json").write_text((tmp_path / "straight" / "config.json").read_text().replace("straight", name))
-        again = train(TrainConfig(output=out, resume=resume, **base))
-        assert again.top1 == straight.top1 and len((out / "metrics.jsonl").read_text().splitlines()) == 1
+    taken, resumed = tmp_path / "taken-over", tmp_path / "resumed"
+    taken.mkdir()
+    (taken / "config.json").write_text('{"settings": "of a run killed at once"}')  # no progress: taken over
+    straight = train(TrainConfig(output=taken, **base))  # ends as a run in an empty folder does
+    resumed.mkdir()
+    (resumed / "config.json").write_text((taken / "config.json").read_text().replace("taken-over", "resumed"))
+    again = train(TrainConfig(output=resumed, resume=True, **base))
+    assert again.top1 == straight.top1
+    assert [len((d / "metrics.jsonl").read_text().splitlines()) for d in (taken, resumed)] == [1, 1]
 
 
 def test_eval_data_defaults_to_the_teachers_data_never_to_digits(digits_teacher: Path, tmp_path: Path) -> None:
