@@ -34,7 +34,13 @@ Init = choice("Init", choices.Init)
 Layout = choice("Layout", choices.Layout)
 
 
-DataOpt = Annotated[str, typer.Option("--data", help="digits, cifar10, cifar100, or imagefolder:PATH (or a PATH).")]
+DataOpt = Annotated[
+    str,
+    typer.Option(
+        "--data",
+        help="digits, cifar10, cifar100, imagefolder:PATH (or a PATH), wds:SHARD-PATTERN, or hf:NAME_OR_PATH[:SPLIT].",
+    ),
+]
 RootOpt = Annotated[Path | None, typer.Option(help="Where cifar10/cifar100 live (torchvision layout).")]
 DownloadOpt = Annotated[bool, typer.Option("--download", help="Download cifar10/cifar100 if missing (needs internet).")]
 SeedOpt = Annotated[int, typer.Option(min=0, help="Random seed.")]

@@ -37,7 +37,7 @@ def parse_data(spec: str) -> tuple[str, Path | None]:
         raise LpqError(
             "data-not-found",
             f"--data {spec!r} is neither a known dataset nor a folder",
-            f"use {', '.join(NAMED)}, or imagefolder:PATH",
+            f"use {', '.join(NAMED)}, imagefolder:PATH, wds:SHARD-PATTERN or hf:NAME_OR_PATH",
         )
     return "imagefolder", path
 
