@@ -21,6 +21,7 @@ import interop
 import memory_format
 import precision
 import scale
+import slow_tests
 import squeeze
 import storage
 import synth
@@ -53,6 +54,7 @@ STEPS = [
     ["benchmarks/precision.py"],
     ["benchmarks/memory_format.py"],
     ["benchmarks/interop.py"],
+    ["benchmarks/slow_tests.py"],
 ]
 
 
@@ -82,6 +84,7 @@ def render() -> str:
             *memory_format.results_section(command("benchmarks/memory_format.py")),
             *squeeze.results_section(command("benchmarks/squeeze.py", "--dataset", "tiny")),
             *synth.results_section(),
+            *slow_tests.results_section(command("benchmarks/slow_tests.py")),
         ]
     )
 

@@ -224,6 +224,7 @@ def fake_hub_cache(home: Path, repo_id: str, state: dict[str, torch.Tensor]) -> 
     save_file({k: v.contiguous() for k, v in state.items()}, str(repo / "snapshots" / sha / "model.safetensors"))
 
 
+@pytest.mark.slow  # about 20 s: run by benchmarks/slow_tests.py
 def test_timm_teacher_loads_its_pretrained_tag_offline_from_the_hub_cache(imagenet: Path, tmp_path: Path) -> None:
     import os
     import subprocess

@@ -198,6 +198,7 @@ def cli_env(threads: int = 1) -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
 
 
+@pytest.mark.slow  # about 20 s: run by benchmarks/slow_tests.py
 def test_killed_relabel_resumes_to_the_same_file(digits_teacher: Path, tmp_path: Path) -> None:
     args = [
         sys.executable,

@@ -128,6 +128,7 @@ def test_calibrated_temperature_recovers_a_known_scale() -> None:
     assert kd_loss(logits, target, 0.25) < 1e-5
 
 
+@pytest.mark.slow  # about 20 s: run by benchmarks/slow_tests.py
 def test_torchrun_two_processes_train_as_one_process(compact_labels: Path, tmp_path: Path) -> None:
     """Under torchrun every rank takes every stored batch and trains on its half: the same steps, schedule and
     global batch as one process, so accuracy agrees within seed noise (BatchNorm sees half batches on CPU)."""
