@@ -170,17 +170,11 @@ class ImageFiles:
     def num_classes(self) -> int:
         return len(self.classes)
 
-    def sizes(self) -> np.ndarray:
-        from PIL import Image
+    def size_of(self, index: int) -> tuple[int, int]:
+        return header_size(self.files.files[index])
 
-        out = np.empty((len(self), 2), np.int64)
-        for i, f in enumerate(self.files.files):
-            try:
-                with Image.open(f) as im:
-                    out[i] = im.height, im.width
-            except OSError as e:
-                raise BadImage(f, str(e)) from None
-        return out
+    def sizes(self) -> np.ndarray:
+        return np.array([self.size_of(i) for i in range(len(self))], np.int64).reshape(-1, 2)
 
     def load(self, index: int) -> torch.Tensor:
         return decode(self.files.files[index])
@@ -215,11 +209,11 @@ class EncodedImages:
     def num_classes(self) -> int:
         return len(self.classes)
 
+    def size_of(self, index: int) -> tuple[int, int]:
+        return header_size(self.records.where(index), self.records.read(index))
+
     def sizes(self) -> np.ndarray:
-        out = np.empty((len(self), 2), np.int64)
-        for i in range(len(self)):
-            out[i] = header_size(self.records.where(i), self.records.read(i))
-        return out
+        return np.array([self.size_of(i) for i in range(len(self))], np.int64).reshape(-1, 2)
 
     def load(self, index: int) -> torch.Tensor:
         return decode(self.records.where(index), self.records.read(index))

@@ -20,7 +20,7 @@ from lpq.data.hub import open_hub
 from lpq.data.layout import list_split
 from lpq.data.named import NAMED, channel_stats, named_split
 from lpq.data.shards import open_shards
-from lpq.data.sources import BadImage, EncodedImages, ImageFiles, ImageSet, ImageSource, header_size, open_cached
+from lpq.data.sources import BadImage, EncodedImages, ImageFiles, ImageSet, ImageSource, open_cached
 from lpq.errors import LpqError
 
 SMALL_SIDE = 64  # pixels: folders of images at most this large are held in memory
@@ -83,27 +83,18 @@ def open_images(spec: str) -> ImageSource:
     return open_cached(f"imagefolder:{path}", files, path)
 
 
-def small(source: ImageSource) -> bool:
+def small(source: ImageFiles | EncodedImages) -> bool:
     """Whether a split is held in memory: few enough images, the first at most SMALL_SIDE on each side."""
     if not len(source) or len(source) > SMALL_COUNT:
         return False
     try:
-        h, w = _first_size(source)
+        h, w = source.size_of(0)
     except BadImage:
         return False  # unreadable: the streamed path reports it by name
     return max(h, w) <= SMALL_SIDE
 
 
-def _first_size(source: ImageSource) -> tuple[int, int]:
-    if isinstance(source, ImageFiles):
-        return header_size(source.files.files[0])
-    if isinstance(source, EncodedImages):
-        return header_size(source.records.where(0), source.records.read(0))
-    x = source.load(0)
-    return int(x.shape[1]), int(x.shape[2])
-
-
-def held(source: ImageSource, skip_bad: bool) -> ImageSource:
+def held(source: ImageFiles | EncodedImages, skip_bad: bool) -> ImageSource:
     """A small split decoded into memory (an ImageSet), or ``source`` itself when it is large or its images
     differ in size (then they are streamed). Any source gives the same pixels, labels and order."""
     if not small(source):

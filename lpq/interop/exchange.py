@@ -129,15 +129,6 @@ def export_sre2l(cfg: ExportConfig, show: bool | Show = False) -> ExportResult:
             if source.fingerprint() != h.images.fingerprint:
                 raise LpqError("fingerprint-mismatch", f"{cfg.labels} was made for other images than {cfg.images}")
             image_hw = source.sizes()
-        starts = sre2l.ambiguous_starts([r.image_indices(r.read(bid)).tolist() for bid in r.batch_ids.tolist()])
-        if starts is not None:
-            n, m, key = starts
-            raise LpqError(
-                "export-ambiguous",
-                f"exported batches {n} and {m} both start with images {key}: the authors' reader finds a batch by "
-                "its first three image indices and would fail (ValueError)",
-                "export fewer epochs, or a larger image set",
-            )
         batch_map: dict[str, list[int]] = {}
         with atomic(cfg.output) as tmp, progress(show) as bar:
             tmp.mkdir(parents=True)
@@ -147,6 +138,16 @@ def export_sre2l(cfg: ExportConfig, show: bool | Show = False) -> ExportResult:
                 torch.save(batch, sre2l.batch_path(tmp, n))
                 batch_map[str(n)] = images
                 bar.update(task, advance=1)
+            # Checked on the written map (each batch read once): the half-written folder is removed on refusal.
+            starts = sre2l.ambiguous_starts(list(batch_map.values()))
+            if starts is not None:
+                n, m, key = starts
+                raise LpqError(
+                    "export-ambiguous",
+                    f"exported batches {n} and {m} both start with images {key}: the authors' reader finds a batch "
+                    "by its first three image indices and would fail (ValueError)",
+                    "export fewer epochs, or a larger image set",
+                )
             (tmp / sre2l.MAP).write_text(json.dumps(batch_map))
             a = h.augment
             note = {
