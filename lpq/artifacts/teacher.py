@@ -4,7 +4,8 @@ The `.lpqt` file is a safetensors file (no pickle): tensors ``model.<name>`` (th
 ``stats.<bn layer>.mean`` and ``.var`` (classes, channels) float64 per-class statistics of each BatchNorm
 layer's input, ``stats.<bn layer>.count`` (classes,) float64 positions counted; metadata key ``lpqt``
 holds the `TeacherMeta` JSON, including how images are prepared for it (size, resize rule, normalization),
-which every later command takes from it.
+which every later command takes from it, and, for a teacher restricted to the data's classes, which rows of
+the pretrained head it kept (``class_map``; its model holds only those rows, so every stage agrees).
 
 A teacher is named by a path to a `.lpqt` file, or by pretrained weights (``torchvision:resnet18.IMAGENET1K_V1``,
 ``timm:resnet18.a1_in1k``) whose classes are then those of the images it labels.
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from torch import nn
 
 from lpq.data import InputSpec
@@ -26,6 +27,7 @@ from lpq.data.transforms import ResizeRule
 from lpq.errors import LpqError
 from lpq.files import atomic
 from lpq.models import bn_layers, build_model
+from lpq.models.classes import ClassMap, TeacherClasses, head_rows
 from lpq.models.weights import SOURCES, Weights, load_into, read_weights
 
 FORMAT = "lpqt/1"
@@ -49,6 +51,9 @@ class TeacherMeta(BaseModel):
     bn_layers: list[str]
     weights_sha256: str
     training: dict[str, float | int | str] = {}
+    class_map: ClassMap | None = Field(
+        None, description="the rows of a pretrained head this teacher kept, one per class (lpq.models.classes)"
+    )
 
     @classmethod
     def of(cls, architecture: str, classes: list[str], spec: InputSpec, model: nn.Module, **provenance) -> TeacherMeta:
@@ -126,10 +131,16 @@ def is_pretrained(spec: str | Path) -> bool:
     return bool(colon) and prefix in SOURCES
 
 
-def load_teacher(spec: str | Path, need_stats: bool = True, classes: list[str] | None = None) -> Teacher:
-    """A teacher from a `.lpqt` file, or from pretrained weights (their classes are then ``classes``)."""
+def load_teacher(
+    spec: str | Path,
+    need_stats: bool = True,
+    classes: list[str] | None = None,
+    teacher_classes: TeacherClasses | None = None,
+) -> Teacher:
+    """A teacher from a `.lpqt` file, or from pretrained weights (their classes are then ``classes``; with
+    ``teacher_classes`` the weights' head is cut to the rows of those classes)."""
     if is_pretrained(spec):
-        return pretrained_teacher(read_weights(str(spec)), classes, need_stats)
+        return pretrained_teacher(read_weights(str(spec)), classes, need_stats, teacher_classes)
     path = Path(spec)
     if path.is_dir():
         raise LpqError(
@@ -182,7 +193,9 @@ def pretrained_input(weights: Weights) -> InputSpec:
     )
 
 
-def pretrained_teacher(weights: Weights, classes: list[str] | None, need_stats: bool) -> Teacher:
+def pretrained_teacher(
+    weights: Weights, classes: list[str] | None, need_stats: bool, teacher_classes: TeacherClasses | None = None
+) -> Teacher:
     """Pretrained weights as a teacher without class statistics (enough for relabel, not for synth)."""
     if need_stats:
         raise LpqError(
@@ -195,7 +208,8 @@ def pretrained_teacher(weights: Weights, classes: list[str] | None, need_stats: 
     spec = pretrained_input(weights)
     arch = weights.architecture or ""
     model = build_model(arch, len(classes), spec.size)
-    load_into(model, weights)
+    class_map = head_rows(teacher_classes, classes) if teacher_classes else None
+    load_into(model, weights, class_map)
     model.eval()
     meta = TeacherMeta.of(
         arch,
@@ -208,5 +222,6 @@ def pretrained_teacher(weights: Weights, classes: list[str] | None, need_stats: 
         test_top5=None,
         bn_layers=list(bn_layers(model)),
         training={"weights": weights.source},
+        class_map=class_map,
     )
     return Teacher(meta, model, {})

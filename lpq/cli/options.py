@@ -12,6 +12,7 @@ from rich.table import Table
 
 from lpq import choices
 from lpq.format import header
+from lpq.models import classes
 
 
 def choice(name: str, literal: object) -> type[StrEnum]:
@@ -32,6 +33,7 @@ Targets = choice("Targets", choices.Targets)
 Batching = choice("Batching", choices.Batching)
 Init = choice("Init", choices.Init)
 Layout = choice("Layout", choices.Layout)
+TeacherClasses = choice("TeacherClasses", classes.TeacherClasses)
 
 
 DataOpt = Annotated[
@@ -56,6 +58,13 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as one J
 TeacherOpt = Annotated[
     str | None,
     typer.Option(help="Teacher file from lpq squeeze, or pretrained weights (torchvision:resnet18.IMAGENET1K_V1)."),
+]
+TeacherClassesOpt = Annotated[
+    TeacherClasses | None,
+    typer.Option(
+        help="Keep only the rows of the pretrained head whose classes the data has, in the data's order: imagenet1k "
+        "for a 1,000-class ImageNet teacher on folders named by wnids (Tiny-ImageNet, ImageNette, ...)."
+    ),
 ]
 TopKOpt = Annotated[
     str | None,

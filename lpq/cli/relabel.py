@@ -28,6 +28,7 @@ from lpq.cli.options import (
     Scheme,
     SeedOpt,
     Strategy,
+    TeacherClassesOpt,
     TeacherOpt,
     TopKOpt,
     Values,
@@ -46,6 +47,7 @@ def relabel(
         str | None, typer.Argument(help="Image set: a folder of class folders (lpq synth output) or a --data name.")
     ] = None,
     teacher: TeacherOpt = None,
+    teacher_classes: TeacherClassesOpt = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="Label file to write.")] = Path("labels.lpql"),
     epochs: Annotated[
         int, typer.Option(min=1, help="Epochs of augmented batches (authors: 300 on ImageNet-1K).")

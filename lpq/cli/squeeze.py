@@ -21,6 +21,7 @@ from lpq.cli.options import (
     ResumeOpt,
     RootOpt,
     SeedOpt,
+    TeacherClassesOpt,
     TensorboardOpt,
     WorkersOpt,
     result_table,
@@ -52,6 +53,7 @@ def squeeze(
             "or timm:NAME.TAG."
         ),
     ] = None,
+    teacher_classes: TeacherClassesOpt = None,
     image_size: Annotated[
         int | None,
         typer.Option(min=8, help="Input size S (default: native for images of <= 64 px, 224 for larger ones)."),
@@ -85,6 +87,11 @@ def squeeze(
     A pretrained ImageNet teacher (statistics pass and evaluation only, streamed):
 
         lpq squeeze --data /data/imagenet --weights torchvision:resnet18.IMAGENET1K_V1 -o teacher.lpqt
+
+    The same teacher restricted to Tiny-ImageNet's 200 classes (its folders are ImageNet wnids):
+
+        lpq squeeze --data /data/tiny-imagenet-200 --weights torchvision:resnet18.IMAGENET1K_V1 \
+            --teacher-classes imagenet1k -o tiny-teacher.lpqt
     """
     from lpq.stages.squeeze import SqueezeConfig
     from lpq.stages.squeeze import squeeze as run

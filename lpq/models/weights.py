@@ -11,6 +11,12 @@ Pretrained weights load through the library's own weights API, from the local ca
 online. Offline with nothing cached, the error names the file looked for and where to put it. Pretrained
 weights also bring their input preparation (crop size, resize, interpolation, normalization) and class
 count; ImageNet weights expect the classes in sorted-wnid order, which an ImageNet folder gives.
+
+A safetensors file may say how its images were prepared and which architecture it is for, in its metadata
+(``lpq.input``: the `PretrainedInput` fields as JSON; ``lpq.architecture``: a model name), as a converted
+checkpoint from elsewhere needs to (benchmarks/lite0.py writes EfficientNet-Lite0's TF-style 0.5/0.5
+normalization there). Weights whose tensor names differ from the model's are refused naming the first ones
+that differ; a head of other rows can be restricted to the data's classes (`lpq.models.classes`).
 """
 
 from __future__ import annotations
@@ -24,17 +30,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
 from lpq.errors import LpqError
+from lpq.models.classes import ClassMap
+
+INPUT_KEY, ARCH_KEY = "lpq.input", "lpq.architecture"  # a safetensors file's metadata about its weights
 
 
-@dataclass(frozen=True)
-class PretrainedInput:
+class PretrainedInput(BaseModel):
     """How the pretrained weights' images were prepared: the evaluation crop, its resize, normalization."""
 
-    crop_size: int
-    resize_size: int
+    model_config = ConfigDict(frozen=True)
+
+    crop_size: int = Field(ge=1)
+    resize_size: int = Field(ge=1)
     interpolation: str
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
@@ -95,8 +106,12 @@ def _torchvision(rest: str, model: str | None) -> Weights:
             ) from None
     t = w.transforms()
     spec = PretrainedInput(
-        int(t.crop_size[0]), int(t.resize_size[0]), t.interpolation.value, tuple(t.mean), tuple(t.std)
-    )  # type: ignore[arg-type]
+        crop_size=int(t.crop_size[0]),
+        resize_size=int(t.resize_size[0]),
+        interpolation=t.interpolation.value,
+        mean=tuple(t.mean),  # type: ignore[arg-type]
+        std=tuple(t.std),  # type: ignore[arg-type]
+    )
     return Weights(state, f"torchvision:{arch}.{w.name}", arch, spec)
 
 
@@ -129,12 +144,12 @@ def _timm(rest: str, model: str | None) -> Weights:
 
     size = int(cfg.input_size[-1])
     spec = PretrainedInput(
-        size,
-        round(size / cfg.crop_pct),
-        cfg.interpolation,
-        tuple(cfg.mean),  # type: ignore[arg-type]
-        tuple(cfg.std),
-    )  # type: ignore[arg-type]
+        crop_size=size,
+        resize_size=round(size / cfg.crop_pct),
+        interpolation=cfg.interpolation,
+        mean=tuple(cfg.mean),  # type: ignore[arg-type]
+        std=tuple(cfg.std),  # type: ignore[arg-type]
+    )
     return Weights(load_file(path), f"timm:{name}", f"timm:{cfg.architecture}", spec)
 
 
@@ -162,7 +177,13 @@ def _file(spec: str) -> Weights:
     except (SafetensorError, OSError) as e:
         raise LpqError("weights-unreadable", f"cannot read weights from {path}: {str(e).splitlines()[0]}") from None
     if path.suffix == ".safetensors":
-        return Weights(state, str(path))
+        try:
+            preset = PretrainedInput.model_validate_json(meta[INPUT_KEY]) if INPUT_KEY in meta else None
+        except ValidationError as e:
+            raise LpqError(
+                "weights-unreadable", f"{path}: bad {INPUT_KEY} metadata ({str(e).splitlines()[0]})"
+            ) from None
+        return Weights(state, str(path), meta.get(ARCH_KEY), preset)
     # A teacher file (lpq squeeze): its model's tensors, and the architecture its metadata names.
     try:
         arch = json.loads(meta["lpqt"])["architecture"]
@@ -182,24 +203,69 @@ def read_weights(spec: str, model: str | None = None) -> Weights:
     return _file(spec)
 
 
+def _head(net: nn.Module) -> tuple[str, nn.Linear]:
+    """The classifier: the model's last linear layer, and its name."""
+    return next((n, m) for n, m in reversed(list(net.named_modules())) if isinstance(m, nn.Linear))
+
+
 def head_classes(net: nn.Module, state: dict[str, torch.Tensor]) -> tuple[int, int | None]:
     """(classes the model predicts, classes the weights' classifier predicts): its last linear layer's rows."""
-    name, head = next((n, m) for n, m in reversed(list(net.named_modules())) if isinstance(m, nn.Linear))
+    name, head = _head(net)
     w = state.get(f"{name}.weight")
     return head.out_features, None if w is None else int(w.shape[0])
 
 
-def load_into(net: nn.Module, weights: Weights) -> None:
-    """Strict load, with an error that says which tensor does not fit (the class count first)."""
-    ours, theirs = head_classes(net, weights.state)
+def restrict_head(net: nn.Module, state: dict[str, torch.Tensor], classes: ClassMap) -> dict[str, torch.Tensor]:
+    """``state`` with its classifier (the model's last linear layer) cut to the rows ``classes`` keeps."""
+    name, _ = _head(net)
+    head = {k: state[k] for k in (f"{name}.weight", f"{name}.bias") if k in state}
+    if not head:
+        raise LpqError("weights-mismatch", f"the weights have no tensor {name}.weight for the model's classifier")
+    if any(t.shape[0] != classes.source_classes for t in head.values()):
+        raise LpqError(
+            "weights-class-count",
+            f"the weights predict {next(iter(head.values())).shape[0]} classes, not the "
+            f"{classes.source_classes} of {classes.source}",
+        )
+    rows = torch.tensor(classes.rows)
+    return {**state, **{k: t.index_select(0, rows) for k, t in head.items()}}
+
+
+def _names_differ(net: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """One line naming the first tensors a model expects and the weights lack, and the reverse."""
+    ours, theirs = list(net.state_dict()), list(state)
+    missing = [k for k in ours if k not in state]
+    unexpected = [k for k in theirs if k not in set(ours)]
+    if not missing and not unexpected:
+        return
+    said = []
+    for verb, keys, what in (("expects", missing, "missing"), ("has", unexpected, "unknown")):
+        if keys:
+            said.append(f"{verb} {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''} ({len(keys)} {what})")
+    raise LpqError(
+        "weights-keys",
+        f"{source} names its tensors differently from the model, which {'; the file '.join(said)}",
+        "convert the file to the architecture's tensor names (see benchmarks/lite0.py), or check --model",
+    )
+
+
+def load_into(net: nn.Module, weights: Weights, classes: ClassMap | None = None) -> None:
+    """Strict load, with an error that says which tensor does not fit (names first, then the class count); with
+    ``classes`` only those rows of the weights' classifier are loaded, in that order."""
+    state = weights.state
+    _names_differ(net, state, weights.source)
+    if classes is not None:
+        state = restrict_head(net, state, classes)
+    ours, theirs = head_classes(net, state)
     if theirs is not None and theirs != ours:
         raise LpqError(
             "weights-class-count",
             f"{weights.source} predicts {theirs} classes, the data has {ours}",
-            "use data with the classes the weights were trained on (ImageNet weights: 1,000, in sorted-wnid order)",
+            "use data with the classes the weights were trained on (ImageNet weights: 1,000, in sorted-wnid order)"
+            + (", or keep the rows of the data's wnids: --teacher-classes imagenet1k" if theirs == 1000 else ""),
         )
     try:
-        net.load_state_dict(weights.state, strict=True)
+        net.load_state_dict(state, strict=True)
     except RuntimeError as e:
         first = str(e).splitlines()[1].strip() if "\n" in str(e) else str(e)
         raise LpqError(

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from lpq import __version__
 from lpq.artifacts.manifest import read_manifest
-from lpq.artifacts.teacher import Teacher, load_teacher
+from lpq.artifacts.teacher import Teacher, is_pretrained, load_teacher
 from lpq.choices import Amp
 from lpq.data import ImageSource, default_workers, open_images
 from lpq.errors import LpqError
@@ -58,6 +58,7 @@ from lpq.method.pruning import choose_batches, keep_count
 from lpq.method.replay import plan_batch, render, teacher_input
 from lpq.method.temperature import CalibrationStats
 from lpq.method.topk import quantize_logits
+from lpq.models.classes import TeacherClasses
 from lpq.progress import Show, progress
 from lpq.runtime import Precision, barrier, init_distributed, pick_device
 
@@ -67,6 +68,9 @@ CALIB_SAVE_SECONDS = 10.0  # how often the resumable calibration sums are saved 
 class RelabelConfig(BaseModel):
     images: str = Field(description="image set: a folder (lpq synth output) or a --data name")
     teacher: Path | str = Field(description="a .lpqt file, or pretrained weights (torchvision:resnet18.IMAGENET1K_V1)")
+    teacher_classes: TeacherClasses | None = Field(
+        None, description="pretrained weights only: keep the head's rows of the images' classes (lpq.models.classes)"
+    )
     output: Path = Path("labels.lpql")
     epochs: int = Field(300, ge=1, description="the authors: 300 on ImageNet-1K, 100 on Tiny-ImageNet")
     batch_size: int = Field(64, ge=1, le=65535)
@@ -345,7 +349,13 @@ def relabel(cfg: RelabelConfig, show: bool | Show = False) -> RelabelResult:
             "synth-incomplete", f"{folder} is an unfinished lpq synth run", "finish it with lpq synth --resume"
         )
     images = open_images(cfg.images)
-    teacher = load_teacher(cfg.teacher, need_stats=False, classes=images.classes)
+    if cfg.teacher_classes and not is_pretrained(cfg.teacher):
+        raise LpqError(
+            "teacher-classes-file",
+            f"--teacher-classes cuts pretrained weights; {cfg.teacher} is a teacher file, its classes fixed",
+            "leave --teacher-classes out (lpq squeeze --teacher-classes already chose the rows), or pass weights",
+        )
+    teacher = load_teacher(cfg.teacher, need_stats=False, classes=images.classes, teacher_classes=cfg.teacher_classes)
     check_compatible(teacher, images)
     rank, world = init_distributed()
     precision = Precision.choose(cfg.amp, pick_device(cfg.device, rank), inference=True)

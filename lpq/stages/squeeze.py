@@ -43,6 +43,7 @@ from lpq.data import ImageSet, ImageSource, InputSpec, batches, default_workers,
 from lpq.data.loader import sample_stats, share
 from lpq.errors import LpqError
 from lpq.models import bn_layers, build_model, check_model_name, evaluate_counts
+from lpq.models.classes import TeacherClasses, head_rows
 from lpq.models.weights import Weights, load_into, read_weights
 from lpq.progress import Show, progress
 from lpq.runtime import Precision, all_sum, barrier, init_distributed, pick_device, rank_range
@@ -56,6 +57,9 @@ class SqueezeConfig(BaseModel):
     download: bool = False
     model: str | None = Field(None, description="default: the architecture the weights name, else convnet")
     weights: str | None = None
+    teacher_classes: TeacherClasses | None = Field(
+        None, description="keep the rows of the weights' head whose classes the data has (lpq.models.classes)"
+    )
     epochs: int | None = Field(None, ge=0, description="default: 30 without --weights, 0 with them")
     image_size: int | None = Field(None, ge=8, description="S; default: native for small sets, 224 for large")
     batch_size: int = Field(128, ge=1)
@@ -340,6 +344,12 @@ def _resolve(cfg: SqueezeConfig) -> tuple[str, int, Weights | None]:
         raise LpqError("weights-mismatch", f"--weights {cfg.weights} are for {named}, not --model {cfg.model}")
     arch = cfg.model or named or "convnet"
     check_model_name(arch)
+    if cfg.teacher_classes and weights is None:
+        raise LpqError(
+            "teacher-classes-no-weights",
+            f"--teacher-classes {cfg.teacher_classes} keeps rows of pretrained weights, and none were given",
+            "pass --weights",
+        )
     epochs = cfg.epochs if cfg.epochs is not None else (0 if weights else 30)
     if epochs == 0 and weights is None:
         raise LpqError(
@@ -385,11 +395,12 @@ def _squeeze(cfg: SqueezeConfig, show: bool | Show) -> SqueezeResult:
     train_spec = spec  # how training-split batches are made: an in-memory set resized once is then native
     if isinstance(train, ImageSet) and spec.resize == "resize":
         train, train_spec = resized(train, spec), spec.model_copy(update={"resize": "none"})
+    class_map = head_rows(cfg.teacher_classes, train.classes) if cfg.teacher_classes else None
     model = build_model(arch, len(train.classes), spec.size)
     if not bn_layers(model):
         raise LpqError("model-no-batchnorm", f"{arch} has no BatchNorm layers: class statistics are impossible")
     if weights is not None:
-        load_into(model, weights)
+        load_into(model, weights, class_map)
     precision.model(model)
     t0 = time.perf_counter()
     if epochs:
@@ -458,6 +469,7 @@ def _squeeze(cfg: SqueezeConfig, show: bool | Show) -> SqueezeResult:
             "seed": cfg.seed,
             "weights": weights.source if weights else "",
         },
+        class_map=class_map,
     )
     if rank == 0:
         save_teacher(cfg.output, Teacher(meta, model, stats))
