@@ -33,6 +33,12 @@ MUTANTS = [  # (behaviour broken, file, original line, broken line)
         "= out[:, :, top:bottom, left:right]",
     ),
     (
+        "CutMix box left in the teacher's pixels at a student size",
+        "lpq/method/replay.py",
+        "top, left, bottom, right = scale_box(plan.mix_box, a.input_size, s)",
+        "top, left, bottom, right = plan.mix_box",
+    ),
+    (
         "MS probabilities ignore their temperature",
         "lpq/method/topk.py",
         "probs = softmax(logits, ms_temperature)",

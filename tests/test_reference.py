@@ -21,7 +21,7 @@ from lpq.format import LpqlReader, TempSchedule
 from lpq.format.rng import SampleAugment
 from lpq.method.bn import BNMatcher
 from lpq.method.loss import fit_student_temperature
-from lpq.method.replay import BatchPlan, render
+from lpq.method.replay import BatchPlan, render, scale_box
 from lpq.method.targets import dense_targets, record_targets
 from lpq.method.temperature import teacher_temperature
 from lpq.method.topk import quantize_logits
@@ -54,6 +54,29 @@ def test_replay_renders_what_torchvision_crops_flips_and_cutmix_pastes() -> None
     want = torch.stack(expect).clamp(0, 1)
     mixed = want.clone()
     mixed[:, :, 2:6, 3:8] = want[partner][:, :, 2:6, 3:8]
+    torch.testing.assert_close(got, mixed, atol=1e-6, rtol=0)
+
+
+def test_replay_at_a_student_size_is_torchvisions_crop_of_the_same_box_at_that_size() -> None:
+    """Labels made at 8 px replayed for a 5 px student: each crop box resized to 5 x 5 by torchvision, the CutMix
+    box (2, 3, 6, 8) of the 8 px image scaled by hand to (1, 2, 4, 5): 2*5/8 = 1.25 -> 1, 3*5/8 = 1.875 -> 2,
+    6*5/8 = 3.75 -> 4, 8*5/8 = 5."""
+    gen = torch.Generator().manual_seed(1)
+    pixels = torch.randint(0, 256, (2, 3, 12, 10), generator=gen, dtype=torch.uint8)
+    images = ImageSet("t", pixels, torch.tensor([0, 1]), ["a", "b"], (0.5,) * 3, (0.25,) * 3)
+    header = make_header(images=2, batch_size=2, epochs=1, mix="cutmix")  # input_size 8, bilinear
+    boxes, flips, partner = [(1, 2, 9, 7), (3, 1, 5, 8)], [False, True], np.array([1, 0])
+    aug = SampleAugment(*(np.array(c, np.int32) for c in zip(*boxes)), np.array(flips))
+    plan = BatchPlan(0, 0, np.array([0, 1]), aug, 0.6875, (2, 3, 6, 8), partner)
+    assert scale_box((2, 3, 6, 8), 8, 5) == (1, 2, 4, 5)
+    got = render(plan, images, header, size=5)
+    expect = []
+    for i, (top, left, h, w) in enumerate(boxes):
+        x = TF.resized_crop(pixels[i].float() / 255.0, top, left, h, w, [5, 5], antialias=True)
+        expect.append(TF.horizontal_flip(x) if flips[i] else x)
+    want = torch.stack(expect).clamp(0, 1)
+    mixed = want.clone()
+    mixed[:, :, 1:4, 2:5] = want[partner][:, :, 1:4, 2:5]
     torch.testing.assert_close(got, mixed, atol=1e-6, rtol=0)
 
 

@@ -65,6 +65,18 @@ def test_student_from_pruned_quantized_labels_beats_chance_widely(compact_labels
     assert table[-1]["top1"] == f"{result.top1:.6g}" and table[0]["top1"] == ""  # scored epochs only
 
 
+def test_a_student_at_its_own_size_trains_and_evaluates_there(compact_labels: Path, tmp_path: Path) -> None:
+    """Labels made at the digits teacher's 16 px train an 8 px student: its ConvNet's classifier reads 128 x 1 x 1
+    features (at 16 px, 128 x 2 x 2), and the test images are prepared at 8 px too."""
+    out = tmp_path / "small"
+    result = runner.invoke(
+        app, ["train", "digits", str(compact_labels), "--input-size", "8", "--epochs", "1", "-o", str(out), "-q"]
+    )
+    assert result.exit_code == 0, result.output
+    assert load_file(out / "last.safetensors")["classifier.weight"].shape == (10, 128)
+    assert json.loads((out / "config.json").read_text())["input_size"] == 8
+
+
 def test_resume_continues_exactly(compact_labels: Path, tmp_path: Path) -> None:
     base = {"images": "digits", "labels": compact_labels, "epochs": 2, "evals": 2}
     train(TrainConfig(output=tmp_path / "straight", **base))

@@ -55,6 +55,14 @@ def train(
     model: Annotated[
         str, typer.Option(help="Student: convnet, any torchvision classifier (resnet18, ...) or timm:NAME.")
     ] = "convnet",
+    input_size: Annotated[
+        int | None,
+        typer.Option(
+            min=8,
+            help="The student's side S in px: stored views are rendered and test images prepared at S "
+            "(default: the teacher's input size).",
+        ),
+    ] = None,
     eval_data: Annotated[
         str | None,
         typer.Option(

@@ -38,6 +38,14 @@ class InputSpec(BaseModel):
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
 
+    def at_size(self, size: int) -> InputSpec:
+        """The same preparation at side ``size``: a center crop of the same fraction, or the whole image resized
+        (images used at their own size are then resized to ``size``). A student at another resolution than its
+        teacher is evaluated on real images prepared this way."""
+        if size == self.size:
+            return self
+        return self.model_copy(update={"size": size, "resize": "resize" if self.resize == "none" else self.resize})
+
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 or [0, 1] images (..., 3, H, W) to normalized float32."""
         if x.dtype == torch.uint8:

@@ -69,7 +69,14 @@ class StoredBatches(Dataset):
     """Item i is the i-th batch this rank trains on over ``epochs``, rebuilt from the label file."""
 
     def __init__(
-        self, labels: Path, images: ImageSource, seed: int, epochs: range, rank: int = 0, world: int = 1
+        self,
+        labels: Path,
+        images: ImageSource,
+        seed: int,
+        epochs: range,
+        rank: int = 0,
+        world: int = 1,
+        input_size: int | None = None,
     ) -> None:
         self.labels = labels
         self.images = images
@@ -82,7 +89,8 @@ class StoredBatches(Dataset):
             for b in rank_share(epoch_draw(h.prune.kept, h.relabel.batches_per_epoch, seed, e), rank, world)
         ]
         self.hw = images.sizes()
-        self.spec = teacher_input(h)
+        self.size = input_size or h.augment.input_size  # the student's side S; the teacher's unless given
+        self.spec = teacher_input(h).at_size(self.size)
         self._reader: LpqlReader | None = None
 
     def __len__(self) -> int:
@@ -97,7 +105,7 @@ class StoredBatches(Dataset):
         r = self.reader()
         rec = r.read(self.batch_ids[i])
         plan = stored_plan(r, rec, self.hw)
-        x = self.spec.normalize(render(plan, self.images, self.header))
+        x = self.spec.normalize(render(plan, self.images, self.header, self.size))
         indices = torch.from_numpy(rec.indices) if rec.indices is not None else None
         return ReplayedBatch(
             x,
@@ -120,7 +128,8 @@ class DistilledDataset(Dataset):
     Item i of an epoch is one stored batch replayed exactly as the teacher labelled it: ``inputs`` (B, 3, S, S)
     normalized as the teacher's inputs were, ``targets`` (B, C) the soft labels at the epoch's teacher
     temperature (Dynamic Knowledge Reuse: the label file's schedule, or ``schedule``, over ``epochs``), full,
-    MR or MS labels alike. An epoch has as many batches as a relabel epoch, drawn from the stored (possibly
+    MR or MS labels alike; ``input_size`` renders the views at a student resolution of its own (the teacher's
+    by default). An epoch has as many batches as a relabel epoch, drawn from the stored (possibly
     pruned) pool as `lpq train` draws them; call ``set_epoch`` before each epoch, as with DistributedSampler.
     Items are whole batches: use ``DataLoader(dataset, batch_size=None, num_workers=N)``. The images must be
     the ones the labels were made for (their fingerprint is checked).
@@ -141,6 +150,7 @@ class DistilledDataset(Dataset):
         seed: int = 0,
         rank: int = 0,
         world: int = 1,
+        input_size: int | None = None,
     ) -> None:
         self.images = open_images(str(images)) if isinstance(images, str | Path) else images
         self.labels = Path(labels)
@@ -154,7 +164,7 @@ class DistilledDataset(Dataset):
             )
         self.schedule = schedule or (calibration.teacher_schedule if calibration else TempSchedule())
         self.epochs = epochs or self.header.relabel.epochs
-        self.seed, self.rank, self.world = seed, rank, world
+        self.seed, self.rank, self.world, self.input_size = seed, rank, world, input_size
         self.set_epoch(0)
 
     @property
@@ -166,7 +176,7 @@ class DistilledDataset(Dataset):
         self.epoch = epoch
         self.temperature = teacher_temperature(self.schedule, epoch, self.epochs)
         self._batches = StoredBatches(
-            self.labels, self.images, self.seed, range(epoch, epoch + 1), self.rank, self.world
+            self.labels, self.images, self.seed, range(epoch, epoch + 1), self.rank, self.world, self.input_size
         )
 
     def __len__(self) -> int:

@@ -3,7 +3,10 @@
 A batch's plan is its image indices, each sample's crop box and flip (derived from the seed, see
 spec/lpql-v1.md section 6), and the batch's mix draw (CutMix box or MixUp weight, stored in the chunk).
 ``render`` turns a plan and the source images into the exact input tensor the teacher labelled; relabel
-calls it to produce labels and training calls it to consume them, so the two cannot drift.
+calls it to produce labels and training calls it to consume them, so the two cannot drift. A student may see
+the same views at a resolution of its own (``size``): each crop box is resized to that size instead of the
+teacher's, and the CutMix box, stored in the teacher's pixels, is scaled to it (``scale_box``), so a 224 px
+teacher's labels train a 32 px student on the same content.
 
 Not for: pixel normalization (the caller's model decides) or targets (lpq.method.targets).
 """
@@ -90,13 +93,20 @@ def stored_plan(reader: LpqlReader, rec: BatchRecord, image_hw: np.ndarray) -> B
     return BatchPlan(rec.epoch, rec.batch, idx, aug, rec.mix_lambda, rec.mix_box, partner)
 
 
-def render(plan: BatchPlan, images: ImageSource, header: Header) -> torch.Tensor:
-    """The augmented batch in [0, 1]: crop, resize to input_size, flip, then CutMix or MixUp. (B, 3, S, S).
+def scale_box(box: tuple[int, int, int, int], size: int, to: int) -> tuple[int, int, int, int]:
+    """A (top, left, bottom, right) box in a ``size`` px image, in a ``to`` px one: each edge rounded to the nearest
+    pixel (halves up), so the box covers the same share of the image within half a pixel per edge."""
+    return tuple((2 * v * to + size) // (2 * size) for v in box)  # type: ignore[return-value]
 
-    Each sample's crop is cut from its source image at full resolution (any size), one image at a time.
+
+def render(plan: BatchPlan, images: ImageSource, header: Header, size: int | None = None) -> torch.Tensor:
+    """The augmented batch in [0, 1]: crop, resize to S, flip, then CutMix or MixUp. (B, 3, S, S).
+
+    S is the teacher's input size, or ``size`` for a student at its own resolution. Each sample's crop is cut
+    from its source image at full resolution (any size), one image at a time.
     """
     a = header.augment
-    s = a.input_size
+    s = size or a.input_size
     mode = a.interpolation
     aug = plan.augment
     out = torch.empty(plan.size, 3, s, s)
@@ -114,7 +124,7 @@ def render(plan: BatchPlan, images: ImageSource, header: Header) -> torch.Tensor
     out.clamp_(0.0, 1.0)
     partner = torch.from_numpy(plan.partner)
     if a.mix == "cutmix":
-        top, left, bottom, right = plan.mix_box
+        top, left, bottom, right = scale_box(plan.mix_box, a.input_size, s)
         out[:, :, top:bottom, left:right] = out[partner][:, :, top:bottom, left:right]
     elif a.mix == "mixup":
         out = plan.mix_lambda * out + (1.0 - plan.mix_lambda) * out[partner]

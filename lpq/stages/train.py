@@ -13,6 +13,10 @@ floor 2). ``targets="hard"`` is the baseline without a teacher: the same
 replayed batches with the images' own classes as targets (mixed as CutMix mixed the images), no
 temperatures.
 
+``input_size`` trains a student at a resolution of its own: each stored view is rendered at that size (the same
+crop box, the CutMix box scaled; lpq.method.replay), and the test images are prepared as the teacher's were, at
+that size; a 224 px teacher's labels train a 32 px ConvNet this way.
+
 Evaluation on the test split runs ``evals`` times, evenly spread, the last epoch always among them: the
 headline is the final epoch, never the best one. The run folder holds config.json, metrics.jsonl (with
 training and evaluation seconds per epoch), last weights (safetensors), a resume state (read with
@@ -42,7 +46,7 @@ from lpq.artifacts.manifest import read_manifest
 from lpq.artifacts.run import LOCK, Board, RunRecord, rank0
 from lpq.artifacts.teacher import load_teacher
 from lpq.choices import Amp, CaFit, Optimizer, Targets
-from lpq.data import ImageSource, check_fits, default_workers, open_images, open_split
+from lpq.data import ImageSource, InputSpec, check_fits, default_workers, open_images, open_split
 from lpq.data import batches as image_batches
 from lpq.data.named import NAMED
 from lpq.errors import LpqError
@@ -75,6 +79,9 @@ class TrainConfig(BaseModel):
     labels: Path
     output: Path = Path("run")
     model: str = "convnet"
+    input_size: int | None = Field(
+        None, ge=8, description="the student's side S, px: views and test images at S (default: the teacher's)"
+    )
     eval_data: str | None = Field(
         None, description="real data whose test split is evaluated (default: the teacher's, through the images)"
     )
@@ -242,7 +249,7 @@ class Student(TrainingState):
     def build(cls, cfg: TrainConfig, header: Header, precision: Precision, world: int, steps_per_epoch: int) -> Student:
         torch.manual_seed(cfg.seed)
         device = precision.device
-        model = precision.model(build_model(cfg.model, header.num_classes, header.augment.input_size))
+        model = precision.model(build_model(cfg.model, header.num_classes, student_input(cfg, header).size))
         if world > 1 and device.type == "cuda":  # BatchNorm over the global batch, as one process (gloo has none)
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         net = (
@@ -287,6 +294,11 @@ class EpochStats:
     fit_inputs: list[torch.Tensor]  # first-batches: inputs re-run in eval mode after the epoch
     fit_logits: torch.Tensor | None  # last-batch: the last step's training-mode logits (B, C)
     fit_targets: list[torch.Tensor]
+
+
+def student_input(cfg: TrainConfig, header: Header) -> InputSpec:
+    """How the student's inputs are prepared: the teacher's preparation, at the student's own size if it has one."""
+    return teacher_input(header).at_size(cfg.input_size or header.augment.input_size)
 
 
 def make_targets(
@@ -404,7 +416,7 @@ def _load_data(cfg: TrainConfig, header: Header) -> tuple[ImageSource, ImageSour
     evalset = open_split(cfg.eval_data or default_eval_data(cfg.images), "test", cfg.root)
     if evalset.classes != header.class_names:
         raise LpqError("class-mismatch", f"--eval-data {cfg.eval_data} has other classes than the labels")
-    check_fits(evalset, teacher_input(header))
+    check_fits(evalset, student_input(cfg, header))
     return images, evalset
 
 
@@ -476,13 +488,13 @@ def _train(cfg: TrainConfig, show: bool | Show) -> TrainResult:
     end = cfg.epochs if cfg.stop_after is None else min(cfg.epochs, start + cfg.stop_after)
     workers = default_workers() if cfg.workers is None else cfg.workers
     loader = DataLoader(
-        StoredBatches(cfg.labels, images, cfg.seed, range(start, end)),
+        StoredBatches(cfg.labels, images, cfg.seed, range(start, end), input_size=cfg.input_size),
         batch_size=None,
         num_workers=workers,
         prefetch_factor=4 if workers else None,
         pin_memory=device.type == "cuda",
     )
-    evaluation = image_batches(evalset, teacher_input(header), batch_size=512, workers=workers)
+    evaluation = image_batches(evalset, student_input(cfg, header), batch_size=512, workers=workers)
     lo, hi, points = cfg.grid()
     grid = torch.linspace(lo, hi, points)
     evaluate_after = eval_epochs(cfg.epochs, cfg.evals)
