@@ -81,13 +81,16 @@ def labels_for(folder: Path, count: int, ratio: float) -> Path:
 def loader_rates(folder: Path, labels: Path, batches: int) -> dict[str, float]:
     """Stored batches/s from training's data pipeline with 0, 1, 2 workers."""
     from lpq.data import open_images
-    from lpq.method.batches import StoredBatches
+    from lpq.method.batches import BatchDraw, StoredBatches
 
     images = open_images(str(folder))
     rates = {}
     for workers in (0, 1, 2):
-        data = StoredBatches(labels, images, seed=0, epochs=range(0, 2))
-        loader = DataLoader(data, batch_size=None, num_workers=workers, prefetch_factor=4 if workers else None)
+        data = StoredBatches(labels, images)
+        draw = BatchDraw.of(data.header, epochs=range(0, 2))
+        loader = DataLoader(
+            data, sampler=draw, batch_size=None, num_workers=workers, prefetch_factor=4 if workers else None
+        )
         it = iter(loader)
         next(it)  # workers started and warm
         t0 = time.perf_counter()
@@ -101,7 +104,7 @@ def train_vs_plain(folder: Path, labels: Path, steps: int) -> dict[str, float]:
     """Training's epoch loop (targets from .lpql, replay in a worker) against plain steps on in-memory tensors."""
     from lpq.data import open_images
     from lpq.format import LpqlReader
-    from lpq.method.batches import StoredBatches
+    from lpq.method.batches import BatchDraw, StoredBatches
     from lpq.runtime import Precision
     from lpq.stages.train import Student, TrainConfig, make_targets, train_epoch
 
@@ -111,11 +114,12 @@ def train_vs_plain(folder: Path, labels: Path, steps: int) -> dict[str, float]:
     cfg = TrainConfig(images=str(folder), labels=labels, model="resnet18", epochs=1, calibrate=False).resolved(None)
     cpu = Precision.choose("none", torch.device("cpu"))
     student = Student.build(cfg, header, cpu, 1, steps)
-    data = StoredBatches(labels, images, seed=0, epochs=range(0, 4))
-    held = [data[i] for i in range(steps)]
+    data = StoredBatches(labels, images)
+    draw = BatchDraw.of(header, epochs=range(0, 4))
+    held = [data[key] for key in list(draw)[:steps]]
     inputs = [b.inputs for b in held]
     targets = [make_targets(b, header, "soft", 4.0, images.labels) for b in held]
-    loader = iter(DataLoader(data, batch_size=None, num_workers=1, prefetch_factor=4))
+    loader = iter(DataLoader(data, sampler=draw, batch_size=None, num_workers=1, prefetch_factor=4))
     next(loader)
 
     def ours() -> None:

@@ -7,12 +7,16 @@ over the same code. They load on first use, so ``import lpq`` (and ``lpq --help`
     data = lpq.DistilledDataset("syn/", "labels.lpql")          # (inputs, soft targets) per stored batch
     loss = lpq.kd_loss(model(inputs), targets, student_temp=1.0)
 
-- Label files: ``LpqlReader`` (open and read one), ``prune_file`` / ``PruneConfig``, ``quantize_file`` /
-  ``QuantizeConfig``, ``coverage`` (views per image).
-- The method: ``DistilledDataset``, ``dense_targets``, ``TempSchedule`` and ``teacher_temperature`` (Dynamic
+- Making labels and students: ``relabel`` (a teacher file, pretrained weights or any ``nn.Module`` with its
+  ``InputSpec``) and ``train``, the commands as functions (`lpq.api`).
+- Label files: ``LpqlReader`` (open and read one), ``LpqlWriter`` (write one), ``prune_file`` / ``PruneConfig``,
+  ``quantize_file`` / ``QuantizeConfig``, ``coverage`` (views per image).
+- The method: ``DistilledDataset`` (and ``BatchDraw``, the sampler choosing an epoch's stored batches),
+  ``dense_targets``, ``TempSchedule`` and ``teacher_temperature`` (Dynamic
   Knowledge Reuse), ``kd_loss`` and ``fit_student_temperature`` (Calibrated Alignment), ``quantize_logits``
   (MR-k / MS-k), ``choose_batches`` (label pruning), ``BNMatcher`` (synthesis by BN statistics).
-- Images: ``open_images`` (a distilled folder, or a ``--data`` name).
+- Images: ``open_images`` (a distilled folder, or a ``--data`` name), ``InputSpec`` (how images become a model's
+  input).
 """
 
 from __future__ import annotations
@@ -20,10 +24,15 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # CHANGELOG.md says what each version changed
 
 _HOMES = {
     "LpqlReader": "lpq.format",
+    "LpqlWriter": "lpq.format",
+    "relabel": "lpq.api",
+    "train": "lpq.api",
+    "InputSpec": "lpq.data",
+    "BatchDraw": "lpq.method.batches",
     "TempSchedule": "lpq.format",
     "coverage": "lpq.format.coverage",
     "open_images": "lpq.data",

@@ -41,7 +41,7 @@ MUTANTS = [  # (behaviour broken, file, original line, broken line)
     (
         "MS probabilities ignore their temperature",
         "lpq/method/topk.py",
-        "probs = softmax(logits, ms_temperature)",
+        "probs = softmax(logits, ms_temp)",
         "probs = softmax(logits)",
     ),
     ("MS spreads the rest over all C classes", "lpq/method/targets.py", "/ max(num_classes - k, 1)", "/ num_classes"),

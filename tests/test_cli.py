@@ -124,10 +124,18 @@ def test_demo_runs_the_whole_pipeline_on_a_tiny_budget(tmp_path: Path) -> None:
 
     # The README's "Your own training loop" block, verbatim, beside the demo folder it reads.
     readme = (ROOT / "README.md").read_text()
-    block = re.search(r"## Your own training loop\n.*?```python\n(.*?)```", readme, re.S).group(1)
-    run = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    section = readme[readme.index("## Your own training loop") : readme.index("## The pipeline on CIFAR-10")]
+    first, second = re.findall(r"```python\n(.*?)```", section, re.S)
+    run = subprocess.run([sys.executable, "-c", first], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert re.fullmatch(r"epoch 0 at T=20: loss \d+\.\d{4}\n", run.stdout), run.stdout
+    # The second block (timm, bf16, DKR + CA): the teacher temperature falls, T_s is refitted on the grid.
+    run = subprocess.run([sys.executable, "-c", second], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    lines = [re.fullmatch(r"epoch (\d): T=([\d.]+) T_s=([\d.]+) loss \d+\.\d{4}", x) for x in run.stdout.splitlines()]
+    assert all(lines) and [int(m.group(1)) for m in lines] == [0, 1, 2, 3], run.stdout
+    temps = [float(m.group(2)) for m in lines]
+    assert temps[0] == 20 and temps[-1] < 20 and all(0.01 <= float(m.group(3)) <= 1 for m in lines)
 
 
 def config_models() -> dict[str, type]:

@@ -13,6 +13,7 @@ LPQ = Path(__file__).resolve().parents[1] / "lpq"
 FLOORS = {
     "errors": 0,
     "choices": 0,
+    "locks": 0,
     "format": 1,
     "files": 1,
     "progress": 1,
@@ -24,6 +25,7 @@ FLOORS = {
     "stages": 6,
     "interop": 6,
     "demo": 7,
+    "api": 7,
     "cli": 8,
     "__main__": 9,
 }
@@ -65,3 +67,28 @@ def test_format_needs_neither_torch_nor_typer() -> None:
     for path in (LPQ / "format").glob("*.py"):
         heavy = [m for m in imports(path) if m.split(".")[0] in ("torch", "typer", "torchvision")]
         assert not heavy, f"{path.name} imports {heavy}"
+
+
+PLATFORM_ONLY = {"fcntl", "msvcrt", "termios", "resource"}
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(LPQ)))
+def test_no_platform_only_module_is_imported_at_module_level(path: Path) -> None:
+    """``import lpq`` and every module work where fcntl does not exist (Windows): locks import it when taken."""
+    top = [n for n in ast.parse(path.read_text()).body if isinstance(n, ast.Import | ast.ImportFrom)]
+    names = {a.name.split(".")[0] for n in top if isinstance(n, ast.Import) for a in n.names}
+    names |= {n.module.split(".")[0] for n in top if isinstance(n, ast.ImportFrom) and n.module}
+    assert not names & PLATFORM_ONLY, f"{path.name} imports {names & PLATFORM_ONLY} at module level"
+
+
+def test_lpq_imports_where_fcntl_does_not_exist() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['fcntl'] = None\n"
+        "import lpq, lpq.format.writer, lpq.artifacts.run, lpq.data.sources, lpq.stages.train, lpq.cli.app\n"
+        "print(lpq.LpqlReader.__name__)"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0 and run.stdout == "LpqlReader\n", run.stderr

@@ -102,7 +102,7 @@ def test_ms_keeps_its_probabilities_and_spreads_the_rest_over_the_unkept_classes
     """MS-2 stored at its own temperature 2: the top-2 probabilities of softmax(z / 2) kept, the leftover
     mass split evenly over the C - k = 3 classes not kept; the DKR temperature does not touch them."""
     probs = _softmax([4.0, 1.0, 0.0, -2.0, 3.0], 2.0)
-    values, indices = quantize_logits(LOGITS.numpy(), "ms", 2, ms_temperature=2.0)
+    values, indices = quantize_logits(LOGITS.numpy(), "ms", 2, ms_temp=2.0)
     np.testing.assert_allclose(values[0], [probs[0], probs[4]], rtol=1e-6)
     assert indices.tolist() == [[0, 4]]
     rest = (1.0 - probs[0] - probs[4]) / 3

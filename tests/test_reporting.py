@@ -3,7 +3,11 @@ and its plot, one compression figure everywhere, and files skipped said once."""
 
 from __future__ import annotations
 
+import csv
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -67,6 +71,58 @@ def test_train_writes_tensorboard_scalars_and_compare_reads_the_runs(labels: dic
     assert table.exit_code == 0 and " B" in table.stdout and "%" in table.stdout and "x" in table.stdout
     refused = runner.invoke(app, ["compare", str(tmp_path)])
     assert refused.exit_code == 2 and "compare-not-a-run" in refused.stderr
+
+
+def wandb_records(data: bytes, block: int = 32768) -> list[bytes]:
+    """The records of a .wandb file: a 7-byte header (':W&B', magic, version), then LevelDB's log format (blocks of
+    32 KiB; each fragment crc32c (4), length (2, little-endian), type (1: full, 2: first, 3: middle, 4: last))."""
+    assert data[:4] == b":W&B"
+    records, parts, pos = [], b"", 7
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # a block's tail too short for a header is padding
+            pos += block - pos % block
+            continue
+        length, kind = int.from_bytes(data[pos + 4 : pos + 6], "little"), data[pos + 6]
+        payload, pos = data[pos + 7 : pos + 7 + length], pos + 7 + length
+        if kind == 1:
+            records.append(payload)
+        elif kind in (2, 3):
+            parts = (b"" if kind == 2 else parts) + payload
+        elif kind == 4:
+            records.append(parts + payload)
+    return records
+
+
+def wandb_history(folder: Path) -> list[dict[str, float]]:
+    """The history rows of the offline W&B runs under ``folder``, read back from their .wandb files."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    rows = []
+    for path in sorted(folder.glob("wandb/offline-run-*/run-*.wandb")):
+        for data in wandb_records(path.read_bytes()):
+            rec = pb.Record()
+            rec.ParseFromString(data)
+            if rec.WhichOneof("record_type") == "history":
+                rows.append({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in rec.history.item})
+    return rows
+
+
+def test_train_logs_the_metrics_rows_to_an_offline_wandb_run(labels: dict[str, Path], tmp_path: Path) -> None:
+    """W&B's history holds the rows of metrics.csv: the same epochs, losses, temperatures and final top-1."""
+    pytest.importorskip("wandb")
+    out = tmp_path / "run"
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    args = ["train", "digits", str(labels["small"]), "--epochs", "2", "-q", "--wandb", "demo", "-o", str(out)]
+    run = subprocess.run([sys.executable, "-m", "lpq", *args], env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    with open(out / "metrics.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    history = wandb_history(out)
+    assert [h["_step"] for h in history] == [int(r["epoch"]) for r in table] == [1, 2]
+    for h, r in zip(history, table):
+        for key in ("loss", "teacher_temp", "student_temp", "lr"):
+            assert h[key] == pytest.approx(float(r[key]), rel=1e-5), key
+    assert history[-1]["top1"] == pytest.approx(float(table[-1]["top1"]), rel=1e-5) and "top1" not in history[0]
 
 
 def test_synth_writes_a_contact_sheet_and_sends_it_to_tensorboard(digits_teacher: Path, tmp_path: Path) -> None:

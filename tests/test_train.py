@@ -77,6 +77,36 @@ def test_a_student_at_its_own_size_trains_and_evaluates_there(compact_labels: Pa
     assert json.loads((out / "config.json").read_text())["input_size"] == 8
 
 
+def test_distilled_dataset_under_persistent_workers_replays_each_epochs_own_batches(compact_labels: Path) -> None:
+    """Two epochs through one DataLoader with persistent workers: each epoch's batches are the ones its own draw
+    names (replayed here in the main process) and its targets are at its own DKR temperature (20 at epoch 0,
+    20 * 0.7^2 = 9.8 at epoch 11 of 12: the step every round(30 * 12 / 300) = 1 epoch, floored at 2)."""
+    from torch.utils.data import DataLoader
+
+    from lpq.format import LpqlReader
+    from lpq.method.batches import DistilledDataset, epoch_draw
+
+    data = DistilledDataset("digits", compact_labels, epochs=12)
+    with LpqlReader(compact_labels) as r:
+        kept, per_epoch = r.header.prune.kept, r.header.relabel.batches_per_epoch
+    loader = DataLoader(data, sampler=data.sampler, batch_size=None, num_workers=2, persistent_workers=True)
+    for epoch, temp in ((0, 20.0), (11, 20.0 * 0.7**11)):
+        data.set_epoch(epoch)
+        assert data.temperature == pytest.approx(max(temp, 2.0))
+        got = list(loader)
+        want = [data[(epoch, b)] for b in epoch_draw(kept, per_epoch, 0, epoch)]
+        assert len(got) == len(want) == per_epoch
+        for (x, t), (wx, wt) in zip(got, want):
+            torch.testing.assert_close(x, wx)
+            torch.testing.assert_close(t, wt)
+        stored = data.reader().read(epoch_draw(kept, per_epoch, 0, epoch)[0])
+        kept_classes = torch.from_numpy(stored.indices[0]).long()
+        want_t = torch.softmax(torch.from_numpy(stored.values[0]).float() / max(temp, 2.0), 0)
+        torch.testing.assert_close(got[0][1][0][kept_classes], want_t)  # MR: the stored top-k at this T alone
+    with pytest.raises(LpqError, match="dataset-needs-sampler"):
+        data[0]
+
+
 def test_resume_continues_exactly(compact_labels: Path, tmp_path: Path) -> None:
     base = {"images": "digits", "labels": compact_labels, "epochs": 2, "evals": 2}
     train(TrainConfig(output=tmp_path / "straight", **base))

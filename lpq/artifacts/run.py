@@ -12,15 +12,16 @@ for all three:
   one where there is none (so rerunning the same command finishes a job, whatever stopped it);
 - while a run writes, its lock refuses a second process; the OS frees the lock when the holder dies.
 
-With ``board`` (``--tensorboard DIR``) every metrics row is also written as TensorBoard scalars (one per numeric
-field, the row's first integer field as the step) through ``torch.utils.tensorboard``, and images (synth's
-contact sheet) can follow.
+With a ``board`` (`open_board`: ``--tensorboard DIR``, ``--wandb PROJECT`` or both) every metrics row is mirrored
+there too, one scalar per numeric field with the row's first integer field as the step, and images (synth's
+contact sheet) can follow: TensorBoard event files through ``torch.utils.tensorboard`` (``lpq[tensorboard]``), a
+Weights & Biases run (``lpq[wandb]``; offline with ``WANDB_MODE=offline``) whose id is derived from the run's
+place, so a resumed run continues the same W&B run.
 """
 
 from __future__ import annotations
 
 import csv
-import fcntl
 import io
 import json
 import os
@@ -35,6 +36,7 @@ from pydantic import BaseModel
 
 from lpq.errors import LpqError
 from lpq.files import write_model, write_text
+from lpq.locks import try_lock
 
 CONFIG, METRICS, CSV, RESULT, LOG = "config.json", "metrics.jsonl", "metrics.csv", "result.json", "log.txt"
 LOCK = ".lpq.lock"  # in a run folder while a process writes there
@@ -43,7 +45,28 @@ RECORD = frozenset({CONFIG, METRICS, CSV, LOG})  # all a run that never saved pr
 Row = TypeVar("Row", bound=BaseModel)
 
 
+def _scalars(row: BaseModel) -> tuple[int, dict[str, float]]:
+    """A metrics row as (step, its other numeric fields): the row's first integer field is the step."""
+    fields = row.model_dump()
+    step_name = next(k for k, v in fields.items() if isinstance(v, int) and not isinstance(v, bool))
+    numeric = {k: v for k, v in fields.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    return fields[step_name], {k: v for k, v in numeric.items() if k != step_name}
+
+
 class Board:
+    """Where a run's metrics rows are mirrored besides its own files (`open_board`)."""
+
+    def rows(self, rows: Sequence[BaseModel]) -> None:
+        raise NotImplementedError
+
+    def image(self, tag: str, png: Path) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class TensorBoard(Board):
     """A TensorBoard event file in ``folder`` (the optional ``tensorboard`` package: ``lpq[tensorboard]``)."""
 
     def __init__(self, folder: Path) -> None:
@@ -57,11 +80,9 @@ class Board:
 
     def rows(self, rows: Sequence[BaseModel]) -> None:
         for r in rows:
-            fields = r.model_dump()
-            step_name = next(k for k, v in fields.items() if isinstance(v, int) and not isinstance(v, bool))
-            for k, v in fields.items():
-                if k != step_name and isinstance(v, int | float) and not isinstance(v, bool):
-                    self.writer.add_scalar(k, v, fields[step_name])
+            step, scalars = _scalars(r)
+            for k, v in scalars.items():
+                self.writer.add_scalar(k, v, step)
         self.writer.flush()
 
     def image(self, tag: str, png: Path) -> None:
@@ -73,6 +94,67 @@ class Board:
 
     def close(self) -> None:
         self.writer.close()
+
+
+class WandbBoard(Board):
+    """A Weights & Biases run of ``project`` (the optional ``wandb`` package: ``lpq[wandb]``), its files under
+    ``folder``/wandb, its id derived from ``place`` (the run's folder or output file), resumed when it exists."""
+
+    def __init__(self, project: str, folder: Path, place: Path, config: dict[str, object]) -> None:
+        try:
+            import wandb
+        except ImportError:
+            raise LpqError("extra-missing", "--wandb needs the wandb package", "pip install 'lpq[wandb]'") from None
+        import hashlib
+
+        run_id = hashlib.sha256(str(place.resolve()).encode()).hexdigest()[:16]
+        folder.mkdir(parents=True, exist_ok=True)
+        self.wandb = wandb
+        self.run = wandb.init(
+            project=project, dir=str(folder), id=run_id, name=place.name, config=config, resume="allow"
+        )
+
+    def rows(self, rows: Sequence[BaseModel]) -> None:
+        for r in rows:
+            step, scalars = _scalars(r)
+            self.run.log(scalars, step=step)
+
+    def image(self, tag: str, png: Path) -> None:
+        self.run.log({tag: self.wandb.Image(str(png))})
+
+    def close(self) -> None:
+        self.run.finish()
+
+
+class Boards(Board):
+    """Several boards as one."""
+
+    def __init__(self, boards: list[Board]) -> None:
+        self.boards = boards
+
+    def rows(self, rows: Sequence[BaseModel]) -> None:
+        for b in self.boards:
+            b.rows(rows)
+
+    def image(self, tag: str, png: Path) -> None:
+        for b in self.boards:
+            b.image(tag, png)
+
+    def close(self) -> None:
+        for b in self.boards:
+            b.close()
+
+
+def open_board(tensorboard: Path | None, wandb: str | None, place: Path, config: dict[str, object]) -> Board | None:
+    """The boards a run's options ask for (None when neither): TensorBoard in its folder, W&B in ``project``
+    with its files beside the run (``place`` is the run's folder, or the output file a record lies beside)."""
+    boards: list[Board] = []
+    if tensorboard is not None:
+        boards.append(TensorBoard(tensorboard))
+    if wandb is not None:
+        folder = place if place.suffix == "" else place.parent
+        boards.append(WandbBoard(wandb, folder, place, config))
+    return None if not boards else boards[0] if len(boards) == 1 else Boards(boards)
 
 
 @dataclass(frozen=True)
@@ -193,15 +275,13 @@ class RunRecord:
         created = not self.root.exists()
         self.root.mkdir(parents=True, exist_ok=True)
         f = open(path, "a+")  # noqa: SIM115 (closed below)
-        try:  # a POSIX record lock: held by this process alone (not by forked DataLoader workers), freed at death
-            fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        if not try_lock(f):  # held by this process alone (not by forked DataLoader workers), freed at its death
             f.seek(0)
             holder = f.read().strip() or "another process"
             f.close()
             raise LpqError(
                 "run-busy", f"{self.where} is in use by {holder}", "wait for it to finish, or choose another -o"
-            ) from None
+            )
         f.seek(0)
         stale = f.read().strip()
         if stale:

@@ -225,3 +225,31 @@ def pretrained_teacher(
         class_map=class_map,
     )
     return Teacher(meta, model, {})
+
+
+@torch.no_grad()
+def module_teacher(model: nn.Module, classes: list[str], spec: InputSpec, name: str | None = None) -> Teacher:
+    """A model of your own as a teacher (no class statistics: enough for relabel): ``classes`` are the names of
+    its output rows, in order, and ``spec`` how its inputs are prepared (size, normalization). Its logits are
+    checked on one blank input, so a head of another width is refused before any labelling."""
+    model.eval()
+    probe = next(model.parameters(), torch.empty(0))
+    out = model(torch.zeros(1, 3, spec.size, spec.size, device=probe.device, dtype=probe.dtype))
+    if out.dim() != 2 or out.shape[1] != len(classes):
+        raise LpqError(
+            "teacher-class-count",
+            f"the teacher outputs {tuple(out.shape)} for one image, not (1, {len(classes)}) for the images' classes",
+        )
+    meta = TeacherMeta.of(
+        name or f"module:{type(model).__name__}",
+        classes,
+        spec,
+        model,
+        data="",
+        data_fingerprint="",
+        test_top1=None,
+        test_top5=None,
+        bn_layers=[],
+        training={},
+    )
+    return Teacher(meta, model, {})

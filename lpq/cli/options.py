@@ -78,6 +78,14 @@ TensorboardOpt = Annotated[
     Path | None,
     typer.Option(help="Also write metrics (and synth's image grid) to TensorBoard in this folder (lpq[tensorboard])."),
 ]
+WandbOpt = Annotated[
+    str | None,
+    typer.Option(
+        metavar="PROJECT",
+        help="Also log metrics (and synth's image grid) to this Weights & Biases project (lpq[wandb]; offline with "
+        "WANDB_MODE=offline).",
+    ),
+]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run with the same settings.")]
 ConfigOpt = Annotated[
     Path | None,

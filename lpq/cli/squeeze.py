@@ -23,6 +23,7 @@ from lpq.cli.options import (
     SeedOpt,
     TeacherClassesOpt,
     TensorboardOpt,
+    WandbOpt,
     WorkersOpt,
     result_table,
 )
@@ -72,6 +73,7 @@ def squeeze(
     seed: SeedOpt = 0,
     resume: ResumeOpt = False,
     tensorboard: TensorboardOpt = None,
+    wandb: WandbOpt = None,
     device: DeviceOpt = "auto",
     amp: AmpOpt = Amp.auto,
     config: ConfigOpt = None,

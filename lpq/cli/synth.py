@@ -22,6 +22,7 @@ from lpq.cli.options import (
     SeedOpt,
     TeacherOpt,
     TensorboardOpt,
+    WandbOpt,
 )
 
 OPT = "Optimization (defaults: the authors' values for the input size)"
@@ -64,6 +65,7 @@ def synth(
     seed: SeedOpt = 0,
     resume: ResumeOpt = False,
     tensorboard: TensorboardOpt = None,
+    wandb: WandbOpt = None,
     device: DeviceOpt = "auto",
     amp: AmpOpt = Amp.auto,
     config: ConfigOpt = None,

@@ -24,6 +24,7 @@ from lpq.cli.options import (
     SeedOpt,
     Targets,
     TensorboardOpt,
+    WandbOpt,
     WorkersOpt,
     result_table,
 )
@@ -138,6 +139,7 @@ def train(
     seed: SeedOpt = 0,
     resume: ResumeOpt = False,
     tensorboard: TensorboardOpt = None,
+    wandb: WandbOpt = None,
     device: DeviceOpt = "auto",
     amp: AmpOpt = Amp.auto,
     config: ConfigOpt = None,

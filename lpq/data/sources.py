@@ -21,7 +21,6 @@ path, byte size and label) identifies a large real set without decoding it.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import io
 import json
@@ -39,6 +38,7 @@ import torch
 from lpq.data.layout import FileList
 from lpq.errors import LpqError
 from lpq.files import CACHE_ENV, atomic
+from lpq.locks import lock as take_lock
 
 CACHE_FORMAT = "lpq-image-cache/1"
 DECODE_CHUNK = 256  # files decoded together while a cache is built: bounded memory
@@ -299,7 +299,7 @@ def open_cached(name: str, files: FileList, folder: Path) -> CachedImages:
     cache.parent.mkdir(parents=True, exist_ok=True)
     key = manifest_digest(files, with_mtime=True)
     with open(cache.parent / f"{cache.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        take_lock(lock)
         if not _cache_current(cache, key):
             _build_cache(cache, files, key)
     return CachedImages(name, files, cache)

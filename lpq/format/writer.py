@@ -14,11 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-try:
-    import fcntl  # POSIX; elsewhere writers go unlocked
-except ImportError:  # pragma: no cover
-    fcntl = None  # type: ignore[assignment]
-
 import numpy as np
 import zstandard
 
@@ -41,6 +36,7 @@ from lpq.format.layout import (
     frame,
     frame_crc_ok,
 )
+from lpq.locks import try_lock
 
 
 def partial_path(path: Path) -> Path:
@@ -106,14 +102,11 @@ def _open_exclusive(partial: Path) -> BinaryIO:
     """The partial file, opened without truncating it and locked: a second writer of the same output is refused
     before it can touch the first one's bytes (writes append; the caller truncates where it resumes)."""
     f = open(partial, "a+b")  # noqa: SIM115
-    if fcntl is not None:
-        try:  # a POSIX record lock: held by this process alone (not by forked DataLoader workers), freed at its death
-            fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            f.close()
-            raise LpqlError(
-                "output-busy", f"another process is writing {partial}", "wait for it to finish, or choose another -o"
-            ) from None
+    if not try_lock(f):  # held by this process alone (not by forked DataLoader workers), freed at its death
+        f.close()
+        raise LpqlError(
+            "output-busy", f"another process is writing {partial}", "wait for it to finish, or choose another -o"
+        )
     return f
 
 
@@ -138,6 +131,17 @@ def _rename_no_replace(partial: Path, path: Path) -> None:
 
 
 class LpqlWriter:
+    """Writes one `.lpql` file: the header, then each kept batch in increasing id order (``add`` a `BatchRecord`,
+    or ``add_encoded`` a payload copied from a file of the same header), then ``finish`` with the optional
+    calibration. It writes ``NAME.partial`` (locked against a second writer) and renames it to ``NAME`` only when
+    complete, never over a file that exists; ``resume=True`` continues a partial file an interrupted writer left.
+
+        with LpqlReader("labels.lpql") as r, LpqlWriter(Path("copy.lpql"), r.header) as w:
+            for bid in r.header.prune.kept:
+                w.add(r.read(bid))                 # or records of your own relabel loop, planned by lpq.method.replay
+            w.finish(r.calibration)
+    """
+
     def __init__(self, path: Path, header: Header, *, resume: bool = False, level: int = 9) -> None:
         self.path = Path(path)
         self.partial = partial_path(self.path)

@@ -8,24 +8,27 @@ batch, the sample order and the number of steps are one process's. ``DistilledDa
 instead hands each rank whole batches, a disjoint share of every epoch's draw (a DistributedSampler's way:
 the global batch grows with the ranks).
 
-Items are built in DataLoader workers with the replay function relabel used. ``StoredBatches`` (what `lpq
-train` uses) leaves the targets to the main process, which also needs the images' classes for hard-label
-baselines; ``DistilledDataset`` (for your own training loop) returns them ready, at the epoch's temperature.
+Which batches an epoch replays is a sampler's choice (``BatchDraw``), made in the main process; items are keyed
+by ``(epoch, batch id)`` and built in DataLoader workers with the replay function relabel used, so no worker
+holds an epoch that could go stale. ``StoredBatches`` (what `lpq train` uses) leaves the targets to the main
+process, which also needs the images' classes for hard-label baselines; ``DistilledDataset`` (for your own
+training loop) returns them ready, at the key's epoch's temperature.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 
 from lpq.data import ImageSource, open_images
 from lpq.errors import LpqError
-from lpq.format import LpqlReader, TempSchedule
+from lpq.format import Header, LpqlReader, TempSchedule
 from lpq.method.replay import render, stored_plan, teacher_input
 from lpq.method.targets import dense_targets
 from lpq.method.temperature import teacher_temperature
@@ -65,45 +68,69 @@ class ReplayedBatch(NamedTuple):
     mix_lambda: float  # weight of a sample's own image in the mix (1.0 without mixing)
 
 
-class StoredBatches(Dataset):
-    """Item i is the i-th batch this rank trains on over ``epochs``, rebuilt from the label file."""
+class BatchDraw(Sampler[tuple[int, int]]):
+    """The keys ``(epoch, stored batch id)`` of the epochs in ``epochs``, this rank's share of each epoch's draw.
+
+    A sampler runs in the main process (DataLoader asks it for keys and hands them to its workers), so the epoch
+    lives here and not in a dataset that every worker copies: ``set_epoch`` before an epoch takes effect under
+    ``persistent_workers=True`` too, as DistributedSampler's does.
+    """
 
     def __init__(
-        self,
-        labels: Path,
-        images: ImageSource,
-        seed: int,
-        epochs: range,
-        rank: int = 0,
-        world: int = 1,
-        input_size: int | None = None,
+        self, kept: list[int], per_epoch: int, seed: int = 0, epochs: range = range(1), rank: int = 0, world: int = 1
     ) -> None:
+        self.kept, self.per_epoch, self.seed = kept, per_epoch, seed
+        self.epochs, self.rank, self.world = epochs, rank, world
+
+    @classmethod
+    def of(cls, header: Header, seed: int = 0, epochs: range = range(1), rank: int = 0, world: int = 1) -> BatchDraw:
+        """The draw over a label file's kept batches, an epoch as long as its relabel epochs."""
+        return cls(header.prune.kept, header.relabel.batches_per_epoch, seed, epochs, rank, world)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epochs = range(epoch, epoch + 1)
+
+    @property
+    def epoch(self) -> int:
+        return self.epochs.start
+
+    def __len__(self) -> int:
+        return len(self.epochs) * math.ceil(self.per_epoch / self.world)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        for e in self.epochs:
+            for b in rank_share(epoch_draw(self.kept, self.per_epoch, self.seed, e), self.rank, self.world):
+                yield e, b
+
+
+class StoredBatches(Dataset):
+    """Stored batches rebuilt from the label file: the item of key ``(epoch, batch id)`` (a `BatchDraw`'s keys) is
+    that batch replayed, its views rendered at ``input_size`` (the teacher's input size by default)."""
+
+    def __init__(self, labels: Path, images: ImageSource, input_size: int | None = None) -> None:
         self.labels = labels
         self.images = images
         with LpqlReader(labels) as r:
             self.header = r.header
-        h = self.header
-        self.batch_ids = [
-            b
-            for e in epochs
-            for b in rank_share(epoch_draw(h.prune.kept, h.relabel.batches_per_epoch, seed, e), rank, world)
-        ]
         self.hw = images.sizes()
-        self.size = input_size or h.augment.input_size  # the student's side S; the teacher's unless given
-        self.spec = teacher_input(h).at_size(self.size)
+        self.size = input_size or self.header.augment.input_size  # the student's side S; the teacher's unless given
+        self.spec = teacher_input(self.header).at_size(self.size)
         self._reader: LpqlReader | None = None
-
-    def __len__(self) -> int:
-        return len(self.batch_ids)
 
     def reader(self) -> LpqlReader:
         if self._reader is None:  # one mmap per worker process
             self._reader = LpqlReader(self.labels)
         return self._reader
 
-    def __getitem__(self, i: int) -> ReplayedBatch:
+    def __getitem__(self, key: tuple[int, int]) -> ReplayedBatch:
+        if not isinstance(key, tuple):
+            raise LpqError(
+                "dataset-needs-sampler",
+                f"stored batches are keyed by (epoch, batch), not by {type(key).__name__} {key!r}",
+                "pass the dataset's sampler: DataLoader(data, sampler=data.sampler, batch_size=None)",
+            )
         r = self.reader()
-        rec = r.read(self.batch_ids[i])
+        rec = r.read(key[1])
         plan = stored_plan(r, rec, self.hw)
         x = self.spec.normalize(render(plan, self.images, self.header, self.size))
         indices = torch.from_numpy(rec.indices) if rec.indices is not None else None
@@ -122,22 +149,25 @@ class StoredBatches(Dataset):
         return state
 
 
-class DistilledDataset(Dataset):
+class DistilledDataset(StoredBatches):
     """A distilled image set and its `.lpql` labels as ``(inputs, targets)`` batches for your own training loop.
 
-    Item i of an epoch is one stored batch replayed exactly as the teacher labelled it: ``inputs`` (B, 3, S, S)
-    normalized as the teacher's inputs were, ``targets`` (B, C) the soft labels at the epoch's teacher
+    Each item is one stored batch replayed exactly as the teacher labelled it: ``inputs`` (B, 3, S, S)
+    normalized as the teacher's inputs were, ``targets`` (B, C) the soft labels at its epoch's teacher
     temperature (Dynamic Knowledge Reuse: the label file's schedule, or ``schedule``, over ``epochs``), full,
     MR or MS labels alike; ``input_size`` renders the views at a student resolution of its own (the teacher's
-    by default). An epoch has as many batches as a relabel epoch, drawn from the stored (possibly
-    pruned) pool as `lpq train` draws them; call ``set_epoch`` before each epoch, as with DistributedSampler.
-    Items are whole batches: use ``DataLoader(dataset, batch_size=None, num_workers=N)``. The images must be
-    the ones the labels were made for (their fingerprint is checked).
+    by default). Which batches an epoch replays is drawn by ``data.sampler`` in the main process (as many as a
+    relabel epoch has, from the stored, possibly pruned, pool, as `lpq train` draws them): pass it to the
+    DataLoader and call ``data.set_epoch`` (or ``data.sampler.set_epoch``) before each epoch. Workers receive
+    ``(epoch, batch)`` keys and hold no epoch of their own, so persistent workers never replay a stale one.
+    Items are whole batches: ``batch_size=None``. The images must be the ones the labels were made for (their
+    fingerprint is checked).
 
         data = DistilledDataset("syn/", "labels.lpql", epochs=300)
+        loader = DataLoader(data, sampler=data.sampler, batch_size=None, num_workers=4, persistent_workers=True)
         for epoch in range(300):
             data.set_epoch(epoch)
-            for inputs, targets in DataLoader(data, batch_size=None, num_workers=4):
+            for inputs, targets in loader:
                 loss = kd_loss(model(inputs), targets, student_temp=1.0)
     """
 
@@ -152,10 +182,10 @@ class DistilledDataset(Dataset):
         world: int = 1,
         input_size: int | None = None,
     ) -> None:
-        self.images = open_images(str(images)) if isinstance(images, str | Path) else images
-        self.labels = Path(labels)
+        source = open_images(str(images)) if isinstance(images, str | Path) else images
+        super().__init__(Path(labels), source, input_size)
         with LpqlReader(self.labels) as r:
-            self.header, calibration = r.header, r.calibration
+            calibration = r.calibration
         if self.images.fingerprint() != self.header.images.fingerprint:
             raise LpqError(
                 "fingerprint-mismatch",
@@ -164,25 +194,28 @@ class DistilledDataset(Dataset):
             )
         self.schedule = schedule or (calibration.teacher_schedule if calibration else TempSchedule())
         self.epochs = epochs or self.header.relabel.epochs
-        self.seed, self.rank, self.world, self.input_size = seed, rank, world, input_size
-        self.set_epoch(0)
+        self.sampler = BatchDraw.of(self.header, seed, range(1), rank, world)
 
     @property
     def num_classes(self) -> int:
         return self.header.num_classes
 
     def set_epoch(self, epoch: int) -> None:
-        """Draw epoch ``epoch``'s batches and set its teacher temperature (``self.temperature``)."""
-        self.epoch = epoch
-        self.temperature = teacher_temperature(self.schedule, epoch, self.epochs)
-        self._batches = StoredBatches(
-            self.labels, self.images, self.seed, range(epoch, epoch + 1), self.rank, self.world, self.input_size
-        )
+        """Let the sampler draw epoch ``epoch``'s batches next (it lives in the main process)."""
+        self.sampler.set_epoch(epoch)
+
+    @property
+    def temperature(self) -> float:
+        """The teacher temperature of the sampler's epoch."""
+        return self.temperature_at(self.sampler.epoch)
+
+    def temperature_at(self, epoch: int) -> float:
+        return teacher_temperature(self.schedule, epoch, self.epochs)
 
     def __len__(self) -> int:
-        return len(self._batches)
+        return len(self.sampler)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        b = self._batches[i]
-        q = self.header.quant
-        return b.inputs, dense_targets(b.values, b.indices, q.scheme, self.header.num_classes, self.temperature)
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        b = super().__getitem__(key)
+        t = self.temperature_at(key[0])
+        return b.inputs, dense_targets(b.values, b.indices, self.header.quant.scheme, self.num_classes, t)

@@ -25,7 +25,7 @@ def softmax(x: np.ndarray, temperature: float = 1.0) -> np.ndarray:
 
 
 def quantize_logits(
-    logits: np.ndarray, scheme: str, k: int, ms_temperature: float = 1.0
+    logits: np.ndarray, scheme: str, k: int, ms_temp: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Stored (values, indices) of full (B, C) logits under a scheme: 'none', 'mr' or 'ms'."""
     if scheme == "none":
@@ -33,6 +33,6 @@ def quantize_logits(
     if scheme == "mr":
         vals, idx = top_k(logits, k)
         return vals.astype(np.float32), idx
-    probs = softmax(logits, ms_temperature)
+    probs = softmax(logits, ms_temp)
     vals, idx = top_k(probs, k)
     return vals.astype(np.float32), idx

@@ -56,7 +56,7 @@ class QuantizeResult(BaseModel):
     file_bytes_after: int
 
 
-def check_requantize(src: Quant, scheme: str, k: int, ms_temperature: float) -> None:
+def check_requantize(src: Quant, scheme: str, k: int, ms_temp: float) -> None:
     """Refuse conversions that would need information the stored labels no longer hold."""
     if src.scheme == "none":
         return
@@ -72,16 +72,16 @@ def check_requantize(src: Quant, scheme: str, k: int, ms_temperature: float) -> 
             f"cannot raise k from {src.k} to {k}: the other classes were not stored",
             "quantize the full-label file instead",
         )
-    if scheme == "ms" and ms_temperature != src.ms_temperature:
+    if scheme == "ms" and ms_temp != src.ms_temperature:
         raise LpqError("quantize-lost", "MS probabilities cannot be re-tempered without the full logits")
 
 
 def requantize(
-    values: np.ndarray, indices: np.ndarray | None, src: Quant, scheme: str, k: int, ms_temperature: float
+    values: np.ndarray, indices: np.ndarray | None, src: Quant, scheme: str, k: int, ms_temp: float
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Stored labels of one batch under a scheme `check_requantize` accepted."""
     if src.scheme == "none":
-        return quantize_logits(values, scheme, k, ms_temperature)
+        return quantize_logits(values, scheme, k, ms_temp)
     return values[:, :k], None if indices is None else indices[:, :k]
 
 
@@ -128,7 +128,7 @@ def quantize_file(cfg: QuantizeConfig) -> QuantizeResult:
     """Write the re-quantized file (a smaller k or coarser values only: information is never invented)."""
 
     check_paths(cfg.labels, cfg.output)
-    scheme, values, ms_temperature = cfg.scheme, cfg.values, cfg.ms_temp
+    scheme, values, ms_temp = cfg.scheme, cfg.values, cfg.ms_temp
     with LpqlReader(cfg.labels) as r:
         h = r.header
         c = h.num_classes
@@ -140,13 +140,13 @@ def quantize_file(cfg: QuantizeConfig) -> QuantizeResult:
             raise LpqError("bad-top-k", f"--top-k {k} must be between 1 and the {c} classes")
         if scheme == "none" and h.quant.scheme != "none":
             raise LpqError("quantize-lost", "top-k labels cannot become full labels again")
-        check_requantize(h.quant, scheme, k, ms_temperature)
+        check_requantize(h.quant, scheme, k, ms_temp)
         quant = Quant(
             scheme=scheme,
             k=k,
             values=ValueCodec.for_labels(values, scheme, k),
             indices=None if scheme == "none" else IndexCodec.for_classes(c),
-            ms_temperature=ms_temperature if scheme == "ms" else None,
+            ms_temperature=ms_temp if scheme == "ms" else None,
         )
         header = h.model_copy(update={"quant": quant})
         calibration = None if r.calibration is None else _recalibrated(r, r.calibration, k)
@@ -154,7 +154,7 @@ def quantize_file(cfg: QuantizeConfig) -> QuantizeResult:
         try:
             for bid in r.batch_ids:
                 rec = r.read(int(bid))
-                vals, idx = requantize(rec.values, rec.indices, h.quant, scheme, k, ms_temperature)
+                vals, idx = requantize(rec.values, rec.indices, h.quant, scheme, k, ms_temp)
                 writer.add(dataclasses.replace(rec, values=vals.astype(np.float32), indices=idx))
             writer.finish(calibration)
         except BaseException:

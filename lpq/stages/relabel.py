@@ -67,7 +67,9 @@ CALIB_SAVE_SECONDS = 10.0  # how often the resumable calibration sums are saved 
 
 class RelabelConfig(BaseModel):
     images: str = Field(description="image set: a folder (lpq synth output) or a --data name")
-    teacher: Path | str = Field(description="a .lpqt file, or pretrained weights (torchvision:resnet18.IMAGENET1K_V1)")
+    teacher: Path | str | None = Field(
+        None, description="a .lpqt file, or pretrained weights (torchvision:resnet18.IMAGENET1K_V1)"
+    )
     teacher_classes: TeacherClasses | None = Field(
         None, description="pretrained weights only: keep the head's rows of the images' classes (lpq.models.classes)"
     )
@@ -331,8 +333,12 @@ def label_part(
     return stats
 
 
-def relabel(cfg: RelabelConfig, show: bool | Show = False) -> RelabelResult:
+def relabel(cfg: RelabelConfig, show: bool | Show = False, teacher: Teacher | None = None) -> RelabelResult:
+    """Label the kept batches of ``cfg.images`` with ``cfg.teacher``, or with ``teacher`` (a model of your own,
+    `lpq.artifacts.teacher.module_teacher`) when given, into ``cfg.output``."""
     out = cfg.output
+    if (teacher is None) == (cfg.teacher is None):
+        raise LpqError("teacher-missing" if teacher is None else "teacher-twice", "relabel needs exactly one teacher")
     if out.exists():
         raise LpqError("output-exists", f"{out} already exists", "choose another -o, or delete it first")
     left = [partial_path(out), *out.parent.glob(f"{out.name}.rank*.partial")]
@@ -349,13 +355,16 @@ def relabel(cfg: RelabelConfig, show: bool | Show = False) -> RelabelResult:
             "synth-incomplete", f"{folder} is an unfinished lpq synth run", "finish it with lpq synth --resume"
         )
     images = open_images(cfg.images)
-    if cfg.teacher_classes and not is_pretrained(cfg.teacher):
+    if cfg.teacher_classes and (cfg.teacher is None or not is_pretrained(cfg.teacher)):
         raise LpqError(
             "teacher-classes-file",
             f"--teacher-classes cuts pretrained weights; {cfg.teacher} is a teacher file, its classes fixed",
             "leave --teacher-classes out (lpq squeeze --teacher-classes already chose the rows), or pass weights",
         )
-    teacher = load_teacher(cfg.teacher, need_stats=False, classes=images.classes, teacher_classes=cfg.teacher_classes)
+    if teacher is None:
+        teacher = load_teacher(
+            cfg.teacher, need_stats=False, classes=images.classes, teacher_classes=cfg.teacher_classes
+        )
     check_compatible(teacher, images)
     rank, world = init_distributed()
     precision = Precision.choose(cfg.amp, pick_device(cfg.device, rank), inference=True)

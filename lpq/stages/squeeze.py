@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from lpq.artifacts.checkpoint import TrainingState
-from lpq.artifacts.run import Board, RunRecord, rank0
+from lpq.artifacts.run import Board, RunRecord, open_board, rank0
 from lpq.artifacts.teacher import ClassStats, Teacher, TeacherMeta, pretrained_input, save_teacher
 from lpq.choices import Amp, Optimizer
 from lpq.data import ImageSet, ImageSource, InputSpec, batches, default_workers, open_split
@@ -74,10 +74,11 @@ class SqueezeConfig(BaseModel):
     output: Path = Path("teacher.lpqt")
     resume: bool = Field(False, description="continue from the per-epoch checkpoint beside the output, if any")
     tensorboard: Path | None = Field(None, description="also write the training metrics as TensorBoard scalars")
+    wandb: str | None = Field(None, description="also log the training metrics to this Weights & Biases project")
 
     def identity(self) -> dict[str, object]:
         """The settings a checkpoint must have been made with to be resumed (not where or how fast it runs)."""
-        run_only = {"output", "resume", "workers", "device", "skip_bad_images", "tensorboard"}
+        run_only = {"output", "resume", "workers", "device", "skip_bad_images", "tensorboard", "wandb"}
         return self.model_dump(mode="json", exclude=run_only)
 
     def record(self, board: Board | None = None) -> RunRecord:
@@ -197,7 +198,7 @@ def fit(
     total = max(2, epochs * steps_per_epoch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=total, pct_start=0.15)
     trainer = Trainer(model, opt, sched, precision.scaler(), gen)
-    board = Board(cfg.tensorboard) if cfg.tensorboard else None  # training runs in one process
+    board = open_board(cfg.tensorboard, cfg.wandb, cfg.output, cfg.identity())  # training runs in one process
     scaler, state, record = trainer.scaler, checkpoint_path(cfg.output), cfg.record(board)
     start = trainer.resume(state) if cfg.resume and state.exists() else 0  # the record refused it without --resume
     record.start(cfg.identity())

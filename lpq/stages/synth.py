@@ -25,6 +25,7 @@ import contextlib
 import math
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from lpq import __version__
 from lpq.artifacts.manifest import MANIFEST, GroupResult, SynthManifest, load_manifest
-from lpq.artifacts.run import Board, RunRecord, rank0
+from lpq.artifacts.run import RunRecord, open_board, rank0
 from lpq.artifacts.teacher import Teacher, load_teacher
 from lpq.choices import Amp, Batching, Init
 from lpq.data import ImageSource, check_fits, open_split
@@ -68,6 +69,7 @@ class SynthConfig(BaseModel):
     seed: int = Field(0, ge=0)
     resume: bool = False
     tensorboard: Path | None = Field(None, description="also write per-class losses and grid.png to TensorBoard")
+    wandb: str | None = Field(None, description="also log per-class losses and grid.png to this W&B project")
     device: str = "auto"
     amp: Amp = Field("auto", description="autocast precision of the teacher")
 
@@ -101,7 +103,9 @@ class SynthConfig(BaseModel):
 
     def fingerprint(self) -> dict[str, object]:
         """The settings two runs must share to be continued by one another."""
-        return self.model_dump(mode="json", exclude={"output", "resume", "device", "classes", "teacher", "tensorboard"})
+        return self.model_dump(
+            mode="json", exclude={"output", "resume", "device", "classes", "teacher", "tensorboard", "wandb"}
+        )
 
 
 def _augment(x: torch.Tensor, gen: torch.Generator, jitter: int, scale: tuple[float, float]) -> torch.Tensor:
@@ -293,10 +297,11 @@ def _synthesize(cfg: SynthConfig, show: bool | Show) -> SynthManifest:
     rank, world = init_distributed()
     precision = Precision.choose(cfg.amp, pick_device(cfg.device, rank))
     out = cfg.output
-    board = Board(cfg.tensorboard) if cfg.tensorboard and rank == 0 else None
-    record = RunRecord(out, what="synth run", board=board)
+    record = RunRecord(out, what="synth run")
     if rank == 0:
-        manifest = _start(cfg, teacher, record)
+        manifest = _start(cfg, teacher, record)  # the run rule first: a board writes files into the folder
+        record = replace(record, board=open_board(cfg.tensorboard, cfg.wandb, out, cfg.fingerprint()))
+    board = record.board
     barrier(world)
     if rank != 0:
         manifest = load_manifest(out)

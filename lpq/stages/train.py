@@ -32,7 +32,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -43,7 +43,7 @@ from torch.utils.data import DataLoader
 
 from lpq.artifacts.checkpoint import TrainingState
 from lpq.artifacts.manifest import read_manifest
-from lpq.artifacts.run import LOCK, Board, RunRecord, rank0
+from lpq.artifacts.run import LOCK, RunRecord, open_board, rank0
 from lpq.artifacts.teacher import load_teacher
 from lpq.choices import Amp, CaFit, Optimizer, Targets
 from lpq.data import ImageSource, InputSpec, check_fits, default_workers, open_images, open_split
@@ -52,7 +52,7 @@ from lpq.data.named import NAMED
 from lpq.errors import LpqError
 from lpq.files import atomic, write_model
 from lpq.format import Header, LpqlReader, ScheduleKind, StudentTemp, TempSchedule
-from lpq.method.batches import ReplayedBatch, StoredBatches, shard_rows
+from lpq.method.batches import BatchDraw, ReplayedBatch, StoredBatches, shard_rows
 from lpq.method.loss import fit_student_temperature, kd_loss
 from lpq.method.replay import teacher_input
 from lpq.method.targets import dense_targets, hard_targets
@@ -69,6 +69,7 @@ RUN_ONLY = {
     "device",
     "seeds",
     "tensorboard",
+    "wandb",
 }  # settings that may differ when resuming
 CALIBRATION_BATCHES = 8  # stored batches the student temperature is fitted on after each epoch
 TEMPERATURE_OPTIONS = ("temp_schedule", "start_temp", "floor_temp", "temp_factor", "temp_every")
@@ -119,6 +120,7 @@ class TrainConfig(BaseModel):
     amp: Amp = Field("auto", description="autocast precision of the student")
     resume: bool = False
     tensorboard: Path | None = Field(None, description="also write the metrics as TensorBoard scalars here")
+    wandb: str | None = Field(None, description="also log the metrics to this Weights & Biases project")
     stop_after: int | None = Field(None, ge=1, description="stop after this many epochs in this session")
 
     @model_validator(mode="after")
@@ -332,7 +334,6 @@ def train_epoch(
     inputs: list[torch.Tensor] = []
     targets: list[torch.Tensor] = []
     last: torch.Tensor | None = None
-    scale = temp * temp if cfg.t2_scaling else 1.0
     precision, scaler = student.precision, student.scaler
     for _ in range(steps):
         batch = next(batches)
@@ -341,7 +342,7 @@ def train_epoch(
         target = target[rows].to(precision.device, non_blocking=True)
         with precision.autocast():
             logits = student.net(precision.inputs(batch.inputs[rows]))
-        loss = kd_loss(logits.float(), target, student_temp) * scale
+        loss = kd_loss(logits.float(), target, student_temp, temp if cfg.t2_scaling else None)
         student.opt.zero_grad(set_to_none=True)
         scaler.scale(loss * weight).backward()
         scaler.step(student.opt)
@@ -468,10 +469,11 @@ def _train(cfg: TrainConfig, show: bool | Show) -> TrainResult:
     cfg = cfg.resolved(label_schedule, student_grid)
     if cfg.eval_data is None:  # recorded resolved, so config.json says what the run was evaluated on
         cfg = cfg.model_copy(update={"eval_data": default_eval_data(cfg.images)})
-    board = Board(cfg.tensorboard) if cfg.tensorboard and rank == 0 else None
-    record = RunRecord(cfg.output, what="training", board=board)
+    record = RunRecord(cfg.output, what="training")
     if rank == 0:  # a fresh run takes over a folder that saved no progress; --resume needs the same settings
-        record.check(cfg.identity(), cfg.resume)
+        record.check(cfg.identity(), cfg.resume)  # before a board writes its files into the folder
+        record = replace(record, board=open_board(cfg.tensorboard, cfg.wandb, cfg.output, cfg.identity()))
+    board = record.board
     images, evalset = _load_data(cfg, header)
     precision = Precision.choose(cfg.amp, pick_device(cfg.device, rank))
     device = precision.device
@@ -488,7 +490,8 @@ def _train(cfg: TrainConfig, show: bool | Show) -> TrainResult:
     end = cfg.epochs if cfg.stop_after is None else min(cfg.epochs, start + cfg.stop_after)
     workers = default_workers() if cfg.workers is None else cfg.workers
     loader = DataLoader(
-        StoredBatches(cfg.labels, images, cfg.seed, range(start, end), input_size=cfg.input_size),
+        StoredBatches(cfg.labels, images, cfg.input_size),
+        sampler=BatchDraw.of(header, cfg.seed, range(start, end)),
         batch_size=None,
         num_workers=workers,
         prefetch_factor=4 if workers else None,
