@@ -20,26 +20,24 @@ RESULTS = ROOT / "benchmarks" / "results"  # the small JSON and PNG results the 
 TEACHER = OUT / "accuracy" / "cifar10" / "teacher.lpqt"  # made by benchmarks/accuracy.py --dataset cifar10
 
 
-def cifar_folder() -> Path:
-    """../shared/data's CIFAR-10 JPEGs, extracted once into benchmarks/out/cache (ignored by git)."""
+def _extracted(archive: str, folder: str) -> Path:
+    """``folder`` of a ../shared/data archive, extracted once into benchmarks/out/cache (ignored by git)."""
     cache = OUT / "cache"
-    folder = cache / "cifar10"
-    if not (folder / "test").is_dir():
+    if not (cache / folder / "test").is_dir():
         cache.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz") as tar:
+        with tarfile.open(ROOT.parent / "shared" / "data" / archive) as tar:
             tar.extractall(cache, filter="data")
-    return folder
+    return cache / folder
+
+
+def cifar_folder() -> Path:
+    """../shared/data's CIFAR-10 JPEGs."""
+    return _extracted("cifar10-jpeg.tar.gz", "cifar10")
 
 
 def tiny_jpeg_folder() -> Path:
-    """../shared/data's Tiny-ImageNet-200 as released: 64 px JPEGs (some grayscale), extracted once."""
-    cache = OUT / "cache"
-    source = cache / "tiny-imagenet-200"
-    if not (source / "test").is_dir():
-        cache.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(ROOT.parent / "shared" / "data" / "tiny-imagenet-200-jpg.tar.gz") as tar:
-            tar.extractall(cache, filter="data")
-    return source
+    """../shared/data's Tiny-ImageNet-200 as released: 64 px JPEGs (some grayscale)."""
+    return _extracted("tiny-imagenet-200-jpg.tar.gz", "tiny-imagenet-200")
 
 
 def tiny_folder(size: int = 32) -> Path:

@@ -25,11 +25,13 @@ import slow_tests
 import squeeze
 import storage
 import synth
+import threads
 import throughput
 from common import ROOT, load
 
 PY = sys.executable
 STEPS = [
+    ["benchmarks/accuracy.py", "--dataset", "tiny-lite0", "--claim"],
     ["benchmarks/accuracy.py", "--dataset", "tiny", "--claim"],
     ["benchmarks/accuracy.py", "--dataset", "tiny", "--ipc", "10"],
     ["benchmarks/accuracy.py", "--dataset", "cifar10", "--ipc", "10"],
@@ -54,6 +56,7 @@ STEPS = [
     ["benchmarks/precision.py"],
     ["benchmarks/memory_format.py"],
     ["benchmarks/interop.py"],
+    ["benchmarks/threads.py"],
     ["benchmarks/slow_tests.py"],
 ]
 
@@ -84,6 +87,7 @@ def render() -> str:
             *memory_format.results_section(command("benchmarks/memory_format.py")),
             *squeeze.results_section(command("benchmarks/squeeze.py", "--dataset", "tiny")),
             *synth.results_section(),
+            *threads.results_section(command("benchmarks/threads.py")),
             *slow_tests.results_section(command("benchmarks/slow_tests.py")),
         ]
     )

@@ -11,3 +11,4 @@ Targets = Literal["soft", "hard"]  # soft: the stored labels; hard: the images' 
 Batching = Literal["classwise", "mixed"]  # synthesis batches: one class (LPQLD) or several (SRe2L)
 Init = Literal["noise", "real"]  # synthesis starts from Gaussian noise or from random real images
 Layout = Literal["sre2l"]  # label layouts of other tools that lpq import/export read and write
+TeacherClasses = Literal["imagenet1k"]  # label spaces a pretrained head can be cut down from (lpq.models.classes)

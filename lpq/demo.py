@@ -4,7 +4,7 @@ It compares a student trained with full labels against one trained with pruned, 
 same distilled images, and says what each label file costs. Each stage is the library function its CLI
 subcommand calls; this module only chains them and collects their results.
 
-    lpq demo -o demo/            # digits, under 5 minutes on a 2-core laptop
+    lpq demo -o lpq-demo/        # digits, about 65 s on a quiet 2-core machine (benchmarks/threads.py)
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def run_demo(cfg: DemoConfig, show: bool | Show = False) -> DemoResult:
     del paths["labels_pruned"]
     rows = []
     for name, labels, run in (
-        ("full (x1, float16)", "labels_full", "run_full"),
+        ("full, float16", "labels_full", "run_full"),
         (f"x{cfg.ratio:g} + MR-{cfg.top_k} {cfg.values}", "labels_compressed", "run_compressed"),
     ):
         result = train(

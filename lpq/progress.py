@@ -101,7 +101,10 @@ class Reporter:
             self._emit(task.line())
 
     def note(self, text: str) -> None:
-        """A line at a boundary the stage announces (an epoch or a class done): printed above a bar, or as is."""
+        """A line at a boundary the stage announces (an epoch or a class done), after the name of the job's latest
+        task, so interleaved logs say which stage (and which student) speaks: printed above a bar, or as is."""
+        if self.tasks:
+            text = f"{list(self.tasks.values())[-1].description}: {text}"
         if self.bar is not None:
             self.bar.console.print(text, highlight=False)
             self._write(text)

@@ -71,7 +71,7 @@ def test_readme_test_command_is_what_ci_runs() -> None:
 
 
 def test_demo_runs_the_whole_pipeline_on_a_tiny_budget(tmp_path: Path) -> None:
-    out = tmp_path / "demo"
+    out = tmp_path / "lpq-demo"  # where the README's first command writes, and its examples read
     result = runner.invoke(
         app,
         [
@@ -115,9 +115,16 @@ def test_demo_runs_the_whole_pipeline_on_a_tiny_budget(tmp_path: Path) -> None:
         "teacher.lpqt.metrics.jsonl",
     ]
     # Off a terminal (the runner's stderr is not one) every stage reports in plain lines, each run folder keeps them.
-    for line in ("teacher epoch 3/3", "synth (classwise): 10/10", "relabel: ", "epoch 40/40: loss"):
+    # Each line names its stage, and each student its run: the log of two students reads apart.
+    for line in (
+        "train teacher: epoch 3/3",
+        "synth (classwise): 10/10",
+        "relabel: ",
+        "train student run-full: epoch 40/40: loss",
+        "train student run-compressed: epoch 40/40: loss",
+    ):
         assert line in result.stderr, line
-    assert "epoch 40/40: loss" in (out / "run-full" / "log.txt").read_text()
+    assert "train student run-full: epoch 40/40: loss" in (out / "run-full" / "log.txt").read_text()
     assert "group 9 (9)" in (out / "syn" / "log.txt").read_text()
     again = runner.invoke(app, ["demo", "-o", str(out)])
     assert again.exit_code == 2 and "output-exists" in again.stderr

@@ -13,6 +13,7 @@ LPQ = Path(__file__).resolve().parents[1] / "lpq"
 FLOORS = {
     "errors": 0,
     "choices": 0,
+    "cpus": 0,
     "locks": 0,
     "format": 1,
     "files": 1,
@@ -92,3 +93,13 @@ def test_lpq_imports_where_fcntl_does_not_exist() -> None:
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.returncode == 0 and run.stdout == "LpqlReader\n", run.stderr
+
+
+def test_the_command_line_starts_without_torch() -> None:
+    """lpq --help, lpq inspect and the thread choice made before a command imports torch need no torch import."""
+    import subprocess
+    import sys
+
+    code = "import sys, lpq.cli.app; print('torch' in sys.modules)"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0 and run.stdout == "False\n", run.stderr

@@ -22,12 +22,13 @@ import torch
 from pydantic import BaseModel, Field, ValidationError
 from torch import nn
 
+from lpq.choices import TeacherClasses
 from lpq.data import InputSpec
 from lpq.data.transforms import ResizeRule
 from lpq.errors import LpqError
 from lpq.files import atomic
 from lpq.models import bn_layers, build_model
-from lpq.models.classes import ClassMap, TeacherClasses, head_rows
+from lpq.models.classes import ClassMap, head_rows
 from lpq.models.weights import SOURCES, Weights, load_into, read_weights
 
 FORMAT = "lpqt/1"
@@ -211,8 +212,13 @@ def pretrained_teacher(
     class_map = head_rows(teacher_classes, classes) if teacher_classes else None
     load_into(model, weights, class_map)
     model.eval()
+    return _unmeasured(arch, classes, spec, model, training={"weights": weights.source}, class_map=class_map)
+
+
+def _unmeasured(architecture: str, classes: list[str], spec: InputSpec, model: nn.Module, **provenance) -> Teacher:
+    """A teacher used as it is: no data it was measured on, no test scores, no class statistics."""
     meta = TeacherMeta.of(
-        arch,
+        architecture,
         classes,
         spec,
         model,
@@ -221,8 +227,7 @@ def pretrained_teacher(
         test_top1=None,
         test_top5=None,
         bn_layers=list(bn_layers(model)),
-        training={"weights": weights.source},
-        class_map=class_map,
+        **provenance,
     )
     return Teacher(meta, model, {})
 
@@ -240,16 +245,4 @@ def module_teacher(model: nn.Module, classes: list[str], spec: InputSpec, name: 
             "teacher-class-count",
             f"the teacher outputs {tuple(out.shape)} for one image, not (1, {len(classes)}) for the images' classes",
         )
-    meta = TeacherMeta.of(
-        name or f"module:{type(model).__name__}",
-        classes,
-        spec,
-        model,
-        data="",
-        data_fingerprint="",
-        test_top1=None,
-        test_top5=None,
-        bn_layers=[],
-        training={},
-    )
-    return Teacher(meta, model, {})
+    return _unmeasured(name or f"module:{type(model).__name__}", classes, spec, model)

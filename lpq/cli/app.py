@@ -20,8 +20,11 @@ from lpq.cli.relabel import relabel
 from lpq.cli.squeeze import squeeze
 from lpq.cli.synth import synth
 from lpq.cli.train import train
+from lpq.cpus import configure_threads
 from lpq.files import CACHE_ENV
 from lpq.progress import LOG_EVERY
+
+COMPUTES = {"squeeze", "synth", "relabel", "train", "demo", "import", "export"}  # commands that choose threads
 
 app = typer.Typer(
     name="lpq",
@@ -49,6 +52,14 @@ def root(
             "--log-every", min=1, help="Seconds between progress lines when stderr is not a terminal (files, CI)."
         ),
     ] = LOG_EVERY,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            "--threads",
+            min=1,
+            help="CPU threads to compute with (default: OMP_NUM_THREADS, else the usable CPUs other work leaves free).",
+        ),
+    ] = None,
     cache_dir: Annotated[
         Path | None,
         typer.Option(
@@ -63,6 +74,8 @@ def root(
 ) -> None:
     """lpq: make dataset distillation's soft labels small (pruning + top-k quantization) and train on them."""
     ctx.obj = {"traceback": traceback, "log_every": log_every}
+    if ctx.invoked_subcommand in COMPUTES:
+        configure_threads(threads)  # before the command imports torch
     if cache_dir is not None:  # the environment reaches DataLoader workers and the library alike
         os.environ[CACHE_ENV] = str(cache_dir.expanduser().resolve())
 

@@ -101,6 +101,8 @@ class OneLineUsage(TyperGroup):
         standalone_mode: bool = True,
         **extra: Any,
     ) -> Any:
+        for command in (self, *self.commands.values()):
+            _flags_show_no_value(command)
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, False, **extra)
         warnings.showwarning = _show_warning
@@ -116,6 +118,22 @@ class OneLineUsage(TyperGroup):
                 say(f"bad-usage: {e.format_message()}{renamed} ({where} --help)")
             sys.exit(e.exit_code)
         sys.exit(code if isinstance(code, int) else ExitCode.OK)
+
+
+def _flags_show_no_value(command: Any) -> None:
+    """Flags (--json, --resume, --help, ...) take no value: their help shows none (Typer writes <bool>)."""
+    for p in command.params:
+        if getattr(p, "is_flag", False) and p.metavar is None:
+            p.metavar = ""
+    make_help = command.get_help_option
+
+    def help_option(ctx: Any) -> Any:
+        option = make_help(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = help_option
 
 
 def _show_warning(message: Warning | str, category: type[Warning], *_args: Any, **_kwargs: Any) -> None:
@@ -149,6 +167,12 @@ CLI_ONLY = {"config", "json_out", "quiet"}  # parameters that shape the output, 
 def read_config_file(path: Path) -> dict[str, Any]:
     """Option values from TOML (keys are option names, ``top-k`` or ``top_k``) or a JSON object such as the
     config.json a run wrote."""
+    if path.suffix.lower() in (".yaml", ".yml"):
+        raise LpqError(
+            "config-format",
+            f"--config {path} is YAML; lpq reads TOML (.toml) and JSON (a run's config.json)",
+            "write the same keys as TOML: top_k = 10, or top-k = 10",
+        )
     try:
         text = path.read_text()
         data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)

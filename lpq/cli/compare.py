@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from lpq.cli.common import funnel, make_config, print_json, stdout
-from lpq.cli.options import ConfigOpt, JsonOpt
+from lpq.cli.options import ConfigOpt, JsonOpt, QuietOpt
 
 
 @funnel
@@ -18,6 +18,7 @@ def compare(
     runs: Annotated[list[Path], typer.Argument(help="lpq train output folders (one student, or --seeds runs).")],
     plot: Annotated[Path | None, typer.Option(help="Also draw top-1 against label bytes into this PNG.")] = None,
     config: ConfigOpt = None,
+    quiet: QuietOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Label bytes, compression and top-1 mean +- sd of students, one row per run folder.
@@ -42,7 +43,7 @@ def compare(
             f"{r.label_bytes:,} B",
             "-" if r.compression is None else f"x{r.compression:.1f}",
             str(r.seeds),
-            f"{r.top1_mean:.2f} +- {r.top1_sd:.2f} %",
+            f"{r.top1_mean:.2f} +- {r.top1_sd:.2f} %" if r.seeds > 1 else f"{r.top1_mean:.2f} % (1 seed)",
             str(r.labels),
         )
     out = stdout()

@@ -11,7 +11,7 @@ from rich.table import Table
 from lpq.cli.common import funnel, make_config, print_json, show_progress, stdout
 from lpq.cli.options import ConfigOpt, DataOpt, JsonOpt, QuietOpt, SeedOpt
 
-BUDGET = "Budget (defaults finish in under 5 minutes on a 2-core CPU)"
+BUDGET = "Budget (the defaults take about 65 s on a quiet 2-core CPU)"
 
 
 @funnel

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from rich.table import Table
 
 from lpq.cli.common import funnel, options, print_json, stdout
-from lpq.cli.options import ConfigOpt, JsonOpt
+from lpq.cli.options import ConfigOpt, JsonOpt, QuietOpt
 from lpq.format import Calibration, LpqlReader
 from lpq.format.summary import FileSummary, summarize
 
@@ -60,6 +60,7 @@ def inspect(
     batch: Annotated[int | None, typer.Option("--batch", help="Show this stored batch (global batch id).")] = None,
     verify: Annotated[bool, typer.Option("--verify", help="Check every checksum and decode every batch.")] = False,
     config: ConfigOpt = None,
+    quiet: QuietOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Summarize a label file: header, batches stored, bytes per sample by role, compression, calibration.

@@ -12,7 +12,6 @@ from rich.table import Table
 
 from lpq import choices
 from lpq.format import header
-from lpq.models import classes
 
 
 def choice(name: str, literal: object) -> type[StrEnum]:
@@ -33,7 +32,7 @@ Targets = choice("Targets", choices.Targets)
 Batching = choice("Batching", choices.Batching)
 Init = choice("Init", choices.Init)
 Layout = choice("Layout", choices.Layout)
-TeacherClasses = choice("TeacherClasses", classes.TeacherClasses)
+TeacherClasses = choice("TeacherClasses", choices.TeacherClasses)
 
 
 DataOpt = Annotated[
@@ -53,7 +52,9 @@ AmpOpt = Annotated[
         help="Mixed precision: auto (on CUDA bf16 where it trains, fp16 in relabel; none on CPU), none, bf16, fp16."
     ),
 ]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+QuietOpt = Annotated[
+    bool, typer.Option("--quiet", "-q", help="No progress output (accepted by every command, for scripts).")
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as one JSON document.")]
 TeacherOpt = Annotated[
     str | None,

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from lpq.cli.common import funnel, make_config, print_json, stdout, warn_uncovered
-from lpq.cli.options import ConfigOpt, JsonOpt, SeedOpt, Strategy, result_table
+from lpq.cli.options import ConfigOpt, JsonOpt, QuietOpt, SeedOpt, Strategy, result_table
 
 
 @funnel
@@ -24,6 +24,7 @@ def prune(
     ] = Strategy.cover,
     seed: SeedOpt = 0,
     config: ConfigOpt = None,
+    quiet: QuietOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Keep 1/ratio of the stored batches (chunks copied unchanged) and record which.

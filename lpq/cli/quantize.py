@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from lpq.cli.common import funnel, make_config, print_json, stdout
-from lpq.cli.options import ConfigOpt, JsonOpt, Scheme, TopKOpt, Values, result_table
+from lpq.cli.options import ConfigOpt, JsonOpt, QuietOpt, Scheme, TopKOpt, Values, result_table
 
 
 @funnel
@@ -25,6 +25,7 @@ def quantize(
     values: Annotated[Values, typer.Option(help="Value encoding.")] = Values.i8,
     ms_temp: Annotated[float, typer.Option(help="Softmax temperature of MS probabilities.")] = 1.0,
     config: ConfigOpt = None,
+    quiet: QuietOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Re-store labels as MR-k / MS-k with coarser values; refuses what needs information already dropped.

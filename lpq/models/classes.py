@@ -19,13 +19,11 @@ from __future__ import annotations
 
 from functools import cache
 from importlib.resources import files
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from lpq.choices import TeacherClasses
 from lpq.errors import LpqError
-
-TeacherClasses = Literal["imagenet1k"]  # the label spaces a teacher's head can be restricted from
 
 
 @cache

@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 from lpq import __version__
 from lpq.artifacts.manifest import read_manifest
 from lpq.artifacts.teacher import Teacher, is_pretrained, load_teacher
-from lpq.choices import Amp
+from lpq.choices import Amp, TeacherClasses
 from lpq.data import ImageSource, default_workers, open_images
 from lpq.errors import LpqError
 from lpq.files import write_text
@@ -58,7 +58,6 @@ from lpq.method.pruning import choose_batches, keep_count
 from lpq.method.replay import plan_batch, render, teacher_input
 from lpq.method.temperature import CalibrationStats
 from lpq.method.topk import quantize_logits
-from lpq.models.classes import TeacherClasses
 from lpq.progress import Show, progress
 from lpq.runtime import Precision, barrier, init_distributed, pick_device
 

@@ -38,12 +38,12 @@ from torch import nn
 from lpq.artifacts.checkpoint import TrainingState
 from lpq.artifacts.run import Board, RunRecord, open_board, rank0
 from lpq.artifacts.teacher import ClassStats, Teacher, TeacherMeta, pretrained_input, save_teacher
-from lpq.choices import Amp, Optimizer
+from lpq.choices import Amp, Optimizer, TeacherClasses
 from lpq.data import ImageSet, ImageSource, InputSpec, batches, default_workers, open_split
 from lpq.data.loader import sample_stats, share
 from lpq.errors import LpqError
 from lpq.models import bn_layers, build_model, check_model_name, evaluate_counts
-from lpq.models.classes import TeacherClasses, head_rows
+from lpq.models.classes import head_rows
 from lpq.models.weights import Weights, load_into, read_weights
 from lpq.progress import Show, progress
 from lpq.runtime import Precision, all_sum, barrier, init_distributed, pick_device, rank_range
@@ -237,7 +237,7 @@ def fit(
             )
             record.append(row)  # before the checkpoint: a resumed run drops rows past its checkpoint
             trainer.save_epoch(state, epoch + 1)
-            bar.note(f"teacher epoch {row.epoch}/{epochs}: loss {row.loss:.4f}, train top-1 {row.train_top1:.2f}%")
+            bar.note(f"epoch {row.epoch}/{epochs}: loss {row.loss:.4f}, train top-1 {row.train_top1:.2f}%")
     if board is not None:
         board.close()
 

@@ -502,7 +502,7 @@ def _train(cfg: TrainConfig, show: bool | Show) -> TrainResult:
     grid = torch.linspace(lo, hi, points)
     evaluate_after = eval_epochs(cfg.epochs, cfg.evals)
     with progress(show if rank == 0 else False, log=record.log if rank == 0 else None) as bar:
-        task = bar.add_task("train student", total=(end - start) * steps, info="")
+        task = bar.add_task(f"train student {cfg.output.name}", total=(end - start) * steps, info="")
         batches = iter(loader)
         for epoch in range(start, end):
             temp = teacher_temperature(temperatures, epoch, cfg.epochs)
