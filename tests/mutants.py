@@ -1,15 +1,19 @@
 """Break each behaviour the reference tests guard, one at a time, and show which tests then fail.
 
-Not collected by pytest (it edits the source tree and restores it); run it by hand after changing a reference
-test or the code it guards: every mutant must make at least one test fail.
+Not collected by pytest; run it by hand after changing a reference test or the code it guards: every mutant must
+make at least one test fail. Mutants are made in a temporary copy of lpq/ and tests/ (imported first through
+PYTHONPATH), so the working tree is never touched, even when the run is killed.
 
     python tests/mutants.py
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,25 +78,30 @@ MUTANTS = [  # (behaviour broken, file, original line, broken line)
 
 def main() -> int:
     survivors = 0
-    for name, file, original, broken in MUTANTS:
-        path = ROOT / file
-        text = path.read_text()
-        if text.count(original) != 1:
-            print(f"{name}: the line to break is not in {file} once; update this list")
-            return 2
-        path.write_text(text.replace(original, broken))
-        try:
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp)
+        for part in ("lpq", "tests", "pyproject.toml"):
+            (shutil.copytree if (ROOT / part).is_dir() else shutil.copy)(ROOT / part, copy / part)
+        env = {**os.environ, "PYTHONPATH": str(copy)}  # the copy's lpq before the installed one
+        for name, file, original, broken in MUTANTS:
+            path = copy / file
+            text = path.read_text()
+            if text.count(original) != 1:
+                print(f"{name}: the line to break is not in {file} once; update this list")
+                return 2
+            path.write_text(text.replace(original, broken))
             run = subprocess.run(
                 [sys.executable, "-m", "pytest", "-q", "-m", "reference", "-p", "no:cacheprovider"],
-                cwd=ROOT,
+                cwd=copy,
+                env=env,
                 capture_output=True,
                 text=True,
             )
-        finally:
             path.write_text(text)
-        failed = [line.split("::")[1].split(" ")[0] for line in run.stdout.splitlines() if line.startswith("FAILED")]
-        survivors += not failed
-        print(f"{name}: {', '.join(failed) or 'NO TEST FAILED'}", flush=True)
+            lines = run.stdout.splitlines()
+            failed = [line.split("::")[1].split(" ")[0] for line in lines if line.startswith("FAILED")]
+            survivors += not failed
+            print(f"{name}: {', '.join(failed) or 'NO TEST FAILED'}", flush=True)
     return 1 if survivors else 0
 
 
