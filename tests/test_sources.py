@@ -172,3 +172,22 @@ def test_missing_library_and_bad_specs_are_one_line(small: dict[str, str], monke
     for data, extra in ((small["wds"], "lpq[wds]"), (small["hf"], "lpq[hf]")):
         result = runner.invoke(app, ["squeeze", "--data", data, "--epochs", "1", "-o", "/tmp/never.lpqt"])
         assert result.exit_code == 2 and extra in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("label", "ref"), [(-1, "data-no-label"), (57, "data-bad-label")])
+def test_dataset_rows_without_a_class_are_one_line(tmp_path: Path, label: int, ref: str) -> None:
+    """ClassLabel's -1 ("no label", as datasets writes unlabelled rows) and a value past the class names: one line
+    naming the row, before any training (the previous code: a 48-line bincount traceback for -1)."""
+    import datasets
+
+    rng = np.random.default_rng(0)
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.Value("int64")})
+    rows = {"image": [{"bytes": jpeg(rng, c, 16), "path": None} for c in (0, 1, 2)], "label": [0, label, 1]}
+    saved = datasets.Dataset.from_dict(rows, features=features)
+    saved = saved.cast_column("label", datasets.ClassLabel(names=list(CLASSES)))  # the values pass through as they are
+    saved.save_to_disk(str(tmp_path / "hub"))
+    result = runner.invoke(
+        app, ["squeeze", "--data", f"hf:{tmp_path / 'hub'}", "--epochs", "1", "-o", str(tmp_path / "t")]
+    )
+    assert result.exit_code == 2 and ref in result.stderr and "row 1 has label" in result.stderr, result.output
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -80,18 +80,28 @@ def open_hub(spec: str, split: str = "train") -> EncodedImages:
             "name them: hf:NAME#image=COLUMN,label=COLUMN",
         )
     labels = torch.tensor(rows[label], dtype=torch.int64)
+    where = f"hf:{name}:{label_split}"
     if isinstance(features[label], datasets.ClassLabel):
         classes = list(features[label].names)
     else:
         width = len(str(int(labels.max())))
         classes = [str(i).zfill(width) for i in range(int(labels.max()) + 1)]
+    bad = ((labels < 0) | (labels >= len(classes))).nonzero().flatten()
+    if len(bad):  # ClassLabel's -1 is the library's "no label"; a value past the names is no class either
+        row, value = int(bad[0]), int(labels[bad[0]])
+        raise LpqError(
+            "data-no-label" if value < 0 else "data-bad-label",
+            f"{where}: row {row} has label {value}, "
+            + ("which means no label" if value < 0 else f"outside its {len(classes)} classes")
+            + f" ({len(bad)} such rows)",
+            "keep the labelled rows (dataset.filter(lambda r: r['label'] >= 0)) and save it again",
+        )
     rows = rows.select_columns([image]).cast_column(image, datasets.Image(decode=False))
     digest = hashlib.sha256(f"{label_split}\0{len(rows)}\0".encode())
     for f in rows.cache_files:
         p = Path(f["filename"])
         digest.update(f"{p.name}\0{p.stat().st_size}\0".encode())
     digest.update(labels.numpy().astype("<i8").tobytes())
-    where = f"hf:{name}:{label_split}"
     return EncodedImages(where, HubRecords(rows, image, where), labels, classes, digest.hexdigest())
 
 
