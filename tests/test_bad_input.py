@@ -85,7 +85,31 @@ INPUT_ROWS: list[tuple[str, str, str]] = [  # (case, command line, what the one 
     ("train: --eval-root", "train digits {R} --eval-root {D} -o {W}/run", "it is now --root"),
     ("config: a renamed key", "quantize {L} --config {W}/renamed.toml -o {W}/o.lpql", "it is now ms_temp"),
     ("relabel: --top-k auto", "relabel digits --teacher {T} --top-k auto -o {W}/o.lpql", "lpq quantize --top-k auto"),
+    # crafted teacher files (issue 38, item 5): refused by name before anything is allocated
+    ("synth: teacher of 10^9 classes", "synth --teacher {W}/t-classes.lpqt -o {W}/syn", "teacher-corrupt"),
+    ("synth: teacher input 10^6 px", "synth --teacher {W}/t-size.lpqt -o {W}/syn", "outside 1..8192"),
+    ("synth: teacher of another architecture", "synth --teacher {W}/t-arch.lpqt -o {W}/syn", "where resnet18 has"),
+    ("synth: teacher naming fewer classes", "synth --teacher {W}/t-names.lpqt -o {W}/syn", "names 9 classes"),
+    ("synth: statistics of the wrong shape", "synth --teacher {W}/t-stats.lpqt -o {W}/syn", "statistics of"),
+    ("relabel: teacher of 10^9 classes", "relabel digits --teacher {W}/t-classes.lpqt -o {W}/o.lpql", "1000000000"),
+    ("synth: teacher of 11 classes", "synth --teacher {W}/t-rows.lpqt -o {W}/syn", "the 11 rows of its classifier"),
 ]
+
+
+def crafted(teacher: Path, out: Path, meta: dict[str, Any] | None = None, shrink: str | None = None) -> None:
+    """A checksum-valid copy of ``teacher`` whose metadata says ``meta`` instead, or whose tensor ``shrink`` lost a
+    row: what a hand edit, or a file made to attack a reader, looks like."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(teacher), framework="pt") as f:
+        doc = json.loads(f.metadata()["lpqt"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    if shrink is not None:
+        tensors[shrink] = tensors[shrink][1:].contiguous()
+    save_file(tensors, str(out), metadata={"lpqt": json.dumps({**doc, **(meta or {})})})
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +136,13 @@ def workspace(tmp_path: Path, digits_teacher: Path, digits_labels: Path) -> dict
     (tmp_path / "renamed.toml").write_text("ms_temperature = 2.0\n")
     teacher = tmp_path / "teacher.lpqt"
     shutil.copy(digits_teacher, teacher)
+    names = [str(i) for i in range(10)]
+    crafted(teacher, tmp_path / "t-classes.lpqt", {"num_classes": 10**9})
+    crafted(teacher, tmp_path / "t-rows.lpqt", {"num_classes": 11, "class_names": [*names, "10"]})
+    crafted(teacher, tmp_path / "t-size.lpqt", {"image_size": 10**6})
+    crafted(teacher, tmp_path / "t-arch.lpqt", {"architecture": "resnet18"})
+    crafted(teacher, tmp_path / "t-names.lpqt", {"class_names": names[:9]})
+    crafted(teacher, tmp_path / "t-stats.lpqt", shrink="stats.features.1.mean")
     shutil.copy(digits_labels, tmp_path / "digits.lpql")
     return {
         "W": str(tmp_path),

@@ -163,20 +163,59 @@ def load_teacher(
         meta = TeacherMeta.model_validate(json.loads(raw))
     except (ValidationError, json.JSONDecodeError) as e:
         raise LpqError("teacher-unreadable", f"{path}: bad teacher metadata ({str(e).splitlines()[0]})") from None
-    model = build_model(meta.architecture, meta.num_classes, meta.image_size)
     state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
-    model.load_state_dict(state, strict=True)
-    model.eval()
+    skeleton = _checked_skeleton(path, meta, state)
     stats = {}
+    bns = bn_layers(skeleton)
     for name in meta.bn_layers:
         keys = [f"stats.{name}.{part}" for part in ("mean", "var", "count")]
         if all(k in tensors for k in keys):
             stats[name] = ClassStats(*(tensors[k] for k in keys))
+            _check_stats(path, name, stats[name], meta.num_classes, bns)
+    model = build_model(meta.architecture, meta.num_classes, meta.image_size)  # sizes checked: now allocate
+    model.load_state_dict(state, strict=True)
+    model.eval()
     if need_stats and len(stats) != len(meta.bn_layers):
         raise LpqError(
             "teacher-no-stats", f"{path} has no per-class BatchNorm statistics", "rerun lpq squeeze to record them"
         )
     return Teacher(meta, model, stats)
+
+
+MAX_IMAGE_SIZE = 8192  # pixels: a teacher's input side above this is a corrupt number, not a model
+
+
+def _corrupt(path: Path, what: str) -> LpqError:
+    return LpqError("teacher-corrupt", f"{path}: {what}", "make the teacher file again with lpq squeeze")
+
+
+def _checked_skeleton(path: Path, meta: TeacherMeta, state: dict[str, torch.Tensor]) -> nn.Module:
+    """The model the metadata describes, built on the meta device (no memory), after its numbers and every stored
+    tensor's shape are checked against it: a crafted file is refused before anything is allocated."""
+    if len(meta.class_names) != meta.num_classes:
+        raise _corrupt(path, f"it names {len(meta.class_names)} classes but says it has {meta.num_classes}")
+    if not 1 <= meta.image_size <= MAX_IMAGE_SIZE:
+        raise _corrupt(path, f"its input size {meta.image_size} px is outside 1..{MAX_IMAGE_SIZE}")
+    if not any(t.dim() and t.shape[0] == meta.num_classes for t in state.values()):
+        raise _corrupt(path, f"no stored tensor has the {meta.num_classes} rows of its classifier")
+    with torch.device("meta"):
+        skeleton = build_model(meta.architecture, meta.num_classes, meta.image_size)
+    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    for key in [*expected, *state]:
+        want, got = expected.get(key), tuple(state[key].shape) if key in state else None
+        if want != got:
+            told = f"holds {key} of shape {got}" if got is not None else f"lacks {key}"
+            raise _corrupt(path, f"it {told} where {meta.architecture} has {want or 'no such tensor'}")
+    return skeleton
+
+
+def _check_stats(path: Path, name: str, stats: ClassStats, classes: int, bns: dict[str, nn.Module]) -> None:
+    """Class statistics of a BatchNorm layer the model has, shaped (classes, its channels) and (classes,)."""
+    if name not in bns:
+        raise _corrupt(path, f"it has statistics of {name}, which is no BatchNorm layer of the model")
+    shape = (classes, bns[name].num_features)
+    if tuple(stats.mean.shape) != shape or tuple(stats.var.shape) != shape or tuple(stats.count.shape) != (classes,):
+        raise _corrupt(path, f"the statistics of {name} are shaped {tuple(stats.mean.shape)}, not {shape}")
 
 
 def pretrained_input(weights: Weights) -> InputSpec:
