@@ -176,6 +176,33 @@ def test_bad_input_gives_one_line_and_changes_nothing(workspace: dict[str, str],
     assert says in run_refused(line, workspace, 2)
 
 
+class Vanishing(torch.utils.data.Dataset):
+    """A dataset whose file disappeared between listing and reading (issue 38, item 7)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, i: int) -> bytes:
+        return self.path.read_bytes()
+
+
+def test_an_os_error_in_a_dataloader_worker_is_one_line_naming_the_file(tmp_path: Path) -> None:
+    """torch rebuilds a worker's FileNotFoundError from its traceback text (25 lines, no filename): the CLI's line is
+    the worker's own error, with the path."""
+    from lpq.cli.common import os_error_line
+
+    gone = tmp_path / "gone.png"
+    with pytest.raises(FileNotFoundError) as caught:
+        list(torch.utils.data.DataLoader(Vanishing(gone), batch_size=None, num_workers=1))
+    assert "Original Traceback" in str(caught.value) and caught.value.filename is None  # what the CLI receives
+    line = os_error_line(caught.value)
+    assert "\n" not in line and str(gone) in line and line.startswith("[Errno 2] No such file or directory")
+    assert os_error_line(OSError(28, "No space left on device")) == "No space left on device"  # no "(no file)"
+
+
 def test_a_label_file_under_another_name_is_read_by_its_content(workspace: dict[str, str]) -> None:
     """The name never decides: a .lpql renamed .txt is read (its signature says what it is), while text named
     .lpql is refused above."""

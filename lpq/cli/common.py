@@ -72,7 +72,7 @@ def funnel(fn: Callable[P, R]) -> Callable[P, R]:
         except OSError as e:
             if wants_trace:
                 raise
-            say(f"io-error: {e.strerror or e} ({e.filename or 'no file'})")
+            say(f"io-error: {os_error_line(e)}")
             raise typer.Exit(ExitCode.BAD_INPUT) from None
         except KeyboardInterrupt:
             resumable = "resume" in params
@@ -82,6 +82,19 @@ def funnel(fn: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(ExitCode.INTERRUPTED) from None
 
     return wrapper
+
+
+def os_error_line(e: OSError) -> str:
+    """An OS error in one line naming its file. One raised in a DataLoader worker reaches the main process rebuilt
+    from its traceback text ("Caught FileNotFoundError in DataLoader worker process 0. Original Traceback ..."):
+    its last line is the error as the worker saw it."""
+    if e.strerror:
+        return f"{e.strerror} ({e.filename})" if e.filename else e.strerror
+    text = str(e)
+    if "Original Traceback" in text:
+        last = [line for line in text.splitlines() if line.strip()][-1]
+        return last.split(": ", 1)[1] if last.startswith(type(e).__name__ + ":") else last
+    return text
 
 
 def say(line: str) -> None:
