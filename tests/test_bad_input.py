@@ -252,6 +252,39 @@ def test_a_failed_label_write_leaves_nothing_behind(
     assert ("No space left" in said) if code == 2 else said.startswith("interrupted") and "--resume" not in said
 
 
+class FullAfterHeader(Failing):
+    """A disk that fills once the header is written (issue 38, item 8): later writes fail, and so does closing, as a
+    buffered file's close does when its last bytes cannot be flushed."""
+
+    def __init__(self, f: Any) -> None:
+        super().__init__(f, full_disk)
+        self.writes = 0
+
+    def write(self, data: bytes) -> int:
+        self.writes += 1
+        if self.writes > 2:  # the preamble and the header chunk went through
+            raise full_disk()
+        return self._f.write(data)
+
+    def close(self) -> None:
+        self._f.close()
+        raise full_disk()
+
+
+@pytest.mark.parametrize("line", ["prune {L} --ratio 2 -o {W}/o.lpql", "quantize {L} --top-k 2 -o {W}/o.lpql"])
+def test_a_disk_that_fills_midway_leaves_no_partial_file(
+    workspace: dict[str, str], line: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = open
+
+    def filling_open(path: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        f = real(path, mode, *args, **kwargs)
+        return FullAfterHeader(f) if set(mode) & {"w", "a"} else f
+
+    monkeypatch.setattr(lpq.format.writer, "open", filling_open, raising=False)
+    assert "No space left" in run_refused(line, workspace, 2)  # the workspace as it was: no o.lpql.partial
+
+
 STAGES = [  # (case, command line, the step that Ctrl-C interrupts)
     ("relabel", "relabel digits --teacher {T} --epochs 1 -o {W}/o.lpql", "lpq.stages.relabel.label_part"),
     ("export", "export {L} -o {W}/ex", "torch.save"),

@@ -8,6 +8,7 @@ and only then renames the file to its final name, so a reader never sees half a 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 from dataclasses import dataclass
@@ -231,8 +232,10 @@ class LpqlWriter:
             self._file.close()
 
     def discard(self) -> None:
-        """Stop and delete the partial file: for short jobs that are simply rerun."""
-        self.close()
+        """Stop and delete the partial file: for short jobs that are simply rerun. Closing a file whose buffered
+        bytes a full disk refuses fails again; the file is deleted all the same, which frees the disk."""
+        with contextlib.suppress(OSError):
+            self.close()
         self.partial.unlink(missing_ok=True)
 
     def __enter__(self) -> LpqlWriter:
