@@ -437,3 +437,35 @@ def test_a_run_folder_in_use_is_refused_and_a_stale_lock_taken_over(compact_labe
     result = runner.invoke(app, [*args, "-o", str(stale)])
     assert result.exit_code == 0, result.output
     assert "took over the lock of pid 999999999" in (stale / "log.txt").read_text() and not (stale / LOCK).exists()
+
+
+def test_paths_recorded_by_squeeze_and_synth_resolve_from_another_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pipeline run with relative paths in one directory, trained from another (issue 38, item 9): the teacher
+    records its data folder and synth.json its teacher as absolute paths, so lpq train finds its default
+    evaluation data (the previous code: eval-data-unknown, the relative paths read from the wrong place)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 6), ("test", 2)):
+        for c in ("a", "b"):
+            (tmp_path / "work" / "data" / split / c).mkdir(parents=True)
+            for i in range(n):
+                pixels = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(tmp_path / "work" / "data" / split / c / f"{i}.png")
+    monkeypatch.chdir(tmp_path / "work")
+    for line in (
+        "squeeze --data data --epochs 1 -o t.lpqt -q",
+        "synth --teacher t.lpqt --ipc 2 --iterations 2 -o syn -q",
+        "relabel syn --teacher t.lpqt --epochs 1 -o labels.lpql -q",
+    ):
+        result = runner.invoke(app, line.split())
+        assert result.exit_code == 0, result.output
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    work = tmp_path / "work"
+    result = runner.invoke(app, ["train", str(work / "syn"), str(work / "labels.lpql"), "--epochs", "1", "-q"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "elsewhere" / "run" / "config.json").read_text())["eval_data"] == str(work / "data")

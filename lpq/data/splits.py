@@ -42,6 +42,13 @@ def parse_data(spec: str) -> tuple[str, Path | None]:
     return "imagefolder", path
 
 
+def recorded(spec: str) -> str:
+    """``spec`` as a file that others read later records it: a folder as its absolute path (so it resolves from
+    any working directory), a named dataset or a shard pattern as given."""
+    kind, path = parse_data(spec)
+    return str(path.resolve()) if kind == "imagefolder" and path is not None else spec
+
+
 def open_split(
     spec: str, split: str = "train", root: Path | None = None, download: bool = False, skip_bad: bool = False
 ) -> ImageSource:

@@ -39,7 +39,7 @@ from lpq.artifacts.checkpoint import TrainingState
 from lpq.artifacts.run import Board, RunRecord, open_board, rank0
 from lpq.artifacts.teacher import ClassStats, Teacher, TeacherMeta, pretrained_input, save_teacher
 from lpq.choices import Amp, Optimizer, TeacherClasses
-from lpq.data import ImageSet, ImageSource, InputSpec, batches, default_workers, open_split
+from lpq.data import ImageSet, ImageSource, InputSpec, batches, default_workers, open_split, recorded
 from lpq.data.loader import sample_stats, share
 from lpq.errors import LpqError
 from lpq.models import bn_layers, build_model, check_model_name, evaluate_counts
@@ -457,7 +457,7 @@ def _squeeze(cfg: SqueezeConfig, show: bool | Show) -> SqueezeResult:
         train.classes,
         spec,
         model,
-        data=cfg.data,
+        data=recorded(cfg.data),  # later stages read it from anywhere (train's default evaluation data)
         data_fingerprint=train.fingerprint(),
         test_top1=top1,
         test_top5=top5,

@@ -247,7 +247,7 @@ def _start(cfg: SynthConfig, teacher: Teacher, record: RunRecord) -> SynthManife
     """Check the output folder (fresh, or the same run with --resume) and record the run's settings."""
     manifest = SynthManifest(
         tool=f"lpq {__version__}",
-        teacher=str(cfg.teacher),
+        teacher=str(Path(cfg.teacher).resolve()),  # train reads it from wherever it runs (default evaluation data)
         teacher_sha256=teacher.meta.weights_sha256,
         settings=cfg.fingerprint(),
         class_names=teacher.meta.class_names,
