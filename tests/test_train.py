@@ -124,6 +124,34 @@ def test_resume_continues_exactly(compact_labels: Path, tmp_path: Path) -> None:
     assert len((tmp_path / "split" / "metrics.jsonl").read_text().splitlines()) == 2
 
 
+def test_run_folders_edited_or_moved(compact_labels: Path, tmp_path: Path) -> None:
+    """Issue 38, item 6: a checkpoint holding a tensor of another shape, or claiming epochs its metrics do not
+    record, is refused in one line (a traceback, and a run 'finished' early at epochs 1, 2, 6, before); a run
+    folder moved elsewhere resumes, and a refused resume names the setting that differs."""
+    import shutil
+
+    base = {"images": "digits", "labels": compact_labels, "epochs": 6, "evals": 1}
+    train(TrainConfig(output=tmp_path / "run", stop_after=2, **base))
+    state = torch.load(tmp_path / "run" / "state.pt", weights_only=True)
+    for name, edit, ref in (
+        ("shape", {"model": {**state["model"], "classifier.bias": torch.zeros(3)}}, "resume-unreadable"),
+        ("epoch", {"epoch": 5}, "resume-inconsistent"),
+    ):
+        bad = tmp_path / name
+        shutil.copytree(tmp_path / "run", bad)
+        torch.save({**state, **edit}, bad / "state.pt")
+        result = runner.invoke(
+            app, ["train", "digits", str(compact_labels), "--epochs", "6", "-o", str(bad), "--resume"]
+        )
+        assert result.exit_code == 2 and ref in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    moved = tmp_path / "elsewhere" / "moved"
+    shutil.move(tmp_path / "run", moved)
+    result = train(TrainConfig(output=moved, resume=True, **base))
+    assert result.epochs == 6
+    with pytest.raises(LpqError, match=r"\(lr: 0.001 there, 0.01 here\)"):
+        train(TrainConfig(output=moved, resume=True, **{**base, "lr": 0.01}))
+
+
 def test_a_state_that_is_not_a_checkpoint_is_refused_in_one_line(compact_labels: Path, tmp_path: Path) -> None:
     from lpq.stages.train import STATE
 

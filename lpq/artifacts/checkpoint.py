@@ -52,9 +52,13 @@ class TrainingState:
             raise LpqError("resume-unreadable", f"{path} is not a {what} checkpoint: it lacks {lacks}")
         if check is not None:
             check(state)
-        self.model.load_state_dict(state["model"])
-        self.opt.load_state_dict(state["optimizer"])
-        self.sched.load_state_dict(state["scheduler"])
-        if state["scaler"]:  # empty when the scaler is disabled (float32, bfloat16)
-            self.scaler.load_state_dict(state["scaler"])
+        try:
+            self.model.load_state_dict(state["model"])
+            self.opt.load_state_dict(state["optimizer"])
+            self.sched.load_state_dict(state["scheduler"])
+            if state["scaler"]:  # empty when the scaler is disabled (float32, bfloat16)
+                self.scaler.load_state_dict(state["scaler"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as e:  # a tensor of another shape, a foreign state
+            first = str(e).strip().splitlines()[-1].strip()
+            raise LpqError("resume-unreadable", f"{path} does not fit this {what}: {first}") from None
         return state

@@ -157,6 +157,14 @@ def open_board(tensorboard: Path | None, wandb: str | None, place: Path, config:
     return None if not boards else boards[0] if len(boards) == 1 else Boards(boards)
 
 
+def _first_difference(saved: object, identity: dict[str, object]) -> str:
+    """' (KEY: SAVED there, NOW here)' for the first setting that differs, or '' when the record is no table."""
+    if not isinstance(saved, dict):
+        return ""
+    key = next((k for k in sorted({*saved, *identity}) if saved.get(k) != identity.get(k)), None)
+    return "" if key is None else f" ({key}: {saved.get(key)!r} there, {identity.get(key)!r} here)"
+
+
 @dataclass(frozen=True)
 class RunRecord:
     """The record of the run writing to ``root`` (a folder), or to ``root/<prefix>...`` files beside an output
@@ -195,10 +203,13 @@ class RunRecord:
         progress yet."""
         held = self.held()
         if resume and held:
-            if self.read_json(CONFIG) != identity:
+            saved = self.read_json(CONFIG)
+            saved = {k: v for k, v in saved.items() if k != "output"} if isinstance(saved, dict) else saved
+            if saved != identity:  # where the run lies is no setting (older records hold it): a moved run resumes
+                differ = _first_difference(saved, identity)
                 raise LpqError(
                     "resume-mismatch",
-                    f"{self.where} holds a {self.what} with other settings",
+                    f"{self.where} holds a {self.what} with other settings{differ}",
                     "resume with the same settings, or choose another -o",
                 )
         elif held - RECORD - unstarted:

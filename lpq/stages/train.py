@@ -43,7 +43,7 @@ from torch.utils.data import DataLoader
 
 from lpq.artifacts.checkpoint import TrainingState
 from lpq.artifacts.manifest import read_manifest
-from lpq.artifacts.run import LOCK, RunRecord, open_board, rank0
+from lpq.artifacts.run import LOCK, METRICS, RunRecord, open_board, rank0
 from lpq.artifacts.teacher import load_teacher
 from lpq.choices import Amp, CaFit, Optimizer, Targets
 from lpq.data import ImageSource, InputSpec, check_fits, default_workers, open_images, open_split
@@ -63,6 +63,7 @@ from lpq.runtime import Precision, barrier, init_distributed, pick_device
 
 STATE = "state.pt"
 RUN_ONLY = {
+    "output",  # where the run lies: a run folder moved or copied elsewhere resumes
     "resume",
     "stop_after",
     "workers",
@@ -421,6 +422,18 @@ def _load_data(cfg: TrainConfig, header: Header) -> tuple[ImageSource, ImageSour
     return images, evalset
 
 
+def _check_progress(record: RunRecord, done: int, epochs: int) -> None:
+    """A checkpoint's epoch count agrees with the run's metrics: each epoch's row is written just before its
+    checkpoint, so the rows end at the checkpoint's epoch or one after it (killed in between)."""
+    last = max((m.epoch for m in record.rows(EpochMetrics)), default=0)
+    if not 0 <= done <= epochs or last not in (done, done + 1):
+        raise LpqError(
+            "resume-inconsistent",
+            f"the checkpoint in {record.root} says {done} epochs were done, its {METRICS} records {last}",
+            "the checkpoint or the metrics were edited, or come from two runs: choose another -o",
+        )
+
+
 def _so_far(lines: list[EpochMetrics]) -> tuple[float, float, EpochMetrics | None]:
     """(training seconds, evaluation seconds, the last evaluated epoch) of the recorded epochs."""
     scored = [m for m in lines if m.top1 is not None]
@@ -483,6 +496,8 @@ def _train(cfg: TrainConfig, show: bool | Show) -> TrainResult:
     first_temp = teacher_temperature(temperatures, 0, cfg.epochs) if cfg.student_temp == "follow" else cfg.student_temp
     resumed = cfg.resume and (cfg.output / STATE).exists()  # else: killed before its first checkpoint, start over
     start, student_temp = student.resume(cfg.output / STATE) if resumed else (0, first_temp)
+    if resumed and rank == 0:
+        _check_progress(record, start, cfg.epochs)
     if rank == 0:  # epochs after the checkpoint are redone
         record.start(cfg.identity())
         record.write_rows([m for m in record.rows(EpochMetrics) if m.epoch <= start])
