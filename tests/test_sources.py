@@ -191,3 +191,29 @@ def test_dataset_rows_without_a_class_are_one_line(tmp_path: Path, label: int, r
     )
     assert result.exit_code == 2 and ref in result.stderr and "row 1 has label" in result.stderr, result.output
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("cut", "says"), [("block", "no end-of-archive marker"), ("member", "ends inside a sample")])
+def test_a_truncated_shard_is_refused_by_name(tmp_path: Path, cut: str, says: str) -> None:
+    """Issue 38, item 3: a shard cut at a tar block boundary lost samples silently (225 of 300, exit 0), one cut
+    inside a member said a sample had 'no a label'; both are refused as truncated, naming the shard."""
+    import tarfile
+
+    import webdataset as wds
+
+    rng = np.random.default_rng(0)
+    whole, shards = tmp_path / "whole.tar", tmp_path / "shards"
+    shards.mkdir()
+    with wds.TarWriter(str(whole)) as sink:
+        for i in range(8):
+            sink.write({"__key__": f"{i:06d}", "jpg": jpeg(rng, i % 3, 16), "cls": i % 3})
+    with tarfile.open(whole) as tar:
+        last = list(tar)[-2]  # the last sample's image (its .cls follows)
+    data = whole.read_bytes()
+    end = last.offset if cut == "block" else last.offset_data + 10  # before its header, or inside its bytes
+    (shards / "train-0.tar").write_bytes(data[:end])
+    result = runner.invoke(
+        app, ["squeeze", "--data", f"wds:{shards}/train-0.tar", "--epochs", "1", "-o", str(tmp_path / "t")]
+    )
+    assert result.exit_code == 2 and "truncated" in result.stderr and says in result.stderr, result.output
+    assert "train-0.tar" in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -151,8 +151,20 @@ def _scan(shard: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
                     images[key] = (info.offset_data, info.size)
                 elif ext in ("cls", "json"):
                     labels[key] = _label(tar.extractfile(info).read(), ext, f"{shard}:{info.name}")  # type: ignore[union-attr]
+            end = tar.offset  # where the end-of-archive blocks start
     except tarfile.TarError as e:
+        if "unexpected end of data" in str(e):  # tarfile's word for a file that ends inside a member
+            raise LpqError("data-bad-shard", f"{shard} is truncated: it ends inside a sample") from None
         raise LpqError("data-bad-shard", f"{shard} is not an uncompressed tar shard ({e})") from None
+    with open(shard, "rb") as f:  # a tar ends in two zero blocks: without them, samples may be missing unseen
+        f.seek(end)
+        marker = f.read(2 * tarfile.BLOCKSIZE)
+    if len(marker) < 2 * tarfile.BLOCKSIZE or any(marker):
+        raise LpqError(
+            "data-bad-shard",
+            f"{shard} is truncated: no end-of-archive marker after its {len(order)} samples",
+            "copy or write the shard again",
+        )
     missing = next((k for k in order if k not in images or k not in labels), None)
     if missing is not None:
         what = "an image (.jpg/.png/.webp)" if missing not in images else "a label (.cls or .json)"
