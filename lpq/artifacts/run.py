@@ -27,7 +27,7 @@ import json
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -145,14 +145,15 @@ class Boards(Board):
             b.close()
 
 
-def open_board(tensorboard: Path | None, wandb: str | None, place: Path, config: dict[str, object]) -> Board | None:
-    """The boards a run's options ask for (None when neither): TensorBoard in its folder, W&B in ``project``
-    with its files beside the run (``place`` is the run's folder, or the output file a record lies beside)."""
+def open_board(
+    tensorboard: Path | None, wandb: str | None, folder: Path, place: Path, config: dict[str, object]
+) -> Board | None:
+    """The boards a run's options ask for (None when neither): TensorBoard in its folder, W&B in ``project`` with
+    its files in ``folder`` and its id from ``place`` (the run's folder, or the output file its record lies beside)."""
     boards: list[Board] = []
     if tensorboard is not None:
         boards.append(TensorBoard(tensorboard))
     if wandb is not None:
-        folder = place if place.suffix == "" else place.parent
         boards.append(WandbBoard(wandb, folder, place, config))
     return None if not boards else boards[0] if len(boards) == 1 else Boards(boards)
 
@@ -178,6 +179,12 @@ class RunRecord:
     @classmethod
     def beside(cls, output: Path, what: str = "run", board: Board | None = None) -> RunRecord:
         return cls(output.parent, f"{output.name}.", what, board)
+
+    def with_board(self, tensorboard: Path | None, wandb: str | None, config: dict[str, object]) -> RunRecord:
+        """This record, mirroring its rows to the boards a run's options ask for (`open_board`): W&B's files go
+        into the record's folder, its id comes from the run's place (its folder, or the file it lies beside)."""
+        place = self.root / self.prefix.removesuffix(".") if self.prefix else self.root
+        return replace(self, board=open_board(tensorboard, wandb, self.root, place, config))
 
     def file(self, name: str) -> Path:
         return self.root / f"{self.prefix}{name}"

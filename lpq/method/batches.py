@@ -29,7 +29,7 @@ from torch.utils.data import Dataset, Sampler
 from lpq.data import ImageSource, open_images
 from lpq.errors import LpqError
 from lpq.format import Header, LpqlReader, TempSchedule
-from lpq.method.replay import render, stored_plan, teacher_input
+from lpq.method.replay import render, stored_plan, view_input
 from lpq.method.targets import dense_targets
 from lpq.method.temperature import teacher_temperature
 
@@ -114,7 +114,7 @@ class StoredBatches(Dataset):
             self.header = r.header
         self.hw = images.sizes()
         self.size = input_size or self.header.augment.input_size  # the student's side S; the teacher's unless given
-        self.spec = teacher_input(self.header).at_size(self.size)
+        self.spec = view_input(self.header, self.size)
         self._reader: LpqlReader | None = None
 
     def reader(self) -> LpqlReader:

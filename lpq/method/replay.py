@@ -56,6 +56,12 @@ def teacher_input(header: Header) -> InputSpec:
     )
 
 
+def view_input(header: Header, size: int | None = None) -> InputSpec:
+    """How replayed views (and the real test images) are prepared for a model at side ``size``: the teacher's
+    preparation at that size, or at the teacher's own size when none is given."""
+    return teacher_input(header).at_size(size or header.augment.input_size)
+
+
 def plan_batch(
     header: Header, epoch: int, batch: int, image_hw: np.ndarray, order: np.ndarray | None = None
 ) -> BatchPlan:

@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from lpq.artifacts.checkpoint import TrainingState
-from lpq.artifacts.run import Board, RunRecord, open_board, rank0
+from lpq.artifacts.run import RunRecord, rank0
 from lpq.artifacts.teacher import ClassStats, Teacher, TeacherMeta, pretrained_input, save_teacher
 from lpq.choices import Amp, Optimizer, TeacherClasses
 from lpq.data import ImageSet, ImageSource, InputSpec, batches, default_workers, open_split, recorded
@@ -81,8 +81,8 @@ class SqueezeConfig(BaseModel):
         run_only = {"output", "resume", "workers", "device", "skip_bad_images", "tensorboard", "wandb"}
         return self.model_dump(mode="json", exclude=run_only)
 
-    def record(self, board: Board | None = None) -> RunRecord:
-        return RunRecord.beside(self.output, "teacher training", board)
+    def record(self) -> RunRecord:
+        return RunRecord.beside(self.output, "teacher training")
 
 
 class TeacherEpoch(BaseModel):
@@ -198,8 +198,9 @@ def fit(
     total = max(2, epochs * steps_per_epoch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=total, pct_start=0.15)
     trainer = Trainer(model, opt, sched, precision.scaler(), gen)
-    board = open_board(cfg.tensorboard, cfg.wandb, cfg.output, cfg.identity())  # training runs in one process
-    scaler, state, record = trainer.scaler, checkpoint_path(cfg.output), cfg.record(board)
+    scaler, state, record = trainer.scaler, checkpoint_path(cfg.output), cfg.record()
+    record = record.with_board(cfg.tensorboard, cfg.wandb, cfg.identity())  # training runs in one process
+    board = record.board
     start = trainer.resume(state) if cfg.resume and state.exists() else 0  # the record refused it without --resume
     record.start(cfg.identity())
     record.write_rows([m for m in record.rows(TeacherEpoch) if m.epoch <= start])

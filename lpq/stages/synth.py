@@ -25,7 +25,6 @@ import contextlib
 import math
 import shutil
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +34,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from lpq import __version__
 from lpq.artifacts.manifest import MANIFEST, GroupResult, SynthManifest, load_manifest
-from lpq.artifacts.run import RunRecord, open_board, rank0
+from lpq.artifacts.run import RunRecord, rank0
 from lpq.artifacts.teacher import Teacher, load_teacher
 from lpq.choices import Amp, Batching, Init
 from lpq.data import ImageSource, check_fits, open_split
@@ -300,7 +299,7 @@ def _synthesize(cfg: SynthConfig, show: bool | Show) -> SynthManifest:
     record = RunRecord(out, what="synth run")
     if rank == 0:
         manifest = _start(cfg, teacher, record)  # the run rule first: a board writes files into the folder
-        record = replace(record, board=open_board(cfg.tensorboard, cfg.wandb, out, cfg.fingerprint()))
+        record = record.with_board(cfg.tensorboard, cfg.wandb, cfg.fingerprint())
     board = record.board
     barrier(world)
     if rank != 0:

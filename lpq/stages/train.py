@@ -32,7 +32,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -43,10 +43,10 @@ from torch.utils.data import DataLoader
 
 from lpq.artifacts.checkpoint import TrainingState
 from lpq.artifacts.manifest import read_manifest
-from lpq.artifacts.run import LOCK, METRICS, RunRecord, open_board, rank0
+from lpq.artifacts.run import LOCK, METRICS, RunRecord, rank0
 from lpq.artifacts.teacher import load_teacher
 from lpq.choices import Amp, CaFit, Optimizer, Targets
-from lpq.data import ImageSource, InputSpec, check_fits, default_workers, open_images, open_split
+from lpq.data import ImageSource, check_fits, default_workers, open_images, open_split
 from lpq.data import batches as image_batches
 from lpq.data.named import NAMED
 from lpq.errors import LpqError
@@ -54,7 +54,7 @@ from lpq.files import atomic, write_model
 from lpq.format import Header, LpqlReader, ScheduleKind, StudentTemp, TempSchedule
 from lpq.method.batches import BatchDraw, ReplayedBatch, StoredBatches, shard_rows
 from lpq.method.loss import fit_student_temperature, kd_loss
-from lpq.method.replay import teacher_input
+from lpq.method.replay import view_input
 from lpq.method.targets import dense_targets, hard_targets
 from lpq.method.temperature import teacher_temperature
 from lpq.models import build_model, evaluate
@@ -252,7 +252,7 @@ class Student(TrainingState):
     def build(cls, cfg: TrainConfig, header: Header, precision: Precision, world: int, steps_per_epoch: int) -> Student:
         torch.manual_seed(cfg.seed)
         device = precision.device
-        model = precision.model(build_model(cfg.model, header.num_classes, student_input(cfg, header).size))
+        model = precision.model(build_model(cfg.model, header.num_classes, view_input(header, cfg.input_size).size))
         if world > 1 and device.type == "cuda":  # BatchNorm over the global batch, as one process (gloo has none)
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         net = (
@@ -297,11 +297,6 @@ class EpochStats:
     fit_inputs: list[torch.Tensor]  # first-batches: inputs re-run in eval mode after the epoch
     fit_logits: torch.Tensor | None  # last-batch: the last step's training-mode logits (B, C)
     fit_targets: list[torch.Tensor]
-
-
-def student_input(cfg: TrainConfig, header: Header) -> InputSpec:
-    """How the student's inputs are prepared: the teacher's preparation, at the student's own size if it has one."""
-    return teacher_input(header).at_size(cfg.input_size or header.augment.input_size)
 
 
 def make_targets(
@@ -418,7 +413,7 @@ def _load_data(cfg: TrainConfig, header: Header) -> tuple[ImageSource, ImageSour
     evalset = open_split(cfg.eval_data or default_eval_data(cfg.images), "test", cfg.root)
     if evalset.classes != header.class_names:
         raise LpqError("class-mismatch", f"--eval-data {cfg.eval_data} has other classes than the labels")
-    check_fits(evalset, student_input(cfg, header))
+    check_fits(evalset, view_input(header, cfg.input_size))
     return images, evalset
 
 
@@ -485,7 +480,7 @@ def _train(cfg: TrainConfig, show: bool | Show) -> TrainResult:
     record = RunRecord(cfg.output, what="training")
     if rank == 0:  # a fresh run takes over a folder that saved no progress; --resume needs the same settings
         record.check(cfg.identity(), cfg.resume)  # before a board writes its files into the folder
-        record = replace(record, board=open_board(cfg.tensorboard, cfg.wandb, cfg.output, cfg.identity()))
+        record = record.with_board(cfg.tensorboard, cfg.wandb, cfg.identity())
     board = record.board
     images, evalset = _load_data(cfg, header)
     precision = Precision.choose(cfg.amp, pick_device(cfg.device, rank))
@@ -512,7 +507,7 @@ def _train(cfg: TrainConfig, show: bool | Show) -> TrainResult:
         prefetch_factor=4 if workers else None,
         pin_memory=device.type == "cuda",
     )
-    evaluation = image_batches(evalset, student_input(cfg, header), batch_size=512, workers=workers)
+    evaluation = image_batches(evalset, view_input(header, cfg.input_size), batch_size=512, workers=workers)
     lo, hi, points = cfg.grid()
     grid = torch.linspace(lo, hi, points)
     evaluate_after = eval_epochs(cfg.epochs, cfg.evals)
