@@ -14,6 +14,7 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 from pydantic import BaseModel
 
@@ -37,6 +38,28 @@ def atomic(path: Path) -> Iterator[Path]:
     except BaseException:
         _remove(tmp)
         raise
+
+
+@contextmanager
+def writing(path: Path, named: Path | None = None) -> Iterator[BinaryIO]:
+    """``path`` open for writing, its OS errors naming it: a buffered file that meets a full disk raises ENOSPC
+    with no file name, and a writer that serializes through a C++ stream (torch.save given a path) raises a
+    RuntimeError that is not an OS error at all; given this file, it raises the file's own error. ``named``: the
+    path to name instead (the final name of a temporary one)."""
+    try:
+        with open(path, "wb") as f:
+            yield f
+    except OSError as e:
+        if e.filename is None:
+            raise OSError(e.errno, e.strerror, str(named or path)) from None
+        raise
+
+
+@contextmanager
+def atomic_file(path: Path) -> Iterator[BinaryIO]:
+    """`writing` at the temporary name of `atomic`; renamed to ``path`` once closed."""
+    with atomic(path) as tmp, writing(tmp, named=path) as f:
+        yield f
 
 
 def write_text(path: Path, text: str) -> None:

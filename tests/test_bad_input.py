@@ -20,6 +20,7 @@ import torch
 from lpql_factory import make_header, make_records, write_file
 from typer.testing import CliRunner
 
+import lpq.files
 import lpq.format.writer
 from lpq.cli.app import app
 
@@ -221,6 +222,12 @@ class Failing:
     def write(self, _data: bytes) -> int:
         raise self._fail()
 
+    def __enter__(self) -> Failing:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._f.close()
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._f, name)
 
@@ -283,6 +290,31 @@ def test_a_disk_that_fills_midway_leaves_no_partial_file(
 
     monkeypatch.setattr(lpq.format.writer, "open", filling_open, raising=False)
     assert "No space left" in run_refused(line, workspace, 2)  # the workspace as it was: no o.lpql.partial
+
+
+@pytest.mark.parametrize(
+    ("line", "written"),
+    [("train digits {R} --epochs 1 -q -o {W}/run", "run/state.pt"), ("export {L} -q -o {W}/ex", "batch_0.tar")],
+    ids=["train", "export"],
+)
+def test_a_full_disk_under_torch_save_is_one_line_naming_the_file(
+    workspace: dict[str, str], line: str, written: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """torch.save given a path writes through a C++ stream: a full disk was a RuntimeError and a traceback (issue
+    38, item 8). Given an open file it raises the file's error, which names the file it writes."""
+    real = open
+
+    def full_open(path: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        f = real(path, mode, *args, **kwargs)
+        return Failing(f, full_disk) if set(mode) & {"w", "a"} else f
+
+    monkeypatch.setattr(lpq.files, "open", full_open, raising=False)
+    args = [a.format(**workspace) for a in line.split()]
+    result = runner.invoke(app, args)
+    err = result.stderr.strip().splitlines()
+    assert result.exit_code == 2 and len(err) == 1 and "Traceback" not in result.output, result.output
+    assert "No space left on device" in err[0] and err[0].endswith(f"{written})"), err[0]
+    assert not list(Path(workspace["W"]).rglob("*.partial"))  # no half-written checkpoint or folder
 
 
 STAGES = [  # (case, command line, the step that Ctrl-C interrupts)

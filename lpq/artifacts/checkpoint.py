@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from lpq.errors import LpqError
-from lpq.files import atomic
+from lpq.files import atomic_file
 
 
 @dataclass
@@ -27,7 +27,7 @@ class TrainingState:
     scaler: torch.amp.GradScaler
 
     def save(self, path: Path, **extra: Any) -> None:
-        with atomic(path) as tmp:
+        with atomic_file(path) as f:
             torch.save(
                 {
                     "model": self.model.state_dict(),
@@ -36,7 +36,7 @@ class TrainingState:
                     "scaler": self.scaler.state_dict(),
                     **extra,
                 },
-                tmp,
+                f,
             )
 
     def load(self, path: Path, what: str, check: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:

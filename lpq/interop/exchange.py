@@ -24,7 +24,7 @@ from lpq import __version__
 from lpq.choices import Layout
 from lpq.data import IMAGENET_MEAN, IMAGENET_STD, open_images
 from lpq.errors import LpqError
-from lpq.files import atomic
+from lpq.files import atomic, writing
 from lpq.format import (
     Augment,
     Header,
@@ -135,7 +135,8 @@ def export_sre2l(cfg: ExportConfig, show: bool | Show = False) -> ExportResult:
             task = bar.add_task("export", total=len(r.batch_ids), info="")
             for n, bid in enumerate(r.batch_ids.tolist()):
                 batch, images = sre2l.export_batch(r, r.read(bid), image_hw)
-                torch.save(batch, sre2l.batch_path(tmp, n))
+                with writing(sre2l.batch_path(tmp, n)) as f:
+                    torch.save(batch, f)
                 batch_map[str(n)] = images
                 bar.update(task, advance=1)
             # Checked on the written map (each batch read once): the half-written folder is removed on refusal.
