@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -356,3 +359,20 @@ def test_traceback_flag_shows_the_trace_for_bug_reports(workspace: dict[str, str
 
     result = runner.invoke(app, ["--traceback", "inspect", f"{workspace['W']}/text.lpql"])
     assert isinstance(result.exception, LpqlError) and result.exception.ref == "lpql-bad-magic"
+
+
+@pytest.mark.parametrize("command", ["synth --teacher {F} -o {W}/syn", "squeeze --weights {F} -o {W}/t.lpqt"])
+def test_a_file_without_read_permission_is_said_so(workspace: dict[str, str], command: str) -> None:
+    """safetensors reports any failure to open as "No such file or directory" (issue 38, item 8). Root reads
+    every file: the command runs without the capabilities that let it."""
+    locked = Path(workspace["W"]) / "locked.safetensors"
+    shutil.copy(Path(workspace["W"]) / "teacher.lpqt", locked)
+    locked.chmod(0)
+    drop = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+    if drop and shutil.which("setpriv") is None:
+        pytest.skip("root without setpriv cannot be refused a file")
+    args = [a.format(**workspace, F=locked) for a in command.split()]
+    done = subprocess.run([*drop, sys.executable, "-m", "lpq", *args], capture_output=True, text=True)
+    err = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(err) == 1, done.stderr
+    assert err[0].endswith(f"cannot read {locked}: Permission denied"), err[0]

@@ -29,7 +29,7 @@ from lpq.errors import LpqError
 from lpq.files import atomic
 from lpq.models import bn_layers, build_model
 from lpq.models.classes import ClassMap, head_rows
-from lpq.models.weights import SOURCES, Weights, load_into, read_weights
+from lpq.models.weights import SOURCES, Weights, load_into, read_safetensors, read_weights
 
 FORMAT = "lpqt/1"
 
@@ -149,14 +149,8 @@ def load_teacher(
         )
     if not path.is_file():
         raise LpqError("teacher-not-found", f"teacher file {path} does not exist", "make one with lpq squeeze")
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            raw = (f.metadata() or {}).get("lpqt")
-            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open is no mapping
-    except (SafetensorError, OSError) as e:
-        raise LpqError("teacher-unreadable", f"{path} is not a teacher file ({e})") from None
+    meta_text, tensors = read_safetensors(path, "teacher-unreadable")
+    raw = meta_text.get("lpqt")
     if raw is None:
         raise LpqError("teacher-unreadable", f"{path} is a safetensors file without lpq teacher metadata")
     try:

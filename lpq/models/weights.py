@@ -162,20 +162,32 @@ def _torch_file(path: Path) -> dict[str, torch.Tensor]:
     return state.get("state_dict", state) if isinstance(state, dict) else state
 
 
+def read_safetensors(path: Path, code: str) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """The metadata and tensors of a safetensors file, a failure as one ``code`` line. safetensors reports every
+    failure to open as "No such file or directory" (a file without read permission too): the file is opened here
+    first, so the line says what the system said."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with open(path, "rb"):
+            pass
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no iterator)
+    except OSError as e:
+        raise LpqError(code, f"cannot read {path}: {e.strerror or e}") from None
+    except SafetensorError as e:
+        raise LpqError(code, f"{path} is not a safetensors file ({str(e).splitlines()[0]})") from None
+    return meta, tensors
+
+
 def _file(spec: str) -> Weights:
     path = Path(spec)
     if not path.is_file():
         raise LpqError("weights-not-found", f"weight file {path} does not exist")
     if path.suffix not in (".safetensors", ".lpqt"):
         return Weights(_torch_file(path), str(path))
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no iterator)
-    except (SafetensorError, OSError) as e:
-        raise LpqError("weights-unreadable", f"cannot read weights from {path}: {str(e).splitlines()[0]}") from None
+    meta, state = read_safetensors(path, "weights-unreadable")
     if path.suffix == ".safetensors":
         try:
             preset = PretrainedInput.model_validate_json(meta[INPUT_KEY]) if INPUT_KEY in meta else None
