@@ -10,7 +10,10 @@ Four implementations of one protocol (`ImageSource`):
 - `CachedImages`: a folder's decoded pixels in one uint8 cache file (under the user's cache directory, never
   in the folder: other tools read it as an ImageFolder; made once, rebuilt when a file changes), read image by
   image with ``pread``: distilled sets of any size are replayed without decoding, and their pages stay in the
-  OS cache rather than in the process.
+  OS cache rather than in the process. A cache cannot lie: each open recomputes the content fingerprint from
+  the cached pixels (a mismatch rebuilds the cache, with a warning), so the fingerprint a label file records
+  is of the pixels served; each image read is checked against its CRC-32, so a cache changed while in use
+  stops the work (``cache-corrupt``) instead of serving other pixels.
 
 Fingerprints identify image sets. A content fingerprint is sha256 over the set's shape (``str((N, 3, H,
 W))``, or ``(N, 3, 0, 0)`` when sizes differ), the labels (int64 little-endian), then every image's pixels
@@ -27,6 +30,8 @@ import json
 import os
 import shutil
 import struct
+import warnings
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,11 +41,11 @@ import numpy as np
 import torch
 
 from lpq.data.layout import FileList
-from lpq.errors import LpqError
+from lpq.errors import LpqError, LpqWarning
 from lpq.files import CACHE_ENV, atomic
 from lpq.locks import lock as take_lock
 
-CACHE_FORMAT = "lpq-image-cache/1"
+CACHE_FORMAT = "lpq-image-cache/2"  # 2: CRC-32 per image, index digest
 DECODE_CHUNK = 256  # files decoded together while a cache is built: bounded memory
 
 
@@ -242,10 +247,9 @@ class CachedImages:
         self.classes = files.classes
         self.labels = torch.from_numpy(files.labels)
         self.cache = cache
-        meta = json.loads((cache / "meta.json").read_text())
-        self._fingerprint = str(meta["fingerprint"])
-        self._sizes = np.load(cache / "sizes.npy", allow_pickle=False)
-        self._offsets = np.load(cache / "offsets.npy", allow_pickle=False)
+        index = CacheIndex.read(cache)
+        self._fingerprint = index.fingerprint
+        self._sizes, self._offsets, self._checks = index.sizes, index.offsets, index.checks
         self._fd: int | None = None
         self._pid = -1
 
@@ -268,6 +272,12 @@ class CachedImages:
             self._pid = os.getpid()
         h, w = (int(v) for v in self._sizes[index])
         raw = os.pread(self._fd, 3 * h * w, int(self._offsets[index]))
+        if zlib.crc32(raw) != self._checks[index]:
+            raise LpqError(
+                "cache-corrupt",
+                f"image {index} of the pixel cache {self.cache} changed on disk while in use",
+                "rerun: an open checks the cache and rebuilds it",
+            )
         return torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(3, h, w)
 
     def __getstate__(self) -> dict:
@@ -294,7 +304,8 @@ def cache_location(folder: Path) -> Path:
 
 
 def open_cached(name: str, files: FileList, folder: Path) -> CachedImages:
-    """The folder's pixel cache, made (once, under a lock shared by concurrent processes) if missing or stale."""
+    """The folder's pixel cache, made (once, under a lock shared by concurrent processes) if missing or stale,
+    and its contents checked against its fingerprint when current (see the module docstring)."""
     cache = cache_location(folder)
     cache.parent.mkdir(parents=True, exist_ok=True)
     key = manifest_digest(files, with_mtime=True)
@@ -302,7 +313,40 @@ def open_cached(name: str, files: FileList, folder: Path) -> CachedImages:
         take_lock(lock)
         if not _cache_current(cache, key):
             _build_cache(cache, files, key)
+        elif (problem := _cache_problem(cache, files)) is not None:
+            warnings.warn(f"the pixel cache {cache} of {folder} {problem}: rebuilt from the files", LpqWarning, 2)
+            _build_cache(cache, files, key)
     return CachedImages(name, files, cache)
+
+
+@dataclass(frozen=True)
+class CacheIndex:
+    """Where each image of a pixel cache lies, its CRC-32, and the content fingerprint of them all."""
+
+    sizes: np.ndarray  # (N, 2) int64
+    offsets: np.ndarray  # (N,) int64
+    checks: np.ndarray  # (N,) uint32
+    fingerprint: str
+
+    def digest(self) -> str:
+        """sha256 of the index itself, kept in meta.json: an edited sizes, offsets or checks file is seen."""
+        h = hashlib.sha256(self.fingerprint.encode())
+        for a in (self.sizes.astype("<i8"), self.offsets.astype("<i8"), self.checks.astype("<u4")):
+            h.update(a.tobytes())
+        return h.hexdigest()
+
+    def write(self, folder: Path, meta: dict[str, object]) -> None:
+        np.save(folder / "sizes.npy", self.sizes)
+        np.save(folder / "offsets.npy", self.offsets)
+        np.save(folder / "checks.npy", self.checks)
+        meta = {**meta, "fingerprint": self.fingerprint, "index": self.digest()}
+        (folder / "meta.json").write_text(json.dumps(meta))
+
+    @classmethod
+    def read(cls, folder: Path) -> CacheIndex:
+        meta = json.loads((folder / "meta.json").read_text())
+        arrays = (np.load(folder / f"{n}.npy", allow_pickle=False) for n in ("sizes", "offsets", "checks"))
+        return cls(*arrays, fingerprint=str(meta["fingerprint"]))
 
 
 def _cache_current(cache: Path, key: str) -> bool:
@@ -313,26 +357,47 @@ def _cache_current(cache: Path, key: str) -> bool:
     return meta.get("format") == CACHE_FORMAT and meta.get("manifest") == key
 
 
+def _cache_problem(cache: Path, files: FileList) -> str | None:
+    """What is wrong with a current cache's contents, or None: its index against its digest, then its pixels
+    (read once, in order) against the content fingerprint they must give."""
+    try:
+        index = CacheIndex.read(cache)
+        recorded = json.loads((cache / "meta.json").read_text()).get("index")
+        if recorded != index.digest() or len(index.checks) != len(files):
+            return "does not match its index"
+        digest = ContentDigest(index.sizes, files.labels)
+        with open(cache / "pixels.u8", "rb") as f:
+            for h, w in index.sizes.tolist():
+                raw = f.read(3 * h * w)
+                if len(raw) != 3 * h * w:
+                    return "is shorter than its index"
+                digest.add(torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(3, h, w))
+            if f.read(1):
+                return "is longer than its index"
+    except (OSError, ValueError, KeyError) as e:
+        return f"cannot be read ({e})"
+    return None if digest.hexdigest() == index.fingerprint else "holds other pixels than its fingerprint says"
+
+
 def _build_cache(cache: Path, files: FileList, key: str) -> None:
     """Decode every file once into pixels.u8, computing the content fingerprint on the way; rename when done."""
     sizes = ImageFiles(str(files.root), files).sizes()  # from the headers: the digest needs them first
     offsets = np.concatenate([[0], np.cumsum(3 * sizes[:, 0] * sizes[:, 1])[:-1]]).astype(np.int64)
     digest = ContentDigest(sizes, files.labels)
-    shutil.rmtree(cache, ignore_errors=True)  # stale: a file changed
+    checks = np.zeros(len(files), np.uint32)
+    shutil.rmtree(cache, ignore_errors=True)  # stale: a file changed, or the cache did
     with atomic(cache) as tmp:
         tmp.mkdir(parents=True)
         with open(tmp / "pixels.u8", "wb") as out, ThreadPoolExecutor(4) as pool:
             for start in range(0, len(files), DECODE_CHUNK):
                 chunk = files.files[start : start + DECODE_CHUNK]
-                for path, size, x in zip(chunk, sizes[start : start + DECODE_CHUNK].tolist(), pool.map(decode, chunk)):
+                decoded = zip(chunk, sizes[start : start + DECODE_CHUNK].tolist(), pool.map(decode, chunk))
+                for n, (path, size, x) in enumerate(decoded, start):
                     if list(x.shape[1:]) != size:
                         raise BadImage(path, "the decoded size differs from the size in its header")
                     digest.add(x)
-                    out.write(x.numpy().tobytes())
-        np.save(tmp / "sizes.npy", sizes)
-        np.save(tmp / "offsets.npy", offsets)
-        (tmp / "meta.json").write_text(
-            json.dumps(
-                {"format": CACHE_FORMAT, "manifest": key, "count": len(files), "fingerprint": digest.hexdigest()}
-            )
-        )
+                    raw = x.numpy().tobytes()
+                    checks[n] = zlib.crc32(raw)
+                    out.write(raw)
+        index = CacheIndex(sizes, offsets, checks, digest.hexdigest())
+        index.write(tmp, {"format": CACHE_FORMAT, "manifest": key, "count": len(files)})
