@@ -97,3 +97,65 @@ def test_a_cache_changed_while_in_use_stops_with_one_line(distilled: Path) -> No
     assert caught.value.ref == "cache-corrupt" and "\n" not in str(caught.value)
     with pytest.warns(LpqWarning, match="rebuilt"):  # the next open repairs it
         open_images(str(distilled))
+
+
+def write_shard(path: Path, labels: list[int], side: int = 16) -> None:
+    """A webdataset shard of len(labels) JPEGs (each a flat colour) with .cls labels."""
+    import io
+
+    import webdataset as wds
+    from PIL import Image
+
+    with wds.TarWriter(str(path)) as sink:
+        for i, label in enumerate(labels):
+            buf = io.BytesIO()
+            Image.fromarray(np.full((side, side, 3), 20 * i, np.uint8)).save(buf, format="JPEG")
+            sink.write({"__key__": f"{i:06d}", "jpg": buf.getvalue(), "cls": label})
+
+
+@pytest.fixture
+def shard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("LPQ_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "shards").mkdir()
+    path = tmp_path / "shards" / "train-0.tar"
+    write_shard(path, [0, 1, 2, 0, 1, 2])
+    return path
+
+
+def test_an_edited_shard_index_is_seen_and_rebuilt(shard: Path, tmp_path: Path) -> None:
+    """Before: labels + 1 in the cached index trained on wrong classes, exit 0."""
+    from lpq.data.shards import open_shards
+
+    truth = open_shards(str(shard)).labels.clone()
+    (index,) = (tmp_path / "cache" / "wds").glob("*.npz")
+    with np.load(index) as z:
+        parts = dict(z)
+    np.savez(index, **{**parts, "labels": parts["labels"] + 1})
+    with pytest.warns(LpqWarning, match="does not match its digest: indexed again"):
+        again = open_shards(str(shard))
+    assert torch.equal(again.labels, truth)
+
+
+def test_a_shard_rewritten_with_its_size_and_time_is_indexed_again(shard: Path) -> None:
+    """Before: the index was keyed by size and modification time, which a rewrite (or a copy tool) can restore."""
+    import os
+
+    from lpq.data.shards import open_shards
+
+    assert open_shards(str(shard)).labels.tolist() == [0, 1, 2, 0, 1, 2]
+    st = shard.stat()
+    write_shard(shard, [2, 0, 1, 2, 0, 1])  # same bytes but the labels' digits: same size
+    os.utime(shard, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert shard.stat().st_size == st.st_size and shard.stat().st_mtime_ns == st.st_mtime_ns
+    assert open_shards(str(shard)).labels.tolist() == [2, 0, 1, 2, 0, 1]
+
+
+def test_a_shard_changed_while_in_use_stops_by_name(shard: Path) -> None:
+    """Each image read brings its tar header along: bytes of another member are never decoded as this one."""
+    from lpq.data.shards import open_shards
+
+    source = open_shards(str(shard))
+    assert source.load(1).shape == (3, 16, 16)
+    write_shard(shard, [0, 1, 2, 0, 1, 2], side=24)  # larger images: every member after the first has moved
+    with pytest.raises(LpqError, match=r"train-0.tar changed since it was indexed: sample 000001 is not where it was"):
+        source.load(1)

@@ -12,9 +12,14 @@ its ``val`` (else ``test``) sibling in the same directory, with any numbering (`
 
 Random access: lpq's sources are read by index (shuffled training batches, one split across ranks), and
 webdataset 1.x reads tars only in sequence, so each shard's members are indexed once from their tar headers
-(the stdlib reads headers and seeks past the data; the index is cached under the user's cache directory,
-keyed by each shard's path, size and modification time) and read with one seek. Shards must be
-uncompressed tars, which is what webdataset writes for images.
+(the stdlib reads headers and seeks past the data) and read with one seek. Shards must be uncompressed tars,
+which is what webdataset writes for images.
+
+The index is cached under the user's cache directory and cannot lie: it is keyed by the shard's path, inode,
+size and modification and change times (a shard rewritten in place with its size and modification time
+restored still has a new change time, which no user call sets), it carries a digest of its own contents (an
+edited index is seen, and rebuilt with a warning), and every image read takes its tar header along and checks
+that it is the member the index says (a shard changed while in use stops the work by name).
 """
 
 from __future__ import annotations
@@ -23,17 +28,18 @@ import hashlib
 import json
 import os
 import tarfile
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from lpq.data.sources import EncodedImages, cache_root
-from lpq.errors import LpqError
+from lpq.errors import LpqError, LpqWarning
 from lpq.files import atomic
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
-INDEX_FORMAT = "lpq-wds-index/1"
+INDEX_FORMAT = "lpq-wds-index/2"  # 2: keyed by inode and change time, with a digest
 
 
 def shard_paths(pattern: str, split: str) -> list[Path]:
@@ -75,7 +81,15 @@ class ShardRecords:
         f = self._files.get(shard)
         if f is None:
             f = self._files[shard] = open(self.shards[shard], "rb")  # noqa: SIM115 (kept open for reads)
-        return os.pread(f.fileno(), size, offset)  # type: ignore[attr-defined]
+        # The member's header block comes along (one read): it must be the member the index says.
+        raw = os.pread(f.fileno(), tarfile.BLOCKSIZE + size, offset - tarfile.BLOCKSIZE)  # type: ignore[attr-defined]
+        if not _is_member(raw[: tarfile.BLOCKSIZE], self.keys[index], size) or len(raw) != tarfile.BLOCKSIZE + size:
+            raise LpqError(
+                "data-bad-shard",
+                f"{self.shards[shard]} changed since it was indexed: sample {self.keys[index]} is not where it was",
+                "rerun: a changed shard is indexed again",
+            )
+        return raw[tarfile.BLOCKSIZE :]
 
     def where(self, index: int) -> str:
         return f"{self.shards[int(self.at[index, 0])]}:{self.keys[index]}"
@@ -115,18 +129,44 @@ def _classes(folder: Path, count: int) -> list[str]:
     return [str(i).zfill(width) for i in range(count)]
 
 
+def _is_member(block: bytes, key: str, size: int) -> bool:
+    """Whether a tar header block is that of a file of ``size`` bytes in sample ``key``. Its name field holds
+    the first 100 characters of a longer name (the full name is in an extension member before it)."""
+    try:
+        info = tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+    except tarfile.TarError:  # a wrong checksum, a zero block
+        return False
+    name = info.name
+    return info.isfile() and info.size == size and (name.startswith(key + ".") or (key + ".").startswith(name))
+
+
+def _digest(at: np.ndarray, labels: np.ndarray, keys: list[str]) -> str:
+    h = hashlib.sha256(INDEX_FORMAT.encode())
+    h.update(at.astype("<i8").tobytes())
+    h.update(labels.astype("<i8").tobytes())
+    h.update("\0".join(keys).encode("utf-8", "surrogateescape"))
+    return h.hexdigest()
+
+
 def _index(shard: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """(N, 2) offset and size of each sample's image, (N,) labels and the keys of one shard; cached."""
     st = shard.stat()
-    key = hashlib.sha256(f"{INDEX_FORMAT}\0{shard.resolve()}\0{st.st_size}\0{st.st_mtime_ns}".encode()).hexdigest()
+    identity = [INDEX_FORMAT, shard.resolve(), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+    key = hashlib.sha256("\0".join(map(str, identity)).encode()).hexdigest()
     cached = cache_root() / "wds" / f"{key[:32]}.npz"
     if cached.is_file():
-        with np.load(cached) as z:
-            return z["at"], z["labels"], z["keys"].tolist()
+        try:
+            with np.load(cached, allow_pickle=False) as z:
+                at, labels, keys, digest = z["at"], z["labels"], z["keys"].tolist(), str(z["digest"])
+            if digest == _digest(at, labels, keys):
+                return at, labels, keys
+        except (OSError, ValueError, KeyError):
+            pass
+        warnings.warn(f"the cached index {cached} of {shard} does not match its digest: indexed again", LpqWarning, 2)
     at, labels, keys = _scan(shard)
     cached.parent.mkdir(parents=True, exist_ok=True)
     with atomic(cached) as tmp, open(tmp, "wb") as f:
-        np.savez(f, at=at, labels=labels, keys=np.array(keys))
+        np.savez(f, at=at, labels=labels, keys=np.array(keys), digest=np.array(_digest(at, labels, keys)))
     return at, labels, keys
 
 
