@@ -193,6 +193,24 @@ def test_dataset_rows_without_a_class_are_one_line(tmp_path: Path, label: int, r
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_a_truncated_arrow_file_is_named(tmp_path: Path) -> None:
+    """pyarrow says how many bytes it missed, not in which file (issue 38, item 4)."""
+    import datasets
+
+    rng = np.random.default_rng(0)
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=list(CLASSES))})
+    rows = {"image": [{"bytes": jpeg(rng, c % 3, 16), "path": None} for c in range(12)], "label": [0, 1, 2] * 4}
+    datasets.Dataset.from_dict(rows, features=features).save_to_disk(str(tmp_path / "hub"))
+    (arrow,) = (tmp_path / "hub").glob("*.arrow")
+    with open(arrow, "r+b") as f:
+        f.truncate(arrow.stat().st_size // 2)
+    result = runner.invoke(
+        app, ["squeeze", "--data", f"hf:{tmp_path / 'hub'}", "--epochs", "1", "-o", str(tmp_path / "t")]
+    )
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1, result.output
+    assert f"data-bad-file: {arrow} is truncated or damaged" in result.stderr, result.stderr
+
+
 @pytest.mark.parametrize(("cut", "says"), [("block", "no end-of-archive marker"), ("member", "ends inside a sample")])
 def test_a_truncated_shard_is_refused_by_name(tmp_path: Path, cut: str, says: str) -> None:
     """Issue 38, item 3: a shard cut at a tar block boundary lost samples silently (225 of 300, exit 0), one cut

@@ -107,9 +107,13 @@ def open_hub(spec: str, split: str = "train") -> EncodedImages:
 
 def _load(datasets: Any, name: str) -> Any:
     if Path(name).expanduser().exists():
+        folder = Path(name).expanduser()
         try:
-            return datasets.load_from_disk(str(Path(name).expanduser()))
-        except (FileNotFoundError, ValueError) as e:
+            return datasets.load_from_disk(str(folder))
+        except (OSError, ValueError) as e:  # pyarrow's errors say what is wrong, never in which file
+            damaged = _damaged_arrow(folder)
+            if damaged is not None:
+                raise LpqError("data-bad-file", damaged, "save the dataset again") from None
             raise LpqError("data-not-found", f"hf:{name} is not a dataset saved with save_to_disk ({e})") from None
     try:
         return datasets.load_dataset(name, download_mode="reuse_cache_if_exists")
@@ -118,3 +122,16 @@ def _load(datasets: Any, name: str) -> Any:
         raise LpqError(
             "data-not-found", f"hf:{name} is neither a saved dataset nor in the local cache ({first})"
         ) from None
+
+
+def _damaged_arrow(folder: Path) -> str | None:
+    """The first Arrow file under a saved dataset that cannot be read whole, and why; None if all can."""
+    import pyarrow as pa
+
+    for f in sorted(folder.rglob("*.arrow")):
+        try:
+            with pa.memory_map(str(f)) as m:
+                pa.ipc.open_stream(m).read_all()
+        except (pa.ArrowException, OSError) as e:
+            return f"{f} is truncated or damaged ({str(e).strip().splitlines()[0]})"
+    return None
