@@ -89,7 +89,7 @@ def test_a_cache_changed_while_in_use_stops_with_one_line(distilled: Path) -> No
     assert torch.equal(images.load(4), decode(files[4]))
     h, w = images.sizes()[4]
     invert(cache_location(distilled) / "pixels.u8", int(4 * 3 * h * w) + 7, 1)  # one byte of image 4
-    with pytest.raises(LpqError, match="image 4 of the pixel cache .* changed on disk while in use"):
+    with pytest.raises(LpqError, match=r"image 4 of the pixel cache .* changed on disk while in use"):
         images.load(4)
     loader = torch.utils.data.DataLoader(Loads(images), batch_size=None, num_workers=1, sampler=[3, 4])
     with pytest.raises(LpqError) as caught:

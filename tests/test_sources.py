@@ -235,3 +235,36 @@ def test_a_truncated_shard_is_refused_by_name(tmp_path: Path, cut: str, says: st
     )
     assert result.exit_code == 2 and "truncated" in result.stderr and says in result.stderr, result.output
     assert "train-0.tar" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def small_folder(root: Path) -> Path:
+    for c in ("a", "b"):
+        (root / c).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(np.full((16, 16, 3), 40 * i + 100 * (c == "b"), np.uint8)).save(root / c / f"{i}.png")
+    return root
+
+
+def test_a_file_name_that_is_not_utf8_is_read(tmp_path: Path) -> None:
+    """Issue 38, item 9: a Latin-1 name in a class folder was a traceback in the folder's manifest digest."""
+    from lpq.data import open_images
+
+    folder = small_folder(tmp_path / "set")
+    os.rename(bytes(folder / "a") + b"/0.png", bytes(folder / "a") + b"/caf\xe9.png")
+    images = open_images(str(folder))
+    assert len(images) == 4 and images.fingerprint() == open_images(str(folder)).fingerprint()
+    result = runner.invoke(app, ["squeeze", "--data", str(folder), "--epochs", "1", "-q", "-o", str(tmp_path / "t")])
+    assert result.exit_code == 0, result.output
+
+
+def test_links_that_lead_nowhere_are_counted(tmp_path: Path) -> None:
+    """Issue 38, item 9: a symlink loop (or a link to a missing file) was skipped without a word."""
+    from lpq.data.layout import list_split
+    from lpq.errors import LpqWarning
+
+    folder = small_folder(tmp_path / "set")
+    (folder / "a" / "loop.png").symlink_to(folder / "a" / "loop.png")
+    (folder / "a" / "gone.png").symlink_to(folder / "a" / "missing.png")
+    with pytest.warns(LpqWarning, match=r"2 link\(s\) in .*/a lead nowhere .* and are skipped"):
+        files = list_split(folder, "train")
+    assert len(files) == 4

@@ -10,7 +10,8 @@ Layouts recognized, in this order:
 
 Classes are the class folder names in sorted order (for ImageNet: sorted wnids, the order torchvision's
 pretrained weights use); files are sorted by name within each class. Folders and files whose names start
-with a dot are ignored.
+with a dot are ignored. Names need not be UTF-8 (Python keeps their bytes as surrogate escapes; digests hash
+the bytes on disk).
 """
 
 from __future__ import annotations
@@ -40,12 +41,27 @@ class FileList:
         return len(self.files)
 
 
+def _visible(folder: Path) -> list[Path]:
+    """The entries of a folder whose names do not start with a dot; links that lead nowhere (a loop, a missing
+    target) are said and skipped, as is_dir and is_file would skip them silently."""
+    entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
+    dangling = [p for p in entries if p.is_symlink() and not p.exists()]
+    if dangling:
+        warnings.warn(
+            f"{len(dangling)} link(s) in {folder} lead nowhere (a loop or a missing target) and are skipped "
+            f"(first: {dangling[0].name})",
+            LpqWarning,
+            stacklevel=3,
+        )
+    return entries
+
+
 def _visible_dirs(path: Path) -> list[Path]:
-    return sorted((p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")), key=lambda p: p.name)
+    return sorted((p for p in _visible(path) if p.is_dir()), key=lambda p: p.name)
 
 
 def _images_in(folder: Path) -> list[Path]:
-    visible = [p for p in folder.iterdir() if not p.name.startswith(".") and p.is_file()]
+    visible = [p for p in _visible(folder) if p.is_file()]
     others = [p for p in visible if p.suffix.lower() not in IMAGE_SUFFIXES]
     if others:  # said, never silent: a class folder may hold a README or a stray archive
         warnings.warn(

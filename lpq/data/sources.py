@@ -31,7 +31,6 @@ import os
 import shutil
 import struct
 import warnings
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +38,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
+from isal.isal_zlib import crc32  # zlib's CRC-32, about ten times faster
 
 from lpq.data.layout import FileList
 from lpq.errors import LpqError, LpqWarning
@@ -232,7 +232,8 @@ def manifest_digest(files: FileList, with_mtime: bool = False) -> str:
     h = hashlib.sha256()
     for f, label in zip(files.files, files.labels.tolist()):
         st = f.stat()
-        h.update(f"{f.relative_to(files.root).as_posix()}\t{st.st_size}\t{label}".encode())
+        # A name is hashed as the bytes it has on disk: not every file system name is UTF-8.
+        h.update(f"{f.relative_to(files.root).as_posix()}\t{st.st_size}\t{label}".encode("utf-8", "surrogateescape"))
         if with_mtime:
             h.update(f"\t{st.st_mtime_ns}".encode())
         h.update(b"\n")
@@ -272,7 +273,7 @@ class CachedImages:
             self._pid = os.getpid()
         h, w = (int(v) for v in self._sizes[index])
         raw = os.pread(self._fd, 3 * h * w, int(self._offsets[index]))
-        if zlib.crc32(raw) != self._checks[index]:
+        if crc32(raw) != self._checks[index]:
             raise LpqError(
                 "cache-corrupt",
                 f"image {index} of the pixel cache {self.cache} changed on disk while in use",
@@ -397,7 +398,7 @@ def _build_cache(cache: Path, files: FileList, key: str) -> None:
                         raise BadImage(path, "the decoded size differs from the size in its header")
                     digest.add(x)
                     raw = x.numpy().tobytes()
-                    checks[n] = zlib.crc32(raw)
+                    checks[n] = crc32(raw)
                     out.write(raw)
         index = CacheIndex(sizes, offsets, checks, digest.hexdigest())
         index.write(tmp, {"format": CACHE_FORMAT, "manifest": key, "count": len(files)})
