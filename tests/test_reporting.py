@@ -73,6 +73,22 @@ def test_train_writes_tensorboard_scalars_and_compare_reads_the_runs(labels: dic
     assert refused.exit_code == 2 and "compare-not-a-run" in refused.stderr
 
 
+def test_a_run_started_with_relative_paths_compares_from_anywhere(
+    labels: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 38, item 9: config.json held the label path as typed, so compare from another folder showed "-"."""
+    (tmp_path / "work").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "work" / "l.lpql").write_bytes(labels["small"].read_bytes())
+    monkeypatch.chdir(tmp_path / "work")
+    cli("train", "digits", "l.lpql", "--epochs", "1", "-q", "-o", "run")
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    (row,) = cli("compare", tmp_path / "work" / "run")["rows"]
+    assert row["compression"] == cli("inspect", labels["small"])["compression_vs_full"]
+    recorded = json.loads((tmp_path / "work" / "run" / "config.json").read_text())
+    assert recorded["labels"] == str(tmp_path / "work" / "l.lpql") and recorded["images"] == "digits"
+
+
 def wandb_records(data: bytes, block: int = 32768) -> list[bytes]:
     """The records of a .wandb file: a 7-byte header (':W&B', magic, version), then LevelDB's log format (blocks of
     32 KiB; each fragment crc32c (4), length (2, little-endian), type (1: full, 2: first, 3: middle, 4: last))."""

@@ -46,7 +46,7 @@ from lpq.artifacts.manifest import read_manifest
 from lpq.artifacts.run import LOCK, METRICS, RunRecord, rank0
 from lpq.artifacts.teacher import load_teacher
 from lpq.choices import Amp, CaFit, Optimizer, Targets
-from lpq.data import ImageSource, check_fits, default_workers, open_images, open_split
+from lpq.data import ImageSource, check_fits, default_workers, open_images, open_split, recorded
 from lpq.data import batches as image_batches
 from lpq.data.named import NAMED
 from lpq.errors import LpqError
@@ -139,7 +139,8 @@ class TrainConfig(BaseModel):
         return self
 
     def resolved(self, calibration_schedule: TempSchedule | None, grid: StudentTemp) -> TrainConfig:
-        """Defaults filled in: optimizer settings, the temperature schedule and CA grid of the label file."""
+        """Defaults filled in: optimizer settings, the temperature schedule and CA grid of the label file; paths
+        absolute, so the run's config.json resolves from any working directory (lpq compare, a moved run)."""
         sgd = self.optimizer == "sgd"
         base = (
             TempSchedule(kind="none", start=1.0, floor=1.0)
@@ -148,6 +149,9 @@ class TrainConfig(BaseModel):
         )
         return self.model_copy(
             update={
+                "images": recorded(self.images),
+                "labels": self.labels.resolve(),
+                "eval_data": None if self.eval_data is None else recorded(self.eval_data),
                 "lr": self.lr if self.lr is not None else (0.2 if sgd else 1e-3),
                 "weight_decay": self.weight_decay if self.weight_decay is not None else (1e-4 if sgd else 0.01),
                 "temp_schedule": self.temp_schedule or base.kind,
