@@ -40,6 +40,8 @@ FILES = {
     "mr4-i8-split-1.3": {"scheme": "mr", "k": 4, "values": "i8", "classes": 600, "kept": [0, 2, 5]},
     # epoch 1 whole (batches 3-5), then batch 1 of epoch 0: every image labelled once, eight of them twice
     "mr2-i8-cover-1.4": {"scheme": "mr", "k": 2, "values": "i8", "kept": [1, 3, 4, 5], "strategy": "cover"},
+    # the top 3 of 12 classes, then 4 points of the 9 others at ranks 0, 1, 4, 8
+    "tail3-i8-1.5": {"scheme": "tail", "k": 3, "tail": 4, "values": "i8", "classes": 12, "kept": [0, 3, 4]},
 }
 
 
@@ -139,6 +141,14 @@ def bad_files_1_4(good: bytes) -> dict[str, bytes]:
     }
 
 
+def bad_files_1_5(tail: bytes) -> dict[str, bytes]:
+    """A tail header asking for more tail points than classes outside its top k (6 of 12 kept, 8 points)."""
+    chunks = _chunks(tail)
+    head = json.loads(chunks[0][2])
+    head["quant"] = {**head["quant"], "k": 6, "tail": 8}
+    return {"lpql-bad-header+tail-points": _build(tail[:16], [(b"HEAD", 0, json.dumps(head).encode()), *chunks[1:]])}
+
+
 def bad_files(good: bytes) -> dict[str, bytes]:
     """Broken variants of one good file, each named for the error a reader MUST raise."""
     chunks = _chunks(good)
@@ -180,7 +190,9 @@ def main() -> None:
         (OUT / "rng.json").write_text(json.dumps(rng_vectors(), indent=1) + "\n")
     good = (OUT / "mr3-i8-pruned.lpql").read_bytes()
     stored = (OUT / "mr3-f16-stored-1.1.lpql").read_bytes()
-    for ref, data in {**bad_files(good), **bad_files_1_1(stored, good), **bad_files_1_4(good)}.items():
+    tail = (OUT / "tail3-i8-1.5.lpql").read_bytes()
+    broken = {**bad_files(good), **bad_files_1_1(stored, good), **bad_files_1_4(good), **bad_files_1_5(tail)}
+    for ref, data in broken.items():
         if not (OUT / "bad" / f"{ref}.lpql").exists():
             (OUT / "bad" / f"{ref}.lpql").write_bytes(data)
 

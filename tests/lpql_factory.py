@@ -23,6 +23,7 @@ from lpq.format import (
 )
 from lpq.format.header import BY_SAMPLE
 from lpq.format.rng import CropSpec, sample_augment
+from lpq.method.topk import quantize_logits
 
 
 def make_header(
@@ -39,6 +40,7 @@ def make_header(
     stored: bool = False,
     indices: str | None = None,
     strategy: str = "none",
+    tail: int | None = None,
 ) -> Header:
     bpe = -(-images // batch_size)
     k = classes if scheme == "none" else (k or 3)
@@ -65,6 +67,7 @@ def make_header(
             if indices is None
             else IndexCodec(id=indices, bits=index_bits(classes)),
             ms_temperature=1.0 if scheme == "ms" else None,
+            tail=(tail or 3) if scheme == "tail" else None,
         ),
     )
 
@@ -86,6 +89,8 @@ def make_records(header: Header, seed: int = 0) -> list[BatchRecord]:
         logits = rng.normal(0, 3, (n, header.num_classes)).astype(np.float32)
         if q.scheme == "none":
             values, indices = logits, None
+        elif q.scheme == "tail":
+            values, indices = quantize_logits(logits, "tail", q.k, tail=q.tail or 3)
         else:
             indices = np.argsort(-logits, axis=1, kind="stable")[:, : q.k]
             values = np.take_along_axis(logits, indices, axis=1)

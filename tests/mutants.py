@@ -21,7 +21,7 @@ MUTANTS = [  # (behaviour broken, file, original line, broken line)
     (
         "MR target ignores the temperature",
         "lpq/method/targets.py",
-        "probs = torch.softmax(values.float() / temperature, dim=1)",
+        "probs = torch.softmax(values.float() / t, dim=1)",
         "probs = torch.softmax(values.float(), dim=1)",
     ),
     (
@@ -49,6 +49,18 @@ MUTANTS = [  # (behaviour broken, file, original line, broken line)
         "probs = softmax(logits)",
     ),
     ("MS spreads the rest over all C classes", "lpq/method/targets.py", "/ max(num_classes - k, 1)", "/ num_classes"),
+    (
+        "tail points taken at the first ranks, not the spec's",
+        "lpq/method/topk.py",
+        "points = rest[:, tail_ranks(rest.shape[1], tail)]",
+        "points = rest[:, :tail]",
+    ),
+    (
+        "tail mass spread over all C classes",
+        "lpq/method/targets.py",
+        "(tail / (rest * z))",
+        "(tail / (num_classes * z))",
+    ),
     (
         "BN loss ignores the first layer's weight",
         "lpq/method/bn.py",

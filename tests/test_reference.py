@@ -111,6 +111,32 @@ def test_ms_keeps_its_probabilities_and_spreads_the_rest_over_the_unkept_classes
         torch.testing.assert_close(target[0], torch.tensor([probs[0], rest, rest, rest, probs[4]]))
 
 
+def test_tail_restores_the_mass_outside_the_top_k_as_numpy_computes_it() -> None:
+    """Scheme tail against numpy alone: the sorted tail sampled at the spec's ranks (float power, floor), the
+    curve interpolated with np.interp, each unkept class an equal share of sum(exp(curve / T)); at every
+    temperature DKR visits. The tail's true mass is close to the restored one; MR-k's target drops it."""
+    rng = np.random.default_rng(3)
+    c, k, t_points = 40, 5, 4
+    logits = rng.normal(0.0, 2.5, (6, c)).astype(np.float32)
+    values, indices = quantize_logits(logits, "tail", k, tail=t_points)
+    n = c - k
+    m = n - t_points + 1
+    ranks = [j - 1 + math.floor(m ** (j / (t_points - 1)) + 1e-9) for j in range(t_points)]
+    for row, (z, v, idx) in enumerate(zip(logits.astype(np.float64), values, indices)):
+        order = np.argsort(-z, kind="stable")
+        assert idx.tolist() == order[:k].tolist()
+        np.testing.assert_array_equal(v, np.concatenate([z[order[:k]], z[order[k:]][ranks]]).astype(np.float32))
+        curve = np.interp(np.arange(n), ranks, z[order[k:]][ranks])
+        for temp in (1.0, 2.0, 5.0, 20.0):
+            kept, tail = np.exp(z[order[:k]] / temp), np.exp(curve / temp).sum()
+            want = np.full(c, tail / n / (kept.sum() + tail))
+            want[order[:k]] = kept / (kept.sum() + tail)
+            got = dense_targets(torch.from_numpy(values), torch.from_numpy(indices), "tail", c, temp)[row]
+            np.testing.assert_allclose(got.numpy(), want, rtol=2e-5, atol=1e-9)
+            true_tail = np.exp(z[order[k:]] / temp).sum() / np.exp(z / temp).sum()
+            assert abs(got.numpy()[order[k:]].sum() - true_tail) < 0.25 * true_tail + 1e-6
+
+
 @pytest.mark.parametrize(
     ("kind", "epochs", "expected"),
     [

@@ -128,7 +128,7 @@ def _render_summary(s: FileSummary) -> None:
                 ),
                 (
                     "quantization",
-                    f"{q.scheme} k={q.k}, values {q.values.id}{' relative' if q.values.relative else ''}"
+                    f"{q.name}, values {q.values.id}{' relative' if q.values.relative else ''}"
                     + (f", indices {q.indices.id} {q.indices.bits} bits" if q.indices else ""),
                 ),
             ],

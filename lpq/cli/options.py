@@ -67,6 +67,15 @@ TeacherClassesOpt = Annotated[
         "for a 1,000-class ImageNet teacher on folders named by wnids (Tiny-ImageNet, ImageNette, ...)."
     ),
 ]
+TailOpt = Annotated[
+    int,
+    typer.Option(
+        min=2,
+        max=255,
+        help="With --scheme tail: points of the sorted logits outside the top k, stored per sample, from which "
+        "training restores those classes' mass at every temperature.",
+    ),
+]
 TopKOpt = Annotated[
     str | None,
     typer.Option(

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from lpq.cli.common import funnel, make_config, print_json, stdout
-from lpq.cli.options import ConfigOpt, JsonOpt, QuietOpt, Scheme, TopKOpt, Values, result_table
+from lpq.cli.options import ConfigOpt, JsonOpt, QuietOpt, Scheme, TailOpt, TopKOpt, Values, result_table
 
 
 @funnel
@@ -20,8 +20,13 @@ def quantize(
     keep_mass: Annotated[float, typer.Option(help="With --top-k auto: the mean softmax mass to keep.")] = 0.9,
     at_temp: Annotated[float, typer.Option(help="With --top-k auto: the temperature the mass is measured at.")] = 1.0,
     scheme: Annotated[
-        Scheme, typer.Option(help="mr (top-k logits, re-normalized in training), ms (top-k probabilities) or none.")
+        Scheme,
+        typer.Option(
+            help="mr (top-k logits, re-normalized in training), ms (top-k probabilities), tail (top-k logits and "
+            "the rest's curve: the mass outside them right at every temperature) or none."
+        ),
     ] = Scheme.mr,
+    tail_points: TailOpt = 4,
     values: Annotated[Values, typer.Option(help="Value encoding.")] = Values.i8,
     ms_temp: Annotated[float, typer.Option(help="Softmax temperature of MS probabilities.")] = 1.0,
     config: ConfigOpt = None,

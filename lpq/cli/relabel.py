@@ -28,6 +28,7 @@ from lpq.cli.options import (
     Scheme,
     SeedOpt,
     Strategy,
+    TailOpt,
     TeacherClassesOpt,
     TeacherOpt,
     TopKOpt,
@@ -67,8 +68,13 @@ def relabel(
     ] = Strategy.cover,
     top_k: TopKOpt = None,
     scheme: Annotated[
-        Scheme, typer.Option(rich_help_panel=COMPACT, help="none, mr (top-k logits) or ms (top-k probabilities).")
+        Scheme,
+        typer.Option(
+            rich_help_panel=COMPACT,
+            help="none, mr (top-k logits), ms (top-k probabilities) or tail (top-k logits and the rest's curve).",
+        ),
     ] = Scheme.none,
+    tail_points: TailOpt = 4,
     values: Annotated[Values, typer.Option(rich_help_panel=COMPACT, help="Value encoding.")] = Values.f16,
     crop_scale: Annotated[
         tuple[float, float], typer.Option(rich_help_panel=AUG, help="RandomResizedCrop area range.")

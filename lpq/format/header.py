@@ -13,9 +13,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 FORMAT_MAJOR = 1
-FORMAT_MINOR = 4
+FORMAT_MINOR = 5
 
-Scheme = Literal["none", "mr", "ms"]
+# 1.5: "tail" (MR-k and the sorted rest of the logits at a few ranks); an older reader refuses the value
+Scheme = Literal["none", "mr", "ms", "tail"]
 ValueKind = Literal["f32", "f16", "i8", "i4"]
 # 1.2: the same encodings laid out sample-major, new ids so that a 1.0/1.1 reader refuses what it would misread
 ValueCodecId = Literal["f32", "f16", "i8", "i4", "f32-by-sample", "f16-by-sample", "i8-by-sample", "i4-by-sample"]
@@ -163,6 +164,52 @@ class Quant(_Record):
     values: ValueCodec
     indices: IndexCodec | None = None
     ms_temperature: float | None = Field(None, gt=0.0, description="softmax temperature of stored MS values")
+    tail: int | None = Field(
+        None, ge=2, le=255, description="1.5: points of the sorted logits outside the top k (scheme tail)"
+    )
+
+    @classmethod
+    def of(
+        cls, scheme: Scheme, k: int, kind: ValueKind, num_classes: int, ms_temperature: float = 1.0, tail: int = 4
+    ) -> Quant:
+        """What a writer stores for a scheme, k and value kind: the codecs as `ValueCodec.for_labels` and
+        `IndexCodec.for_classes` choose them, and only the parameters the scheme has."""
+        return cls(
+            scheme=scheme,
+            k=k,
+            values=ValueCodec.for_labels(kind, scheme, k),
+            indices=None if scheme == "none" else IndexCodec.for_classes(num_classes),
+            ms_temperature=ms_temperature if scheme == "ms" else None,
+            tail=tail if scheme == "tail" else None,
+        )
+
+    @property
+    def name(self) -> str:
+        """The scheme and its sizes as people write them: none, mr-10, ms-10, tail-10+4."""
+        sizes = "" if self.scheme == "none" else f"-{self.k}" + (f"+{self.tail}" if self.tail else "")
+        return self.scheme + sizes
+
+    @property
+    def columns(self) -> int:
+        """Stored values per sample: the k kept ones, then (scheme tail) the tail points."""
+        return self.k + (self.tail or 0)
+
+
+def tail_ranks(rest: int, points: int) -> list[int]:
+    """Where scheme tail samples the ``rest`` sorted logits outside the top k (0: the largest of them), spec
+    section 4.1: ``j - 1 + floor((rest - points + 1) ** (j / (points - 1)))`` for j = 0 .. points - 1, which
+    runs from 0 to rest - 1, strictly increasing, and dense near the top of the tail, whose mass dominates at
+    low temperatures. Integer arithmetic: the largest f with f ** (points - 1) <= m ** j."""
+    m, d = rest - points + 1, points - 1
+    ranks = []
+    for j in range(points):
+        target, f = m**j, round((m**j) ** (1 / d))
+        while f**d > target:
+            f -= 1
+        while (f + 1) ** d <= target:
+            f += 1
+        ranks.append(j - 1 + f)
+    return ranks
 
 
 class Header(_Record):
@@ -197,8 +244,12 @@ class Header(_Record):
                 raise ValueError(f"top-k schemes need an index codec of at least {index_bits(c)} bits")
         if (q.scheme == "ms") != (q.ms_temperature is not None):
             raise ValueError("ms_temperature is set exactly when scheme is 'ms'")
+        if (q.scheme == "tail") != (q.tail is not None):
+            raise ValueError("tail is set exactly when scheme is 'tail'")
+        if q.tail is not None and c - q.k < q.tail:
+            raise ValueError(f"{q.tail} tail points need at least as many classes outside the top k ({c - q.k})")
         if q.values.relative and (q.scheme == "ms" or q.values.kind not in ("i8", "i4")):
-            raise ValueError("relative values are only for logits (scheme none/mr) in i8/i4")
+            raise ValueError("relative values are only for logits (scheme none/mr/tail) in i8/i4")
         return self
 
     def batch_size_of(self, batch_id: int) -> int:

@@ -106,7 +106,7 @@ class BatchRecord:
     aug_crc: int
     mix_lambda: float
     mix_box: tuple[int, int, int, int]  # top, left, bottom, right of the CutMix box; zeros otherwise
-    values: np.ndarray  # (B, k) float32: logits (none/mr) or probabilities (ms), descending for top-k
+    values: np.ndarray  # (B, k) float32: logits (none/mr) or probabilities (ms), descending for top-k; tail: (B, k + t)
     indices: np.ndarray | None  # (B, k) class ids of the top-k, None for scheme 'none'
     stored: StoredAugment | None = None  # set in files with stored augmentation (header augment.stored)
 
@@ -130,20 +130,20 @@ class BatchCodec:
     def __init__(self, header: Header, level: int = 9) -> None:
         q = header.quant
         self.header = header
-        self.k = q.k
+        self.k, self.columns = q.k, q.columns  # class indices per sample, values per sample
         self.values = value_codec(q.values)
         self.indices = index_codec(q.indices, header.num_classes) if q.indices else None
         self.stored = header.augment.stored
         self.chunk_type = BTCS if self.stored else BTCH
         check_limits(header)
         b = header.relabel.batch_size
-        decoded = self.values.size(b, self.k) + (self.indices.size(b, self.k) if self.indices else 0)
+        decoded = self.values.size(b, self.columns) + (self.indices.size(b, self.k) if self.indices else 0)
         decoded += STORED_COLUMNS * 4 * b if self.stored else 0
         if decoded > MAX_BATCH_BYTES:
             raise LpqlError(
                 "lpql-over-limit",
                 f"one batch decodes to {decoded:,} bytes, over the format's limit "
-                f"of {MAX_BATCH_BYTES:,} ({b:,} samples x {self.k:,} values)",
+                f"of {MAX_BATCH_BYTES:,} ({b:,} samples x {self.columns:,} values)",
             )
         self._cctx = zstandard.ZstdCompressor(level=level, write_content_size=True, write_checksum=False)
         self._dctx = zstandard.ZstdDecompressor()
@@ -155,10 +155,11 @@ class BatchCodec:
 
     def encode(self, rec: BatchRecord) -> bytes:
         bid = rec.epoch * self.header.relabel.batches_per_epoch + rec.batch
-        if rec.values.shape != (rec.size, self.k) or not self.expected_size(bid, rec.size):
+        if rec.values.shape != (rec.size, self.columns) or not self.expected_size(bid, rec.size):
             raise LpqlError(
                 "lpql-bad-batch",
-                f"batch {bid} values have shape {rec.values.shape}, against the header's batch size and k={self.k}",
+                f"batch {bid} values have shape {rec.values.shape}, against the header's batch size and "
+                f"{self.columns} values per sample",
             )
         parts = [BATCH_FIXED.pack(rec.epoch, rec.batch, rec.size, rec.aug_crc, rec.mix_lambda, *rec.mix_box)]
         if self.stored:
@@ -166,8 +167,8 @@ class BatchCodec:
                 raise LpqlError("lpql-bad-batch", "a file with stored augmentation needs each batch's augmentation")
             parts.append(self._section(rec.stored.table().tobytes()))
         if self.indices is not None:
-            if rec.indices is None or rec.indices.shape != rec.values.shape:
-                raise LpqlError("lpql-bad-batch", "top-k labels need class indices of the same shape as the values")
+            if rec.indices is None or rec.indices.shape != (rec.size, self.k):
+                raise LpqlError("lpql-bad-batch", f"top-k labels need {self.k} class indices per sample")
             if rec.indices.min() < 0 or rec.indices.max() >= self.header.num_classes:
                 raise LpqlError("lpql-bad-batch", "a class index is outside [0, num_classes)")
             parts.append(self._section(self.indices.encode(rec.indices)))
@@ -183,7 +184,7 @@ class BatchCodec:
     def decode(self, batch_id: int, payload: Buffer) -> BatchRecord:
         (epoch, batch, size, aug_crc, lam, *box), aug_raw, idx_raw, val_raw = self.sections(batch_id, payload)
         indices = None if idx_raw is None or self.indices is None else self.indices.decode(idx_raw, size, self.k)
-        values = self.values.decode(val_raw, size, self.k)
+        values = self.values.decode(val_raw, size, self.columns)
         stored = None if aug_raw is None else self._stored(batch_id, aug_raw, size, aug_crc)
         return BatchRecord(epoch, batch, aug_crc, lam, (box[0], box[1], box[2], box[3]), values, indices, stored)
 
@@ -233,7 +234,7 @@ class BatchCodec:
             aug_raw, pos = self._read_section(view, pos, STORED_COLUMNS * 4 * size, batch_id)
         if self.indices is not None:
             idx_raw, pos = self._read_section(view, pos, self.indices.size(size, self.k), batch_id)
-        val_raw, pos = self._read_section(view, pos, self.values.size(size, self.k), batch_id)
+        val_raw, pos = self._read_section(view, pos, self.values.size(size, self.columns), batch_id)
         if pos != len(payload):
             raise LpqlError("lpql-bad-chunk", f"batch {batch_id} has {len(payload) - pos} trailing bytes")
         return fixed, aug_raw, idx_raw, val_raw

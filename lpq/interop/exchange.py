@@ -29,14 +29,12 @@ from lpq.format import (
     Augment,
     Header,
     ImageSet,
-    IndexCodec,
     LpqlReader,
     LpqlWriter,
     Prune,
     Quant,
     Relabel,
     Teacher,
-    ValueCodec,
 )
 from lpq.format.header import ValueKind
 from lpq.interop import sre2l
@@ -256,12 +254,7 @@ def import_sre2l(cfg: ImportConfig, show: bool | Show = False) -> ImportResult:
             strategy="first" if len(batch_map) < epochs * bpe else "none",
             kept=list(range(len(batch_map))),
         ),
-        quant=Quant(
-            scheme=scheme,
-            k=k,
-            indices=None if scheme == "none" else IndexCodec.for_classes(len(classes)),
-            values=ValueCodec.for_labels(values, scheme, k),
-        ),
+        quant=Quant.of(scheme, k, values, len(classes)),
     )
     stats = CalibrationStats.for_header(header) if scheme == "none" else None  # masses need the full logits
     writer = LpqlWriter(cfg.output, header)

@@ -1,34 +1,83 @@
 """Dense training targets from stored labels (LPQLD stages 5-6; README, "The method").
 
 MR-k: softmax over the k stored logits at the current temperature, scattered into zeros. MS-k: the stored
-probabilities at their classes and the remaining mass spread evenly over the other classes. Full labels:
-softmax over all logits. The temperature is where Dynamic Knowledge Reuse acts. Hard targets (the
+probabilities at their classes and the remaining mass spread evenly over the other classes. Tail-k: MR-k's
+logits, and the mass of the classes outside them restored at the current temperature from the tail's sorted
+curve (spread evenly over them: which class holds which rank is not stored). Full labels: softmax over all
+logits. The temperature is where Dynamic Knowledge Reuse acts. Hard targets (the
 baseline without a teacher) are the images' own classes, mixed with the weight the batch's CutMix or
 MixUp gave each image.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import torch
 
 from lpq.format import BatchRecord, Header
+from lpq.format.header import tail_ranks
+
+
+def _full(values: torch.Tensor, _indices: torch.Tensor | None, _num_classes: int, t: float) -> torch.Tensor:
+    return torch.softmax(values.float() / t, dim=1)
+
+
+def _mr(values: torch.Tensor, indices: torch.Tensor, num_classes: int, t: float) -> torch.Tensor:
+    probs = torch.softmax(values.float() / t, dim=1)  # (B, k)
+    return torch.zeros(values.shape[0], num_classes).scatter_(1, indices, probs)
+
+
+def _ms(values: torch.Tensor, indices: torch.Tensor, num_classes: int, _t: float) -> torch.Tensor:
+    probs = values.float().clamp(min=0.0)
+    k = values.shape[1]
+    rest = (1.0 - probs.sum(dim=1, keepdim=True)).clamp(min=0.0) / max(num_classes - k, 1)
+    return rest.expand(-1, num_classes).clone().scatter_(1, indices, probs)
+
+
+@functools.lru_cache(maxsize=16)
+def tail_curve(rest: int, points: int) -> torch.Tensor:
+    """(points, rest): the linear interpolation that turns a tail's points into its whole sorted curve."""
+    ranks = tail_ranks(rest, points)
+    weights = torch.zeros(points, rest, dtype=torch.float64)
+    for j in range(points - 1):
+        lo, hi = ranks[j], ranks[j + 1]
+        w = torch.arange(hi - lo + 1, dtype=torch.float64) / (hi - lo)
+        weights[j, lo : hi + 1] = 1.0 - w
+        weights[j + 1, lo : hi + 1] = w
+    return weights.float()
+
+
+def _tail(values: torch.Tensor, indices: torch.Tensor, num_classes: int, t: float) -> torch.Tensor:
+    """The kept classes at exp(z / T) / Z; each other class an equal share of the tail's mass, the sum of
+    exp(f(r) / T) over the interpolated sorted tail f; Z makes the row sum to 1 (spec section 4.1)."""
+    k = indices.shape[1]
+    rest = num_classes - k
+    v = values.float() / t
+    kept, curve = v[:, :k], v[:, k:] @ tail_curve(rest, v.shape[1] - k)
+    top = torch.maximum(kept.max(dim=1).values, curve.max(dim=1).values)[:, None]
+    kept, tail = torch.exp(kept - top), torch.exp(curve - top).sum(dim=1, keepdim=True)
+    z = kept.sum(dim=1, keepdim=True) + tail
+    return (tail / (rest * z)).expand(-1, num_classes).clone().scatter_(1, indices, kept / z)
+
+
+# How each scheme's stored rows become targets: a new label code is an entry here (and its encoder in topk).
+SCHEMES: dict[str, Callable[[torch.Tensor, torch.Tensor, int, float], torch.Tensor]] = {
+    "none": _full,
+    "mr": _mr,
+    "ms": _ms,
+    "tail": _tail,
+}
 
 
 def dense_targets(
     values: torch.Tensor, indices: torch.Tensor | None, scheme: str, num_classes: int, temperature: float
 ) -> torch.Tensor:
-    """(B, C) float32 target distributions from (B, k) stored values and class indices."""
-    if scheme == "none":
-        return torch.softmax(values.float() / temperature, dim=1)
-    if indices is None:
+    """(B, C) float32 target distributions at ``temperature`` from stored values and (top-k) class indices."""
+    if scheme != "none" and indices is None:
         raise ValueError("top-k labels need their class indices")
-    if scheme == "mr":
-        probs = torch.softmax(values.float() / temperature, dim=1)  # (B, k)
-        return torch.zeros(values.shape[0], num_classes).scatter_(1, indices, probs)
-    probs = values.float().clamp(min=0.0)
-    k = values.shape[1]
-    rest = (1.0 - probs.sum(dim=1, keepdim=True)).clamp(min=0.0) / max(num_classes - k, 1)
-    return rest.expand(-1, num_classes).clone().scatter_(1, indices, probs)
+    return SCHEMES[scheme](values, indices, num_classes, temperature)  # type: ignore[arg-type]
 
 
 def record_targets(rec: BatchRecord, header: Header, temperature: float) -> torch.Tensor:

@@ -1,9 +1,13 @@
 """Top-k label quantization of logits (LPQLD stage 5): MR-k keeps the k largest logits, MS-k the k largest
-probabilities at its own temperature; both with their class indices."""
+probabilities at its own temperature; both with their class indices. Tail-k (lpq's, spec 1.5) keeps MR-k's
+logits and samples the sorted rest at a few ranks, so that the mass outside the top k can be restored at
+any temperature (lpq.method.targets)."""
 
 from __future__ import annotations
 
 import numpy as np
+
+from lpq.format.header import tail_ranks
 
 
 def top_k(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -25,14 +29,20 @@ def softmax(x: np.ndarray, temperature: float = 1.0) -> np.ndarray:
 
 
 def quantize_logits(
-    logits: np.ndarray, scheme: str, k: int, ms_temp: float = 1.0
+    logits: np.ndarray, scheme: str, k: int, ms_temp: float = 1.0, tail: int = 4
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Stored (values, indices) of full (B, C) logits under a scheme: 'none', 'mr' or 'ms'."""
+    """Stored (values, indices) of full (B, C) logits under a scheme: 'none', 'mr', 'ms' or 'tail' (the k
+    largest logits, then ``tail`` points of the sorted rest: (B, k + tail) values, (B, k) indices)."""
     if scheme == "none":
         return logits.astype(np.float32), None
     if scheme == "mr":
         vals, idx = top_k(logits, k)
         return vals.astype(np.float32), idx
+    if scheme == "tail":
+        vals, idx = top_k(logits, k)
+        rest = -np.sort(-logits, axis=1)[:, k:]
+        points = rest[:, tail_ranks(rest.shape[1], tail)]
+        return np.concatenate([vals, points], axis=1).astype(np.float32), idx
     probs = softmax(logits, ms_temp)
     vals, idx = top_k(probs, k)
     return vals.astype(np.float32), idx

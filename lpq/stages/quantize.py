@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from lpq.errors import LpqError
 from lpq.files import check_paths
-from lpq.format import Calibration, IndexCodec, LpqlReader, LpqlWriter, Quant, ValueCodec
+from lpq.format import Calibration, LpqlReader, LpqlWriter, Quant
 from lpq.format.header import Scheme, ValueKind
 from lpq.method.temperature import for_k, kept_mass
 from lpq.method.topk import quantize_logits
@@ -37,6 +37,7 @@ class QuantizeConfig(BaseModel):
     at_temp: float = Field(1.0, gt=0, description="for --top-k auto: the temperature that mass is measured at")
     values: ValueKind = "i8"
     ms_temp: float = Field(1.0, gt=0)
+    tail_points: int = Field(4, ge=2, le=255, description="scheme tail: points of the sorted rest per sample")
 
     @model_validator(mode="after")
     def _full_labels_take_no_k(self) -> QuantizeConfig:
@@ -56,10 +57,17 @@ class QuantizeResult(BaseModel):
     file_bytes_after: int
 
 
-def check_requantize(src: Quant, scheme: str, k: int, ms_temp: float) -> None:
+def check_requantize(src: Quant, scheme: str, k: int, ms_temp: float, tail: int) -> None:
     """Refuse conversions that would need information the stored labels no longer hold."""
     if src.scheme == "none":
         return
+    if src.scheme == "tail" and scheme == "tail" and (k, tail) != (src.k, src.tail):
+        raise LpqError(
+            "quantize-lost",
+            f"cannot turn tail-{src.k} labels with {src.tail} tail points into tail-{k} with {tail}: the tail's "
+            f"curve was sampled for the classes outside the top {src.k}",
+            "quantize the full-label file instead",
+        )
     if scheme != src.scheme:
         raise LpqError(
             "quantize-lost",
@@ -77,12 +85,14 @@ def check_requantize(src: Quant, scheme: str, k: int, ms_temp: float) -> None:
 
 
 def requantize(
-    values: np.ndarray, indices: np.ndarray | None, src: Quant, scheme: str, k: int, ms_temp: float
+    values: np.ndarray, indices: np.ndarray | None, src: Quant, quant: Quant
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Stored labels of one batch under a scheme `check_requantize` accepted."""
+    """Stored labels of one batch under the quantization `check_requantize` accepted."""
     if src.scheme == "none":
-        return quantize_logits(values, scheme, k, ms_temp)
-    return values[:, :k], None if indices is None else indices[:, :k]
+        return quantize_logits(values, quant.scheme, quant.k, quant.ms_temperature or 1.0, quant.tail or 4)
+    if src.scheme == "tail":  # the same k and tail points: only the values' encoding changes
+        return values, indices
+    return values[:, : quant.k], None if indices is None else indices[:, : quant.k]
 
 
 def mean_kept_mass(reader: LpqlReader, temperatures: list[float]) -> np.ndarray:
@@ -138,23 +148,19 @@ def quantize_file(cfg: QuantizeConfig) -> QuantizeResult:
             k, mass = c if scheme == "none" else (min(10, c) if cfg.top_k is None else cfg.top_k), None
         if not 1 <= k <= c:
             raise LpqError("bad-top-k", f"--top-k {k} must be between 1 and the {c} classes")
+        if scheme == "tail" and c - k < cfg.tail_points:
+            raise LpqError("bad-top-k", f"--tail-points {cfg.tail_points} need as many classes outside the top {k}")
         if scheme == "none" and h.quant.scheme != "none":
             raise LpqError("quantize-lost", "top-k labels cannot become full labels again")
-        check_requantize(h.quant, scheme, k, ms_temp)
-        quant = Quant(
-            scheme=scheme,
-            k=k,
-            values=ValueCodec.for_labels(values, scheme, k),
-            indices=None if scheme == "none" else IndexCodec.for_classes(c),
-            ms_temperature=ms_temp if scheme == "ms" else None,
-        )
+        check_requantize(h.quant, scheme, k, ms_temp, cfg.tail_points)
+        quant = Quant.of(scheme, k, values, c, ms_temp, cfg.tail_points)
         header = h.model_copy(update={"quant": quant})
         calibration = None if r.calibration is None else _recalibrated(r, r.calibration, k)
         writer = LpqlWriter(cfg.output, header)
         try:
             for bid in r.batch_ids:
                 rec = r.read(int(bid))
-                vals, idx = requantize(rec.values, rec.indices, h.quant, scheme, k, ms_temp)
+                vals, idx = requantize(rec.values, rec.indices, h.quant, quant)
                 writer.add(dataclasses.replace(rec, values=vals.astype(np.float32), indices=idx))
             writer.finish(calibration)
         except BaseException:

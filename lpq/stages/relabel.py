@@ -36,12 +36,10 @@ from lpq.format import (
     Augment,
     BatchRecord,
     Header,
-    IndexCodec,
     LpqlWriter,
     Prune,
     Quant,
     Relabel,
-    ValueCodec,
     partial_path,
 )
 from lpq.format import (
@@ -83,6 +81,7 @@ class RelabelConfig(BaseModel):
     top_k: Annotated[int, Field(ge=1)] | Literal["auto"] | None = None
     values: ValueKind = "f16"
     ms_temp: float = Field(1.0, gt=0)
+    tail_points: int = Field(4, ge=2, le=255, description="scheme tail: points of the sorted rest per sample")
     input_size: int | None = Field(None, ge=1, description="default: the teacher's input size")
     crop_scale: tuple[float, float] = (0.08, 1.0)
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
@@ -128,13 +127,11 @@ class RelabelResult(BaseModel):
 
 def build_header(cfg: RelabelConfig, teacher: Teacher, images: ImageSource, precision: str = "float32") -> Header:
     c = teacher.meta.num_classes
-    if cfg.scheme == "none":
-        k, indices = c, None
-    else:
-        k = int(cfg.top_k or 10)
-        if k > c:
-            raise LpqError("bad-top-k", f"--top-k {k} exceeds the {c} classes")
-        indices = IndexCodec.for_classes(c)
+    k = c if cfg.scheme == "none" else int(cfg.top_k or 10)
+    if k > c:
+        raise LpqError("bad-top-k", f"--top-k {k} exceeds the {c} classes")
+    if cfg.scheme == "tail" and c - k < cfg.tail_points:
+        raise LpqError("bad-top-k", f"--tail-points {cfg.tail_points} need as many classes outside the top {k}")
     bpe = math.ceil(len(images) / cfg.batch_size)
     total = cfg.epochs * bpe
     members = BatchMembers(cfg.seed, len(images), cfg.batch_size)
@@ -172,13 +169,7 @@ def build_header(cfg: RelabelConfig, teacher: Teacher, images: ImageSource, prec
             seed=cfg.prune_seed,
             kept=kept,
         ),
-        quant=Quant(
-            scheme=cfg.scheme,
-            k=k,
-            indices=indices,
-            values=ValueCodec.for_labels(cfg.values, cfg.scheme, k),
-            ms_temperature=cfg.ms_temp if cfg.scheme == "ms" else None,
-        ),
+        quant=Quant.of(cfg.scheme, k, cfg.values, c, cfg.ms_temp, cfg.tail_points),
     )
 
 
@@ -250,7 +241,7 @@ class Labeller:
                 f"the teacher's logits of batch {item.batch_id} are not finite under {self.precision.name}",
                 "rerun with --amp bf16 or --amp none (finished batches are kept with --resume)",
             )
-        values, indices = quantize_logits(logits, q.scheme, q.k, q.ms_temperature or 1.0)
+        values, indices = quantize_logits(logits, q.scheme, q.k, q.ms_temperature or 1.0, q.tail or 4)
         epoch, batch = divmod(item.batch_id, r.batches_per_epoch)
         return logits, BatchRecord(epoch, batch, item.aug_crc, item.mix_lambda, item.mix_box, values, indices)
 

@@ -568,7 +568,7 @@ def _train(cfg: TrainConfig, show: bool | Show) -> TrainResult:
         top1=top1,
         top5=top5,
         label_bytes=cfg.labels.stat().st_size,
-        label_scheme=f"{q.scheme} k={q.k} {q.values.id} x{header.prune.ratio:g}",
+        label_scheme=f"{q.name} {q.values.id} x{header.prune.ratio:g}",
         train_seconds=train_seconds,
         eval_seconds=eval_seconds,
         ca_edge_share=_edge_share(record.rows(EpochMetrics), lo, hi) if cfg.calibrate and rank == 0 else None,
