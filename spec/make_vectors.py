@@ -42,6 +42,7 @@ FILES = {
     "mr2-i8-cover-1.4": {"scheme": "mr", "k": 2, "values": "i8", "kept": [1, 3, 4, 5], "strategy": "cover"},
     # the top 3 of 12 classes, then 4 points of the 9 others at ranks 0, 1, 4, 8
     "tail3-i8-1.5": {"scheme": "tail", "k": 3, "tail": 4, "values": "i8", "classes": 12, "kept": [0, 3, 4]},
+    "sampled5-i8-1.5": {"scheme": "sampled", "k": 5, "values": "i8", "kept": [1, 2, 5]},
 }
 
 
@@ -142,11 +143,19 @@ def bad_files_1_4(good: bytes) -> dict[str, bytes]:
 
 
 def bad_files_1_5(tail: bytes) -> dict[str, bytes]:
-    """A tail header asking for more tail points than classes outside its top k (6 of 12 kept, 8 points)."""
+    """A tail header asking for more tail points than classes outside its top k (6 of 12 kept, 8 points), and a
+    sampled header without the temperature its classes were drawn at."""
     chunks = _chunks(tail)
     head = json.loads(chunks[0][2])
     head["quant"] = {**head["quant"], "k": 6, "tail": 8}
-    return {"lpql-bad-header+tail-points": _build(tail[:16], [(b"HEAD", 0, json.dumps(head).encode()), *chunks[1:]])}
+    missing = json.loads(chunks[0][2])
+    missing["quant"] = {**missing["quant"], "scheme": "sampled", "tail": None}  # and no sample_temperature
+    return {
+        "lpql-bad-header+tail-points": _build(tail[:16], [(b"HEAD", 0, json.dumps(head).encode()), *chunks[1:]]),
+        "lpql-bad-header+sample-temperature": _build(
+            tail[:16], [(b"HEAD", 0, json.dumps(missing).encode()), *chunks[1:]]
+        ),
+    }
 
 
 def bad_files(good: bytes) -> dict[str, bytes]:

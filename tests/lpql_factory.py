@@ -23,7 +23,7 @@ from lpq.format import (
 )
 from lpq.format.header import BY_SAMPLE
 from lpq.format.rng import CropSpec, sample_augment
-from lpq.method.topk import quantize_logits
+from lpq.method.topk import encode
 
 
 def make_header(
@@ -68,6 +68,7 @@ def make_header(
             else IndexCodec(id=indices, bits=index_bits(classes)),
             ms_temperature=1.0 if scheme == "ms" else None,
             tail=(tail or 3) if scheme == "tail" else None,
+            sample_temperature=4.0 if scheme == "sampled" else None,
         ),
     )
 
@@ -89,8 +90,8 @@ def make_records(header: Header, seed: int = 0) -> list[BatchRecord]:
         logits = rng.normal(0, 3, (n, header.num_classes)).astype(np.float32)
         if q.scheme == "none":
             values, indices = logits, None
-        elif q.scheme == "tail":
-            values, indices = quantize_logits(logits, "tail", q.k, tail=q.tail or 3)
+        elif q.scheme in ("tail", "sampled"):
+            values, indices = encode(logits, q, [r.seed, bid])
         else:
             indices = np.argsort(-logits, axis=1, kind="stable")[:, : q.k]
             values = np.take_along_axis(logits, indices, axis=1)

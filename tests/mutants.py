@@ -56,6 +56,18 @@ MUTANTS = [  # (behaviour broken, file, original line, broken line)
         "points = rest[:, :tail]",
     ),
     (
+        "sampled weights with the temperatures swapped",
+        "lpq/method/targets.py",
+        "values.float() * (1.0 / t - 1.0 / sample_temp)",
+        "values.float() * (1.0 / sample_temp - 1.0 / t)",
+    ),
+    (
+        "sampled draws at T = 1, not the proposal temperature",
+        "lpq/method/topk.py",
+        "cdf = np.cumsum(softmax(logits, temperature), axis=1)",
+        "cdf = np.cumsum(softmax(logits), axis=1)",
+    ),
+    (
         "tail mass spread over all C classes",
         "lpq/method/targets.py",
         "(tail / (rest * z))",
@@ -110,6 +122,9 @@ def main() -> int:
                 text=True,
             )
             path.write_text(text)
+            if run.returncode not in (0, 1):  # collection or usage errors: no test ran, none could fail
+                print(f"{name}: pytest could not run the tests (exit {run.returncode}):\n{run.stdout[-2000:]}")
+                return 2
             lines = run.stdout.splitlines()
             failed = [line.split("::")[1].split(" ")[0] for line in lines if line.startswith("FAILED")]
             survivors += not failed

@@ -171,35 +171,39 @@ def test_quantize_down_works_and_up_is_refused(full_labels: Path, tmp_path: Path
         QuantizeConfig(labels=full_labels, output=tmp_path / "bad.lpql", top_k=0)
 
 
-def test_tail_labels_from_relabel_and_quantize_agree_and_train(
-    digits_teacher: Path, full_labels: Path, tmp_path: Path
+@pytest.mark.parametrize(
+    ("scheme", "name", "columns"), [("tail", "tail-3+4", 7), ("sampled", "sampled-3", 3)], ids=["tail", "sampled"]
+)
+def test_new_codes_from_relabel_and_quantize_agree_and_train(
+    digits_teacher: Path, full_labels: Path, tmp_path: Path, scheme: str, name: str, columns: int
 ) -> None:
-    """Scheme tail end to end: relabel writes what quantize makes of the full labels, training and the dataset
-    read it, inspect names it, export and a smaller k refuse what the layout or the stored curve cannot hold."""
+    """Schemes tail and sampled end to end: relabel writes what quantize makes of the full labels (sampled: the
+    same draws, seeded by batch), training and the dataset read them, inspect names them, export and another k
+    refuse what the layout or the stored code cannot hold."""
     direct = tmp_path / "direct.lpql"
     relabel(
         RelabelConfig(
-            images="digits", teacher=digits_teacher, output=direct, epochs=4, batch_size=64, scheme="tail", top_k=3
+            images="digits", teacher=digits_teacher, output=direct, epochs=4, batch_size=64, scheme=scheme, top_k=3
         )
     )
     staged = tmp_path / "staged.lpql"
-    args = ["quantize", str(full_labels), "--scheme", "tail", "--top-k", "3", "--values", "f16", "-o", str(staged)]
+    args = ["quantize", str(full_labels), "--scheme", scheme, "--top-k", "3", "--values", "f16", "-o", str(staged)]
     assert runner.invoke(app, [*args, "-q"]).exit_code == 0
     assert_same_labels(direct, staged)
     with LpqlReader(staged) as r:
-        assert r.header.quant.name == "tail-3+4" and r.read(0).values.shape == (64, 7)
+        assert r.header.quant.name == name and r.read(0).values.shape == (64, columns)
     shown = runner.invoke(app, ["inspect", str(staged)])
-    assert "tail-3+4" in shown.stdout
+    assert name in shown.stdout
     trained = runner.invoke(app, ["train", "digits", str(staged), "--epochs", "1", "-q", "-o", str(tmp_path / "r")])
     assert trained.exit_code == 0, trained.output
     for line, says in [
         (["export", str(staged), "-o", str(tmp_path / "ex")], "export-unsupported"),
-        (["quantize", str(staged), "--scheme", "tail", "--top-k", "2", "-o", str(tmp_path / "q")], "quantize-lost"),
+        (["quantize", str(staged), "--scheme", scheme, "--top-k", "2", "-o", str(tmp_path / "q")], "quantize-lost"),
         (["quantize", str(full_labels), "--scheme", "tail", "--top-k", "8", "-o", str(tmp_path / "q")], "bad-top-k"),
     ]:
         refused = runner.invoke(app, line)
         assert refused.exit_code == 2 and says in refused.stderr, refused.output
-    assert "tail (top-k logits" in runner.invoke(app, ["quantize", "--help"]).stdout
+    assert "<none|mr|ms|tail|sampled>" in runner.invoke(app, ["quantize", "--help"], env={"COLUMNS": "200"}).stdout
 
 
 def test_cli_refuses_output_equal_to_input_and_leaves_it(full_labels: Path) -> None:

@@ -137,6 +137,32 @@ def test_tail_restores_the_mass_outside_the_top_k_as_numpy_computes_it() -> None
             assert abs(got.numpy()[order[k:]].sum() - true_tail) < 0.25 * true_tail + 1e-6
 
 
+def test_sampled_labels_draw_from_the_softmax_and_weigh_as_numpy_computes() -> None:
+    """Scheme sampled against numpy: draws follow softmax(z / T_p) (frequencies over 20,000 draws within 1.5
+    points of it), the target of a stored row is the self-normalized weights exp(z (1/T - 1/T_p)) summed per
+    class, and averaged over many views' draws it approaches softmax(z / T) at every temperature."""
+    rng = np.random.default_rng(5)
+    c, k, tp = 12, 8, 4.0
+    z = rng.normal(0.0, 2.0, (1, c))
+    draws = np.concatenate([quantize_logits(z, "sampled", 2000, sample_temp=tp, seed=s)[1] for s in range(10)], 1)
+    freq = np.bincount(draws[0], minlength=c) / draws.size
+    p_tp = np.exp(z[0] / tp) / np.exp(z[0] / tp).sum()
+    assert np.abs(freq - p_tp).max() < 0.015
+    many = np.repeat(z, 3000, axis=0).astype(np.float32)
+    values, indices = quantize_logits(many, "sampled", k, sample_temp=tp, seed=[7, 1])
+    assert np.array_equal(values, np.take_along_axis(many, indices, axis=1))
+    assert np.all(np.diff(values, axis=1) <= 0)
+    for temp in (2.0, 5.0, 20.0):
+        got = dense_targets(torch.from_numpy(values), torch.from_numpy(indices), "sampled", c, temp, tp).numpy()
+        w = np.exp(values.astype(np.float64) * (1 / temp - 1 / tp))
+        w /= w.sum(axis=1, keepdims=True)
+        want = np.zeros((len(values), c))
+        np.add.at(want, (np.arange(len(values))[:, None], indices), w)
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+        full = np.exp(z[0] / temp) / np.exp(z[0] / temp).sum()
+        assert np.abs(got.mean(axis=0) - full).max() < 0.03  # self-normalized: consistent, slightly biased at k=8
+
+
 @pytest.mark.parametrize(
     ("kind", "epochs", "expected"),
     [

@@ -76,6 +76,10 @@ TailOpt = Annotated[
         "training restores those classes' mass at every temperature.",
     ),
 ]
+SampleTempOpt = Annotated[
+    float,
+    typer.Option(help="With --scheme sampled: the softmax temperature the k classes are drawn at (with replacement)."),
+]
 TopKOpt = Annotated[
     str | None,
     typer.Option(

@@ -8,7 +8,17 @@ from typing import Annotated
 import typer
 
 from lpq.cli.common import funnel, make_config, print_json, stdout
-from lpq.cli.options import ConfigOpt, JsonOpt, QuietOpt, Scheme, TailOpt, TopKOpt, Values, result_table
+from lpq.cli.options import (
+    ConfigOpt,
+    JsonOpt,
+    QuietOpt,
+    SampleTempOpt,
+    Scheme,
+    TailOpt,
+    TopKOpt,
+    Values,
+    result_table,
+)
 
 
 @funnel
@@ -23,10 +33,12 @@ def quantize(
         Scheme,
         typer.Option(
             help="mr (top-k logits, re-normalized in training), ms (top-k probabilities), tail (top-k logits and "
-            "the rest's curve: the mass outside them right at every temperature) or none."
+            "the rest's curve: the mass outside them right at every temperature), sampled (k classes drawn from "
+            "the teacher's softmax, importance-weighted at every temperature) or none."
         ),
     ] = Scheme.mr,
     tail_points: TailOpt = 4,
+    sample_temp: SampleTempOpt = 4.0,
     values: Annotated[Values, typer.Option(help="Value encoding.")] = Values.i8,
     ms_temp: Annotated[float, typer.Option(help="Softmax temperature of MS probabilities.")] = 1.0,
     config: ConfigOpt = None,

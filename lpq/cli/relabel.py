@@ -25,6 +25,7 @@ from lpq.cli.options import (
     Mix,
     QuietOpt,
     ResumeOpt,
+    SampleTempOpt,
     Scheme,
     SeedOpt,
     Strategy,
@@ -71,10 +72,12 @@ def relabel(
         Scheme,
         typer.Option(
             rich_help_panel=COMPACT,
-            help="none, mr (top-k logits), ms (top-k probabilities) or tail (top-k logits and the rest's curve).",
+            help="none, mr (top-k logits), ms (top-k probabilities), tail (top-k logits and the rest's curve) or "
+            "sampled (k classes drawn from the teacher's softmax, with their logits).",
         ),
     ] = Scheme.none,
     tail_points: TailOpt = 4,
+    sample_temp: SampleTempOpt = 4.0,
     values: Annotated[Values, typer.Option(rich_help_panel=COMPACT, help="Value encoding.")] = Values.f16,
     crop_scale: Annotated[
         tuple[float, float], typer.Option(rich_help_panel=AUG, help="RandomResizedCrop area range.")

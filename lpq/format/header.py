@@ -15,8 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 FORMAT_MAJOR = 1
 FORMAT_MINOR = 5
 
-# 1.5: "tail" (MR-k and the sorted rest of the logits at a few ranks); an older reader refuses the value
-Scheme = Literal["none", "mr", "ms", "tail"]
+# 1.5: "tail" (MR-k and the sorted rest of the logits at a few ranks) and "sampled" (k classes drawn from the
+# teacher's softmax, weighted at decode time); an older reader refuses the values
+Scheme = Literal["none", "mr", "ms", "tail", "sampled"]
 ValueKind = Literal["f32", "f16", "i8", "i4"]
 # 1.2: the same encodings laid out sample-major, new ids so that a 1.0/1.1 reader refuses what it would misread
 ValueCodecId = Literal["f32", "f16", "i8", "i4", "f32-by-sample", "f16-by-sample", "i8-by-sample", "i4-by-sample"]
@@ -167,10 +168,20 @@ class Quant(_Record):
     tail: int | None = Field(
         None, ge=2, le=255, description="1.5: points of the sorted logits outside the top k (scheme tail)"
     )
+    sample_temperature: float | None = Field(
+        None, gt=0.0, description="1.5: softmax temperature the classes of scheme sampled were drawn at"
+    )
 
     @classmethod
     def of(
-        cls, scheme: Scheme, k: int, kind: ValueKind, num_classes: int, ms_temperature: float = 1.0, tail: int = 4
+        cls,
+        scheme: Scheme,
+        k: int,
+        kind: ValueKind,
+        num_classes: int,
+        ms_temperature: float = 1.0,
+        tail: int = 4,
+        sample_temperature: float = 4.0,
     ) -> Quant:
         """What a writer stores for a scheme, k and value kind: the codecs as `ValueCodec.for_labels` and
         `IndexCodec.for_classes` choose them, and only the parameters the scheme has."""
@@ -181,11 +192,12 @@ class Quant(_Record):
             indices=None if scheme == "none" else IndexCodec.for_classes(num_classes),
             ms_temperature=ms_temperature if scheme == "ms" else None,
             tail=tail if scheme == "tail" else None,
+            sample_temperature=sample_temperature if scheme == "sampled" else None,
         )
 
     @property
     def name(self) -> str:
-        """The scheme and its sizes as people write them: none, mr-10, ms-10, tail-10+4."""
+        """The scheme and its sizes as people write them: none, mr-10, ms-10, tail-10+4, sampled-10."""
         sizes = "" if self.scheme == "none" else f"-{self.k}" + (f"+{self.tail}" if self.tail else "")
         return self.scheme + sizes
 
@@ -246,10 +258,12 @@ class Header(_Record):
             raise ValueError("ms_temperature is set exactly when scheme is 'ms'")
         if (q.scheme == "tail") != (q.tail is not None):
             raise ValueError("tail is set exactly when scheme is 'tail'")
+        if (q.scheme == "sampled") != (q.sample_temperature is not None):
+            raise ValueError("sample_temperature is set exactly when scheme is 'sampled'")
         if q.tail is not None and c - q.k < q.tail:
             raise ValueError(f"{q.tail} tail points need at least as many classes outside the top k ({c - q.k})")
         if q.values.relative and (q.scheme == "ms" or q.values.kind not in ("i8", "i4")):
-            raise ValueError("relative values are only for logits (scheme none/mr/tail) in i8/i4")
+            raise ValueError("relative values are only for logits (scheme none/mr/tail/sampled) in i8/i4")
         return self
 
     def batch_size_of(self, batch_id: int) -> int:

@@ -77,8 +77,9 @@ def _derived_partner(reader: LpqlReader, rec: BatchRecord) -> np.ndarray:
 
 def check_exportable(reader: LpqlReader) -> None:
     h = reader.header
-    if h.quant.scheme in ("ms", "tail"):
-        held = "MS-k labels (their loader reads logits)" if h.quant.scheme == "ms" else "tail points (top-k only)"
+    unsupported = {"ms": "MS-k labels (their loader reads logits)", "tail": "tail points", "sampled": "sampled labels"}
+    if h.quant.scheme in unsupported:
+        held = unsupported[h.quant.scheme] + ("" if h.quant.scheme == "ms" else " (their loader reads a top-k)")
         raise LpqError("export-unsupported", f"the authors' layout has no {held}", "export the full or MR-k labels")
     if h.augment.mix != "none" and h.relabel.batch_size > UINT8_LIMIT:
         raise LpqError(

@@ -30,7 +30,7 @@ from lpq.data import ImageSource, open_images
 from lpq.errors import LpqError
 from lpq.format import Header, LpqlReader, TempSchedule
 from lpq.method.replay import render, stored_plan, view_input
-from lpq.method.targets import dense_targets
+from lpq.method.targets import stored_targets
 from lpq.method.temperature import teacher_temperature
 
 
@@ -218,4 +218,4 @@ class DistilledDataset(StoredBatches):
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
         b = super().__getitem__(key)
         t = self.temperature_at(key[0])
-        return b.inputs, dense_targets(b.values, b.indices, self.header.quant.scheme, self.num_classes, t)
+        return b.inputs, stored_targets(b.values, b.indices, self.header, t)

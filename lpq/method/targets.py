@@ -3,8 +3,9 @@
 MR-k: softmax over the k stored logits at the current temperature, scattered into zeros. MS-k: the stored
 probabilities at their classes and the remaining mass spread evenly over the other classes. Tail-k: MR-k's
 logits, and the mass of the classes outside them restored at the current temperature from the tail's sorted
-curve (spread evenly over them: which class holds which rank is not stored). Full labels: softmax over all
-logits. The temperature is where Dynamic Knowledge Reuse acts. Hard targets (the
+curve (spread evenly over them: which class holds which rank is not stored). Sampled-k: each drawn class
+weighted exp(z / T - z / T_p) (self-normalized importance sampling), an estimate of the full target at T.
+Full labels: softmax over all logits. The temperature is where Dynamic Knowledge Reuse acts. Hard targets (the
 baseline without a teacher) are the images' own classes, mixed with the weight the batch's CutMix or
 MixUp gave each image.
 """
@@ -20,16 +21,16 @@ from lpq.format import BatchRecord, Header
 from lpq.format.header import tail_ranks
 
 
-def _full(values: torch.Tensor, _indices: torch.Tensor | None, _num_classes: int, t: float) -> torch.Tensor:
+def _full(values: torch.Tensor, _indices: torch.Tensor | None, _num_classes: int, t: float, **_: float) -> torch.Tensor:
     return torch.softmax(values.float() / t, dim=1)
 
 
-def _mr(values: torch.Tensor, indices: torch.Tensor, num_classes: int, t: float) -> torch.Tensor:
+def _mr(values: torch.Tensor, indices: torch.Tensor, num_classes: int, t: float, **_: float) -> torch.Tensor:
     probs = torch.softmax(values.float() / t, dim=1)  # (B, k)
     return torch.zeros(values.shape[0], num_classes).scatter_(1, indices, probs)
 
 
-def _ms(values: torch.Tensor, indices: torch.Tensor, num_classes: int, _t: float) -> torch.Tensor:
+def _ms(values: torch.Tensor, indices: torch.Tensor, num_classes: int, _t: float, **_: float) -> torch.Tensor:
     probs = values.float().clamp(min=0.0)
     k = values.shape[1]
     rest = (1.0 - probs.sum(dim=1, keepdim=True)).clamp(min=0.0) / max(num_classes - k, 1)
@@ -49,7 +50,7 @@ def tail_curve(rest: int, points: int) -> torch.Tensor:
     return weights.float()
 
 
-def _tail(values: torch.Tensor, indices: torch.Tensor, num_classes: int, t: float) -> torch.Tensor:
+def _tail(values: torch.Tensor, indices: torch.Tensor, num_classes: int, t: float, **_: float) -> torch.Tensor:
     """The kept classes at exp(z / T) / Z; each other class an equal share of the tail's mass, the sum of
     exp(f(r) / T) over the interpolated sorted tail f; Z makes the row sum to 1 (spec section 4.1)."""
     k = indices.shape[1]
@@ -62,28 +63,54 @@ def _tail(values: torch.Tensor, indices: torch.Tensor, num_classes: int, t: floa
     return (tail / (rest * z)).expand(-1, num_classes).clone().scatter_(1, indices, kept / z)
 
 
+def _sampled(
+    values: torch.Tensor, indices: torch.Tensor, num_classes: int, t: float, sample_temp: float
+) -> torch.Tensor:
+    """Self-normalized importance weights of the k draws: a class drawn from softmax(z / T_p) stands for
+    softmax(z / T) with weight exp(z / T - z / T_p), normalized over the draws and summed per class (spec 4.1)."""
+    w = torch.softmax(values.float() * (1.0 / t - 1.0 / sample_temp), dim=1)
+    return torch.zeros(values.shape[0], num_classes).scatter_add_(1, indices, w)
+
+
 # How each scheme's stored rows become targets: a new label code is an entry here (and its encoder in topk).
-SCHEMES: dict[str, Callable[[torch.Tensor, torch.Tensor, int, float], torch.Tensor]] = {
+SCHEMES: dict[str, Callable[..., torch.Tensor]] = {
     "none": _full,
     "mr": _mr,
     "ms": _ms,
     "tail": _tail,
+    "sampled": _sampled,
 }
 
 
 def dense_targets(
-    values: torch.Tensor, indices: torch.Tensor | None, scheme: str, num_classes: int, temperature: float
+    values: torch.Tensor,
+    indices: torch.Tensor | None,
+    scheme: str,
+    num_classes: int,
+    temperature: float,
+    sample_temp: float | None = None,
 ) -> torch.Tensor:
-    """(B, C) float32 target distributions at ``temperature`` from stored values and (top-k) class indices."""
+    """(B, C) float32 target distributions at ``temperature`` from stored values and (top-k) class indices;
+    ``sample_temp``: the proposal temperature of scheme sampled (its header's sample_temperature)."""
     if scheme != "none" and indices is None:
         raise ValueError("top-k labels need their class indices")
-    return SCHEMES[scheme](values, indices, num_classes, temperature)  # type: ignore[arg-type]
+    if scheme == "sampled" and sample_temp is None:
+        raise ValueError("sampled labels need the temperature their classes were drawn at")
+    return SCHEMES[scheme](values, indices, num_classes, temperature, sample_temp=sample_temp)
+
+
+def stored_targets(
+    values: torch.Tensor, indices: torch.Tensor | None, header: Header, temperature: float
+) -> torch.Tensor:
+    """`dense_targets` of rows stored in a file with this header: its scheme and the scheme's parameters."""
+    q = header.quant
+    return dense_targets(values, indices, q.scheme, header.num_classes, temperature, q.sample_temperature)
 
 
 def record_targets(rec: BatchRecord, header: Header, temperature: float) -> torch.Tensor:
     """Dense (B, C) targets of one stored batch."""
     indices = None if rec.indices is None else torch.from_numpy(rec.indices)
-    return dense_targets(torch.from_numpy(rec.values), indices, header.quant.scheme, header.num_classes, temperature)
+    return stored_targets(torch.from_numpy(rec.values), indices, header, temperature)
 
 
 def hard_targets(classes: torch.Tensor, partner: torch.Tensor, mix_lambda: float, num_classes: int) -> torch.Tensor:

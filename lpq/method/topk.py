@@ -1,13 +1,16 @@
 """Top-k label quantization of logits (LPQLD stage 5): MR-k keeps the k largest logits, MS-k the k largest
 probabilities at its own temperature; both with their class indices. Tail-k (lpq's, spec 1.5) keeps MR-k's
 logits and samples the sorted rest at a few ranks, so that the mass outside the top k can be restored at
-any temperature (lpq.method.targets)."""
+any temperature (lpq.method.targets). Sampled-k (spec 1.5, after RS-KD, Anshumann et al., ACL 2025) draws k
+classes from the teacher's softmax at a proposal temperature and keeps their logits: weighted at decode time,
+an estimate of the full target at any temperature whose error averages out over the views, where a top-k is
+biased the same way in every view."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from lpq.format.header import tail_ranks
+from lpq.format.header import Quant, tail_ranks
 
 
 def top_k(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -29,15 +32,24 @@ def softmax(x: np.ndarray, temperature: float = 1.0) -> np.ndarray:
 
 
 def quantize_logits(
-    logits: np.ndarray, scheme: str, k: int, ms_temp: float = 1.0, tail: int = 4
+    logits: np.ndarray,
+    scheme: str,
+    k: int,
+    ms_temp: float = 1.0,
+    tail: int = 4,
+    sample_temp: float = 4.0,
+    seed: int | list[int] = 0,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Stored (values, indices) of full (B, C) logits under a scheme: 'none', 'mr', 'ms' or 'tail' (the k
-    largest logits, then ``tail`` points of the sorted rest: (B, k + tail) values, (B, k) indices)."""
+    """Stored (values, indices) of full (B, C) logits under a scheme: 'none', 'mr', 'ms', 'tail' (the k
+    largest logits, then ``tail`` points of the sorted rest: (B, k + tail) values, (B, k) indices) or 'sampled'
+    (k classes drawn at ``sample_temp`` with a generator seeded by ``seed``)."""
     if scheme == "none":
         return logits.astype(np.float32), None
     if scheme == "mr":
         vals, idx = top_k(logits, k)
         return vals.astype(np.float32), idx
+    if scheme == "sampled":
+        return sample_classes(logits, k, sample_temp, np.random.default_rng(seed))
     if scheme == "tail":
         vals, idx = top_k(logits, k)
         rest = -np.sort(-logits, axis=1)[:, k:]
@@ -46,3 +58,32 @@ def quantize_logits(
     probs = softmax(logits, ms_temp)
     vals, idx = top_k(probs, k)
     return vals.astype(np.float32), idx
+
+
+def sample_classes(
+    logits: np.ndarray, k: int, temperature: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """k classes per row drawn with replacement from softmax(logits / temperature) (inverse CDF of k uniform
+    draws), and their logits; each row sorted by logit, descending, as top-k rows are (they compress alike)."""
+    cdf = np.cumsum(softmax(logits, temperature), axis=1)
+    cdf /= cdf[:, -1:]
+    u = rng.random((len(logits), k))
+    idx = np.stack([np.searchsorted(c, row, side="right") for c, row in zip(cdf, u)]).reshape(len(u), k)
+    idx = np.minimum(idx, logits.shape[1] - 1)  # u within rounding of 1
+    vals = np.take_along_axis(logits, idx, axis=1)
+    order = np.argsort(-vals, axis=1, kind="stable")
+    return np.take_along_axis(vals, order, axis=1).astype(np.float32), np.take_along_axis(idx, order, axis=1)
+
+
+def encode(logits: np.ndarray, quant: Quant, seed: list[int]) -> tuple[np.ndarray, np.ndarray | None]:
+    """Stored (values, indices) of full logits under a header's quantization; ``seed`` (the relabel seed and
+    the batch id, by convention) makes sampled labels the same whichever command writes them."""
+    return quantize_logits(
+        logits,
+        quant.scheme,
+        quant.k,
+        quant.ms_temperature or 1.0,
+        quant.tail or 4,
+        quant.sample_temperature or 1.0,
+        seed,
+    )

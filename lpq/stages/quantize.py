@@ -19,7 +19,7 @@ from lpq.files import check_paths
 from lpq.format import Calibration, LpqlReader, LpqlWriter, Quant
 from lpq.format.header import Scheme, ValueKind
 from lpq.method.temperature import for_k, kept_mass
-from lpq.method.topk import quantize_logits
+from lpq.method.topk import encode
 
 
 class QuantizeConfig(BaseModel):
@@ -38,6 +38,7 @@ class QuantizeConfig(BaseModel):
     values: ValueKind = "i8"
     ms_temp: float = Field(1.0, gt=0)
     tail_points: int = Field(4, ge=2, le=255, description="scheme tail: points of the sorted rest per sample")
+    sample_temp: float = Field(4.0, gt=0, description="scheme sampled: the softmax temperature classes are drawn at")
 
     @model_validator(mode="after")
     def _full_labels_take_no_k(self) -> QuantizeConfig:
@@ -57,40 +58,41 @@ class QuantizeResult(BaseModel):
     file_bytes_after: int
 
 
-def check_requantize(src: Quant, scheme: str, k: int, ms_temp: float, tail: int) -> None:
+def check_requantize(src: Quant, quant: Quant) -> None:
     """Refuse conversions that would need information the stored labels no longer hold."""
     if src.scheme == "none":
         return
-    if src.scheme == "tail" and scheme == "tail" and (k, tail) != (src.k, src.tail):
+    if quant.scheme != src.scheme:
         raise LpqError(
             "quantize-lost",
-            f"cannot turn tail-{src.k} labels with {src.tail} tail points into tail-{k} with {tail}: the tail's "
-            f"curve was sampled for the classes outside the top {src.k}",
-            "quantize the full-label file instead",
-        )
-    if scheme != src.scheme:
-        raise LpqError(
-            "quantize-lost",
-            f"cannot turn {src.scheme.upper()}-{src.k} labels into {scheme.upper()}",
+            f"cannot turn {src.name} labels into {quant.scheme}",
             "the logits outside the stored top-k are gone; quantize the full-label file instead",
         )
-    if k > src.k:
+    same_code = quant.name == src.name and quant.sample_temperature == src.sample_temperature
+    if src.scheme in ("tail", "sampled") and not same_code:
         raise LpqError(
             "quantize-lost",
-            f"cannot raise k from {src.k} to {k}: the other classes were not stored",
+            f"cannot turn {src.name} labels into {quant.name}: only their value encoding can change (a tail's curve "
+            "was sampled for the classes outside its top k; draws are not a top-k to cut)",
             "quantize the full-label file instead",
         )
-    if scheme == "ms" and ms_temp != src.ms_temperature:
+    if quant.k > src.k:
+        raise LpqError(
+            "quantize-lost",
+            f"cannot raise k from {src.k} to {quant.k}: the other classes were not stored",
+            "quantize the full-label file instead",
+        )
+    if quant.ms_temperature != src.ms_temperature:
         raise LpqError("quantize-lost", "MS probabilities cannot be re-tempered without the full logits")
 
 
 def requantize(
-    values: np.ndarray, indices: np.ndarray | None, src: Quant, quant: Quant
+    values: np.ndarray, indices: np.ndarray | None, src: Quant, quant: Quant, seed: list[int]
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Stored labels of one batch under the quantization `check_requantize` accepted."""
+    """Stored labels of one batch under the quantization `check_requantize` accepted; ``seed`` as relabel's."""
     if src.scheme == "none":
-        return quantize_logits(values, quant.scheme, quant.k, quant.ms_temperature or 1.0, quant.tail or 4)
-    if src.scheme == "tail":  # the same k and tail points: only the values' encoding changes
+        return encode(values, quant, seed)
+    if src.scheme in ("tail", "sampled"):  # the same code: only the values' encoding changes
         return values, indices
     return values[:, : quant.k], None if indices is None else indices[:, : quant.k]
 
@@ -152,15 +154,16 @@ def quantize_file(cfg: QuantizeConfig) -> QuantizeResult:
             raise LpqError("bad-top-k", f"--tail-points {cfg.tail_points} need as many classes outside the top {k}")
         if scheme == "none" and h.quant.scheme != "none":
             raise LpqError("quantize-lost", "top-k labels cannot become full labels again")
-        check_requantize(h.quant, scheme, k, ms_temp, cfg.tail_points)
-        quant = Quant.of(scheme, k, values, c, ms_temp, cfg.tail_points)
+        quant = Quant.of(scheme, k, values, c, ms_temp, cfg.tail_points, cfg.sample_temp)
+        check_requantize(h.quant, quant)
         header = h.model_copy(update={"quant": quant})
         calibration = None if r.calibration is None else _recalibrated(r, r.calibration, k)
         writer = LpqlWriter(cfg.output, header)
         try:
             for bid in r.batch_ids:
                 rec = r.read(int(bid))
-                vals, idx = requantize(rec.values, rec.indices, h.quant, quant)
+                seed = [h.relabel.seed, rec.epoch * h.relabel.batches_per_epoch + rec.batch]
+                vals, idx = requantize(rec.values, rec.indices, h.quant, quant, seed)
                 writer.add(dataclasses.replace(rec, values=vals.astype(np.float32), indices=idx))
             writer.finish(calibration)
         except BaseException:

@@ -55,7 +55,7 @@ from lpq.format.writer import read_partial_batches
 from lpq.method.pruning import choose_batches, keep_count
 from lpq.method.replay import plan_batch, render, teacher_input
 from lpq.method.temperature import CalibrationStats
-from lpq.method.topk import quantize_logits
+from lpq.method.topk import encode
 from lpq.progress import Show, progress
 from lpq.runtime import Precision, barrier, init_distributed, pick_device
 
@@ -82,6 +82,7 @@ class RelabelConfig(BaseModel):
     values: ValueKind = "f16"
     ms_temp: float = Field(1.0, gt=0)
     tail_points: int = Field(4, ge=2, le=255, description="scheme tail: points of the sorted rest per sample")
+    sample_temp: float = Field(4.0, gt=0, description="scheme sampled: the softmax temperature classes are drawn at")
     input_size: int | None = Field(None, ge=1, description="default: the teacher's input size")
     crop_scale: tuple[float, float] = (0.08, 1.0)
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
@@ -169,7 +170,7 @@ def build_header(cfg: RelabelConfig, teacher: Teacher, images: ImageSource, prec
             seed=cfg.prune_seed,
             kept=kept,
         ),
-        quant=Quant.of(cfg.scheme, k, cfg.values, c, cfg.ms_temp, cfg.tail_points),
+        quant=Quant.of(cfg.scheme, k, cfg.values, c, cfg.ms_temp, cfg.tail_points, cfg.sample_temp),
     )
 
 
@@ -241,7 +242,7 @@ class Labeller:
                 f"the teacher's logits of batch {item.batch_id} are not finite under {self.precision.name}",
                 "rerun with --amp bf16 or --amp none (finished batches are kept with --resume)",
             )
-        values, indices = quantize_logits(logits, q.scheme, q.k, q.ms_temperature or 1.0, q.tail or 4)
+        values, indices = encode(logits, q, seed=[r.seed, item.batch_id])
         epoch, batch = divmod(item.batch_id, r.batches_per_epoch)
         return logits, BatchRecord(epoch, batch, item.aug_crc, item.mix_lambda, item.mix_box, values, indices)
 

@@ -55,7 +55,7 @@ from lpq.format import Header, LpqlReader, ScheduleKind, StudentTemp, TempSchedu
 from lpq.method.batches import BatchDraw, ReplayedBatch, StoredBatches, shard_rows
 from lpq.method.loss import fit_student_temperature, kd_loss
 from lpq.method.replay import view_input
-from lpq.method.targets import dense_targets, hard_targets
+from lpq.method.targets import hard_targets, stored_targets
 from lpq.method.temperature import teacher_temperature
 from lpq.models import build_model, evaluate
 from lpq.progress import Show, progress
@@ -309,7 +309,7 @@ def make_targets(
     """(B, C) target distributions: the stored labels at ``temperature``, or the mixed one-hot classes."""
     if targets == "hard":
         return hard_targets(image_classes[batch.image_indices], batch.partner, batch.mix_lambda, header.num_classes)
-    return dense_targets(batch.values, batch.indices, header.quant.scheme, header.num_classes, temperature)
+    return stored_targets(batch.values, batch.indices, header, temperature)
 
 
 def train_epoch(
