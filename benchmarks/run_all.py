@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 
 import accuracy
+import caches
+import fidelity
 import interop
 import memory_format
 import precision
@@ -40,6 +42,11 @@ STEPS = [
     ["benchmarks/accuracy.py", "--dataset", "cifar10", "--ipc", "50", "--cells", "6"],
     ["benchmarks/squeeze.py", "--dataset", "tiny"],
     ["benchmarks/synth.py", "--ipc", "10", "--iterations", "300"],
+    [
+        "benchmarks/fidelity.py",
+        "--labels",
+        "benchmarks/out/accuracy/tiny-lite0/labels-real-ipc10-full-f32.lpql",
+    ],
     ["benchmarks/storage.py", "--json", "benchmarks/results/storage.json"],
     [
         "benchmarks/storage.py",
@@ -57,6 +64,7 @@ STEPS = [
     ["benchmarks/memory_format.py"],
     ["benchmarks/interop.py"],
     ["benchmarks/threads.py"],
+    ["benchmarks/caches.py"],
     ["benchmarks/slow_tests.py"],
 ]
 
@@ -79,6 +87,7 @@ def render() -> str:
             "each benchmark wrote; every figure comes from the command named above it.",
             "",
             *accuracy.results_section(command),
+            *fidelity.results_section("fidelity-tiny-lite0", command("benchmarks/fidelity.py")),
             *storage.results_section(command),
             *interop.results_section(command("benchmarks/interop.py")),
             *scale.results_section(command("benchmarks/scale.py")),
@@ -88,6 +97,7 @@ def render() -> str:
             *squeeze.results_section(command("benchmarks/squeeze.py", "--dataset", "tiny")),
             *synth.results_section(),
             *threads.results_section(command("benchmarks/threads.py")),
+            *caches.results_section(command("benchmarks/caches.py")),
             *slow_tests.results_section(command("benchmarks/slow_tests.py")),
         ]
     )

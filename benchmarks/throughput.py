@@ -103,7 +103,7 @@ def loader_rates(folder: Path, labels: Path, batches: int) -> dict[str, float]:
 def train_vs_plain(folder: Path, labels: Path, steps: int) -> dict[str, float]:
     """Training's epoch loop (targets from .lpql, replay in a worker) against plain steps on in-memory tensors."""
     from lpq.data import open_images
-    from lpq.format import LpqlReader
+    from lpq.format import LpqlReader, StudentTemp
     from lpq.method.batches import BatchDraw, StoredBatches
     from lpq.runtime import Precision
     from lpq.stages.train import Student, TrainConfig, make_targets, train_epoch
@@ -111,7 +111,8 @@ def train_vs_plain(folder: Path, labels: Path, steps: int) -> dict[str, float]:
     with LpqlReader(labels) as r:
         header = r.header
     images = open_images(str(folder))
-    cfg = TrainConfig(images=str(folder), labels=labels, model="resnet18", epochs=1, calibrate=False).resolved(None)
+    cfg = TrainConfig(images=str(folder), labels=labels, model="resnet18", epochs=1, calibrate=False)
+    cfg = cfg.resolved(None, StudentTemp())
     cpu = Precision.choose("none", torch.device("cpu"))
     student = Student.build(cfg, header, cpu, 1, steps)
     data = StoredBatches(labels, images)

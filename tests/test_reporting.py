@@ -85,8 +85,12 @@ def test_a_run_started_with_relative_paths_compares_from_anywhere(
     monkeypatch.chdir(tmp_path / "elsewhere")
     (row,) = cli("compare", tmp_path / "work" / "run")["rows"]
     assert row["compression"] == cli("inspect", labels["small"])["compression_vs_full"]
-    recorded = json.loads((tmp_path / "work" / "run" / "config.json").read_text())
+    config = tmp_path / "work" / "run" / "config.json"
+    recorded = json.loads(config.read_text())
     assert recorded["labels"] == str(tmp_path / "work" / "l.lpql") and recorded["images"] == "digits"
+    config.write_text(json.dumps({**recorded, "labels": "l.lpql"}))  # as 0.2.0 recorded it: resumes from there
+    monkeypatch.chdir(tmp_path / "work")
+    cli("train", "digits", "l.lpql", "--epochs", "1", "--resume", "-q", "-o", "run")
 
 
 def wandb_records(data: bytes, block: int = 32768) -> list[bytes]:

@@ -158,6 +158,20 @@ def open_board(
     return None if not boards else boards[0] if len(boards) == 1 else Boards(boards)
 
 
+def _as_recorded(saved: dict[str, object], identity: dict[str, object]) -> dict[str, object]:
+    """An older record as this version writes it: without the run's own place (no setting of a run), and with a
+    path it holds as typed (0.2.0) taken as the absolute path now recorded when it names that path from here."""
+    out = {}
+    for key, value in saved.items():
+        now = identity.get(key)
+        if key == "output":
+            continue
+        if isinstance(value, str) and isinstance(now, str) and not os.path.isabs(value) and os.path.isabs(now):
+            value = now if str(Path(value).resolve()) == now else value
+        out[key] = value
+    return out
+
+
 def _first_difference(saved: object, identity: dict[str, object]) -> str:
     """' (KEY: SAVED there, NOW here)' for the first setting that differs, or '' when the record is no table."""
     if not isinstance(saved, dict):
@@ -211,7 +225,7 @@ class RunRecord:
         held = self.held()
         if resume and held:
             saved = self.read_json(CONFIG)
-            saved = {k: v for k, v in saved.items() if k != "output"} if isinstance(saved, dict) else saved
+            saved = _as_recorded(saved, identity) if isinstance(saved, dict) else saved
             if saved != identity:  # where the run lies is no setting (older records hold it): a moved run resumes
                 differ = _first_difference(saved, identity)
                 raise LpqError(

@@ -250,7 +250,8 @@ class CachedImages:
         self.cache = cache
         index = CacheIndex.read(cache)
         self._fingerprint = index.fingerprint
-        self._sizes, self._offsets, self._checks = index.sizes, index.offsets, index.checks
+        self._sizes, self._offsets = index.sizes, index.offsets
+        self._checks = index.checks.tolist()  # compared with a Python int per image: no numpy scalar on the way
         self._fd: int | None = None
         self._pid = -1
 
@@ -272,14 +273,14 @@ class CachedImages:
             self._fd = os.open(self.cache / "pixels.u8", os.O_RDONLY)
             self._pid = os.getpid()
         h, w = (int(v) for v in self._sizes[index])
-        raw = os.pread(self._fd, 3 * h * w, int(self._offsets[index]))
-        if crc32(raw) != self._checks[index]:
+        raw = bytearray(3 * h * w)  # read into the tensor's own buffer: one pass over the pixels fewer
+        if os.preadv(self._fd, [raw], int(self._offsets[index])) != len(raw) or crc32(raw) != self._checks[index]:
             raise LpqError(
                 "cache-corrupt",
                 f"image {index} of the pixel cache {self.cache} changed on disk while in use",
                 "rerun: an open checks the cache and rebuilds it",
             )
-        return torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(3, h, w)
+        return torch.frombuffer(raw, dtype=torch.uint8).view(3, h, w)
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
