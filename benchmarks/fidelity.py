@@ -1,0 +1,234 @@
+"""How right each label code stays at every temperature, at equal bytes, without training a student.
+
+For each code and each budget (x40, x100, x200, x500 of the full 8-bit labels, counting pruning and bytes per
+stored view together), how far the code's target is from the full float32 target: the KL divergence KL(full ||
+code) (infinite where a code puts no mass on a class the teacher gives some, as MR-k does outside its top k),
+the total-variation distance (the share of probability mass in the wrong place, 0 to 1), and the share of
+views whose top-1 class agrees, at every temperature a 100-epoch DKR run visits (20 down to 2, step schedule),
+on real teacher logits read from a full float32 label file.
+
+Budgets are met the way LPQLD meets them: pruning x10 (the authors' setting at x40), the rest per stored view:
+x40 leaves each view 1/4 of a full 8-bit label, x100 1/10, x200 1/20, x500 1/50. A code gets the largest k whose
+raw bytes per view fit (values and row scale as the 8-bit relative codec stores them, class indices as the
+file's index codec does: spec sections 5.1-5.2; zstd, which shrinks every code a little, is left out); tail
+tries 2, 4 and 8 points (each with the largest k that fits) and keeps the one of least mean total variation
+over the temperatures. Pruning's own cost (fewer views) is invisible here: students measure it.
+
+Codes: mr (MR-k, LPQLD), ms (FKD's marginal smoothing: the top-k probabilities at T = 1, the rest spread
+evenly), tail (top-k logits and points of the sorted rest, spec 1.5), sampled (k classes drawn at T_p = 4,
+importance-weighted, spec 1.5). Each is encoded and decoded through the real codecs, so 8-bit rounding counts.
+Every distance is per view: sampled's error is variance, which averages out over the many views of an image a
+student sees and which a per-view distance counts in full (only students can credit it).
+
+    python benchmarks/fidelity.py --labels benchmarks/out/accuracy/tiny-lite0/labels-real-ipc10-full-f32.lpql
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from common import RESULTS, load, section, table, write_result
+
+from lpq.format import LpqlReader, Quant, TempSchedule
+from lpq.format.codecs import index_codec, value_codec
+from lpq.method.targets import stored_targets
+from lpq.method.temperature import schedule_temperatures
+from lpq.method.topk import encode
+
+BUDGETS = (40, 100, 200, 500)
+PRUNE = 10  # the authors' pruning at x40; the rest of every budget is per view
+CODES = ("mr", "ms", "tail", "sampled")
+TAIL_POINTS = (2, 4, 8)
+
+
+def view_bytes(quant: Quant, num_classes: int) -> int:
+    """Raw bytes one stored view takes under ``quant`` (values with their row scale, then class indices)."""
+    size = value_codec(quant.values).size(1, quant.columns)
+    return size + (index_codec(quant.indices, num_classes).size(1, quant.k) if quant.indices else 0)
+
+
+def fits(code: str, budget: int, c: int) -> list[Quant]:
+    """The quantizations of ``code`` worth trying at a budget: the largest k that fits (tail: for each number of
+    tail points)."""
+    allowed = view_bytes(Quant.of("none", c, "i8", c), c) * PRUNE / budget
+    out = []
+    for tail in TAIL_POINTS if code == "tail" else (4,):
+        ks = [
+            k
+            for k in range(1, c)
+            if (code != "tail" or c - k >= tail) and view_bytes(Quant.of(code, k, "i8", c, tail=tail), c) <= allowed  # type: ignore[arg-type]
+        ]
+        if ks:
+            out.append(Quant.of(code, max(ks), "i8", c, tail=tail))  # type: ignore[arg-type]
+    return out
+
+
+def roundtrip(logits: np.ndarray, quant: Quant) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Stored values and indices as a reader decodes them: quantized, then through the 8-bit codec."""
+    values, indices = encode(logits, quant, seed=[0, 0])
+    codec = value_codec(quant.values)
+    decoded = codec.decode(codec.encode(values), len(values), quant.columns)
+    return torch.from_numpy(decoded), None if indices is None else torch.from_numpy(indices)
+
+
+def measure(logits: np.ndarray, quant: Quant, temps: list[float]) -> dict[str, list[float | None]]:
+    """KL(full || code) (None where infinite), total variation and top-1 agreement at each temperature."""
+    values, indices = roundtrip(logits, quant)
+    header = _Header(quant, logits.shape[1])
+    full = torch.from_numpy(logits).double()
+    kl: list[float | None] = []
+    tv, agree = [], []
+    for t in temps:
+        p = torch.softmax(full / t, dim=1)
+        q = stored_targets(values, indices, header, t).double()  # type: ignore[arg-type]
+        lost = ((q == 0) & (p > 0)).any()
+        kl.append(None if lost else float((p * (p.log() - q.log())).sum(dim=1).mean()))
+        tv.append(float(0.5 * (p - q).abs().sum(dim=1).mean()))
+        agree.append(float((q.argmax(dim=1) == p.argmax(dim=1)).double().mean()))
+    return {"kl": kl, "tv": tv, "top1_agreement": agree}
+
+
+@dataclass(frozen=True)
+class _Header:
+    """What `stored_targets` reads of a label file's header."""
+
+    quant: Quant
+    num_classes: int
+
+
+def views(path: Path, count: int, seed: int = 0) -> np.ndarray:
+    """``count`` stored views' full logits, from batches drawn at random."""
+    with LpqlReader(path) as r:
+        if r.header.quant.scheme != "none":
+            raise SystemExit(f"{path} holds {r.header.quant.name} labels: fidelity needs the full logits")
+        ids = np.random.default_rng(seed).permutation(r.batch_ids)
+        rows, total = [], 0
+        for bid in ids:
+            rows.append(r.read(int(bid)).values)
+            total += len(rows[-1])
+            if total >= count:
+                break
+    return np.concatenate(rows)[:count].astype(np.float32)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--labels", type=Path, required=True, help="a full float32 label file (real teacher logits)")
+    ap.add_argument("--views", type=int, default=4096)
+    ap.add_argument("--name", default=None, help="result name (default: fidelity-<labels' folder>)")
+    args = ap.parse_args()
+    logits = views(args.labels, args.views)
+    c = logits.shape[1]
+    temps = [t for t in schedule_temperatures(TempSchedule(kind="step"), 100) if t >= 2.0]
+    rows = []
+    for budget in BUDGETS:
+        for code in CODES:
+            tried = [
+                {"code": q.name, "view_bytes": view_bytes(q, c), **measure(logits, q, temps)}
+                for q in fits(code, budget, c)
+            ]
+            if not tried:
+                continue
+            row = {"budget": budget, **min(tried, key=lambda r: float(np.mean(r["tv"])))}
+            rows.append(row)
+            print(f"x{budget} {row['code']}: {row['view_bytes']} B/view, total variation at T=2 {row['tv'][-1]:.4f}, "
+                  f"at T=20 {row['tv'][0]:.4f}", flush=True)  # fmt: skip
+    name = args.name or f"fidelity-{args.labels.parent.name}"
+    write_result(
+        name, {"labels": str(args.labels), "classes": c, "views": len(logits), "temperatures": temps, "rows": rows}
+    )
+    plot(name)
+
+
+def plot(name: str) -> Path | None:
+    d = load(name)
+    if not d:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(BUDGETS), figsize=(4 * len(BUDGETS), 3.4), sharey=True)
+    for ax, budget in zip(axes, BUDGETS):
+        for r in (r for r in d["rows"] if r["budget"] == budget):
+            ax.plot(d["temperatures"], r["tv"], marker="o", ms=3, label=f"{r['code']} ({r['view_bytes']} B)")
+        ax.set_xscale("log")
+        ax.set_title(f"x{budget}")
+        ax.set_xlabel("temperature T")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel("total variation from the full target")
+    fig.tight_layout()
+    out = RESULTS / f"{name}.png"
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+# RESULTS.md: this benchmark's section, rendered from its JSON (benchmarks/run_all.py --render).
+
+
+def results_section(name: str, cmd: str) -> list[str]:
+    d = load(name)
+    if not d:
+        return []
+    temps = d["temperatures"]
+    shown = [temps.index(t) for t in sorted({temps[0], temps[len(temps) // 2], temps[-1]}, reverse=True)]
+
+    def kl(v: float | None) -> str:
+        return "inf" if v is None else f"{v:.3g}"
+
+    header = [
+        "budget",
+        "code",
+        "bytes/view",
+        *(f"TV T={temps[i]:g}" for i in shown),
+        *(f"KL T={temps[i]:g}" for i in shown),
+        "top-1 agree T=2",
+    ]
+    rows = [
+        [f"x{r['budget']}", r["code"], f"{r['view_bytes']} B", *(f"{r['tv'][i]:.3f}" for i in shown),
+         *(kl(r["kl"][i]) for i in shown), f"{100 * r['top1_agreement'][-1]:.1f}%"]
+        for r in d["rows"]
+    ]  # fmt: skip
+    lines = []
+    for budget in BUDGETS:
+        at = [r for r in d["rows"] if r["budget"] == budget]
+        if not at:
+            continue
+        best = min(at, key=lambda r: float(np.mean(r["tv"])))
+        mr = next((r for r in at if r["code"].startswith("mr")), None)
+        lines.append(
+            f"x{budget}: {best['code']} ({best['view_bytes']} B/view) misplaces {100 * best['tv'][-1]:.1f}% of the "
+            f"target's mass at T = 2 and {100 * best['tv'][0]:.1f}% at T = 20"
+            + (
+                f"; {mr['code']}: {100 * mr['tv'][-1]:.1f}% and {100 * mr['tv'][0]:.1f}%."
+                if mr and mr is not best
+                else "."
+            )
+        )
+    return [
+        *section(f"Label fidelity at equal bytes: {d['classes']} classes, {d['views']:,} real views", cmd),
+        f"Labels: `{d['labels']}`. Pruning x{PRUNE}, the rest of each budget per view (benchmarks/fidelity.py "
+        "docstring). TV: total variation of each code's target from the full float32 target (the share of "
+        "probability mass in the wrong place); KL(full || code) in nats, inf where the code gives a class no "
+        "mass that the teacher gives some (MR-k outside its top k); at the temperatures a 100-epoch step "
+        "schedule visits. Distances are per view: sampled labels' error is variance that averages out over the "
+        "views a student sees, which a per-view distance counts in full.",
+        "",
+        table(header, rows),
+        "",
+        *lines,
+        "",
+        f"![Total variation against temperature]({Path('results') / (name + '.png')})",
+        "",
+    ]
+
+
+if __name__ == "__main__":
+    main()
