@@ -11,12 +11,14 @@ Budgets are met the way LPQLD meets them: pruning x10 (the authors' setting at x
 x40 leaves each view 1/4 of a full 8-bit label, x100 1/10, x200 1/20, x500 1/50. A code gets the largest k whose
 raw bytes per view fit (values and row scale as the 8-bit relative codec stores them, class indices as the
 file's index codec does: spec sections 5.1-5.2; zstd, which shrinks every code a little, is left out); tail
-tries 2, 4 and 8 points (each with the largest k that fits) and keeps the one of least mean total variation
-over the temperatures. Pruning's own cost (fewer views) is invisible here: students measure it.
+tries 2, 4 and 8 points (each with the largest k that fits), sampled the proposal temperatures 1, 2 and 4, and
+each keeps the one of least mean total variation over the temperatures. Pruning's own cost (fewer views) is
+invisible here: students measure it.
 
 Codes: mr (MR-k, LPQLD), ms (FKD's marginal smoothing: the top-k probabilities at T = 1, the rest spread
-evenly), tail (top-k logits and points of the sorted rest, spec 1.5), sampled (k classes drawn at T_p = 4,
-importance-weighted, spec 1.5). Each is encoded and decoded through the real codecs, so 8-bit rounding counts.
+evenly), tail (top-k logits and points of the sorted rest, spec 1.5), sampled (k classes drawn at a proposal
+temperature T_p, importance-weighted, spec 1.5). Each is encoded and decoded through the real codecs, so 8-bit
+rounding counts.
 Every distance is per view: sampled's error is variance, which averages out over the many views of an image a
 student sees and which a per-view distance counts in full (only students can credit it).
 
@@ -43,6 +45,7 @@ BUDGETS = (40, 100, 200, 500)
 PRUNE = 10  # the authors' pruning at x40; the rest of every budget is per view
 CODES = ("mr", "ms", "tail", "sampled")
 TAIL_POINTS = (2, 4, 8)
+SAMPLE_TEMPS = (1.0, 2.0, 4.0)
 
 
 def view_bytes(quant: Quant, num_classes: int) -> int:
@@ -62,8 +65,9 @@ def fits(code: str, budget: int, c: int) -> list[Quant]:
             for k in range(1, c)
             if (code != "tail" or c - k >= tail) and view_bytes(Quant.of(code, k, "i8", c, tail=tail), c) <= allowed  # type: ignore[arg-type]
         ]
-        if ks:
-            out.append(Quant.of(code, max(ks), "i8", c, tail=tail))  # type: ignore[arg-type]
+        for tp in SAMPLE_TEMPS if code == "sampled" else (4.0,):
+            if ks:
+                out.append(Quant.of(code, max(ks), "i8", c, tail=tail, sample_temperature=tp))  # type: ignore[arg-type]
     return out
 
 
@@ -128,9 +132,10 @@ def main() -> None:
     for budget in BUDGETS:
         for code in CODES:
             tried = [
-                {"code": q.name, "view_bytes": view_bytes(q, c), **measure(logits, q, temps)}
+                {"code": q.name + (f" T_p={q.sample_temperature:g}" if q.sample_temperature else ""),
+                 "view_bytes": view_bytes(q, c), **measure(logits, q, temps)}
                 for q in fits(code, budget, c)
-            ]
+            ]  # fmt: skip
             if not tried:
                 continue
             row = {"budget": budget, **min(tried, key=lambda r: float(np.mean(r["tv"])))}
