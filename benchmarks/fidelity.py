@@ -54,10 +54,10 @@ def view_bytes(quant: Quant, num_classes: int) -> int:
     return size + (index_codec(quant.indices, num_classes).size(1, quant.k) if quant.indices else 0)
 
 
-def fits(code: str, budget: int, c: int) -> list[Quant]:
-    """The quantizations of ``code`` worth trying at a budget: the largest k that fits (tail: for each number of
-    tail points)."""
-    allowed = view_bytes(Quant.of("none", c, "i8", c), c) * PRUNE / budget
+def fits(code: str, budget: int, c: int, prune: float = PRUNE) -> list[Quant]:
+    """The quantizations of ``code`` worth trying at a budget met with pruning ``prune``: the largest k that
+    fits (tail: for each number of tail points; sampled: at each proposal temperature)."""
+    allowed = view_bytes(Quant.of("none", c, "i8", c), c) * prune / budget
     out = []
     for tail in TAIL_POINTS if code == "tail" else (4,):
         ks = [

@@ -34,6 +34,7 @@ from common import ROOT, load
 PY = sys.executable
 STEPS = [
     ["benchmarks/accuracy.py", "--dataset", "tiny-lite0", "--claim"],
+    ["benchmarks/accuracy.py", "--dataset", "tiny-lite0", "--frontier"],
     ["benchmarks/accuracy.py", "--dataset", "tiny", "--claim"],
     ["benchmarks/accuracy.py", "--dataset", "tiny", "--ipc", "10"],
     ["benchmarks/accuracy.py", "--dataset", "cifar10", "--ipc", "10"],
