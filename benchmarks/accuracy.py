@@ -497,6 +497,20 @@ def claim_cells(d: Dataset) -> list[Cell]:
     return cells
 
 
+def report_doc(d: Dataset, ipc: int, seeds: int, epochs: int, teacher_doc: dict) -> dict:
+    """The head of a claim or frontier report: what ran, on what, with what teacher; its cells come after."""
+    return {
+        "env": environment(),
+        "dataset": asdict(d),
+        "ipc": ipc,
+        "seeds": seeds,
+        "epochs": epochs,
+        "argv": sys.argv[1:],
+        "teacher": teacher_doc,
+        "cells": [],
+    }
+
+
 def claim(
     d: Dataset, root: Path, data: str, ipc: int, seeds: int, epochs: int = CLAIM_EPOCHS, machine: Machine = Machine()
 ) -> None:
@@ -510,17 +524,8 @@ def claim(
     old = json.loads(report.read_text()) if report.exists() else {}
     same = old.get("epochs") == epochs
     done = {(r["name"], r["recipe"]): r for r in old.get("cells", []) if same and len(r["top1"]) == seeds}
-    doc: dict = {
-        "env": environment(),
-        "dataset": asdict(d),
-        "ipc": ipc,
-        "seeds": seeds,
-        "epochs": epochs,
-        "argv": sys.argv[1:],
-        "teacher": teacher_doc,
-        "images": {k: manifest[k] for k in ("teacher_top1", "within_class_cosine", "settings")},
-        "cells": [],
-    }
+    doc = report_doc(d, ipc, seeds, epochs, teacher_doc)
+    doc["images"] = {k: manifest[k] for k in ("teacher_top1", "within_class_cosine", "settings")}
     lock = threading.Lock()
 
     def measure(cell: Cell) -> None:
@@ -583,16 +588,7 @@ def frontier(d: Dataset, root: Path, data: str, ipc: int, seeds: int, epochs: in
     folder, manifest = images(d, root, ipc, "real")
     old = json.loads(report.read_text()) if report.exists() else {}
     done = {r["name"]: r for r in old.get("cells", []) if old.get("epochs") == epochs and len(r["top1"]) == seeds}
-    doc: dict = {
-        "env": environment(),
-        "dataset": asdict(d),
-        "ipc": ipc,
-        "seeds": seeds,
-        "epochs": epochs,
-        "argv": sys.argv[1:],
-        "teacher": teacher_doc,
-        "cells": [],
-    }
+    doc = report_doc(d, ipc, seeds, epochs, teacher_doc)
     for cell in frontier_cells(teacher_doc["classes"]):
         if cell.name in done and done[cell.name].get("teacher_sha256") == manifest["teacher_sha256"]:
             row = done[cell.name]

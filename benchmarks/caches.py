@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from common import OUT, distilled_folder, load, section, stand_in_torch_home, table, write_result
-from throughput import BATCH, TEACHER, labels_for
+from throughput import BATCH, RelabelLoop, labels_for
 from torch.utils.data import DataLoader
 
 from lpq.data.shards import ShardRecords
@@ -103,25 +103,19 @@ def fastest(run: Callable[[], object], repeats: int) -> dict[str, float]:
 
 
 def relabel_rates(folder: Path, batches: int) -> dict[str, float]:
-    from lpq.artifacts.teacher import load_teacher
-    from lpq.data import open_images
-    from lpq.runtime import Precision
-    from lpq.stages.relabel import Labeller, RelabelConfig, build_header, label_part, renderer
+    from lpq.stages.relabel import label_part, renderer
 
-    images = open_images(str(folder))
-    teacher = load_teacher(TEACHER, need_stats=False, classes=images.classes)
-    cfg = RelabelConfig(images=str(folder), teacher=TEACHER, epochs=1, batch_size=BATCH, top_k=100, values="i8")
-    cpu = Precision.choose("none", torch.device("cpu"))
-    header = build_header(cfg, teacher, images, cpu.name)
-    ids = header.prune.kept[:batches]
-    labeller = Labeller(header, teacher, cpu)
+    loop = RelabelLoop.of(folder, batches)
+    header, images, labeller, ids = loop.header, loop.images, loop.labeller, loop.ids
     out = OUT / "caches" / "relabel-timing.lpql"
     out.parent.mkdir(parents=True, exist_ok=True)
 
     def run() -> None:
         for p in (out, out.with_name(out.name + ".partial")):
             p.unlink(missing_ok=True)
-        label_part(header, renderer(header, images, 1, cpu.device), labeller, ids, out, resume=False, show=False)
+        label_part(
+            header, renderer(header, images, 1, torch.device("cpu")), labeller, ids, out, resume=False, show=False
+        )
 
     times = fastest(run, repeats=5)
     return {f"relabel_{k}_images_per_s": batches * BATCH / t for k, t in times.items()}

@@ -31,7 +31,9 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -49,6 +51,12 @@ from common import (
     write_result,
 )
 from torch.utils.data import DataLoader
+
+if TYPE_CHECKING:
+    from lpq.artifacts.teacher import Teacher
+    from lpq.data import ImageSource
+    from lpq.format import Header
+    from lpq.stages.relabel import Labeller
 
 SIZE, BATCH, CLASSES = 224, 32, 1000
 TEACHER = "torchvision:resnet18.IMAGENET1K_V1"
@@ -142,21 +150,39 @@ def train_vs_plain(folder: Path, labels: Path, steps: int) -> dict[str, float]:
     }
 
 
+@dataclass(frozen=True)
+class RelabelLoop:
+    """What relabel's loop needs for ``batches`` kept batches of a distilled set: top-100 8-bit labels from the
+    stand-in teacher on the CPU."""
+
+    images: ImageSource
+    header: Header
+    labeller: Labeller
+    teacher: Teacher
+    ids: list[int]
+
+    @classmethod
+    def of(cls, folder: Path, batches: int) -> RelabelLoop:
+        from lpq.artifacts.teacher import load_teacher
+        from lpq.data import open_images
+        from lpq.runtime import Precision
+        from lpq.stages.relabel import Labeller, RelabelConfig, build_header
+
+        images = open_images(str(folder))
+        teacher = load_teacher(TEACHER, need_stats=False, classes=images.classes)
+        cfg = RelabelConfig(images=str(folder), teacher=TEACHER, epochs=1, batch_size=BATCH, top_k=100, values="i8")
+        cpu = Precision.choose("none", torch.device("cpu"))
+        header = build_header(cfg, teacher, images, cpu.name)
+        return cls(images, header, Labeller(header, teacher, cpu), teacher, header.prune.kept[:batches])
+
+
 def relabel_vs_forward(folder: Path, batches: int) -> dict[str, float]:
     """Relabel's loop on ``batches`` kept batches against the teacher's plain forward on the same inputs."""
-    from lpq.artifacts.teacher import load_teacher
-    from lpq.data import open_images
-    from lpq.runtime import Precision
-    from lpq.stages.relabel import Labeller, RelabelConfig, build_header, label_part, renderer
+    from lpq.stages.relabel import label_part, renderer
 
-    images = open_images(str(folder))
-    teacher = load_teacher(TEACHER, need_stats=False, classes=images.classes)
-    cfg = RelabelConfig(images=str(folder), teacher=TEACHER, epochs=1, batch_size=BATCH, top_k=100, values="i8")
-    cpu = Precision.choose("none", torch.device("cpu"))
-    header = build_header(cfg, teacher, images, cpu.name)
-    ids = header.prune.kept[:batches]
-    render_ids = renderer(header, images, 1, cpu.device)
-    labeller = Labeller(header, teacher, cpu)
+    loop = RelabelLoop.of(folder, batches)
+    header, images, labeller, teacher, ids = loop.header, loop.images, loop.labeller, loop.teacher, loop.ids
+    render_ids = renderer(header, images, 1, torch.device("cpu"))
     prepared = [item.inputs for item in render_ids(ids)]
     out = OUT / "throughput" / "relabel-timing.lpql"
     out.parent.mkdir(parents=True, exist_ok=True)
