@@ -78,9 +78,14 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def check_new(dst: Path) -> None:
+    """Refuse to write over anything that exists: nothing a user already produced is lost."""
+    if dst.exists():
+        raise LpqError("output-exists", f"{dst} already exists", "choose another -o, or delete it first")
+
+
 def check_paths(src: Path, dst: Path) -> None:
     """Refuse to write over the input or over any existing file."""
     if dst.resolve() == src.resolve():
         raise LpqError("output-is-input", f"-o {dst} is the input file", "write to a new file")
-    if dst.exists():
-        raise LpqError("output-exists", f"{dst} already exists", "choose another -o, or delete it first")
+    check_new(dst)

@@ -46,6 +46,15 @@ def test_inspect_json_reports_bytes_that_add_up(label_file: Path) -> None:
     assert doc["batches_stored"] == doc["batches_total"] == 6 and doc["verified"] is True
 
 
+def test_a_command_run_in_a_program_gives_its_warning_display_back(label_file: Path) -> None:
+    """The CLI shows lpq's warnings as one line while a command runs, then restores the caller's display."""
+    import warnings
+
+    before = warnings.showwarning
+    assert runner.invoke(app, ["inspect", str(label_file)]).exit_code == 0
+    assert warnings.showwarning is before
+
+
 def test_inspect_tables_and_one_batch(label_file: Path) -> None:
     result = runner.invoke(app, ["inspect", str(label_file)])
     assert result.exit_code == 0 and "Bytes per stored sample" in result.output

@@ -342,5 +342,6 @@ def _cell(v: object) -> str:
 
 
 def rank0() -> bool:
-    """Whether this process is the one that writes a run's record (always, outside torchrun)."""
+    """Whether this process is rank 0 under torchrun, the one that writes a run's record and prints results
+    (always, outside torchrun)."""
     return int(os.environ.get("RANK", "0")) == 0

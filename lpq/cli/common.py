@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import sys
 import tomllib
 import warnings
@@ -118,6 +117,7 @@ class OneLineUsage(TyperGroup):
             _flags_show_no_value(command)
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, False, **extra)
+        shown = warnings.showwarning  # a caller's own (lpq's CLI run inside a program) comes back afterwards
         warnings.showwarning = _show_warning
         try:
             code = super().main(args, prog_name, complete_var, False, **extra)
@@ -130,6 +130,8 @@ class OneLineUsage(TyperGroup):
                 renamed = f"; it is now --{RENAMED[old].replace('_', '-')}" if old in RENAMED else ""
                 say(f"bad-usage: {e.format_message()}{renamed} ({where} --help)")
             sys.exit(e.exit_code)
+        finally:
+            warnings.showwarning = shown
         sys.exit(code if isinstance(code, int) else ExitCode.OK)
 
 
@@ -230,11 +232,6 @@ def make_config(ctx: typer.Context, model: type[M], **extra: Any) -> M:
         first = e.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise LpqError("bad-option", f"{where.replace('_', '-') + ': ' if where else ''}{first['msg']}") from None
-
-
-def is_main_process() -> bool:
-    """Rank 0 under torchrun (or a plain run): the one process that prints results."""
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 def print_json(data: BaseModel | dict[str, Any] | list[Any]) -> None:

@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
+from lpq.artifacts.run import rank0
 from lpq.cli.common import (
     funnel,
-    is_main_process,
     make_config,
     print_json,
     show_progress,
@@ -104,6 +104,6 @@ def relabel(
     from lpq.stages.relabel import relabel as run
 
     result = run(make_config(ctx, RelabelConfig), show=show_progress(ctx, quiet))
-    if is_main_process():
+    if rank0():
         warn_uncovered(result.coverage)
         print_json(result) if json_out else stdout().print(result_table("Relabel", result))

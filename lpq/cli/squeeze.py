@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from lpq.cli.common import funnel, is_main_process, make_config, print_json, show_progress, stdout
+from lpq.artifacts.run import rank0
+from lpq.cli.common import funnel, make_config, print_json, show_progress, stdout
 from lpq.cli.options import (
     Amp,
     AmpOpt,
@@ -99,6 +100,6 @@ def squeeze(
     from lpq.stages.squeeze import squeeze as run
 
     result = run(make_config(ctx, SqueezeConfig), show=show_progress(ctx, quiet))
-    if not is_main_process():
+    if not rank0():
         return
     print_json(result) if json_out else stdout().print(result_table("Teacher", result))

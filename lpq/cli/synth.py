@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from lpq.cli.common import funnel, is_main_process, make_config, print_json, show_progress, stdout
+from lpq.artifacts.run import rank0
+from lpq.cli.common import funnel, make_config, print_json, show_progress, stdout
 from lpq.cli.options import (
     Amp,
     AmpOpt,
@@ -81,7 +82,7 @@ def synth(
     from lpq.stages.synth import SynthConfig, synthesize
 
     manifest = synthesize(make_config(ctx, SynthConfig), show=show_progress(ctx, quiet))
-    if not is_main_process():
+    if not rank0():
         return
     if json_out:
         print_json(manifest)

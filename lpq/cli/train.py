@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from lpq.cli.common import funnel, is_main_process, make_config, print_json, show_progress, stdout
+from lpq.artifacts.run import rank0
+from lpq.cli.common import funnel, make_config, print_json, show_progress, stdout
 from lpq.cli.options import (
     Amp,
     AmpOpt,
@@ -163,11 +164,11 @@ def train(
     cfg = make_config(ctx, TrainConfig)
     if cfg.seeds == 1:
         result = run(cfg, show=show_progress(ctx, quiet))
-        if is_main_process():
+        if rank0():
             print_json(result) if json_out else stdout().print(result_table("Student", result))
         return
     many = train_seeds(cfg, show=show_progress(ctx, quiet))
-    if is_main_process():
+    if rank0():
         print_json(many) if json_out else stdout().print(seeds_table(many))
 
 

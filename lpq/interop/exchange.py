@@ -24,7 +24,7 @@ from lpq import __version__
 from lpq.choices import Layout
 from lpq.data import IMAGENET_MEAN, IMAGENET_STD, open_images
 from lpq.errors import LpqError
-from lpq.files import atomic, writing
+from lpq.files import atomic, check_new, writing
 from lpq.format import (
     Augment,
     Header,
@@ -38,6 +38,7 @@ from lpq.format import (
 )
 from lpq.format.header import ValueKind
 from lpq.interop import sre2l
+from lpq.method.replay import check_images
 from lpq.method.temperature import CalibrationStats
 from lpq.progress import Show, progress
 
@@ -104,13 +105,8 @@ def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
 
 
-def _check_output(path: Path) -> None:
-    if path.exists():
-        raise LpqError("output-exists", f"{path} already exists", "choose another -o, or delete it first")
-
-
 def export_sre2l(cfg: ExportConfig, show: bool | Show = False) -> ExportResult:
-    _check_output(cfg.output)
+    check_new(cfg.output)
     with LpqlReader(cfg.labels) as r:
         h = r.header
         sre2l.check_exportable(r)
@@ -124,8 +120,7 @@ def export_sre2l(cfg: ExportConfig, show: bool | Show = False) -> ExportResult:
                     "pass --images",
                 )
             source = open_images(cfg.images)
-            if source.fingerprint() != h.images.fingerprint:
-                raise LpqError("fingerprint-mismatch", f"{cfg.labels} was made for other images than {cfg.images}")
+            check_images(source, h, cfg.labels, cfg.images)
             image_hw = source.sizes()
         batch_map: dict[str, list[int]] = {}
         with atomic(cfg.output) as tmp, progress(show) as bar:
@@ -187,7 +182,7 @@ def _note(folder: Path) -> dict:
 
 
 def import_sre2l(cfg: ImportConfig, show: bool | Show = False) -> ImportResult:
-    _check_output(cfg.output)
+    check_new(cfg.output)
     images = open_images(cfg.images)
     n_images, classes, hw = len(images), images.classes, images.sizes()
     note = _note(cfg.folder)

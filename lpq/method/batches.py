@@ -29,7 +29,7 @@ from torch.utils.data import Dataset, Sampler
 from lpq.data import ImageSource, open_images
 from lpq.errors import LpqError
 from lpq.format import Header, LpqlReader, TempSchedule
-from lpq.method.replay import render, stored_plan, view_input
+from lpq.method.replay import check_images, render, stored_plan, view_input
 from lpq.method.targets import stored_targets
 from lpq.method.temperature import teacher_temperature
 
@@ -186,12 +186,7 @@ class DistilledDataset(StoredBatches):
         super().__init__(Path(labels), source, input_size)
         with LpqlReader(self.labels) as r:
             calibration = r.calibration
-        if self.images.fingerprint() != self.header.images.fingerprint:
-            raise LpqError(
-                "fingerprint-mismatch",
-                f"{self.labels} was made for other images than {images}",
-                "pass the image set the labels were relabelled from",
-            )
+        check_images(self.images, self.header, self.labels, images)
         self.schedule = schedule or (calibration.teacher_schedule if calibration else TempSchedule())
         self.epochs = epochs or self.header.relabel.epochs
         self.sampler = BatchDraw.of(self.header, seed, range(1), rank, world)

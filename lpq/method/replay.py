@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from lpq.data import ImageSource, InputSpec
+from lpq.errors import LpqError
 from lpq.format import BatchRecord, Header, LpqlReader
 from lpq.format.rng import CropSpec, SampleAugment, derive_key, epoch_order, mix_order, sample_augment
 
@@ -135,3 +136,14 @@ def render(plan: BatchPlan, images: ImageSource, header: Header, size: int | Non
     elif a.mix == "mixup":
         out = plan.mix_lambda * out + (1.0 - plan.mix_lambda) * out[partner]
     return out
+
+
+def check_images(source: ImageSource, header: Header, labels: object, images: object) -> None:
+    """Refuse images other than those the labels were relabelled from (their content fingerprint differs): a
+    label is replayed on the crop of its own image, so any other image set would get silently wrong labels."""
+    if source.fingerprint() != header.images.fingerprint:
+        raise LpqError(
+            "fingerprint-mismatch",
+            f"{labels} was made for other images than {images}",
+            "pass the image set the labels were relabelled from",
+        )

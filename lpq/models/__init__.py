@@ -148,6 +148,18 @@ def bn_layers(net: nn.Module) -> dict[str, nn.modules.batchnorm._BatchNorm]:
     return {n: m for n, m in net.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
 
 
+def require_bn(net: nn.Module, name: str = "the model") -> dict[str, nn.modules.batchnorm._BatchNorm]:
+    """`bn_layers`, refusing a model without any: class statistics and BN matching need them."""
+    layers = bn_layers(net)
+    if not layers:
+        raise LpqError(
+            "model-no-batchnorm",
+            f"{name} has no BatchNorm layers: class statistics are impossible",
+            "choose a model with BatchNorm (convnet, resnet18, mobilenet_v2, ...)",
+        )
+    return layers
+
+
 def penultimate(net: nn.Module) -> nn.Linear:
     """The last linear layer: its input is the feature vector used for diversity measures."""
     linears = [m for m in net.modules() if isinstance(m, nn.Linear)]

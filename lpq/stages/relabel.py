@@ -31,7 +31,7 @@ from lpq.artifacts.teacher import Teacher, is_pretrained, load_teacher
 from lpq.choices import Amp, TeacherClasses
 from lpq.data import ImageSource, default_workers, open_images
 from lpq.errors import LpqError
-from lpq.files import write_text
+from lpq.files import check_new, write_text
 from lpq.format import (
     Augment,
     BatchRecord,
@@ -330,8 +330,7 @@ def relabel(cfg: RelabelConfig, show: bool | Show = False, teacher: Teacher | No
     out = cfg.output
     if (teacher is None) == (cfg.teacher is None):
         raise LpqError("teacher-missing" if teacher is None else "teacher-twice", "relabel needs exactly one teacher")
-    if out.exists():
-        raise LpqError("output-exists", f"{out} already exists", "choose another -o, or delete it first")
+    check_new(out)
     left = [partial_path(out), *out.parent.glob(f"{out.name}.rank*.partial")]
     if any(p.exists() for p in left) and not cfg.resume:
         raise LpqError(

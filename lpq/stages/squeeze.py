@@ -42,7 +42,7 @@ from lpq.choices import Amp, Optimizer, TeacherClasses
 from lpq.data import ImageSet, ImageSource, InputSpec, batches, default_workers, open_split, recorded
 from lpq.data.loader import sample_stats, share
 from lpq.errors import LpqError
-from lpq.models import bn_layers, build_model, check_model_name, evaluate_counts
+from lpq.models import build_model, check_model_name, evaluate_counts, require_bn
 from lpq.models.classes import head_rows
 from lpq.models.weights import Weights, load_into, read_weights
 from lpq.progress import Show, progress
@@ -247,13 +247,7 @@ class ClassStatsRecorder:
     """Forward pre-hooks that add each BatchNorm input into per-class float64 sums while attached."""
 
     def __init__(self, model: nn.Module, num_classes: int) -> None:
-        self.layers = bn_layers(model)
-        if not self.layers:
-            raise LpqError(
-                "model-no-batchnorm",
-                "the model has no BatchNorm layers: class statistics are impossible",
-                "choose a model with BatchNorm (convnet, resnet18, mobilenet_v2, ...)",
-            )
+        self.layers = require_bn(model)
         self.num_classes = num_classes
         self.labels: torch.Tensor | None = None
         self.sums: dict[str, list[torch.Tensor]] = {}
@@ -399,8 +393,7 @@ def _squeeze(cfg: SqueezeConfig, show: bool | Show) -> SqueezeResult:
         train, train_spec = resized(train, spec), spec.model_copy(update={"resize": "none"})
     class_map = head_rows(cfg.teacher_classes, train.classes) if cfg.teacher_classes else None
     model = build_model(arch, len(train.classes), spec.size)
-    if not bn_layers(model):
-        raise LpqError("model-no-batchnorm", f"{arch} has no BatchNorm layers: class statistics are impossible")
+    require_bn(model, arch)
     if weights is not None:
         load_into(model, weights, class_map)
     precision.model(model)

@@ -54,7 +54,7 @@ from lpq.files import atomic, write_model
 from lpq.format import Header, LpqlReader, ScheduleKind, StudentTemp, TempSchedule
 from lpq.method.batches import BatchDraw, ReplayedBatch, StoredBatches, shard_rows
 from lpq.method.loss import fit_student_temperature, kd_loss
-from lpq.method.replay import view_input
+from lpq.method.replay import check_images, view_input
 from lpq.method.targets import hard_targets, stored_targets
 from lpq.method.temperature import teacher_temperature
 from lpq.models import build_model, evaluate
@@ -408,12 +408,7 @@ def default_eval_data(images: str) -> str:
 def _load_data(cfg: TrainConfig, header: Header) -> tuple[ImageSource, ImageSource]:
     """The distilled images (checked against the labels' fingerprint) and the real test split."""
     images = open_images(cfg.images)
-    if images.fingerprint() != header.images.fingerprint:
-        raise LpqError(
-            "fingerprint-mismatch",
-            f"{cfg.labels} was made for other images than {cfg.images}",
-            "pass the image set the labels were relabelled from",
-        )
+    check_images(images, header, cfg.labels, cfg.images)
     evalset = open_split(cfg.eval_data or default_eval_data(cfg.images), "test", cfg.root)
     if evalset.classes != header.class_names:
         raise LpqError("class-mismatch", f"--eval-data {cfg.eval_data} has other classes than the labels")
