@@ -390,6 +390,24 @@ def test_top_k_auto_keeps_the_asked_mass_with_the_smallest_k(full_labels: Path, 
         assert r.header.quant.k == k
 
 
+def test_top_k_auto_measures_mass_where_dkr_spends_its_time(full_labels: Path, tmp_path: Path) -> None:
+    """Without --at-temp the mass is measured at the middle epoch of the labels' DKR schedule: 20 * 0.7^5 =
+    3.361 for the authors' step schedule (epoch 150 of 300), where the same --keep-mass needs a larger k than at
+    T=1 (issue 37, item 4)."""
+    out = tmp_path / "auto.lpql"
+    args = ["quantize", str(full_labels), "--top-k", "auto", "--keep-mass", "0.9", "-o", str(out), "--json"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["at_temp"] == pytest.approx(20 * 0.7**5, abs=1e-4)
+    k = doc["k"]
+    assert direct_mass(full_labels, k, doc["at_temp"]) >= 0.9 > direct_mass(full_labels, k - 1, doc["at_temp"])
+    at_one = json.loads(
+        runner.invoke(app, [*args[:-3], "--at-temp", "1", "-o", str(tmp_path / "one.lpql"), "--json"]).stdout
+    )
+    assert at_one["k"] < k
+
+
 def test_relabel_under_bf16_autocast_agrees_with_float32(digits_teacher: Path, tmp_path: Path) -> None:
     """Mixed precision changes logits a little and the argmax almost never; the header records the precision."""
     runs = {}

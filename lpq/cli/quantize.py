@@ -28,7 +28,13 @@ def quantize(
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Quantized file to write.")] = None,
     top_k: TopKOpt = None,
     keep_mass: Annotated[float, typer.Option(help="With --top-k auto: the mean softmax mass to keep.")] = 0.9,
-    at_temp: Annotated[float, typer.Option(help="With --top-k auto: the temperature the mass is measured at.")] = 1.0,
+    at_temp: Annotated[
+        float | None,
+        typer.Option(
+            help="With --top-k auto: the temperature the mass is measured at (default: the middle epoch's of the "
+            "labels' DKR schedule, 3.361 for the authors', where half of a run is at it or hotter).",
+        ),
+    ] = None,
     scheme: Annotated[
         Scheme,
         typer.Option(
@@ -51,7 +57,8 @@ def quantize(
 
         lpq quantize labels.lpql --top-k 10 --scheme mr --values i8 -o q.lpql
 
-    The smallest k that keeps 90% of the teacher's softmax mass at T=1, chosen from the full logits:
+    The smallest k that keeps 90% of the teacher's softmax mass where DKR spends its time (the middle of its
+    schedule), chosen from the full logits; --at-temp 1 measures it at T=1:
 
         lpq quantize labels.lpql --top-k auto --keep-mass 0.9 -o q.lpql
     """

@@ -42,6 +42,13 @@ def schedule_temperatures(s: TempSchedule, epochs: int = METHOD_EPOCHS) -> list[
     return sorted(temps | {1.0}, reverse=True)
 
 
+def middle_temperature(s: TempSchedule) -> float:
+    """The temperature of a schedule's middle epoch (3.361 for the authors' step schedule): half of a DKR run
+    is at it or hotter, where a top-k keeps far less of the target than at T = 1. Rounded as the calibration's
+    temperatures are, so that it names one of them."""
+    return round(teacher_temperature(s, METHOD_EPOCHS // 2, METHOD_EPOCHS), 4)
+
+
 LADDER = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000)  # k of the kept-mass table
 
 

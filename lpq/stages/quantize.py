@@ -16,9 +16,9 @@ from pydantic import BaseModel, Field, model_validator
 
 from lpq.errors import LpqError
 from lpq.files import check_paths
-from lpq.format import Calibration, LpqlReader, LpqlWriter, Quant
+from lpq.format import Calibration, LpqlReader, LpqlWriter, Quant, TempSchedule
 from lpq.format.header import Scheme, ValueKind
-from lpq.method.temperature import for_k, kept_mass
+from lpq.method.temperature import for_k, kept_mass, middle_temperature
 from lpq.method.topk import encode
 
 
@@ -34,7 +34,12 @@ class QuantizeConfig(BaseModel):
         "--keep-mass of the teacher's softmax at --at-temp",
     )
     keep_mass: float = Field(0.9, gt=0, le=1, description="for --top-k auto: the mean softmax mass to keep")
-    at_temp: float = Field(1.0, gt=0, description="for --top-k auto: the temperature that mass is measured at")
+    at_temp: float | None = Field(
+        None,
+        gt=0,
+        description="for --top-k auto: the temperature that mass is measured at; default the middle epoch's of the "
+        "labels' DKR schedule (3.361 for the authors'), where half of a run is at it or hotter",
+    )
     values: ValueKind = "i8"
     ms_temp: float = Field(1.0, gt=0)
     tail_points: int = Field(4, ge=2, le=255, description="scheme tail: points of the sorted rest per sample")
@@ -144,8 +149,10 @@ def quantize_file(cfg: QuantizeConfig) -> QuantizeResult:
     with LpqlReader(cfg.labels) as r:
         h = r.header
         c = h.num_classes
+        schedule = r.calibration.teacher_schedule if r.calibration else TempSchedule()
+        at_temp = cfg.at_temp if cfg.at_temp is not None else middle_temperature(schedule)
         if cfg.top_k == "auto":
-            k, mass = choose_k(r, cfg.keep_mass, cfg.at_temp)
+            k, mass = choose_k(r, cfg.keep_mass, at_temp)
         else:
             k, mass = c if scheme == "none" else (min(10, c) if cfg.top_k is None else cfg.top_k), None
         if not 1 <= k <= c:
@@ -171,13 +178,13 @@ def quantize_file(cfg: QuantizeConfig) -> QuantizeResult:
             raise
         before = r.size
         if mass is None and calibration is not None and calibration.overall.topk_mass:
-            mass = calibration.overall.topk_mass.get(f"{cfg.at_temp:g}")
+            mass = calibration.overall.topk_mass.get(f"{at_temp:g}")
     return QuantizeResult(
         output=cfg.output,
         scheme=scheme,
         k=k,
         kept_mass=mass,
-        at_temp=cfg.at_temp,
+        at_temp=at_temp,
         values=values,
         file_bytes_before=before,
         file_bytes_after=cfg.output.stat().st_size,
