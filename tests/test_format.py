@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import zlib
 from pathlib import Path
 
@@ -444,3 +445,15 @@ def test_crafted_header_numbers_are_refused_by_name(tmp_path: Path, where: tuple
     with pytest.raises(LpqlError) as e, LpqlReader(path):
         pass
     assert e.value.ref == "lpql-bad-header"
+
+
+def test_tail_ranks_follow_the_spec_up_to_the_largest_header() -> None:
+    """Spec 4.1's ranks, against the float formula, and at 255 points of ImageNet-21K's 21,843 classes, where
+    m**j (10^1100) is past any float: the first version of tail_ranks overflowed there, on a header it accepts."""
+    from lpq.format.header import tail_ranks
+
+    for rest, points in [(190, 4), (9, 4), (996, 2), (100_000, 5)]:
+        m = rest - points + 1
+        assert tail_ranks(rest, points) == [j - 1 + math.floor(m ** (j / (points - 1)) + 1e-9) for j in range(points)]
+    ranks = tail_ranks(21_833, 255)
+    assert ranks[0] == 0 and ranks[-1] == 21_832 and bool(np.all(np.diff(ranks) > 0))

@@ -215,7 +215,7 @@ def tail_ranks(rest: int, points: int) -> list[int]:
     m, d = rest - points + 1, points - 1
     ranks = []
     for j in range(points):
-        target, f = m**j, round((m**j) ** (1 / d))
+        target, f = m**j, round(math.exp(j * math.log(m) / d))  # m**j itself overflows a float at 255 points
         while f**d > target:
             f -= 1
         while (f + 1) ** d <= target:
