@@ -30,9 +30,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 import torch
-from common import OUT, distilled_folder, load, section, stand_in_torch_home, table, write_result
+from common import OUT, distilled_folder, load, rounds, section, stand_in_torch_home, table, write_result
 from throughput import BATCH, RelabelLoop, labels_for
 from torch.utils.data import DataLoader
 
@@ -90,15 +89,7 @@ def fastest(run: Callable[[], object], repeats: int) -> dict[str, float]:
         with unchecked():
             run()
 
-    times: dict[str, list[float]] = {"checked": [], "unchecked": []}
-    order = np.random.default_rng(0)
-    for name in times:  # warm-up: caches read, workers' imports paid
-        (run if name == "checked" else before)()
-    for _ in range(repeats):
-        for name in order.permutation(list(times)):
-            t0 = cpu_seconds()
-            (run if name == "checked" else before)()
-            times[str(name)].append(cpu_seconds() - t0)
+    times = rounds({"checked": run, "unchecked": before}, repeats, clock=cpu_seconds)
     return {name: min(t) for name, t in times.items()}
 
 

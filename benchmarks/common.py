@@ -142,20 +142,22 @@ def write_result(name: str, data: dict) -> Path:
     return path
 
 
-def rounds(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
-    """Seconds of each run in each of ``repeats`` rounds, after one warm-up of each. Every round runs each once,
-    in an order drawn afresh (seeded), so that a slow spell of a noisy machine lands on all of them and no run
-    always follows the same other one: a run right after a heavy one pays for the caches and allocator state
-    that one leaves (measured: ~12 us of ~180 per MR-100 batch in benchmarks/storage.py)."""
+def rounds(
+    runs: dict[str, Callable[[], object]], repeats: int, clock: Callable[[], float] = time.perf_counter
+) -> dict[str, list[float]]:
+    """Seconds (of ``clock``) of each run in each of ``repeats`` rounds, after one warm-up of each. Every round
+    runs each once, in an order drawn afresh (seeded), so that a slow spell of a noisy machine lands on all of
+    them and no run always follows the same other one: a run right after a heavy one pays for the caches and
+    allocator state that one leaves (measured: ~12 us of ~180 per MR-100 batch in benchmarks/storage.py)."""
     for fn in runs.values():
         fn()
     times: dict[str, list[float]] = {name: [] for name in runs}
     order = np.random.default_rng(0)
     for _ in range(repeats):
         for name in order.permutation(list(runs)):
-            t0 = time.perf_counter()
+            t0 = clock()
             runs[name]()
-            times[name].append(time.perf_counter() - t0)
+            times[name].append(clock() - t0)
     return times
 
 

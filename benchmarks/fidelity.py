@@ -28,7 +28,6 @@ student sees and which a per-view distance counts in full (only students can cre
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +36,7 @@ from common import RESULTS, load, section, table, write_result
 
 from lpq.format import LpqlReader, Quant, TempSchedule
 from lpq.format.codecs import index_codec, value_codec
-from lpq.method.targets import stored_targets
+from lpq.method.targets import dense_targets
 from lpq.method.temperature import schedule_temperatures
 from lpq.method.topk import encode
 
@@ -82,26 +81,17 @@ def roundtrip(logits: np.ndarray, quant: Quant) -> tuple[torch.Tensor, torch.Ten
 def measure(logits: np.ndarray, quant: Quant, temps: list[float]) -> dict[str, list[float | None]]:
     """KL(full || code) (None where infinite), total variation and top-1 agreement at each temperature."""
     values, indices = roundtrip(logits, quant)
-    header = _Header(quant, logits.shape[1])
     full = torch.from_numpy(logits).double()
     kl: list[float | None] = []
     tv, agree = [], []
     for t in temps:
         p = torch.softmax(full / t, dim=1)
-        q = stored_targets(values, indices, header, t).double()  # type: ignore[arg-type]
+        q = dense_targets(values, indices, quant.scheme, logits.shape[1], t, quant.sample_temperature).double()
         lost = ((q == 0) & (p > 0)).any()
         kl.append(None if lost else float((p * (p.log() - q.log())).sum(dim=1).mean()))
         tv.append(float(0.5 * (p - q).abs().sum(dim=1).mean()))
         agree.append(float((q.argmax(dim=1) == p.argmax(dim=1)).double().mean()))
     return {"kl": kl, "tv": tv, "top1_agreement": agree}
-
-
-@dataclass(frozen=True)
-class _Header:
-    """What `stored_targets` reads of a label file's header."""
-
-    quant: Quant
-    num_classes: int
 
 
 def views(path: Path, count: int, seed: int = 0) -> np.ndarray:

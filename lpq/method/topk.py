@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from lpq.errors import LpqError
 from lpq.format.header import Quant, tail_ranks
 
 
@@ -73,6 +74,14 @@ def sample_classes(
     vals = np.take_along_axis(logits, idx, axis=1)
     order = np.argsort(-vals, axis=1, kind="stable")
     return np.take_along_axis(vals, order, axis=1).astype(np.float32), np.take_along_axis(idx, order, axis=1)
+
+
+def check_top_k(scheme: str, k: int, num_classes: int, tail: int) -> None:
+    """Refuse a k the classes cannot hold, and tail points more than the classes outside the top k."""
+    if not 1 <= k <= num_classes:
+        raise LpqError("bad-top-k", f"--top-k {k} must be between 1 and the {num_classes} classes")
+    if scheme == "tail" and num_classes - k < tail:
+        raise LpqError("bad-top-k", f"--tail-points {tail} need as many classes outside the top {k}")
 
 
 def encode(logits: np.ndarray, quant: Quant, seed: list[int]) -> tuple[np.ndarray, np.ndarray | None]:

@@ -19,7 +19,7 @@ from lpq.files import check_paths
 from lpq.format import Calibration, LpqlReader, LpqlWriter, Quant, TempSchedule
 from lpq.format.header import Scheme, ValueKind
 from lpq.method.temperature import for_k, kept_mass, middle_temperature
-from lpq.method.topk import encode
+from lpq.method.topk import check_top_k, encode
 
 
 class QuantizeConfig(BaseModel):
@@ -155,10 +155,7 @@ def quantize_file(cfg: QuantizeConfig) -> QuantizeResult:
             k, mass = choose_k(r, cfg.keep_mass, at_temp)
         else:
             k, mass = c if scheme == "none" else (min(10, c) if cfg.top_k is None else cfg.top_k), None
-        if not 1 <= k <= c:
-            raise LpqError("bad-top-k", f"--top-k {k} must be between 1 and the {c} classes")
-        if scheme == "tail" and c - k < cfg.tail_points:
-            raise LpqError("bad-top-k", f"--tail-points {cfg.tail_points} need as many classes outside the top {k}")
+        check_top_k(scheme, k, c, cfg.tail_points)
         if scheme == "none" and h.quant.scheme != "none":
             raise LpqError("quantize-lost", "top-k labels cannot become full labels again")
         quant = Quant.of(scheme, k, values, c, ms_temp, cfg.tail_points, cfg.sample_temp)
