@@ -26,6 +26,7 @@ committed report already holds for the same teacher and seeds.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import statistics
@@ -303,6 +304,26 @@ class Machine:
     workers: int | None = None
 
 
+class Ledger:
+    """The finished students of one report, by run folder and seed, written into its JSON as each one finishes.
+    Our machines start empty each session (run folders and label files are not committed, only the report), so a
+    student is reused when a later checkout has remade the same label file (its sha256: relabel is seeded, and the
+    benchmark pins its threads), and trained again when the labels differ."""
+
+    def __init__(self, report: Path, doc: dict, old: dict) -> None:
+        self.report, self.doc, self.lock = report, doc, threading.Lock()
+        doc["students"] = dict(old.get("students", {}))
+
+    def get(self, key: str, labels_sha: str) -> dict | None:
+        kept = self.doc["students"].get(key)
+        return kept["result"] if kept and kept["labels_sha256"] == labels_sha else None
+
+    def put(self, key: str, labels_sha: str, result: dict) -> None:
+        with self.lock:
+            self.doc["students"][key] = {"labels_sha256": labels_sha, "result": result}
+            self.report.write_text(json.dumps(self.doc, indent=2))
+
+
 def students(
     d: Dataset,
     root: Path,
@@ -314,21 +335,31 @@ def students(
     run: str,
     epochs: int = 0,
     machine: Machine = Machine(),
+    ledger: Ledger | None = None,
 ) -> dict:
     """``seeds`` students on the cell's labels (RUN/seed-<s>/, as `lpq train --seeds` lays them out); the cell's
-    row of the report."""
+    row of the report. A ``ledger`` keeps each finished student and hands back those an earlier checkout
+    finished on the same label file."""
     out = root / "runs" / run
     epochs = epochs or d.label_epochs
     workers = [] if machine.workers is None else ["--workers", machine.workers]
     size = ["--input-size", d.student_size] if d.student_size else []
 
+    labels_sha = hashlib.sha256(lab.read_bytes()).hexdigest()
+
     def one(seed: int) -> dict:
         folder_s = out / f"seed-{seed}"
+        key = f"{run}/seed-{seed}"
+        if ledger and (kept := ledger.get(key, labels_sha)):
+            return kept
         resume = ["--resume"] if (folder_s / "state.pt").exists() or (folder_s / "result.json").exists() else []
-        return lpq(
+        result = lpq(
             "train", folder, lab, "--eval-data", data, "--epochs", epochs, "--evals", 1, "--seed", seed,
             *RECIPES[cell.recipe], *size, *workers, "-o", folder_s, *resume,
         )  # fmt: skip
+        if ledger:
+            ledger.put(key, labels_sha, result)
+        return result
 
     with ThreadPoolExecutor(seeds if machine.jobs > 1 else 1) as pool:
         runs = list(pool.map(one, range(seeds)))
@@ -526,7 +557,7 @@ def claim(
     done = {(r["name"], r["recipe"]): r for r in old.get("cells", []) if same and len(r["top1"]) == seeds}
     doc = report_doc(d, ipc, seeds, epochs, teacher_doc)
     doc["images"] = {k: manifest[k] for k in ("teacher_top1", "within_class_cosine", "settings")}
-    lock = threading.Lock()
+    ledger = Ledger(report, doc, old if same else {})
 
     def measure(cell: Cell) -> None:
         key = (cell.name, cell.recipe)
@@ -535,8 +566,9 @@ def claim(
         else:
             run = f"claim-ipc{ipc}-e{epochs}/{cell.run_name()}-{slug(cell.recipe)}"
             lab = labels(d, root, folder, cell, ipc, epochs=epochs)
-            row = {**students(d, root, data, folder, lab, cell, seeds, run, epochs, machine), "teacher_sha256": sha}
-        with lock:
+            row = students(d, root, data, folder, lab, cell, seeds, run, epochs, machine, ledger)
+            row["teacher_sha256"] = sha
+        with ledger.lock:
             doc["cells"].append(row)
             order = {(c.name, c.recipe): i for i, c in enumerate(claim_cells(d))}
             doc["cells"].sort(key=lambda r: order[(r["name"], r["recipe"])])
@@ -589,13 +621,14 @@ def frontier(d: Dataset, root: Path, data: str, ipc: int, seeds: int, epochs: in
     old = json.loads(report.read_text()) if report.exists() else {}
     done = {r["name"]: r for r in old.get("cells", []) if old.get("epochs") == epochs and len(r["top1"]) == seeds}
     doc = report_doc(d, ipc, seeds, epochs, teacher_doc)
+    ledger = Ledger(report, doc, old if old.get("epochs") == epochs else {})
     for cell in frontier_cells(teacher_doc["classes"]):
         if cell.name in done and done[cell.name].get("teacher_sha256") == manifest["teacher_sha256"]:
             row = done[cell.name]
         else:
             lab = labels(d, root, folder, cell, ipc, epochs=epochs)
             run = f"frontier-ipc{ipc}-e{epochs}/{cell.run_name()}-{slug(cell.recipe)}"
-            row = students(d, root, data, folder, lab, cell, seeds, run, epochs, machine)
+            row = students(d, root, data, folder, lab, cell, seeds, run, epochs, machine, ledger)
             row["teacher_sha256"] = manifest["teacher_sha256"]
         doc["cells"].append(row)
         report.write_text(json.dumps(doc, indent=2))
@@ -679,7 +712,8 @@ def claim_section(doc: dict | None, cmd: str, title: str, cost: str) -> list[str
     """RESULTS.md's section for --claim: the 2x2 with its variants, byte check, CA edge shares, the headroom and the
     verdict, in the regime of the document (its teacher, images and student size)."""
     if not doc or not doc["cells"]:
-        return [*section(title, cmd), f"Not measured yet: the command above runs it ({cost}, resumable).", ""]
+        trained = f"; {len(doc['students'])} students trained so far" if doc and doc.get("students") else ""
+        return [*section(title, cmd), f"Not measured yet: the command above runs it ({cost}, resumable){trained}.", ""]
     t, im, ds = doc["teacher"], doc["images"], doc["dataset"]
     out = section(f"{title} ({t['classes']} classes)", cmd)
     out += machine_note(doc)

@@ -26,6 +26,9 @@ def test_fresh_resume_and_takeover_follow_one_rule(tmp_path: Path, beside: bool)
     record = RunRecord.beside(tmp_path / "t.lpqt") if beside else RunRecord(tmp_path / "run")
     a, b = {"lr": 0.1}, {"lr": 0.2}
     record.check(a, resume=True)  # --resume where nothing is: a fresh start (rerunning a command finishes a job)
+    record.log.parent.mkdir(parents=True, exist_ok=True)
+    record.log.write_text("took over the lock of pid 1, which is no longer running\n")
+    record.check(a, resume=True)  # killed after its lock's log line, before it recorded its settings: the same
     record.start(a)
     record.append(Row(epoch=1, loss=2.0))
     record.check(b, resume=False)  # only the record's own files: no progress saved, a fresh run takes over
@@ -39,7 +42,9 @@ def test_fresh_resume_and_takeover_follow_one_rule(tmp_path: Path, beside: bool)
     record.check(a, resume=True)
     names = sorted(p.name for p in tmp_path.rglob("*") if p.is_file())
     prefix = "t.lpqt." if beside else ""
-    assert names == sorted(f"{prefix}{n}" for n in ("config.json", "metrics.jsonl", "metrics.csv", "state.pt"))
+    assert names == sorted(
+        f"{prefix}{n}" for n in ("config.json", "log.txt", "metrics.jsonl", "metrics.csv", "state.pt")
+    )
 
 
 def test_metrics_rows_and_csv_agree_and_trim(tmp_path: Path) -> None:

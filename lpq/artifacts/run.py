@@ -223,7 +223,8 @@ class RunRecord:
         input) leaves the place as it was. ``unstarted``: the run's own files that, alone, mean it saved no
         progress yet."""
         held = self.held()
-        if resume and held:
+        started = held - RECORD - unstarted
+        if resume and (CONFIG in held or started):  # a run killed before it recorded its settings starts afresh
             saved = self.read_json(CONFIG)
             saved = _as_recorded(saved, identity) if isinstance(saved, dict) else saved
             if saved != identity:  # where the run lies is no setting (older records hold it): a moved run resumes
@@ -233,7 +234,7 @@ class RunRecord:
                     f"{self.where} holds a {self.what} with other settings{differ}",
                     "resume with the same settings, or choose another -o",
                 )
-        elif held - RECORD - unstarted:
+        elif started:
             raise LpqError(
                 "run-exists",
                 f"{self.where} already holds a {self.what}",
