@@ -116,6 +116,7 @@ def train_rates(folder: Path, labels: Path, steps: int) -> dict[str, float]:
     from lpq.data import open_images
     from lpq.format import LpqlReader, StudentTemp
     from lpq.method.batches import BatchDraw, StoredBatches
+    from lpq.method.loss import StudentTemperature
     from lpq.runtime import Precision
     from lpq.stages.train import Student, TrainConfig, train_epoch
 
@@ -130,7 +131,9 @@ def train_rates(folder: Path, labels: Path, steps: int) -> dict[str, float]:
 
     def run() -> None:
         batches = iter(DataLoader(data, sampler=draw, batch_size=None, num_workers=1, prefetch_factor=4))
-        train_epoch(student, batches, steps, header, cfg, 4.0, 1.0, images.labels, lambda _info: None)
+        train_epoch(
+            student, batches, steps, header, cfg, 4.0, StudentTemperature(1.0), images.labels, lambda _info: None
+        )
 
     def loader() -> None:
         batches = iter(DataLoader(data, sampler=draw, batch_size=None, num_workers=0))

@@ -113,6 +113,7 @@ def train_vs_plain(folder: Path, labels: Path, steps: int) -> dict[str, float]:
     from lpq.data import open_images
     from lpq.format import LpqlReader, StudentTemp
     from lpq.method.batches import BatchDraw, StoredBatches
+    from lpq.method.loss import StudentTemperature
     from lpq.runtime import Precision
     from lpq.stages.train import Student, TrainConfig, make_targets, train_epoch
 
@@ -132,7 +133,9 @@ def train_vs_plain(folder: Path, labels: Path, steps: int) -> dict[str, float]:
     next(loader)
 
     def ours() -> None:
-        train_epoch(student, loader, steps, header, cfg, 4.0, 1.0, images.labels, lambda _info: None)
+        train_epoch(
+            student, loader, steps, header, cfg, 4.0, StudentTemperature(1.0), images.labels, lambda _info: None
+        )
 
     def plain() -> None:
         net, opt = student.model, student.opt

@@ -7,6 +7,7 @@ WORLD_SIZE/RANK; commands that can share work call ``init_distributed`` and spli
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -106,3 +107,12 @@ class Precision:
     def inputs(self, x: torch.Tensor) -> torch.Tensor:
         """A batch on the device (asynchronously from pinned memory) in the model's memory format."""
         return x.to(self.device, non_blocking=True, memory_format=self.memory_format)
+
+    def forward(self, net: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+        """``net`` on a batch as this precision runs it (on the device, under autocast), its output in float32."""
+
+        def run(x: torch.Tensor) -> torch.Tensor:
+            with self.autocast():
+                return net(self.inputs(x)).float()
+
+        return run

@@ -92,6 +92,18 @@ MUTANTS = [  # (behaviour broken, file, original line, broken line)
         "every = s.every",
     ),
     (
+        "CA's refit computed but not trained with",
+        "lpq/method/loss.py",
+        "self.value = share(fitted)\n        return self.value",
+        "return share(fitted)",
+    ),
+    (
+        "8-bit codes rounded down instead of to the nearest level",
+        "lpq/format/codecs.py",
+        "codes = np.where(s > 0, np.rint((top - v) / s), 0)",
+        "codes = np.where(s > 0, np.floor((top - v) / s), 0)",
+    ),
+    (
         "CA picks the worst temperature",
         "lpq/method/loss.py",
         "return float(grid[int(losses.argmin())])",

@@ -1,7 +1,7 @@
 """The method's numerics against independent references: torchvision's transforms, numpy and hand-computed values.
 
 Each test guards one behaviour of the method (replay, targets, DKR schedules, CA, BN matching, top-k
-quantization) by computing the expected value without lpq's code for it, so a bug shared by relabel and
+quantization, 8-bit codes) by computing the expected value without lpq's code for it, so a bug shared by relabel and
 training, or by an encoder and its decoder, fails here. Run them alone with ``pytest -m reference``.
 """
 
@@ -18,9 +18,10 @@ from lpql_factory import make_header, make_records, write_file
 
 from lpq.data.sources import ImageSet
 from lpq.format import LpqlReader, TempSchedule
+from lpq.format.codecs import IntCodec
 from lpq.format.rng import SampleAugment
 from lpq.method.bn import BNMatcher
-from lpq.method.loss import fit_student_temperature
+from lpq.method.loss import StudentTemperature, fit_student_temperature
 from lpq.method.replay import BatchPlan, render, scale_box
 from lpq.method.targets import dense_targets, record_targets
 from lpq.method.temperature import teacher_temperature
@@ -197,6 +198,78 @@ def test_ca_fit_is_the_brute_force_minimum_of_the_kl() -> None:
         torch.from_numpy(logits).float(), torch.from_numpy(target).float(), torch.tensor(grid)
     )
     assert got == pytest.approx(best, abs=1e-6) and 0.01 < best < 1.0  # an interior minimum, not the edge
+
+
+def _kl_numpy(logits: np.ndarray, target: np.ndarray, t: float) -> float:
+    """KL(target || softmax(logits / t)), batch mean, in float64."""
+    z = logits.astype(np.float64) / t
+    log_q = z - z.max(1, keepdims=True)
+    log_q -= np.log(np.exp(log_q).sum(1, keepdims=True))
+    return float((target * (np.log(np.clip(target, 1e-300, None)) - log_q)).sum(1).mean())
+
+
+def test_ca_refit_is_the_temperature_the_next_epoch_trains_with() -> None:
+    """first-batches: after an epoch, T_s is the grid's KL minimum on the epoch's first ``keep`` batches re-run in
+    eval mode (dropout off: the training-mode outputs would give another fit), and the next loss uses it."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Dropout(0.5))
+    xs = [torch.randn(16, 6) for _ in range(3)]
+    with torch.no_grad():
+        clean = [model[0](x) for x in xs]
+    gen = torch.Generator().manual_seed(1)
+    targets = [torch.softmax(c / 0.3 + 0.3 * torch.randn(c.shape, generator=gen), 1) for c in clean]
+    grid = torch.linspace(0.05, 1.0, 20)
+    temps = StudentTemperature(1.0, fit="first-batches", grid=grid, keep=2)
+    assert temps.start_epoch(teacher_temp=6.0) == 1.0
+    model.train()
+    for x, target in zip(xs, targets):
+        temps.observe(x, model(x), target)
+    fitted = temps.refit(model)
+
+    kept_logits = torch.cat(clean[:2]).numpy()  # eval mode: the linear layer alone
+    kept_targets = torch.cat(targets[:2]).double().numpy()
+    want = float(grid[int(np.argmin([_kl_numpy(kept_logits, kept_targets, float(t)) for t in grid]))])
+    assert fitted == pytest.approx(want) and temps.value == pytest.approx(want) and want != 1.0
+    assert temps.start_epoch(teacher_temp=4.0) == pytest.approx(want)  # a fixed-then-fitted T_s ignores T
+    loss = temps.loss(clean[2], targets[2])  # the next epoch's loss, at the fitted T_s
+    assert float(loss) == pytest.approx(_kl_numpy(clean[2].numpy(), targets[2].double().numpy(), want), rel=1e-5)
+
+
+def test_ca_last_batch_fits_the_last_steps_training_mode_output_and_follow_takes_t() -> None:
+    """last-batch: the authors fit T_s on the epoch's last step as it was trained (its logits, not a re-run);
+    follow: T_s is the epoch's teacher temperature."""
+    torch.manual_seed(0)
+    target = torch.softmax(torch.randn(16, 5) * 3, dim=1)
+    logits = torch.log(target) * 0.25  # softmax(logits / 0.25) == target
+    temps = StudentTemperature(1.0, fit="last-batch", grid=torch.linspace(0.05, 1.0, 20))
+    temps.start_epoch(teacher_temp=6.0)
+    temps.observe(torch.randn(16, 4), torch.randn(16, 5), torch.softmax(torch.randn(16, 5), 1))
+    temps.observe(torch.randn(16, 4), logits, target)
+    unused = torch.nn.Linear(4, 5)  # its outputs would fit another T_s
+    assert temps.refit(unused) == pytest.approx(0.25)
+    assert float(temps.loss(logits, target)) == pytest.approx(0.0, abs=1e-5)
+
+    follow = StudentTemperature(1.0, follow=True)
+    assert follow.start_epoch(teacher_temp=9.8) == 9.8 and follow.refit(unused) == 9.8
+    want = _kl_numpy(logits.numpy(), target.double().numpy(), 9.8)
+    assert float(follow.loss(logits, target)) == pytest.approx(want, rel=1e-5)
+
+
+@pytest.mark.parametrize("relative", [False, True], ids=["absolute", "relative"])
+def test_8_bit_codes_round_to_the_nearest_level(relative: bool) -> None:
+    """Spec 5.2: each row stores its step (float16 scale, first) and codes round((hi - v) / step); a value decodes
+    within half a step of itself (nearest level), with no bias, not up to a whole step (codes rounded down)."""
+    rng = np.random.default_rng(4)
+    values = (rng.normal(0, 3, (64, 12)) + rng.normal(0, 5, (64, 1))).astype(np.float32)
+    codec = IntCodec(bits=8, relative=relative, by_sample=False)
+    data = codec.encode(values)
+    decoded = codec.decode(data, 64, 12)
+    step = np.frombuffer(data, "<f2", 64).astype(np.float64)[:, None]  # the row's scale, read as the spec lays it
+    if relative:  # decoded logits are relative to the row maximum
+        decoded = decoded + values.max(1, keepdims=True)
+    err = decoded.astype(np.float64) - values
+    assert np.all(np.abs(err) <= step / 2 + 1e-4 * np.abs(values) + 1e-6)
+    assert abs(err.mean()) < 0.05 * step.mean()  # rounding down would shift every value by half a step on average
 
 
 def test_bn_matching_loss_weighs_the_first_layer_and_both_moments() -> None:

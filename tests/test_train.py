@@ -332,30 +332,6 @@ def test_ca_fit_grid_and_follow_from_cli_and_config(compact_labels: Path, tmp_pa
         assert result.exit_code == 2 and "bad-option" in result.output, result.output
 
 
-def test_ca_last_batch_fits_the_last_steps_training_mode_output() -> None:
-    """The authors fit T_s on the epoch's last batch as the training step saw it; a model whose train and eval
-    outputs differ (dropout) shows which one was used."""
-    from lpq.stages.train import EpochStats, calibrate_student
-
-    torch.manual_seed(0)
-    target = torch.softmax(torch.randn(16, 5) * 3, dim=1)
-    logits = torch.log(target) * 0.25  # softmax(logits / 0.25) == target
-    model = torch.nn.Linear(4, 5)
-    grid = torch.linspace(0.05, 1.0, 20)
-    stats = EpochStats(0.0, 0.0, 0.0, [], logits, [target])
-
-    class CPU:
-        device = torch.device("cpu")
-
-        def autocast(self):
-            return torch.autocast("cpu", enabled=False)
-
-        def inputs(self, x: torch.Tensor) -> torch.Tensor:
-            return x
-
-    assert calibrate_student(model, stats, grid, CPU(), world=1) == pytest.approx(0.25)
-
-
 def test_ranks_sharing_a_gpu_use_gloo(monkeypatch: pytest.MonkeyPatch) -> None:
     from lpq.runtime import backend
 

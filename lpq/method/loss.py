@@ -1,15 +1,24 @@
-"""The distillation loss and Calibrated Alignment's temperature fit (LPQLD stage 6).
+"""The distillation loss and Calibrated Alignment (LPQLD stage 6).
 
-Loss: KL(target || softmax(student / T_s)), batch mean. CA refits T_s each epoch as the grid value that
-minimizes that KL on some of the epoch's batches.
+Loss: KL(target || softmax(student / T_s)), batch mean. The student temperature T_s of a run is one
+`StudentTemperature`: fixed, following the teacher's T each epoch, or refitted after every epoch by CA as the
+grid value that minimizes that KL on some of the epoch's batches. A training loop asks it for the loss, so a
+refitted T_s is the one the next epoch trains with.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
 import torch
 import torch.nn.functional as F
+from torch import nn
 
+from lpq.choices import CaFit
 from lpq.format import StudentTemp
+
+CALIBRATION_BATCHES = 8  # stored batches CA fits T_s on after each epoch (first-batches)
 
 
 def kd_loss(
@@ -33,3 +42,74 @@ def fit_student_temperature(logits: torch.Tensor, target: torch.Tensor, grid: to
     grid = ca_grid() if grid is None else grid
     losses = torch.stack([kd_loss(logits, target, float(t)) for t in grid])
     return float(grid[int(losses.argmin())])
+
+
+@dataclass
+class StudentTemperature:
+    """T_s through a run. ``follow``: the epoch's teacher T (the authors' default without CA). ``fit``: CA refits
+    T_s after every epoch on what the epoch kept: its first ``keep`` batches re-run in eval mode
+    (``first-batches``), or its last step's training-mode logits from before the optimizer step, as the authors'
+    code fits it (``last-batch``). Otherwise ``value`` stays fixed.
+
+        temps = StudentTemperature(1.0, fit="first-batches")
+        for epoch in range(epochs):
+            temps.start_epoch(teacher_temp)
+            for x, target in batches:
+                logits = model(x)
+                loss = temps.loss(logits, target)
+                temps.observe(x, logits, target)
+                ...
+            temps.refit(model)
+    """
+
+    value: float
+    follow: bool = False
+    fit: CaFit | None = None
+    grid: torch.Tensor = field(default_factory=ca_grid)
+    keep: int = CALIBRATION_BATCHES
+    _inputs: list[torch.Tensor] = field(default_factory=list, repr=False)
+    _targets: list[torch.Tensor] = field(default_factory=list, repr=False)
+    _last: torch.Tensor | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.follow and self.fit:
+            raise ValueError("a student temperature that follows the teacher's is not fitted too")
+
+    def start_epoch(self, teacher_temp: float) -> float:
+        """T_s of the epoch at teacher temperature ``teacher_temp``; forgets what the last epoch kept."""
+        if self.follow:
+            self.value = teacher_temp
+        self._inputs, self._targets, self._last = [], [], None
+        return self.value
+
+    def loss(self, logits: torch.Tensor, target: torch.Tensor, teacher_temp: float | None = None) -> torch.Tensor:
+        """`kd_loss` at the current T_s (times T^2 with ``teacher_temp``)."""
+        return kd_loss(logits.float(), target, self.value, teacher_temp)
+
+    def observe(self, inputs: torch.Tensor, logits: torch.Tensor, target: torch.Tensor) -> None:
+        """Keep what CA will fit on from one training step."""
+        if self.fit == "last-batch":
+            self._last, self._targets = logits.detach().float(), [target]
+        elif self.fit == "first-batches" and len(self._inputs) < self.keep:
+            self._inputs.append(inputs)
+            self._targets.append(target)
+
+    def refit(
+        self,
+        model: nn.Module,
+        forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        share: Callable[[float], float] = float,
+    ) -> float:
+        """CA after an epoch: T_s becomes the grid value minimizing the KL on what the epoch kept; returns it.
+        ``forward`` runs the model on kept inputs (default: ``model`` itself; a loop with autocast passes its
+        own); ``share`` makes every process of a distributed run take rank 0's value."""
+        if self.fit is None:
+            return self.value
+        logits = self._last
+        if logits is None:
+            model.eval()
+            with torch.no_grad():
+                logits = torch.cat([(forward or model)(x).float() for x in self._inputs])
+        fitted = fit_student_temperature(logits.cpu(), torch.cat(self._targets).cpu(), self.grid)
+        self.value = share(fitted)
+        return self.value

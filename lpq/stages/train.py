@@ -53,7 +53,7 @@ from lpq.errors import LpqError
 from lpq.files import atomic, write_model
 from lpq.format import Header, LpqlReader, ScheduleKind, StudentTemp, TempSchedule
 from lpq.method.batches import BatchDraw, ReplayedBatch, StoredBatches, shard_rows
-from lpq.method.loss import fit_student_temperature, kd_loss
+from lpq.method.loss import StudentTemperature
 from lpq.method.replay import check_images, view_input
 from lpq.method.targets import hard_targets, stored_targets
 from lpq.method.temperature import teacher_temperature
@@ -72,7 +72,6 @@ RUN_ONLY = {
     "tensorboard",
     "wandb",
 }  # settings that may differ when resuming
-CALIBRATION_BATCHES = 8  # stored batches the student temperature is fitted on after each epoch
 TEMPERATURE_OPTIONS = ("temp_schedule", "start_temp", "floor_temp", "temp_factor", "temp_every")
 
 
@@ -298,9 +297,6 @@ class EpochStats:
     loss: float
     agreement: float
     seconds: float
-    fit_inputs: list[torch.Tensor]  # first-batches: inputs re-run in eval mode after the epoch
-    fit_logits: torch.Tensor | None  # last-batch: the last step's training-mode logits (B, C)
-    fit_targets: list[torch.Tensor]
 
 
 def make_targets(
@@ -319,21 +315,19 @@ def train_epoch(
     header: Header,
     cfg: TrainConfig,
     temp: float,
-    student_temp: float,
+    temps: StudentTemperature,
     image_classes: torch.Tensor,
     advance: Callable[[str], None],
     rank: int = 0,
     world: int = 1,
 ) -> EpochStats:
-    """One epoch of KD steps; keeps what the temperature fit (``cfg.ca_fit``) needs. Under torchrun each rank
+    """One epoch of KD steps at teacher temperature ``temp``, the loss at ``temps``' T_s, which keeps what its
+    refit needs. Under torchrun each rank
     trains on its slice of every stored batch, its loss weighted by the slice's share, so the averaged gradient
     is the whole batch's and a step is one process's step (BatchNorm: per slice on CPU, synchronized on GPUs)."""
     student.net.train()
     t0 = time.perf_counter()
     loss_sum = agree = seen = 0.0
-    inputs: list[torch.Tensor] = []
-    targets: list[torch.Tensor] = []
-    last: torch.Tensor | None = None
     precision, scaler = student.precision, student.scaler
     for _ in range(steps):
         batch = next(batches)
@@ -342,7 +336,7 @@ def train_epoch(
         target = target[rows].to(precision.device, non_blocking=True)
         with precision.autocast():
             logits = student.net(precision.inputs(batch.inputs[rows]))
-        loss = kd_loss(logits.float(), target, student_temp, temp if cfg.t2_scaling else None)
+        loss = temps.loss(logits, target, temp if cfg.t2_scaling else None)
         student.opt.zero_grad(set_to_none=True)
         scaler.scale(loss * weight).backward()
         scaler.step(student.opt)
@@ -352,30 +346,16 @@ def train_epoch(
             loss_sum += loss.item() * len(target)
             agree += float((logits.argmax(1) == target.argmax(1)).sum())
             seen += len(target)
-        if cfg.calibrate and cfg.ca_fit == "last-batch":
-            last, targets = logits.detach().float(), [target]
-        elif cfg.calibrate and len(inputs) < CALIBRATION_BATCHES:
-            inputs.append(batch.inputs[rows])
-            targets.append(target)
-        advance(f"loss {loss_sum / seen:.4f} T {temp:.2f} Ts {student_temp:.2f}")
-    return EpochStats(loss_sum / seen, 100 * agree / seen, time.perf_counter() - t0, inputs, last, targets)
+        temps.observe(batch.inputs[rows], logits, target)
+        advance(f"loss {loss_sum / seen:.4f} T {temp:.2f} Ts {temps.value:.2f}")
+    return EpochStats(loss_sum / seen, 100 * agree / seen, time.perf_counter() - t0)
 
 
-def calibrate_student(
-    model: nn.Module, stats: EpochStats, grid: torch.Tensor, precision: Precision, world: int
-) -> float:
-    """Calibrated Alignment: refit T_s on what the epoch kept (rank 0's), shared with all ranks."""
-    logits = stats.fit_logits
-    if logits is None:
-        model.eval()
-        with torch.no_grad(), precision.autocast():
-            logits = torch.cat([model(precision.inputs(x)).float() for x in stats.fit_inputs])
-    value = torch.tensor([fit_student_temperature(logits.cpu(), torch.cat(stats.fit_targets).cpu(), grid)])
-    if world > 1:
-        import torch.distributed as dist
-
-        dist.broadcast(value, src=0)
-    return float(value[0])
+def student_temperature(cfg: TrainConfig, first: float) -> StudentTemperature:
+    """T_s of a (resolved) run, starting at ``first``: fixed, following the teacher's, or refitted by CA."""
+    lo, hi, points = cfg.grid()
+    fit = cfg.ca_fit if cfg.calibrate else None
+    return StudentTemperature(first, cfg.student_temp == "follow", fit, torch.linspace(lo, hi, points))
 
 
 def _read_labels(path: Path) -> tuple[Header, TempSchedule | None, StudentTemp]:
@@ -442,15 +422,20 @@ def _edge_share(lines: list[EpochMetrics], lo: float, hi: float) -> float:
     return edge / max(len(fits), 1)
 
 
-def _from_rank0(values: tuple[float, float], world: int) -> tuple[float, float]:
-    """Rank 0's evaluation, for every rank (only rank 0 evaluates)."""
+def _from_rank0(values: tuple[float, ...], world: int) -> tuple[float, ...]:
+    """Rank 0's values, for every rank (only rank 0 evaluates; CA fits on rank 0's batches)."""
     if world == 1:
         return values
     import torch.distributed as dist
 
     t = torch.tensor(values, dtype=torch.float64)
     dist.broadcast(t, src=0)
-    return float(t[0]), float(t[1])
+    return tuple(float(v) for v in t)
+
+
+def _share(world: int) -> Callable[[float], float]:
+    """CA's fitted T_s as every rank takes it: rank 0's."""
+    return lambda value: _from_rank0((value,), world)[0]
 
 
 def timed_evaluation(
@@ -490,6 +475,7 @@ def _train(cfg: TrainConfig, show: bool | Show) -> TrainResult:
     first_temp = teacher_temperature(temperatures, 0, cfg.epochs) if cfg.student_temp == "follow" else cfg.student_temp
     resumed = cfg.resume and (cfg.output / STATE).exists()  # else: killed before its first checkpoint, start over
     start, student_temp = student.resume(cfg.output / STATE) if resumed else (0, first_temp)
+    temps = student_temperature(cfg, student_temp)
     if resumed and rank == 0:
         _check_progress(record, start, cfg.epochs)
     if rank == 0:  # epochs after the checkpoint are redone
@@ -507,26 +493,20 @@ def _train(cfg: TrainConfig, show: bool | Show) -> TrainResult:
         pin_memory=device.type == "cuda",
     )
     evaluation = image_batches(evalset, view_input(header, cfg.input_size), batch_size=512, workers=workers)
-    lo, hi, points = cfg.grid()
-    grid = torch.linspace(lo, hi, points)
     evaluate_after = eval_epochs(cfg.epochs, cfg.evals)
     with progress(show if rank == 0 else False, log=record.log if rank == 0 else None) as bar:
         task = bar.add_task(f"train student {cfg.output.name}", total=(end - start) * steps, info="")
         batches = iter(loader)
         for epoch in range(start, end):
             temp = teacher_temperature(temperatures, epoch, cfg.epochs)
-            if cfg.student_temp == "follow":
-                student_temp = temp
+            student_temp = temps.start_epoch(temp)
 
             def advance(info: str, epoch: int = epoch) -> None:
                 bar.update(task, advance=1, info=f"epoch {epoch + 1} {info}")
 
-            stats = train_epoch(
-                student, batches, steps, header, cfg, temp, student_temp, images.labels, advance, rank, world
-            )
+            stats = train_epoch(student, batches, steps, header, cfg, temp, temps, images.labels, advance, rank, world)
             t0 = time.perf_counter()
-            if cfg.calibrate:
-                student_temp = calibrate_student(student.model, stats, grid, precision, world)
+            student_temp = temps.refit(student.model, precision.forward(student.model), _share(world))
             seconds = stats.seconds + time.perf_counter() - t0
             train_seconds += seconds
             metrics = EpochMetrics(
@@ -566,7 +546,7 @@ def _train(cfg: TrainConfig, show: bool | Show) -> TrainResult:
         label_scheme=f"{q.name} {q.values.id} x{header.prune.ratio:g}",
         train_seconds=train_seconds,
         eval_seconds=eval_seconds,
-        ca_edge_share=_edge_share(record.rows(EpochMetrics), lo, hi) if cfg.calibrate and rank == 0 else None,
+        ca_edge_share=_edge_share(record.rows(EpochMetrics), *cfg.grid()[:2]) if cfg.calibrate and rank == 0 else None,
     )
     if rank == 0 and end == cfg.epochs:
         record.finish(result)
