@@ -166,10 +166,10 @@ def child(task: str, folder: Path, workers: int) -> None:
 
     from lpq.artifacts.teacher import pretrained_input
     from lpq.data import batches, open_split
+    from lpq.method.bn import record_class_stats
     from lpq.models import build_model, evaluate
     from lpq.models.weights import load_into, read_weights
     from lpq.runtime import Precision
-    from lpq.stages.squeeze import record_class_stats
 
     weights = read_weights("torchvision:resnet18.IMAGENET1K_V1")
     spec = pretrained_input(weights)

@@ -17,8 +17,8 @@ from common import OUT, alternate, cifar_folder, load, section, tiny_folder, wri
 
 from lpq.artifacts.teacher import load_teacher
 from lpq.data import load_split
+from lpq.method.bn import record_class_stats
 from lpq.runtime import Precision
-from lpq.stages.squeeze import record_class_stats
 
 FOLDERS = {"cifar10": cifar_folder, "tiny": lambda: tiny_folder(32)}
 

@@ -24,8 +24,9 @@ from common import OUT, RESULTS, TEACHER, alternate, load, section, table, write
 from PIL import Image
 
 from lpq.artifacts.teacher import load_teacher
+from lpq.method.synthesis import optimize_images
 from lpq.runtime import Precision
-from lpq.stages.synth import SynthConfig, optimize_group, synthesize
+from lpq.stages.synth import SynthConfig, synthesize
 
 
 def contact_sheet(folder: Path, classes: list[str], per_class: int, path: Path, scale: int = 3) -> None:
@@ -49,9 +50,8 @@ def step_rates(teacher_path: Path, ipc: int, steps: int = 20) -> tuple[float, fl
     cfg = SynthConfig(teacher=teacher_path, iterations=steps).resolved(s)
 
     def synth_run() -> None:
-        optimize_group(
-            t, labels, targets, cfg, torch.Generator().manual_seed(0), Precision.choose("none", torch.device("cpu"))
-        )
+        cpu = Precision.choose("none", torch.device("cpu"))
+        optimize_images(t, labels, targets, cfg.steps(), torch.Generator().manual_seed(0), cpu)
 
     def plain_run() -> None:
         x = torch.randn(ipc, 3, s, s, requires_grad=True)

@@ -212,9 +212,10 @@ def relabel_vs_forward(folder: Path, batches: int) -> dict[str, float]:
 def synth_vs_plain(ipc: int, steps: int) -> dict[str, float]:
     """A synthesis step (BN hooks, moments, augmentation, Adam, clamp) against plain forward+backward."""
     from lpq.artifacts.teacher import ClassStats, Teacher, TeacherMeta
+    from lpq.method.synthesis import optimize_images
     from lpq.models import bn_layers, build_model
     from lpq.runtime import Precision
-    from lpq.stages.synth import SynthConfig, optimize_group
+    from lpq.stages.synth import SynthConfig
 
     net = build_model("resnet18", CLASSES, SIZE).eval()
     for p in net.parameters():
@@ -245,7 +246,7 @@ def synth_vs_plain(ipc: int, steps: int) -> dict[str, float]:
     cpu = Precision.choose("none", torch.device("cpu"))
 
     def synth() -> None:
-        optimize_group(teacher, labels, targets, cfg, torch.Generator().manual_seed(0), cpu)
+        optimize_images(teacher, labels, targets, cfg.steps(), torch.Generator().manual_seed(0), cpu)
 
     def plain() -> None:
         x = torch.randn(ipc, 3, SIZE, SIZE, requires_grad=True)

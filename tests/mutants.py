@@ -86,6 +86,18 @@ MUTANTS = [  # (behaviour broken, file, original line, broken line)
         "term = torch.norm(mu - t_mu, 2)",
     ),
     (
+        "class statistics keep the second moment, not the variance",
+        "lpq/method/bn.py",
+        "(s2 / n[:, None] - mean * mean).clamp(min=0)",
+        "(s2 / n[:, None]).clamp(min=0)",
+    ),
+    (
+        "class statistics summed into the wrong class",
+        "lpq/method/bn.py",
+        "acc[0].index_add_(0, self.labels, s1)",
+        "acc[0].index_add_(0, self.labels.roll(1), s1)",
+    ),
+    (
         "DKR step period not scaled to the run",
         "lpq/method/temperature.py",
         "every = max(1, round(s.every * epochs / METHOD_EPOCHS))",

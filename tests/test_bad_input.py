@@ -324,7 +324,7 @@ STAGES = [  # (case, command line, the step that Ctrl-C interrupts)
     ("relabel", "relabel digits --teacher {T} --epochs 1 -o {W}/o.lpql", "lpq.stages.relabel.label_part"),
     ("export", "export {L} -o {W}/ex", "torch.save"),
     ("squeeze", "squeeze --data digits --epochs 1 -o {W}/t.lpqt", "lpq.stages.squeeze.fit"),
-    ("synth", "synth --teacher {T} --iterations 2 -o {W}/syn", "lpq.stages.synth.optimize_group"),
+    ("synth", "synth --teacher {T} --iterations 2 -o {W}/syn", "lpq.stages.synth.optimize_images"),
     ("train", "train digits {R} --epochs 1 -o {W}/run", "lpq.stages.train.train_epoch"),
 ]
 

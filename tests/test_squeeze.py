@@ -15,9 +15,9 @@ from lpq.artifacts.teacher import load_teacher
 from lpq.cli.app import app
 from lpq.data import ImageSet, InputSpec, batches, load_split
 from lpq.errors import LpqError
+from lpq.method.bn import record_class_stats
 from lpq.models import MODELS, bn_layers, build_model
 from lpq.runtime import Precision
-from lpq.stages.squeeze import record_class_stats
 
 runner = CliRunner()
 
@@ -29,8 +29,11 @@ def small_set(n_per_class: int = 6, classes: int = 3, size: int = 16) -> ImageSe
     return ImageSet("t", images, labels, [str(i) for i in range(classes)], (0.5,) * 3, (0.25,) * 3)
 
 
+@pytest.mark.reference
 @pytest.mark.parametrize("name", ["convnet", "resnet18", "mobilenet_v2"])
 def test_class_stats_equal_direct_computation(name: str) -> None:
+    """Per-class BN input statistics from mixed-class batches equal each class's images passed alone, with the
+    mean and biased variance taken directly over their activations."""
     torch.manual_seed(0)
     data = small_set()
     net = build_model(name, data.num_classes, data.image_size).eval()
@@ -134,7 +137,7 @@ def test_squeeze_cli_refuses_bad_input_in_one_line(tmp_path: Path, digits_teache
 
 
 def test_model_without_batchnorm_is_refused() -> None:
-    from lpq.stages.squeeze import ClassStatsRecorder
+    from lpq.method.bn import ClassStatsRecorder
 
     with pytest.raises(LpqError) as e:
         ClassStatsRecorder(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3, 2)), 2)

@@ -1,17 +1,25 @@
-"""BatchNorm statistics matching, the synthesis loss of SRe2L and LPQLD's class-wise recover stage.
+"""BatchNorm statistics matching, the synthesis loss of SRe2L and LPQLD's class-wise recover stage, and the
+teacher's per-class statistics it matches (LPQLD stage 1, recorded by `lpq squeeze`).
 
 Forward pre-hooks on every BN layer collect the batch mean and (biased) variance of the layer's input;
 ``BNMatcher.loss`` is sum over layers of ||mu_batch - mu_target||_2 + ||var_batch - var_target||_2, the first
 layer's term times a multiplier (10 in the authors' code). The targets are the teacher's per-class statistics
-(class-wise) or its running statistics (the SRe2L baseline).
+(class-wise) or its running statistics (the SRe2L baseline). ``record_class_stats`` gathers the per-class
+mean and (biased) variance of every BN layer's input over real images, in float64 sums.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Iterable
+
 import torch
 from torch import nn
 
-from lpq.models import bn_layers
+from lpq.artifacts.teacher import ClassStats
+from lpq.models import bn_layers, require_bn
+from lpq.progress import Show, progress
+from lpq.runtime import Precision, all_sum
 
 
 class ChannelMoments(torch.autograd.Function):
@@ -69,3 +77,75 @@ class BNMatcher:
     def close(self) -> None:
         for h in self._handles:
             h.remove()
+
+
+class ClassStatsRecorder:
+    """Forward pre-hooks that add each BatchNorm input into per-class float64 sums while attached."""
+
+    def __init__(self, model: nn.Module, num_classes: int) -> None:
+        self.layers = require_bn(model)
+        self.num_classes = num_classes
+        self.labels: torch.Tensor | None = None
+        self.sums: dict[str, list[torch.Tensor]] = {}
+        self._handles = [m.register_forward_pre_hook(self._hook(n)) for n, m in self.layers.items()]
+
+    def _hook(self, name: str) -> Callable[[nn.Module, tuple[torch.Tensor, ...]], None]:
+        def hook(_module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+            x = inputs[0]
+            dims = tuple(range(2, x.dim()))
+            positions = math.prod(x.shape[2:]) if x.dim() > 2 else 1
+            s1 = (x.sum(dim=dims) if dims else x).double()  # (B, C)
+            s2 = ((x * x).sum(dim=dims) if dims else x * x).double()
+            if name not in self.sums:
+                shape = (self.num_classes, x.shape[1])
+                self.sums[name] = [torch.zeros(shape, dtype=torch.float64, device=x.device) for _ in range(2)]
+                self.sums[name].append(torch.zeros(self.num_classes, dtype=torch.float64, device=x.device))
+            acc = self.sums[name]
+            if self.labels is None:
+                raise RuntimeError("ClassStatsRecorder.labels must be set before each forward pass")
+            acc[0].index_add_(0, self.labels, s1)
+            acc[1].index_add_(0, self.labels, s2)
+            acc[2].index_add_(0, self.labels, torch.full_like(self.labels, positions, dtype=torch.float64))
+
+        return hook
+
+    def result(self) -> dict[str, ClassStats]:
+        out = {}
+        for name, (s1, s2, n) in self.sums.items():
+            mean = s1 / n[:, None]
+            out[name] = ClassStats(mean.cpu(), (s2 / n[:, None] - mean * mean).clamp(min=0).cpu(), n.cpu())
+        return out
+
+    def close(self) -> None:
+        for h in self._handles:
+            h.remove()
+
+
+@torch.no_grad()
+def record_class_stats(
+    model: nn.Module,
+    data: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    num_classes: int,
+    precision: Precision,
+    total: int = 0,
+    show: bool | Show = False,
+    world: int = 1,
+) -> dict[str, ClassStats]:
+    """Per-class statistics of every BatchNorm input over (normalized inputs, labels) batches; under torchrun
+    each rank passes its share and the float64 sums are added over ranks before the means are taken."""
+    model.eval()
+    rec = ClassStatsRecorder(model, num_classes)
+    try:
+        with progress(show) as bar:
+            task = bar.add_task("class BN statistics", total=total or None, info="")
+            for x, y in data:
+                rec.labels = y.to(precision.device)
+                with precision.autocast():
+                    model(precision.inputs(x))
+                bar.update(task, advance=len(y))
+    finally:
+        rec.close()
+    for sums in rec.sums.values():
+        for t in sums:
+            all_sum(t, world)
+    return rec.result()

@@ -166,3 +166,15 @@ def penultimate(net: nn.Module) -> nn.Linear:
     if not linears:
         raise LpqError("model-no-linear", "the model has no linear classifier layer")
     return linears[-1]
+
+
+@torch.no_grad()
+def penultimate_features(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """(B, D) inputs of ``net``'s last linear layer for the batch ``x`` (moved to the model's device)."""
+    feats: list[torch.Tensor] = []
+    handle = penultimate(net).register_forward_pre_hook(lambda _m, i: feats.append(i[0].flatten(1)))
+    try:
+        net(x.to(next(net.parameters()).device))
+    finally:
+        handle.remove()
+    return feats[0]

@@ -24,7 +24,6 @@ uninterrupted one writes; the checkpoint is removed once the teacher file is wri
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -37,11 +36,12 @@ from torch import nn
 
 from lpq.artifacts.checkpoint import TrainingState
 from lpq.artifacts.run import RunRecord, rank0
-from lpq.artifacts.teacher import ClassStats, Teacher, TeacherMeta, pretrained_input, save_teacher
+from lpq.artifacts.teacher import Teacher, TeacherMeta, pretrained_input, save_teacher
 from lpq.choices import Amp, Optimizer, TeacherClasses
 from lpq.data import ImageSet, ImageSource, InputSpec, batches, default_workers, open_split, recorded
 from lpq.data.loader import sample_stats, share
 from lpq.errors import LpqError
+from lpq.method.bn import record_class_stats
 from lpq.models import build_model, check_model_name, evaluate_counts, require_bn
 from lpq.models.classes import head_rows
 from lpq.models.weights import Weights, load_into, read_weights
@@ -241,78 +241,6 @@ def fit(
             bar.note(f"epoch {row.epoch}/{epochs}: loss {row.loss:.4f}, train top-1 {row.train_top1:.2f}%")
     if board is not None:
         board.close()
-
-
-class ClassStatsRecorder:
-    """Forward pre-hooks that add each BatchNorm input into per-class float64 sums while attached."""
-
-    def __init__(self, model: nn.Module, num_classes: int) -> None:
-        self.layers = require_bn(model)
-        self.num_classes = num_classes
-        self.labels: torch.Tensor | None = None
-        self.sums: dict[str, list[torch.Tensor]] = {}
-        self._handles = [m.register_forward_pre_hook(self._hook(n)) for n, m in self.layers.items()]
-
-    def _hook(self, name: str) -> Callable[[nn.Module, tuple[torch.Tensor, ...]], None]:
-        def hook(_module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-            x = inputs[0]
-            dims = tuple(range(2, x.dim()))
-            positions = math.prod(x.shape[2:]) if x.dim() > 2 else 1
-            s1 = (x.sum(dim=dims) if dims else x).double()  # (B, C)
-            s2 = ((x * x).sum(dim=dims) if dims else x * x).double()
-            if name not in self.sums:
-                shape = (self.num_classes, x.shape[1])
-                self.sums[name] = [torch.zeros(shape, dtype=torch.float64, device=x.device) for _ in range(2)]
-                self.sums[name].append(torch.zeros(self.num_classes, dtype=torch.float64, device=x.device))
-            acc = self.sums[name]
-            if self.labels is None:
-                raise RuntimeError("ClassStatsRecorder.labels must be set before each forward pass")
-            acc[0].index_add_(0, self.labels, s1)
-            acc[1].index_add_(0, self.labels, s2)
-            acc[2].index_add_(0, self.labels, torch.full_like(self.labels, positions, dtype=torch.float64))
-
-        return hook
-
-    def result(self) -> dict[str, ClassStats]:
-        out = {}
-        for name, (s1, s2, n) in self.sums.items():
-            mean = s1 / n[:, None]
-            out[name] = ClassStats(mean.cpu(), (s2 / n[:, None] - mean * mean).clamp(min=0).cpu(), n.cpu())
-        return out
-
-    def close(self) -> None:
-        for h in self._handles:
-            h.remove()
-
-
-@torch.no_grad()
-def record_class_stats(
-    model: nn.Module,
-    data: Iterable[tuple[torch.Tensor, torch.Tensor]],
-    num_classes: int,
-    precision: Precision,
-    total: int = 0,
-    show: bool | Show = False,
-    world: int = 1,
-) -> dict[str, ClassStats]:
-    """Per-class statistics of every BatchNorm input over (normalized inputs, labels) batches; under torchrun
-    each rank passes its share and the float64 sums are added over ranks before the means are taken."""
-    model.eval()
-    rec = ClassStatsRecorder(model, num_classes)
-    try:
-        with progress(show) as bar:
-            task = bar.add_task("class BN statistics", total=total or None, info="")
-            for x, y in data:
-                rec.labels = y.to(precision.device)
-                with precision.autocast():
-                    model(precision.inputs(x))
-                bar.update(task, advance=len(y))
-    finally:
-        rec.close()
-    for sums in rec.sums.values():
-        for t in sums:
-            all_sum(t, world)
-    return rec.result()
 
 
 def input_spec(cfg: SqueezeConfig, train: ImageSource, weights: Weights | None, workers: int) -> InputSpec:

@@ -41,8 +41,8 @@ from lpq.data import ImageSource, check_fits, open_split
 from lpq.data.grid import contact_sheet
 from lpq.errors import LpqError
 from lpq.files import atomic, write_model
-from lpq.method.bn import BNMatcher
-from lpq.models import SMALL_INPUT, bn_layers, penultimate  # Tiny-ImageNet settings at or below, ImageNet-1K above
+from lpq.method.synthesis import SynthesisSteps, bn_targets, optimize_images
+from lpq.models import SMALL_INPUT, penultimate_features  # Tiny-ImageNet settings at or below, ImageNet-1K above
 from lpq.progress import Show, progress
 from lpq.runtime import Precision, barrier, init_distributed, pick_device
 
@@ -100,78 +100,19 @@ class SynthConfig(BaseModel):
             }
         )
 
+    def steps(self) -> SynthesisSteps:
+        """The step loop's settings of the resolved config."""
+        if self.lr is None or self.r_bn is None or self.jitter is None:
+            raise ValueError("SynthConfig.steps needs the resolved config (SynthConfig.resolved)")
+        return SynthesisSteps(
+            self.iterations, self.lr, self.r_bn, self.jitter, self.crop_scale, self.first_bn_multiplier
+        )
+
     def fingerprint(self) -> dict[str, object]:
         """The settings two runs must share to be continued by one another."""
         return self.model_dump(
             mode="json", exclude={"output", "resume", "device", "classes", "teacher", "tensorboard", "wandb"}
         )
-
-
-def _augment(x: torch.Tensor, gen: torch.Generator, jitter: int, scale: tuple[float, float]) -> torch.Tensor:
-    """Random roll, then one RandomResizedCrop and flip for the whole batch (as the authors' recover loop)."""
-    s = x.shape[-1]
-    dy, dx = (int(v) for v in torch.randint(-jitter, jitter + 1, (2,), generator=gen))
-    x = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
-    area = s * s * float(torch.empty(1).uniform_(scale[0], scale[1], generator=gen))
-    ratio = math.exp(float(torch.empty(1).uniform_(math.log(3 / 4), math.log(4 / 3), generator=gen)))
-    w = min(s, max(1, round(math.sqrt(area * ratio))))
-    h = min(s, max(1, round(math.sqrt(area / ratio))))
-    top = int(torch.randint(0, s - h + 1, (1,), generator=gen))
-    left = int(torch.randint(0, s - w + 1, (1,), generator=gen))
-    x = F.interpolate(x[:, :, top : top + h, left : left + w], size=(s, s), mode="bilinear", align_corners=False)
-    if bool(torch.rand(1, generator=gen) < 0.5):
-        x = x.flip(-1)
-    return x
-
-
-def optimize_group(
-    teacher: Teacher,
-    labels: torch.Tensor,
-    targets: dict[str, tuple[torch.Tensor, torch.Tensor]],
-    cfg: SynthConfig,
-    gen: torch.Generator,
-    precision: Precision,
-    init: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, float, float]:
-    """Images in [0, 1] for ``labels`` (B,), optimized against BN ``targets``; returns images and final losses.
-
-    ``init`` (B, 3, S, S) uint8 real images to start from; Gaussian noise in the normalized space otherwise.
-    """
-    model, device = teacher.model, precision.device
-    s = teacher.meta.image_size
-    mean = torch.tensor(teacher.meta.mean, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(teacher.meta.std, device=device).view(1, 3, 1, 1)
-    lo, hi = -mean / std, (1 - mean) / std  # [0, 1] in the teacher's normalized space
-    if init is None:
-        start = torch.randn(len(labels), 3, s, s, generator=gen).to(device)
-    else:
-        start = (init.to(device).float() / 255 - mean) / std
-    x = start.contiguous(memory_format=precision.memory_format).requires_grad_(True)
-    opt = torch.optim.Adam([x], lr=cfg.lr, betas=(0.5, 0.9))
-    scaler = precision.scaler()
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.iterations)
-    matcher = BNMatcher(model)
-    labels = labels.to(device)
-    targets = {k: (m.to(device), v.to(device)) for k, (m, v) in targets.items()}
-    r_bn, jitter = cfg.r_bn or 0.0, cfg.jitter or 0  # resolved by SynthConfig.resolved before this point
-    ce = bn = torch.zeros(())
-    try:
-        for _ in range(cfg.iterations):
-            with precision.autocast():
-                logits = model(_augment(x, gen, jitter, cfg.crop_scale))
-            ce = F.cross_entropy(logits.float(), labels)
-            bn = matcher.loss(targets, cfg.first_bn_multiplier)
-            loss = ce + r_bn * bn
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            sched.step()
-            with torch.no_grad():
-                x.clamp_(lo, hi)  # pixels stay in [0, 1]
-    finally:
-        matcher.close()
-    return (x.detach() * std + mean).clamp(0, 1).cpu(), ce.item(), bn.item()
 
 
 def _groups(cfg: SynthConfig, classes: list[int]) -> list[tuple[int, list[int]]]:
@@ -206,13 +147,6 @@ def _real_images(cfg: SynthConfig, teacher: Teacher) -> ImageSource:
         raise LpqError("class-mismatch", f"--data {cfg.data or teacher.meta.data} has other classes than the teacher")
     check_fits(real, teacher.meta.input_spec())
     return real
-
-
-def _targets(teacher: Teacher, labels: list[int], batching: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    if batching == "mixed":
-        return {n: (m.running_mean.float(), m.running_var.float()) for n, m in bn_layers(teacher.model).items()}
-    c = labels[0]
-    return {n: (s.mean[c].float(), s.var[c].float()) for n, s in teacher.stats.items()}
 
 
 def _image_name(label_rank: int) -> str:
@@ -325,9 +259,8 @@ def _synthesize(cfg: SynthConfig, show: bool | Show) -> SynthManifest:
                 ranks = _image_ranks(cfg, group, len(labels), stop - start)
                 fit = teacher.meta.input_spec().fit  # the teacher's evaluation geometry: S x S
                 init = torch.stack([fit(real.load(picks[c][j])) for c, j in zip(labels, ranks)])
-            images, ce, bn = optimize_group(
-                teacher, torch.tensor(labels), _targets(teacher, labels, cfg.batching), cfg, gen, precision, init
-            )
+            targets = bn_targets(teacher, labels, cfg.batching)
+            images, ce, bn = optimize_images(teacher, torch.tensor(labels), targets, cfg.steps(), gen, precision, init)
             _save_group(out, teacher, labels, images, group, cfg.batching)
             correct = _teacher_correct(teacher, out, labels, group, cfg.batching)
             result = GroupResult(
@@ -377,23 +310,16 @@ def _load_png(path: Path) -> torch.Tensor:
 @torch.no_grad()
 def within_class_cosine(teacher: Teacher, out: Path, classes: range) -> float:
     """Mean over classes of the mean pairwise cosine similarity of the teacher's penultimate features."""
-    feats: list[torch.Tensor] = []
-    handle = penultimate(teacher.model).register_forward_pre_hook(lambda _m, i: feats.append(i[0].flatten(1)))
-    device = next(teacher.model.parameters()).device
     sims = []
-    try:
-        for c in classes:
-            files = sorted((out / teacher.meta.class_names[c]).glob("*.png"))
-            if len(files) < 2:
-                continue
-            feats.clear()
-            teacher.model(teacher.normalize(torch.stack([_load_png(f) for f in files]).to(device)))
-            f = F.normalize(feats[0].cpu().double(), dim=1)
-            sim = f @ f.T
-            n = len(files)
-            sims.append(float((sim.sum() - sim.diagonal().sum()) / (n * (n - 1))))
-    finally:
-        handle.remove()
+    for c in classes:
+        files = sorted((out / teacher.meta.class_names[c]).glob("*.png"))
+        if len(files) < 2:
+            continue
+        feats = penultimate_features(teacher.model, teacher.normalize(torch.stack([_load_png(f) for f in files])))
+        f = F.normalize(feats.cpu().double(), dim=1)
+        sim = f @ f.T
+        n = len(files)
+        sims.append(float((sim.sum() - sim.diagonal().sum()) / (n * (n - 1))))
     return float(np.mean(sims)) if sims else float("nan")
 
 
