@@ -455,103 +455,153 @@ def train(cfg: TrainConfig, show: bool | Show = False) -> TrainResult:
         return _train(cfg, show)
 
 
+@dataclass
+class Book:
+    """What a run keeps of itself: its record (metrics rows, checkpoints, result), its timings, its evaluations on
+    the test split. Rank 0 keeps the book; under torchrun the other ranks hold one that writes nothing and
+    receive rank 0's scores."""
+
+    record: RunRecord
+    rank: int
+    world: int
+    epochs: int
+    precision: Precision
+    evaluation: Iterable[tuple[torch.Tensor, torch.Tensor]] = ()
+    train_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    last_eval: EpochMetrics | None = None
+
+    @classmethod
+    def open(cls, cfg: TrainConfig, rank: int, world: int, precision: Precision) -> Book:
+        """The run's place checked (a fresh run takes over a folder that saved no progress; --resume needs the same
+        settings), before a board writes its files into the folder."""
+        record = RunRecord(cfg.output, what="training")
+        if rank == 0:
+            record.check(cfg.identity(), cfg.resume)
+            record = record.with_board(cfg.tensorboard, cfg.wandb, cfg.identity())
+        return cls(record, rank, world, cfg.epochs, precision)
+
+    def start(
+        self, cfg: TrainConfig, done: int, resumed: bool, evaluation: Iterable[tuple[torch.Tensor, torch.Tensor]]
+    ) -> None:
+        """Record the settings; keep the metrics of the epochs a checkpoint holds (later ones are redone)."""
+        self.evaluation = evaluation
+        if self.rank != 0:
+            return
+        if resumed:
+            _check_progress(self.record, done, cfg.epochs)
+        self.record.start(cfg.identity())
+        self.record.write_rows([m for m in self.record.rows(EpochMetrics) if m.epoch <= done])
+        self.train_seconds, self.eval_seconds, self.last_eval = _so_far(self.record.rows(EpochMetrics))
+
+    def epoch(self, m: EpochMetrics, student: Student, evaluate: bool, note: Callable[[str], None]) -> None:
+        """A finished epoch: evaluated when its turn, its row written, then its checkpoint."""
+        self.train_seconds += m.seconds
+        if self.rank != 0:
+            return
+        if evaluate:
+            top1, top5, spent = timed_evaluation(student.model, self.evaluation, self.precision)
+            self.eval_seconds += spent
+            m = self.last_eval = m.model_copy(update={"top1": top1, "top5": top5, "eval_seconds": spent})
+        self.record.append(m)
+        note(epoch_line(m, self.epochs))
+        student.save_epoch(self.record.root / STATE, m.epoch, m.student_temp)
+
+    def scores(self, student: Student, end: int) -> tuple[float, float]:
+        """Top-1 and top-5 at the session's last epoch (evaluated now if it was not), on every rank."""
+        scores = (0.0, 0.0)
+        if self.rank == 0 and self.last_eval is not None and self.last_eval.epoch == end:
+            scores = (self.last_eval.top1 or 0.0, self.last_eval.top5 or 0.0)
+        elif self.rank == 0:  # a session stopped between evaluations
+            top1, top5, spent = timed_evaluation(student.model, self.evaluation, self.precision)
+            scores, self.eval_seconds = (top1, top5), self.eval_seconds + spent
+        top1, top5 = _from_rank0(scores, self.world)
+        return top1, top5
+
+    def finish(self, cfg: TrainConfig, header: Header, end: int, scores: tuple[float, float]) -> TrainResult:
+        q = header.quant
+        edges = _edge_share(self.record.rows(EpochMetrics), *cfg.grid()[:2]) if self.rank == 0 else None
+        result = TrainResult(
+            output=cfg.output,
+            seed=cfg.seed,
+            epochs=end,
+            top1=scores[0],
+            top5=scores[1],
+            label_bytes=cfg.labels.stat().st_size,
+            label_scheme=f"{q.name} {q.values.id} x{header.prune.ratio:g}",
+            train_seconds=self.train_seconds,
+            eval_seconds=self.eval_seconds,
+            ca_edge_share=edges if cfg.calibrate else None,
+        )
+        if self.rank == 0 and end == cfg.epochs:
+            self.record.finish(result)
+        if self.record.board is not None:
+            self.record.board.close()
+        return result
+
+
+def _loader(
+    cfg: TrainConfig, header: Header, images: ImageSource, epochs: range, workers: int, device: torch.device
+) -> DataLoader:
+    """The stored batches of ``epochs``, replayed by ``workers`` processes in the order training takes them."""
+    return DataLoader(
+        StoredBatches(cfg.labels, images, cfg.input_size),
+        sampler=BatchDraw.of(header, cfg.seed, epochs),
+        batch_size=None,
+        num_workers=workers,
+        prefetch_factor=4 if workers else None,
+        pin_memory=device.type == "cuda",
+    )
+
+
 def _train(cfg: TrainConfig, show: bool | Show) -> TrainResult:
     rank, world = init_distributed()
     header, label_schedule, student_grid = _read_labels(cfg.labels)
     cfg = cfg.resolved(label_schedule, student_grid)
     if cfg.eval_data is None:  # recorded resolved, so config.json says what the run was evaluated on
         cfg = cfg.model_copy(update={"eval_data": default_eval_data(cfg.images)})
-    record = RunRecord(cfg.output, what="training")
-    if rank == 0:  # a fresh run takes over a folder that saved no progress; --resume needs the same settings
-        record.check(cfg.identity(), cfg.resume)  # before a board writes its files into the folder
-        record = record.with_board(cfg.tensorboard, cfg.wandb, cfg.identity())
-    board = record.board
-    images, evalset = _load_data(cfg, header)
     precision = Precision.choose(cfg.amp, pick_device(cfg.device, rank))
-    device = precision.device
+    book = Book.open(cfg, rank, world, precision)
+    images, evalset = _load_data(cfg, header)
     steps = header.relabel.batches_per_epoch  # under torchrun too: every rank takes every batch, a slice of it
     student = Student.build(cfg, header, precision, world, steps)
-    temperatures = cfg.schedule()
-    first_temp = teacher_temperature(temperatures, 0, cfg.epochs) if cfg.student_temp == "follow" else cfg.student_temp
+    schedule = cfg.schedule()
     resumed = cfg.resume and (cfg.output / STATE).exists()  # else: killed before its first checkpoint, start over
-    start, student_temp = student.resume(cfg.output / STATE) if resumed else (0, first_temp)
+    first = teacher_temperature(schedule, 0, cfg.epochs) if cfg.student_temp == "follow" else cfg.student_temp
+    start, student_temp = student.resume(cfg.output / STATE) if resumed else (0, first)
     temps = student_temperature(cfg, student_temp)
-    if resumed and rank == 0:
-        _check_progress(record, start, cfg.epochs)
-    if rank == 0:  # epochs after the checkpoint are redone
-        record.start(cfg.identity())
-        record.write_rows([m for m in record.rows(EpochMetrics) if m.epoch <= start])
-    train_seconds, eval_seconds, last_eval = _so_far(record.rows(EpochMetrics)) if rank == 0 else (0.0, 0.0, None)
-    end = cfg.epochs if cfg.stop_after is None else min(cfg.epochs, start + cfg.stop_after)
     workers = default_workers() if cfg.workers is None else cfg.workers
-    loader = DataLoader(
-        StoredBatches(cfg.labels, images, cfg.input_size),
-        sampler=BatchDraw.of(header, cfg.seed, range(start, end)),
-        batch_size=None,
-        num_workers=workers,
-        prefetch_factor=4 if workers else None,
-        pin_memory=device.type == "cuda",
+    book.start(
+        cfg, start, resumed, image_batches(evalset, view_input(header, cfg.input_size), batch_size=512, workers=workers)
     )
-    evaluation = image_batches(evalset, view_input(header, cfg.input_size), batch_size=512, workers=workers)
+    end = cfg.epochs if cfg.stop_after is None else min(cfg.epochs, start + cfg.stop_after)
+    batches = iter(_loader(cfg, header, images, range(start, end), workers, precision.device))
     evaluate_after = eval_epochs(cfg.epochs, cfg.evals)
-    with progress(show if rank == 0 else False, log=record.log if rank == 0 else None) as bar:
+    with progress(show if rank == 0 else False, log=book.record.log if rank == 0 else None) as bar:
         task = bar.add_task(f"train student {cfg.output.name}", total=(end - start) * steps, info="")
-        batches = iter(loader)
         for epoch in range(start, end):
-            temp = teacher_temperature(temperatures, epoch, cfg.epochs)
-            student_temp = temps.start_epoch(temp)
+            temp = teacher_temperature(schedule, epoch, cfg.epochs)
+            temps.start_epoch(temp)
 
             def advance(info: str, epoch: int = epoch) -> None:
                 bar.update(task, advance=1, info=f"epoch {epoch + 1} {info}")
 
             stats = train_epoch(student, batches, steps, header, cfg, temp, temps, images.labels, advance, rank, world)
             t0 = time.perf_counter()
-            student_temp = temps.refit(student.model, precision.forward(student.model), _share(world))
+            temps.refit(student.model, precision.forward(student.model), _share(world))
             seconds = stats.seconds + time.perf_counter() - t0
-            train_seconds += seconds
             metrics = EpochMetrics(
                 epoch=epoch + 1,
                 loss=stats.loss,
                 agreement=stats.agreement,
                 teacher_temp=temp,
-                student_temp=student_temp,
+                student_temp=temps.value,
                 lr=student.sched.get_last_lr()[0],
                 seconds=seconds,
                 batches_per_second=steps / seconds,
             )
-            if rank != 0:
-                continue
-            if epoch + 1 in evaluate_after:
-                top1, top5, spent = timed_evaluation(student.model, evaluation, precision)
-                eval_seconds += spent
-                metrics = last_eval = metrics.model_copy(update={"top1": top1, "top5": top5, "eval_seconds": spent})
-            record.append(metrics)
-            bar.note(epoch_line(metrics, cfg.epochs))
-            student.save_epoch(cfg.output / STATE, epoch + 1, student_temp)
-    scores = (0.0, 0.0)  # ranks other than 0 receive rank 0's
-    if rank == 0 and last_eval is not None and last_eval.epoch == end:
-        scores = (last_eval.top1 or 0.0, last_eval.top5 or 0.0)
-    elif rank == 0:  # a session stopped between evaluations
-        top1, top5, spent = timed_evaluation(student.model, evaluation, precision)
-        scores, eval_seconds = (top1, top5), eval_seconds + spent
-    top1, top5 = _from_rank0(scores, world)
-    q = header.quant
-    result = TrainResult(
-        output=cfg.output,
-        seed=cfg.seed,
-        epochs=end,
-        top1=top1,
-        top5=top5,
-        label_bytes=cfg.labels.stat().st_size,
-        label_scheme=f"{q.name} {q.values.id} x{header.prune.ratio:g}",
-        train_seconds=train_seconds,
-        eval_seconds=eval_seconds,
-        ca_edge_share=_edge_share(record.rows(EpochMetrics), *cfg.grid()[:2]) if cfg.calibrate and rank == 0 else None,
-    )
-    if rank == 0 and end == cfg.epochs:
-        record.finish(result)
-    if board is not None:
-        board.close()
+            book.epoch(metrics, student, epoch + 1 in evaluate_after, bar.note)
+    result = book.finish(cfg, header, end, book.scores(student, end))
     barrier(world)
     return result
 
