@@ -12,9 +12,9 @@ over the same code. They load on first use, so ``import lpq`` (and ``lpq --help`
 - Label files: ``LpqlReader`` (open and read one), ``LpqlWriter`` (write one), ``prune_file`` / ``PruneConfig``,
   ``quantize_file`` / ``QuantizeConfig``, ``coverage`` (views per image).
 - The method: ``DistilledDataset`` (and ``BatchDraw``, the sampler choosing an epoch's stored batches),
-  ``dense_targets``, ``TempSchedule`` and ``teacher_temperature`` (Dynamic
-  Knowledge Reuse), ``kd_loss`` and ``fit_student_temperature`` (Calibrated Alignment), ``quantize_logits``
-  (MR-k / MS-k), ``choose_batches`` (label pruning), ``BNMatcher`` (synthesis by BN statistics).
+  ``dense_targets``, ``TempSchedule`` and ``teacher_temperature`` (Dynamic Knowledge Reuse), ``kd_loss``,
+  ``StudentTemperature`` and ``fit_student_temperature`` (Calibrated Alignment), ``quantize_logits`` (MR-k / MS-k),
+  ``choose_batches`` (label pruning), ``BNMatcher`` (synthesis by BN statistics).
 - Images: ``open_images`` (a distilled folder, or a ``--data`` name), ``InputSpec`` (how images become a model's
   input).
 """
@@ -41,6 +41,7 @@ _HOMES = {
     "teacher_temperature": "lpq.method.temperature",
     "kd_loss": "lpq.method.loss",
     "fit_student_temperature": "lpq.method.loss",
+    "StudentTemperature": "lpq.method.loss",
     "quantize_logits": "lpq.method.topk",
     "choose_batches": "lpq.method.pruning",
     "BNMatcher": "lpq.method.bn",

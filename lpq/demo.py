@@ -59,6 +59,33 @@ class DemoResult(BaseModel):
     paths: dict[str, Path]
 
 
+def _student(cfg: DemoConfig, images: str, labels: Path, run: Path, name: str, show: bool | Show) -> StudentRow:
+    """A student on ``labels``, evaluated at its final epoch, and what its labels cost."""
+    result = train(
+        TrainConfig(
+            images=images,
+            labels=labels,
+            output=run,
+            model=cfg.model,
+            eval_data=cfg.data,
+            epochs=cfg.student_epochs,
+            evals=1,
+            seed=cfg.seed,
+        ),
+        show=show,
+    )
+    s = summarize(labels)
+    return StudentRow(
+        labels=name,
+        path=labels,
+        label_bytes=s.file_bytes,
+        bytes_per_image=s.file_bytes / s.header.images.count,
+        compression=s.compression_vs_full,
+        top1=result.top1,
+        top5=result.top5,
+    )
+
+
 def run_demo(cfg: DemoConfig, show: bool | Show = False) -> DemoResult:
     out = cfg.output
     if out.exists() and any(out.iterdir()):
@@ -114,36 +141,17 @@ def run_demo(cfg: DemoConfig, show: bool | Show = False) -> DemoResult:
     )
     paths["labels_pruned"].unlink()  # an intermediate: the compressed file is what the demo compares
     del paths["labels_pruned"]
-    rows = []
-    for name, labels, run in (
-        ("full, float16", "labels_full", "run_full"),
-        (f"x{cfg.ratio:g} + MR-{cfg.top_k} {cfg.values}", "labels_compressed", "run_compressed"),
-    ):
-        result = train(
-            TrainConfig(
-                images=images,
-                labels=paths[labels],
-                output=paths[run],
-                model=cfg.model,
-                eval_data=cfg.data,
-                epochs=cfg.student_epochs,
-                evals=1,
-                seed=cfg.seed,
-            ),
-            show=show,
-        )
-        s = summarize(paths[labels])
-        rows.append(
-            StudentRow(
-                labels=name,
-                path=paths[labels],
-                label_bytes=s.file_bytes,
-                bytes_per_image=s.file_bytes / s.header.images.count,
-                compression=s.compression_vs_full,
-                top1=result.top1,
-                top5=result.top5,
-            )
-        )
+    rows = [
+        _student(cfg, images, paths["labels_full"], paths["run_full"], "full, float16", show),
+        _student(
+            cfg,
+            images,
+            paths["labels_compressed"],
+            paths["run_compressed"],
+            f"x{cfg.ratio:g} + MR-{cfg.top_k} {cfg.values}",
+            show,
+        ),
+    ]
     return DemoResult(
         teacher_top1=teacher.test_top1,
         synth_teacher_top1=synth.teacher_top1 or 0.0,

@@ -158,6 +158,39 @@ def test_squeeze_with_weights_skips_training_and_reports_json(tmp_path: Path, di
     assert meta.weights_sha256 == t.meta.weights_sha256 and meta.training["epochs"] == 0  # loaded, not trained
 
 
+def test_stats_per_class_takes_the_statistics_over_a_seeded_sample_of_each_class(
+    tmp_path: Path, digits_teacher: Path
+) -> None:
+    """--stats-per-class N: every class's statistics count N images' positions, and equal a direct pass over
+    exactly the images stats_sample chose (seeded: the same on a rerun)."""
+    from lpq.stages.squeeze import stats_sample
+
+    args = ["squeeze", "--weights", str(digits_teacher), "--stats-per-class", "5", "--json", "-q"]
+    result = runner.invoke(app, [*args, "-o", str(tmp_path / "t.lpqt")])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["stats_images"] == 50  # 10 classes x 5
+    t = load_teacher(tmp_path / "t.lpqt")
+    train = load_split("digits", "train")
+    sample = stats_sample(train, 5, seed=0)
+    assert len(sample) == 50 and sorted(torch.bincount(sample.labels).tolist()) == [5] * 10
+    first = t.meta.bn_layers[0]
+    inputs: list[torch.Tensor] = []
+    hook = bn_layers(t.model)[first].register_forward_pre_hook(lambda _m, i: inputs.append(i[0].detach()))
+    spec = t.meta.input_spec()
+    for c in range(10):
+        inputs.clear()
+        with torch.no_grad():
+            t.model.eval()(spec.normalize(sample.images[sample.labels == c]))
+        flat = inputs[0].double().transpose(0, 1).reshape(inputs[0].shape[1], -1)
+        assert t.stats[first].count[c] == flat.shape[1]  # 5 images' positions
+        assert torch.allclose(t.stats[first].mean[c], flat.mean(dim=1), atol=1e-4)
+    hook.remove()
+    again = runner.invoke(app, [*args, "-o", str(tmp_path / "t2.lpqt")])
+    assert again.exit_code == 0 and torch.equal(
+        load_teacher(tmp_path / "t2.lpqt").stats[first].mean, t.stats[first].mean
+    )
+
+
 @pytest.mark.parametrize("kind,label_bytes", [("cifar10", 1), ("cifar100", 2)])
 def test_cifar_binary_release_is_read_without_pickle(tmp_path: Path, kind: str, label_bytes: int) -> None:
     from lpq.data.named import _CIFAR

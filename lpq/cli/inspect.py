@@ -154,30 +154,34 @@ def _render_summary(s: FileSummary) -> None:
         )
     )
     if s.calibration is not None:
-        c = s.calibration
-        ts, st = c.teacher_schedule, c.student
-        rows = [
-            ("top-1 logit", f"{c.overall.top1_logit:.3f}"),
-            ("top1-top2 margin", f"{c.overall.margin:.3f}"),
-            ("entropy at T=1", f"{c.overall.entropy:.3f} nats"),
-            (
-                f"top-{c.topk} mass by T",
-                ", ".join(f"T={t}: {m:.3f}" for t, m in c.overall.topk_mass.items())
-                or "unknown (not measured on the full logits)",
-            ),
-            (
-                "teacher schedule",
-                f"{ts.kind} from {ts.start:g}, x{ts.factor:g} every {ts.every} epochs, floor {ts.floor:g}",
-            ),
-            (
-                "student temperature",
-                f"{'calibrated' if st.calibrate else 'fixed'}, start {st.initial:g}, "
-                f"grid {st.grid_min:g}..{st.grid_max:g} ({st.grid_points})",
-            ),
-        ]
-        out.print(_table("Calibration", rows))
-        if c.overall.kept_mass:
-            out.print(kept_mass_table(c))
+        out.print(_calibration_table(s.calibration))
+        if s.calibration.overall.kept_mass:
+            out.print(kept_mass_table(s.calibration))
+
+
+def _calibration_table(c: Calibration) -> Table:
+    """What the labels' own logits recommend: their statistics, the teacher schedule and the student temperature."""
+    ts, st = c.teacher_schedule, c.student
+    rows = [
+        ("top-1 logit", f"{c.overall.top1_logit:.3f}"),
+        ("top1-top2 margin", f"{c.overall.margin:.3f}"),
+        ("entropy at T=1", f"{c.overall.entropy:.3f} nats"),
+        (
+            f"top-{c.topk} mass by T",
+            ", ".join(f"T={t}: {m:.3f}" for t, m in c.overall.topk_mass.items())
+            or "unknown (not measured on the full logits)",
+        ),
+        (
+            "teacher schedule",
+            f"{ts.kind} from {ts.start:g}, x{ts.factor:g} every {ts.every} epochs, floor {ts.floor:g}",
+        ),
+        (
+            "student temperature",
+            f"{'calibrated' if st.calibrate else 'fixed'}, start {st.initial:g}, "
+            f"grid {st.grid_min:g}..{st.grid_max:g} ({st.grid_points})",
+        ),
+    ]
+    return _table("Calibration", rows)
 
 
 def kept_mass_table(c: Calibration) -> Table:

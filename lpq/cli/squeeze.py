@@ -67,6 +67,14 @@ def squeeze(
     optimizer: Annotated[Optimizer, typer.Option(rich_help_panel=TRAIN, help="sgd or adamw.")] = Optimizer.sgd,
     lr: Annotated[float, typer.Option(rich_help_panel=TRAIN, help="Peak learning rate (one-cycle cosine).")] = 0.05,
     weight_decay: Annotated[float, typer.Option(rich_help_panel=TRAIN)] = 5e-4,
+    stats_per_class: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Class statistics from N seeded random training images of each class (default: all of them); "
+            "bounds the statistics pass on large sets.",
+        ),
+    ] = None,
     workers: WorkersOpt = None,
     skip_bad_images: Annotated[
         bool, typer.Option("--skip-bad-images", help="Skip and count unreadable image files instead of stopping.")

@@ -136,7 +136,15 @@ def share(source: ImageSource, part: range) -> ImageSource:
             source.name, source.images[part.start : part.stop], source.labels[part.start : part.stop],
             source.classes, source.mean, source.std,
         )  # fmt: skip
-    return _Subset(source, list(part))  # type: ignore[return-value]
+    return subset(source, list(part))
+
+
+def subset(source: ImageSource, indices: list[int]) -> ImageSource:
+    """The images ``indices`` of a source, in that order, as a source (a sample of a split)."""
+    if isinstance(source, ImageSet):
+        idx = torch.tensor(indices, dtype=torch.long)
+        return ImageSet(source.name, source.images[idx], source.labels[idx], source.classes, source.mean, source.std)
+    return _Subset(source, indices)  # type: ignore[return-value]
 
 
 class _Subset:

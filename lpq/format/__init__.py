@@ -1,6 +1,8 @@
 """The `.lpql` label container: spec'd bytes (spec/lpql-v1.md), a streaming writer and a mmap reader.
 
-Imports neither torch nor typer, so any numpy program can read label files.
+Imports neither torch nor typer: reading and writing label files needs numpy, zstandard, pydantic (the header's
+validated schema) and isal (ISA-L's CRC-32, ten times zlib's on the checksums every read verifies), nothing else of
+lpq's dependencies. The spec (spec/lpql-v1.md) is the contract for readers in other languages.
 """
 
 from lpq.format.errors import LpqlError

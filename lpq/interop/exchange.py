@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 
 from lpq import __version__
 from lpq.choices import Layout
-from lpq.data import IMAGENET_MEAN, IMAGENET_STD, open_images
+from lpq.data import IMAGENET_MEAN, IMAGENET_STD, ImageSource, open_images
 from lpq.errors import LpqError
 from lpq.files import atomic, check_new, writing
 from lpq.format import (
@@ -181,6 +181,59 @@ def _note(folder: Path) -> dict:
         raise LpqError("import-bad-folder", f"{path} is not JSON") from None
 
 
+def _import_notes(
+    folder: Path, inferred: bool, epochs: int, bpe: int, batch_size: int, n_images: int, n_batches: int
+) -> list[str]:
+    """What an import could not take as written: inferred epochs, their runs' dropped last batches, files outside
+    their batch map."""
+    notes = []
+    if inferred:
+        notes.append(
+            f"{epochs} relabel epochs and pruning ratio x{epochs * bpe / n_batches:g} are inferred from the "
+            "batch count (pass --epochs with the epochs their run planned)"
+        )
+    if n_batches < epochs * bpe and n_images % batch_size:
+        notes.append(
+            f"their pruned runs drop each epoch's last incomplete batch (drop_last: {n_images // batch_size} "
+            f"batches per epoch, not {bpe}), so epoch numbers here are approximate"
+        )
+    skipped = sre2l.unlisted(folder, n_batches)
+    if skipped:
+        notes.append(
+            f"{len(skipped)} batch files are not in their batch map and were skipped ({', '.join(skipped[:3])}"
+            + (", ...)" if len(skipped) > 3 else ")")
+        )
+    return notes
+
+
+def _write_imported(
+    cfg: ImportConfig, header: Header, images: ImageSource, mix: str, batches: int, show: bool | Show
+) -> int:
+    """Their batches as the records of one label file (with a calibration where the logits are full); the samples
+    written. A batch that mixes or labels unlike batch 0 stops the import, and no file is left."""
+    scheme, hw = header.quant.scheme, images.sizes()
+    stats = CalibrationStats.for_header(header) if scheme == "none" else None  # masses need the full logits
+    writer = LpqlWriter(cfg.output, header)
+    samples = 0
+    try:
+        with progress(show) as bar:
+            task = bar.add_task("import", total=batches, info="")
+            for n, batch in sre2l.their_batches(cfg.folder, len(images), header.num_classes):
+                if batch.mix != mix or (batch.indices is None) != (scheme == "none"):
+                    raise LpqError("import-bad-batch", f"batch {n} mixes or labels differently from batch 0")
+                rec = sre2l.to_record(batch, n, header.relabel.batches_per_epoch, hw, header.augment.input_size, scheme)
+                writer.add(rec)
+                if stats is not None:
+                    stats.add(rec.values, images.labels[torch.from_numpy(batch.image_indices)].numpy())
+                samples += rec.size
+                bar.update(task, advance=1)
+        writer.finish(stats.calibration() if stats is not None else None)
+    except BaseException:
+        writer.discard()
+        raise
+    return samples
+
+
 def import_sre2l(cfg: ImportConfig, show: bool | Show = False) -> ImportResult:
     check_new(cfg.output)
     images = open_images(cfg.images)
@@ -196,26 +249,10 @@ def import_sre2l(cfg: ImportConfig, show: bool | Show = False) -> ImportResult:
     planned = cfg.epochs or note.get("epochs")
     epochs = max(planned or 1, sre2l.epochs_for(len(batch_map), bpe))
     values = cfg.values or ("f32" if first.precision == "float32" else "f16")
-    notes, inferred = [], []
-    if planned is None:
-        inferred.append("epochs")
-        notes.append(
-            f"{epochs} relabel epochs and pruning ratio x{epochs * bpe / len(batch_map):g} are inferred from the "
-            "batch count (pass --epochs with the epochs their run planned)"
-        )
-    if len(batch_map) < epochs * bpe and n_images % batch_size:
-        notes.append(
-            f"their pruned runs drop each epoch's last incomplete batch (drop_last: {n_images // batch_size} "
-            f"batches per epoch, not {bpe}), so epoch numbers here are approximate"
-        )
+    inferred = [] if planned else ["epochs"]
+    notes = _import_notes(cfg.folder, planned is None, epochs, bpe, batch_size, n_images, len(batch_map))
     if values != first.precision.replace("float", "f"):
         notes.append(f"their {first.precision} logits are stored as {values} (--values): rounded, not kept exactly")
-    skipped = sre2l.unlisted(cfg.folder, len(batch_map))
-    if skipped:
-        notes.append(
-            f"{len(skipped)} batch files are not in their batch map and were skipped ({', '.join(skipped[:3])}"
-            + (", ...)" if len(skipped) > 3 else ")")
-        )
     uniform = (hw == hw[0]).all()
     size = cfg.input_size or note.get("input_size")
     if size is None:  # their CutMix boxes are in crop pixels, which the images' own size does not tell
@@ -251,25 +288,7 @@ def import_sre2l(cfg: ImportConfig, show: bool | Show = False) -> ImportResult:
         ),
         quant=Quant.of(scheme, k, values, len(classes)),
     )
-    stats = CalibrationStats.for_header(header) if scheme == "none" else None  # masses need the full logits
-    writer = LpqlWriter(cfg.output, header)
-    samples = 0
-    try:
-        with progress(show) as bar:
-            task = bar.add_task("import", total=len(batch_map), info="")
-            for n, batch in sre2l.their_batches(cfg.folder, n_images, len(classes)):
-                if batch.mix != first.mix or (batch.indices is None) != (scheme == "none"):
-                    raise LpqError("import-bad-batch", f"batch {n} mixes or labels differently from batch 0")
-                rec = sre2l.to_record(batch, n, bpe, hw, size, scheme)
-                writer.add(rec)
-                if stats is not None:
-                    stats.add(rec.values, images.labels[torch.from_numpy(batch.image_indices)].numpy())
-                samples += rec.size
-                bar.update(task, advance=1)
-        writer.finish(stats.calibration() if stats is not None else None)
-    except BaseException:
-        writer.discard()
-        raise
+    samples = _write_imported(cfg, header, images, first.mix, len(batch_map), show)
     before, after = folder_bytes(cfg.folder), cfg.output.stat().st_size
     return ImportResult(
         output=cfg.output,

@@ -321,12 +321,9 @@ def label_part(
     return stats
 
 
-def relabel(cfg: RelabelConfig, show: bool | Show = False, teacher: Teacher | None = None) -> RelabelResult:
-    """Label the kept batches of ``cfg.images`` with ``cfg.teacher``, or with ``teacher`` (a model of your own,
-    `lpq.artifacts.teacher.module_teacher`) when given, into ``cfg.output``."""
+def _check_places(cfg: RelabelConfig) -> None:
+    """The output is new (or an interrupted run of it resumes), and the images are no unfinished synth run."""
     out = cfg.output
-    if (teacher is None) == (cfg.teacher is None):
-        raise LpqError("teacher-missing" if teacher is None else "teacher-twice", "relabel needs exactly one teacher")
     check_new(out)
     left = [partial_path(out), *out.parent.glob(f"{out.name}.rank*.partial")]
     if any(p.exists() for p in left) and not cfg.resume:
@@ -341,6 +338,15 @@ def relabel(cfg: RelabelConfig, show: bool | Show = False, teacher: Teacher | No
         raise LpqError(
             "synth-incomplete", f"{folder} is an unfinished lpq synth run", "finish it with lpq synth --resume"
         )
+
+
+def relabel(cfg: RelabelConfig, show: bool | Show = False, teacher: Teacher | None = None) -> RelabelResult:
+    """Label the kept batches of ``cfg.images`` with ``cfg.teacher``, or with ``teacher`` (a model of your own,
+    `lpq.artifacts.teacher.module_teacher`) when given, into ``cfg.output``."""
+    out = cfg.output
+    if (teacher is None) == (cfg.teacher is None):
+        raise LpqError("teacher-missing" if teacher is None else "teacher-twice", "relabel needs exactly one teacher")
+    _check_places(cfg)
     images = open_images(cfg.images)
     if cfg.teacher_classes and (cfg.teacher is None or not is_pretrained(cfg.teacher)):
         raise LpqError(

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
@@ -39,7 +40,7 @@ from lpq.artifacts.run import RunRecord, rank0
 from lpq.artifacts.teacher import Teacher, TeacherMeta, pretrained_input, save_teacher
 from lpq.choices import Amp, Optimizer, TeacherClasses
 from lpq.data import ImageSet, ImageSource, InputSpec, batches, default_workers, open_split, recorded
-from lpq.data.loader import sample_stats, share
+from lpq.data.loader import sample_stats, share, subset
 from lpq.errors import LpqError
 from lpq.method.bn import record_class_stats
 from lpq.models import build_model, check_model_name, evaluate_counts, require_bn
@@ -66,6 +67,9 @@ class SqueezeConfig(BaseModel):
     optimizer: Optimizer = "sgd"
     lr: float = Field(0.05, gt=0, description="SGD default; AdamW takes about 1e-3")
     weight_decay: float = Field(5e-4, ge=0)
+    stats_per_class: int | None = Field(
+        None, ge=1, description="class statistics from N seeded random training images per class (default: all)"
+    )
     workers: int | None = Field(None, ge=0, description="decoding workers for streamed data (default from CPUs)")
     skip_bad_images: bool = False
     seed: int = 0
@@ -108,6 +112,7 @@ class SqueezeResult(BaseModel):
     test_top5: float
     train_seconds: float
     stats_seconds: float
+    stats_images: int = Field(description="training images the class statistics were taken over")
     stats_images_per_second: float
     bn_layers: int
     bad_images_skipped: int
@@ -304,17 +309,10 @@ def _squeeze(cfg: SqueezeConfig, show: bool | Show) -> SqueezeResult:
             "train it in one process first, then run torchrun ... lpq squeeze --weights TEACHER.lpqt --epochs 0",
         )
     precision = Precision.choose(cfg.amp, pick_device(cfg.device, rank))
-    device = precision.device
     workers = default_workers() if cfg.workers is None else cfg.workers
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    train = open_split(cfg.data, "train", cfg.root, cfg.download, cfg.skip_bad_images)
-    test = open_split(cfg.data, "test", cfg.root, cfg.download, cfg.skip_bad_images)
-    if test.classes != train.classes:
-        raise LpqError("data-class-mismatch", "the test split's classes differ from the training split's")
-    counts = torch.bincount(train.labels, minlength=len(train.classes)).tolist()
-    if 0 in counts:
-        raise LpqError("data-empty-class", f"training split has no images of class {train.classes[counts.index(0)]}")
+    train, test = _splits(cfg)
     spec = input_spec(cfg, train, weights, workers)
     train_spec = spec  # how training-split batches are made: an in-memory set resized once is then native
     if isinstance(train, ImageSet) and spec.resize == "resize":
@@ -327,53 +325,24 @@ def _squeeze(cfg: SqueezeConfig, show: bool | Show) -> SqueezeResult:
     precision.model(model)
     t0 = time.perf_counter()
     if epochs:
-        fit(
-            model,
-            training_batches(train, train_spec, cfg, workers, gen),
-            -(-len(train) // cfg.batch_size),
-            cfg,
-            epochs,
-            precision,
-            gen,
-            show,
-        )
+        steps = -(-len(train) // cfg.batch_size)
+        data = training_batches(train, train_spec, cfg, workers, gen)
+        fit(model, data, steps, cfg, epochs, precision, gen, show)
     train_s = time.perf_counter() - t0
-    evaluation = batches(
-        share(test, rank_range(len(test), rank, world)),
-        spec,
-        batch_size=256,
-        workers=workers,
-        skip_bad=cfg.skip_bad_images,
-        pin_memory=device.type == "cuda",
-    )
-    with precision.autocast():
-        counts = all_sum(torch.tensor(evaluate_counts(model, evaluation, device), dtype=torch.int64), world)
-    if not counts[2]:
-        raise LpqError("data-empty", "no images to evaluate on")
-    top1, top5 = (100.0 * float(c) / float(counts[2]) for c in counts[:2])
+    loading = {"workers": workers, "skip_bad": cfg.skip_bad_images, "pin_memory": precision.device.type == "cuda"}
+    evaluation = batches(share(test, rank_range(len(test), rank, world)), spec, batch_size=256, **loading)
+    top1, top5 = _accuracy(model, evaluation, precision, world)
     t0 = time.perf_counter()
-    mine = rank_range(len(train), rank, world)  # each rank's share; the class sums are added over ranks
-    stats_data = batches(
-        share(train, mine),
-        train_spec,
-        train=not isinstance(train, ImageSet),
-        batch_size=256,
-        workers=workers,
-        seed=cfg.seed,
-        skip_bad=cfg.skip_bad_images,
-        pin_memory=device.type == "cuda",
-    )
-    stats = record_class_stats(
-        model,
-        stats_data,
-        len(train.classes),
-        precision,
-        total=len(mine),
-        show=show if rank == 0 else False,
-        world=world,
-    )
+    sample = stats_sample(train, cfg.stats_per_class, cfg.seed)
+    mine = share(sample, rank_range(len(sample), rank, world))  # each rank's share; class sums add over ranks
+    train_mode = not isinstance(train, ImageSet)
+    stats_data = batches(mine, train_spec, train_mode, batch_size=256, seed=cfg.seed, **loading)
+    shown = show if rank == 0 else False
+    stats = record_class_stats(model, stats_data, len(train.classes), precision, len(mine), shown, world)
     stats_s = time.perf_counter() - t0
     model.to("cpu", memory_format=torch.contiguous_format).eval()
+    training = {"epochs": epochs, "optimizer": cfg.optimizer, "lr": cfg.lr, "batch_size": cfg.batch_size}
+    training |= {"seed": cfg.seed, "weights": weights.source if weights else ""}
     meta = TeacherMeta.of(
         arch,
         train.classes,
@@ -384,14 +353,7 @@ def _squeeze(cfg: SqueezeConfig, show: bool | Show) -> SqueezeResult:
         test_top1=top1,
         test_top5=top5,
         bn_layers=list(stats),
-        training={
-            "epochs": epochs,
-            "optimizer": cfg.optimizer,
-            "lr": cfg.lr,
-            "batch_size": cfg.batch_size,
-            "seed": cfg.seed,
-            "weights": weights.source if weights else "",
-        },
+        training=training,
         class_map=class_map,
     )
     if rank == 0:
@@ -410,10 +372,50 @@ def _squeeze(cfg: SqueezeConfig, show: bool | Show) -> SqueezeResult:
         test_top5=top5,
         train_seconds=train_s,
         stats_seconds=stats_s,
-        stats_images_per_second=len(train) / stats_s,
+        stats_images=len(sample),
+        stats_images_per_second=len(sample) / stats_s,
         bn_layers=len(stats),
         bad_images_skipped=len(skipped),
     )
+
+
+def stats_sample(train: ImageSource, per_class: int | None, seed: int) -> ImageSource:
+    """The training images the class statistics are taken over: all, or ``per_class`` seeded random images of each
+    class (all of a class that has fewer), in the split's order, so ranks' contiguous shares still read their own
+    files."""
+    if per_class is None:
+        return train
+    labels = train.labels.numpy()
+    chosen = []
+    for c in range(len(train.classes)):
+        pool = np.flatnonzero(labels == c)
+        rng = np.random.default_rng([seed, c])
+        chosen.append(pool if len(pool) <= per_class else rng.choice(pool, size=per_class, replace=False))
+    return subset(train, np.sort(np.concatenate(chosen)).tolist())
+
+
+def _splits(cfg: SqueezeConfig) -> tuple[ImageSource, ImageSource]:
+    """The training and test splits, with the same classes, every class with training images."""
+    train = open_split(cfg.data, "train", cfg.root, cfg.download, cfg.skip_bad_images)
+    test = open_split(cfg.data, "test", cfg.root, cfg.download, cfg.skip_bad_images)
+    if test.classes != train.classes:
+        raise LpqError("data-class-mismatch", "the test split's classes differ from the training split's")
+    counts = torch.bincount(train.labels, minlength=len(train.classes)).tolist()
+    if 0 in counts:
+        raise LpqError("data-empty-class", f"training split has no images of class {train.classes[counts.index(0)]}")
+    return train, test
+
+
+def _accuracy(
+    model: nn.Module, evaluation: Iterable[tuple[torch.Tensor, torch.Tensor]], precision: Precision, world: int
+) -> tuple[float, float]:
+    """Top-1 and top-5 (%) over the test batches of every rank."""
+    with precision.autocast():
+        counts = evaluate_counts(model, evaluation, precision.device)
+    correct1, correct5, seen = all_sum(torch.tensor(counts, dtype=torch.int64), world).tolist()
+    if not seen:
+        raise LpqError("data-empty", "no images to evaluate on")
+    return 100.0 * correct1 / seen, 100.0 * correct5 / seen
 
 
 def resized(data: ImageSet, spec: InputSpec) -> ImageSet:
