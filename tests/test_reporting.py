@@ -191,3 +191,57 @@ def test_files_that_are_not_images_are_said_once(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     said = [line for line in result.stderr.splitlines() if "not images" in line]
     assert len(said) == 1 and said[0].startswith("warning:") and "notes.txt" in said[0]
+
+
+def test_compare_reports_dd_rankings_ior_and_hlr_where_the_baselines_ran(digits_teacher: Path, tmp_path: Path) -> None:
+    """IOR: a run minus the random real subset's run with labels of the same kind and the same recipe (not one with
+    another recipe); HLR: the architecture's full-data top-1 (the squeeze-trained teacher's, or --real-top1) minus
+    the hard-label run on the same images. Hand-made run folders, hand-computed differences."""
+    from lpql_factory import make_header, make_records, write_file
+
+    from lpq.artifacts.teacher import load_teacher
+
+    def image_set(name: str, init: str, iterations: int) -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        settings = {"init": init, "iterations": iterations}
+        manifest = {"tool": "t", "teacher": str(digits_teacher), "teacher_sha256": "0" * 64, "settings": settings}
+        (folder / "synth.json").write_text(json.dumps({**manifest, "class_names": [], "complete": True}))
+        return folder
+
+    def label_file(name: str, values: str) -> Path:
+        header = make_header(values=values)
+        return write_file(tmp_path / name, header, make_records(header, seed=0))
+
+    def run(name: str, images: Path, labels: Path, top1: float, targets: str = "soft", epochs: int = 10) -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        config = {"images": str(images), "labels": str(labels), "targets": targets, "model": "convnet"}
+        (folder / "config.json").write_text(json.dumps({**config, "epochs": epochs, "seed": 0, "output": name}))
+        (folder / "result.json").write_text(json.dumps({"top1": top1, "label_bytes": labels.stat().st_size}))
+        return folder
+
+    syn, rdm = image_set("syn", "noise", 100), image_set("rdm", "real", 0)
+    kind_a, kind_a_rdm, kind_b = (
+        label_file("a.lpql", "f16"),
+        label_file("a-rdm.lpql", "f16"),
+        label_file("b.lpql", "f32"),
+    )
+    runs = [
+        run("ours", syn, kind_a, 40.0),
+        run("random-other-recipe", rdm, kind_a_rdm, 5.0, epochs=20),  # first: a match by labels alone would take it
+        run("random", rdm, kind_a_rdm, 31.5),
+        run("hard", syn, kind_a, 20.0, targets="hard"),
+        run("other-labels", syn, kind_b, 35.0),
+    ]
+    rows = {Path(r["run"]).name: r for r in cli("compare", *runs)["rows"]}
+    teacher = load_teacher(digits_teacher, need_stats=False).meta.test_top1
+    assert rows["ours"]["ior"] == pytest.approx(8.5) and rows["ours"]["images"] == "synthetic"
+    assert rows["other-labels"]["ior"] is None  # no random subset with f32 labels was run
+    assert rows["random"]["ior"] is None and rows["random"]["images"] == "random real"
+    assert rows["ours"]["hlr"] == pytest.approx(teacher - 20.0) and rows["hard"]["hlr"] == pytest.approx(teacher - 20)
+    assert rows["random"]["hlr"] is None  # no hard-label run on the random subset
+    given = {Path(r["run"]).name: r for r in cli("compare", *runs, "--real-top1", 90)["rows"]}
+    assert given["ours"]["hlr"] == pytest.approx(70.0)
+    table = runner.invoke(app, ["compare", *map(str, runs)])
+    assert table.exit_code == 0 and "IOR" in table.stdout and "+8.50 pts" in table.stdout

@@ -17,11 +17,22 @@ def compare(
     ctx: typer.Context,
     runs: Annotated[list[Path], typer.Argument(help="lpq train output folders (one student, or --seeds runs).")],
     plot: Annotated[Path | None, typer.Option(help="Also draw top-1 against label bytes into this PNG.")] = None,
+    real_top1: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            max=100,
+            help="Top-1 (%) of the student architecture trained on the full real data with hard labels, for HLR "
+            "(default: the images' teacher, where lpq squeeze trained it with the students' architecture).",
+        ),
+    ] = None,
     config: ConfigOpt = None,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Label bytes, compression and top-1 mean +- sd of students, one row per run folder.
+    """Label bytes, compression and top-1 mean +- sd of students, one row per run folder; and DD-Ranking's IOR
+    (top-1 over a random real subset with the same labels and recipe) and HLR (hard-label top-1 on the full real
+    data minus on the images) where those baselines' runs are among the folders.
 
     Example:
 
@@ -34,16 +45,21 @@ def compare(
     if json_out:
         print_json(result)
         return
+    ranked = any(r.ior is not None or r.hlr is not None for r in result.rows)
     t = Table(title="Students", title_justify="left")
-    for col in ("run", "label bytes", "vs float16 full", "seeds", "top-1 (mean +- sd)", "labels"):
-        t.add_column(col, justify="left" if col in ("run", "labels") else "right")
+    columns = ["run", "images", "label bytes", "vs float16 full", "seeds", "top-1 (mean +- sd)"]
+    for col in [*columns, *(["IOR", "HLR"] if ranked else []), "labels"]:
+        t.add_column(col, justify="left" if col in ("run", "images", "labels") else "right")
     for r in result.rows:
+        dd = ["-" if v is None else f"{v:+.2f} pts" for v in (r.ior, r.hlr)] if ranked else []
         t.add_row(
             str(r.run),
+            f"{r.images}, {r.targets}",
             f"{r.label_bytes:,} B",
             "-" if r.compression is None else f"x{r.compression:.1f}",
             str(r.seeds),
             f"{r.top1_mean:.2f} +- {r.top1_sd:.2f} %" if r.seeds > 1 else f"{r.top1_mean:.2f} % (1 seed)",
+            *dd,
             str(r.labels),
         )
     out = stdout()

@@ -21,7 +21,7 @@ are replayed from a decoded-pixel cache (`sources`). `InputSpec` says how images
 from lpq.data.layout import FileList, list_split
 from lpq.data.loader import Batches, batches, check_fits, default_workers
 from lpq.data.sources import BadImage, CachedImages, EncodedImages, ImageFiles, ImageSet, ImageSource, decode
-from lpq.data.splits import load_split, open_images, open_split, parse_data, recorded
+from lpq.data.splits import DataSpec, folder_of, load_split, open_images, open_split, parse_data, recorded
 from lpq.data.transforms import IMAGENET_MEAN, IMAGENET_STD, InputSpec
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "BadImage",
     "Batches",
     "CachedImages",
+    "DataSpec",
     "EncodedImages",
     "FileList",
     "ImageFiles",
@@ -40,6 +41,7 @@ __all__ = [
     "check_fits",
     "decode",
     "default_workers",
+    "folder_of",
     "list_split",
     "load_split",
     "open_images",

@@ -243,12 +243,11 @@ def manifest_digest(files: FileList, with_mtime: bool = False) -> str:
 class CachedImages:
     """A folder's images as one uint8 cache file of decoded pixels, read with ``pread`` (see the docstring)."""
 
-    def __init__(self, name: str, files: FileList, cache: Path) -> None:
+    def __init__(self, name: str, files: FileList, cache: Path, index: CacheIndex) -> None:
         self.name = name
         self.classes = files.classes
         self.labels = torch.from_numpy(files.labels)
         self.cache = cache
-        index = CacheIndex.read(cache)
         self._fingerprint = index.fingerprint
         self._sizes, self._offsets = index.sizes, index.offsets
         self._checks = index.checks.tolist()  # compared with a Python int per image: no numpy scalar on the way
@@ -313,12 +312,14 @@ def open_cached(name: str, files: FileList, folder: Path) -> CachedImages:
     key = manifest_digest(files, with_mtime=True)
     with open(cache.parent / f"{cache.name}.lock", "w") as lock:
         take_lock(lock)
-        if not _cache_current(cache, key):
-            _build_cache(cache, files, key)
-        elif (problem := _cache_problem(cache, files)) is not None:
-            warnings.warn(f"the pixel cache {cache} of {folder} {problem}: rebuilt from the files", LpqWarning, 2)
-            _build_cache(cache, files, key)
-    return CachedImages(name, files, cache)
+        meta = _read_meta(cache)
+        current = meta is not None and meta.get("format") == CACHE_FORMAT and meta.get("manifest") == key
+        index = _checked_index(cache, meta, files) if meta is not None and current else None
+        if isinstance(index, str):
+            warnings.warn(f"the pixel cache {cache} of {folder} {index}: rebuilt from the files", LpqWarning, 2)
+        if not isinstance(index, CacheIndex):
+            index = _build_cache(cache, files, key)
+    return CachedImages(name, files, cache, index)
 
 
 @dataclass(frozen=True)
@@ -345,27 +346,27 @@ class CacheIndex:
         (folder / "meta.json").write_text(json.dumps(meta))
 
     @classmethod
-    def read(cls, folder: Path) -> CacheIndex:
-        meta = json.loads((folder / "meta.json").read_text())
+    def read(cls, folder: Path, meta: dict[str, object]) -> CacheIndex:
+        """The index in ``folder`` whose meta.json (already read) is ``meta``."""
         arrays = (np.load(folder / f"{n}.npy", allow_pickle=False) for n in ("sizes", "offsets", "checks"))
         return cls(*arrays, fingerprint=str(meta["fingerprint"]))
 
 
-def _cache_current(cache: Path, key: str) -> bool:
+def _read_meta(cache: Path) -> dict[str, object] | None:
+    """A cache's meta.json, or None where there is none that reads as a JSON object."""
     try:
         meta = json.loads((cache / "meta.json").read_text())
     except (OSError, ValueError):
-        return False
-    return meta.get("format") == CACHE_FORMAT and meta.get("manifest") == key
+        return None
+    return meta if isinstance(meta, dict) else None
 
 
-def _cache_problem(cache: Path, files: FileList) -> str | None:
-    """What is wrong with a current cache's contents, or None: its index against its digest, then its pixels
-    (read once, in order) against the content fingerprint they must give."""
+def _checked_index(cache: Path, meta: dict[str, object], files: FileList) -> CacheIndex | str:
+    """A current cache's index, or what is wrong with the cache: its index against the digest its ``meta``
+    records, then its pixels (read once, in order) against the content fingerprint they must give."""
     try:
-        index = CacheIndex.read(cache)
-        recorded = json.loads((cache / "meta.json").read_text()).get("index")
-        if recorded != index.digest() or len(index.checks) != len(files):
+        index = CacheIndex.read(cache, meta)
+        if meta.get("index") != index.digest() or len(index.checks) != len(files):
             return "does not match its index"
         digest = ContentDigest(index.sizes, files.labels)
         with open(cache / "pixels.u8", "rb") as f:
@@ -378,10 +379,10 @@ def _cache_problem(cache: Path, files: FileList) -> str | None:
                 return "is longer than its index"
     except (OSError, ValueError, KeyError) as e:
         return f"cannot be read ({e})"
-    return None if digest.hexdigest() == index.fingerprint else "holds other pixels than its fingerprint says"
+    return index if digest.hexdigest() == index.fingerprint else "holds other pixels than its fingerprint says"
 
 
-def _build_cache(cache: Path, files: FileList, key: str) -> None:
+def _build_cache(cache: Path, files: FileList, key: str) -> CacheIndex:
     """Decode every file once into pixels.u8, computing the content fingerprint on the way; rename when done."""
     sizes = ImageFiles(str(files.root), files).sizes()  # from the headers: the digest needs them first
     offsets = np.concatenate([[0], np.cumsum(3 * sizes[:, 0] * sizes[:, 1])[:-1]]).astype(np.int64)
@@ -403,3 +404,4 @@ def _build_cache(cache: Path, files: FileList, key: str) -> None:
                     out.write(raw)
         index = CacheIndex(sizes, offsets, checks, digest.hexdigest())
         index.write(tmp, {"format": CACHE_FORMAT, "manifest": key, "count": len(files)})
+    return index

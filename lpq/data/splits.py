@@ -11,7 +11,9 @@ replay) are read through the folder's pixel cache.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -27,26 +29,50 @@ SMALL_SIDE = 64  # pixels: folders of images at most this large are held in memo
 SMALL_COUNT = 300_000
 
 
-def parse_data(spec: str) -> tuple[str, Path | None]:
-    """``digits`` / ``cifar10`` / ``cifar100`` / ``imagefolder:PATH`` / PATH -> (kind, path); ``wds:`` and ``hf:``
-    specs -> (kind, None)."""
-    if spec in NAMED or spec.startswith(("wds:", "hf:")):
-        return spec.partition(":")[0] if ":" in spec else spec, None
-    path = Path(spec.removeprefix("imagefolder:")).expanduser()
-    if not path.is_dir():
+# Data named by a prefix, opened as a listing of encoded images: ``wds:PATTERN``, ``hf:NAME_OR_PATH[:SPLIT]``.
+PREFIXES: dict[str, Callable[[str, str], ImageFiles | EncodedImages]] = {"wds": open_shards, "hf": open_hub}
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """A ``--data`` string, parsed once: a named set (``kind`` its name), a registered prefix (``kind`` the prefix,
+    ``target`` the rest), or an image folder (``kind`` imagefolder, ``path`` the folder)."""
+
+    kind: str
+    target: str
+    path: Path | None = None
+
+
+def parse_data(spec: str) -> DataSpec:
+    """The `DataSpec` of a ``--data`` string; one line naming the choices when it names nothing."""
+    if spec in NAMED:
+        return DataSpec(spec, spec)
+    prefix, colon, rest = spec.partition(":")
+    if colon and prefix in PREFIXES:
+        return DataSpec(prefix, rest)
+    path = folder_of(spec)
+    if path is None:
         raise LpqError(
             "data-not-found",
             f"--data {spec!r} is neither a known dataset nor a folder",
-            f"use {', '.join(NAMED)}, imagefolder:PATH, wds:SHARD-PATTERN or hf:NAME_OR_PATH",
+            f"use {', '.join(NAMED)}, imagefolder:PATH, {', '.join(f'{p}:...' for p in PREFIXES)} or a folder's PATH",
         )
-    return "imagefolder", path
+    return DataSpec("imagefolder", str(path), path)
+
+
+def folder_of(spec: str) -> Path | None:
+    """The folder a ``--data`` string names (``imagefolder:PATH`` or a plain PATH), if it names one that exists."""
+    if spec in NAMED or spec.partition(":")[0] in PREFIXES:
+        return None
+    path = Path(spec.removeprefix("imagefolder:")).expanduser()
+    return path if path.is_dir() else None
 
 
 def recorded(spec: str) -> str:
     """``spec`` as a file that others read later records it: a folder as its absolute path (so it resolves from
-    any working directory), a named dataset or a shard pattern as given."""
-    kind, path = parse_data(spec)
-    return str(path.resolve()) if kind == "imagefolder" and path is not None else spec
+    any working directory), a named dataset or a prefixed source as given."""
+    data = parse_data(spec)
+    return str(data.path.resolve()) if data.path is not None else spec
 
 
 def open_split(
@@ -57,14 +83,12 @@ def open_split(
     An unreadable file stops with `BadImage`; with ``skip_bad`` an in-memory split leaves it out (listed in
     ``skipped``), and a streamed one skips it when loading (counted by `lpq.data.loader.Batches`).
     """
-    kind, path = parse_data(spec)
-    if kind == "wds":
-        return held(open_shards(spec.removeprefix("wds:"), split), skip_bad)
-    if kind == "hf":
-        return held(open_hub(spec.removeprefix("hf:"), split), skip_bad)
-    if path is None:
-        return named_split(kind, split, root, download)
-    return held(ImageFiles(f"imagefolder:{path}", list_split(path, split)), skip_bad)
+    data = parse_data(spec)
+    if data.kind in PREFIXES:
+        return held(PREFIXES[data.kind](data.target, split), skip_bad)
+    if data.path is None:
+        return named_split(data.kind, split, root, download)
+    return held(ImageFiles(f"imagefolder:{data.path}", list_split(data.path, split)), skip_bad)
 
 
 def load_split(spec: str, split: str = "train", root: Path | None = None, download: bool = False) -> ImageSet:
@@ -81,13 +105,12 @@ def load_split(spec: str, split: str = "train", root: Path | None = None, downlo
 
 def open_images(spec: str) -> ImageSource:
     """A distilled image set to replay: a named set's training split, or a folder through its pixel cache."""
-    kind, path = parse_data(spec)
-    if kind in ("wds", "hf"):
+    data = parse_data(spec)
+    if data.kind in PREFIXES:
         return open_split(spec, "train")
-    if path is None:
-        return named_split(kind, "train", None, False)
-    files = list_split(path, "train")
-    return open_cached(f"imagefolder:{path}", files, path)
+    if data.path is None:
+        return named_split(data.kind, "train", None, False)
+    return open_cached(f"imagefolder:{data.path}", list_split(data.path, "train"), data.path)
 
 
 def small(source: ImageFiles | EncodedImages) -> bool:

@@ -29,7 +29,7 @@ from lpq import __version__
 from lpq.artifacts.manifest import read_manifest
 from lpq.artifacts.teacher import Teacher, is_pretrained, load_teacher
 from lpq.choices import Amp, TeacherClasses
-from lpq.data import ImageSource, default_workers, open_images
+from lpq.data import ImageSource, default_workers, folder_of, open_images
 from lpq.errors import LpqError
 from lpq.files import check_new, write_text
 from lpq.format import (
@@ -332,8 +332,8 @@ def _check_places(cfg: RelabelConfig) -> None:
             f"an interrupted run left {next(p for p in left if p.exists())}",
             "pass --resume to continue it, or delete it to start over",
         )
-    folder = Path(cfg.images.removeprefix("imagefolder:"))
-    manifest = read_manifest(folder) if folder.is_dir() else None
+    folder = folder_of(cfg.images)
+    manifest = read_manifest(folder) if folder is not None else None
     if manifest is not None and not manifest.complete:
         raise LpqError(
             "synth-incomplete", f"{folder} is an unfinished lpq synth run", "finish it with lpq synth --resume"

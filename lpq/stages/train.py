@@ -46,9 +46,17 @@ from lpq.artifacts.manifest import read_manifest
 from lpq.artifacts.run import LOCK, METRICS, RunRecord, rank0
 from lpq.artifacts.teacher import load_teacher
 from lpq.choices import Amp, CaFit, Optimizer, Targets
-from lpq.data import ImageSource, check_fits, default_workers, open_images, open_split, recorded
+from lpq.data import (
+    ImageSource,
+    check_fits,
+    default_workers,
+    folder_of,
+    open_images,
+    open_split,
+    parse_data,
+    recorded,
+)
 from lpq.data import batches as image_batches
-from lpq.data.named import NAMED
 from lpq.errors import LpqError
 from lpq.files import atomic, write_model
 from lpq.format import Header, LpqlReader, ScheduleKind, StudentTemp, TempSchedule
@@ -369,8 +377,8 @@ def default_eval_data(images: str) -> str:
     """Where a student is evaluated when --eval-data is not given: the data the images' teacher was trained on
     (a synthesized folder's manifest names the teacher, whose file records its data), or, for images that are a
     dataset themselves, that dataset's held-out split. Never a guess: otherwise a one-line error."""
-    folder = Path(images.removeprefix("imagefolder:"))
-    manifest = read_manifest(folder) if folder.is_dir() else None
+    folder = folder_of(images)
+    manifest = read_manifest(folder) if folder is not None else None
     if manifest is None:
         return images  # a named dataset or a data folder: its own test split
     hint = "pass --eval-data with the real data the teacher was trained on"
@@ -380,8 +388,10 @@ def default_eval_data(images: str) -> str:
         raise LpqError(
             "eval-data-unknown", f"{folder} was synthesized by {manifest.teacher}, which is gone", hint
         ) from None
-    if data not in NAMED and not Path(data.removeprefix("imagefolder:")).expanduser().is_dir():
-        raise LpqError("eval-data-unknown", f"the teacher's data {data} is gone", hint)
+    try:
+        parse_data(data)
+    except LpqError:
+        raise LpqError("eval-data-unknown", f"the teacher's data {data} is gone", hint) from None
     return data
 
 
