@@ -50,3 +50,26 @@ def test_kd_loss_t2_and_the_default_ca_grid() -> None:
     plain = lpq.kd_loss(logits, torch.tensor([[0.7, 0.2, 0.1]]), 2.0)
     assert lpq.kd_loss(logits, torch.tensor([[0.7, 0.2, 0.1]]), 2.0, teacher_temp=4.0) == pytest.approx(16 * plain)
     assert lpq.fit_student_temperature(logits, target) == pytest.approx(0.5)
+
+
+def test_the_default_k_is_ten_or_every_class_in_relabel_and_quantize_alike(tmp_path: Path) -> None:
+    """Without --top-k, a code keeps 10 classes, or all of them where there are fewer: relabel refused a 4-class
+    set ("--top-k 10 must be between 1 and the 4 classes", an option nobody gave) where quantize kept 4."""
+    from PIL import Image
+
+    for c in range(4):
+        (tmp_path / "four" / "train" / f"c{c}").mkdir(parents=True)
+        for i in range(3):
+            pixels = torch.randint(0, 256, (8, 8, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(i))
+            Image.fromarray(pixels.numpy()).save(tmp_path / "four" / "train" / f"c{c}" / f"{i}.png")
+    net = build_model("convnet", 4, 8).eval()
+    spec = lpq.InputSpec(size=8, mean=(0.5,) * 3, std=(0.25,) * 3)
+    full = tmp_path / "full.lpql"
+    lpq.relabel(str(tmp_path / "four"), net, full, input_spec=spec, epochs=1, values="f32", workers=0)
+    mr = tmp_path / "mr.lpql"
+    lpq.relabel(str(tmp_path / "four"), net, mr, input_spec=spec, epochs=1, scheme="mr", workers=0)
+    quantized = tmp_path / "q.lpql"
+    lpq.quantize_file(lpq.QuantizeConfig(labels=full, output=quantized, scheme="mr"))
+    for path in (mr, quantized):
+        with LpqlReader(path) as r:
+            assert (r.header.quant.scheme, r.header.quant.k) == ("mr", 4)

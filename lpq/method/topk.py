@@ -76,6 +76,17 @@ def sample_classes(
     return np.take_along_axis(vals, order, axis=1).astype(np.float32), np.take_along_axis(idx, order, axis=1)
 
 
+DEFAULT_K = 10  # classes a top-k code keeps when no --top-k is given (or all of them, where there are fewer)
+
+
+def chosen_k(scheme: str, top_k: int | None, num_classes: int) -> int:
+    """The k a code keeps: every class for full labels, ``top_k`` when given, else DEFAULT_K or all classes where
+    there are fewer (relabel, quantize and import choose it alike)."""
+    if scheme == "none":
+        return num_classes
+    return min(DEFAULT_K, num_classes) if top_k is None else top_k
+
+
 def check_top_k(scheme: str, k: int, num_classes: int, tail: int) -> None:
     """Refuse a k the classes cannot hold, and tail points more than the classes outside the top k."""
     if not 1 <= k <= num_classes:

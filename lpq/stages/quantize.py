@@ -19,7 +19,7 @@ from lpq.files import check_paths
 from lpq.format import Calibration, LpqlReader, LpqlWriter, Quant, TempSchedule
 from lpq.format.header import Scheme, ValueKind
 from lpq.method.temperature import for_k, kept_mass, middle_temperature
-from lpq.method.topk import check_top_k, encode
+from lpq.method.topk import check_top_k, chosen_k, encode
 
 
 class QuantizeConfig(BaseModel):
@@ -154,7 +154,7 @@ def quantize_file(cfg: QuantizeConfig) -> QuantizeResult:
         if cfg.top_k == "auto":
             k, mass = choose_k(r, cfg.keep_mass, at_temp)
         else:
-            k, mass = c if scheme == "none" else (min(10, c) if cfg.top_k is None else cfg.top_k), None
+            k, mass = chosen_k(scheme, cfg.top_k, c), None
         check_top_k(scheme, k, c, cfg.tail_points)
         if scheme == "none" and h.quant.scheme != "none":
             raise LpqError("quantize-lost", "top-k labels cannot become full labels again")

@@ -55,7 +55,7 @@ from lpq.format.writer import read_partial_batches
 from lpq.method.pruning import choose_batches, keep_count
 from lpq.method.replay import plan_batch, render, teacher_input
 from lpq.method.temperature import CalibrationStats
-from lpq.method.topk import check_top_k, encode
+from lpq.method.topk import check_top_k, chosen_k, encode
 from lpq.progress import Show, progress
 from lpq.runtime import Precision, barrier, init_distributed, pick_device
 
@@ -128,7 +128,7 @@ class RelabelResult(BaseModel):
 
 def build_header(cfg: RelabelConfig, teacher: Teacher, images: ImageSource, precision: str = "float32") -> Header:
     c = teacher.meta.num_classes
-    k = c if cfg.scheme == "none" else int(cfg.top_k or 10)
+    k = chosen_k(cfg.scheme, None if cfg.top_k is None else int(cfg.top_k), c)
     check_top_k(cfg.scheme, k, c, cfg.tail_points)
     bpe = math.ceil(len(images) / cfg.batch_size)
     total = cfg.epochs * bpe
