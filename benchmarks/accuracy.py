@@ -52,9 +52,9 @@ from common import (
     tiny_jpeg_folder,
     versus,
 )
-from fidelity import fits
 
 from lpq.artifacts.teacher import load_teacher
+from lpq.method.fidelity import fits
 
 LPQ = [sys.executable, "-m", "lpq"]
 RECIPES = {

@@ -31,67 +31,14 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-import torch
 from common import RESULTS, load, section, table, write_result
 
-from lpq.format import LpqlReader, Quant, TempSchedule
-from lpq.format.codecs import index_codec, value_codec
-from lpq.method.targets import dense_targets
+from lpq.format import LpqlReader, TempSchedule
+from lpq.method.fidelity import CODES, fits, measure, view_bytes
 from lpq.method.temperature import schedule_temperatures
-from lpq.method.topk import encode
 
 BUDGETS = (40, 100, 200, 500)
 PRUNE = 10  # the authors' pruning at x40; the rest of every budget is per view
-CODES = ("mr", "ms", "tail", "sampled")
-TAIL_POINTS = (2, 4, 8)
-SAMPLE_TEMPS = (1.0, 2.0, 4.0)
-
-
-def view_bytes(quant: Quant, num_classes: int) -> int:
-    """Raw bytes one stored view takes under ``quant`` (values with their row scale, then class indices)."""
-    size = value_codec(quant.values).size(1, quant.columns)
-    return size + (index_codec(quant.indices, num_classes).size(1, quant.k) if quant.indices else 0)
-
-
-def fits(code: str, budget: int, c: int, prune: float = PRUNE) -> list[Quant]:
-    """The quantizations of ``code`` worth trying at a budget met with pruning ``prune``: the largest k that
-    fits (tail: for each number of tail points; sampled: at each proposal temperature)."""
-    allowed = view_bytes(Quant.of("none", c, "i8", c), c) * prune / budget
-    out = []
-    for tail in TAIL_POINTS if code == "tail" else (4,):
-        ks = [
-            k
-            for k in range(1, c)
-            if (code != "tail" or c - k >= tail) and view_bytes(Quant.of(code, k, "i8", c, tail=tail), c) <= allowed  # type: ignore[arg-type]
-        ]
-        for tp in SAMPLE_TEMPS if code == "sampled" else (4.0,):
-            if ks:
-                out.append(Quant.of(code, max(ks), "i8", c, tail=tail, sample_temperature=tp))  # type: ignore[arg-type]
-    return out
-
-
-def roundtrip(logits: np.ndarray, quant: Quant) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Stored values and indices as a reader decodes them: quantized, then through the 8-bit codec."""
-    values, indices = encode(logits, quant, seed=[0, 0])
-    codec = value_codec(quant.values)
-    decoded = codec.decode(codec.encode(values), len(values), quant.columns)
-    return torch.from_numpy(decoded), None if indices is None else torch.from_numpy(indices)
-
-
-def measure(logits: np.ndarray, quant: Quant, temps: list[float]) -> dict[str, list[float | None]]:
-    """KL(full || code) (None where infinite), total variation and top-1 agreement at each temperature."""
-    values, indices = roundtrip(logits, quant)
-    full = torch.from_numpy(logits).double()
-    kl: list[float | None] = []
-    tv, agree = [], []
-    for t in temps:
-        p = torch.softmax(full / t, dim=1)
-        q = dense_targets(values, indices, quant.scheme, logits.shape[1], t, quant.sample_temperature).double()
-        lost = ((q == 0) & (p > 0)).any()
-        kl.append(None if lost else float((p * (p.log() - q.log())).sum(dim=1).mean()))
-        tv.append(float(0.5 * (p - q).abs().sum(dim=1).mean()))
-        agree.append(float((q.argmax(dim=1) == p.argmax(dim=1)).double().mean()))
-    return {"kl": kl, "tv": tv, "top1_agreement": agree}
 
 
 def views(path: Path, count: int, seed: int = 0) -> np.ndarray:
@@ -124,7 +71,7 @@ def main() -> None:
             tried = [
                 {"code": q.name + (f" T_p={q.sample_temperature:g}" if q.sample_temperature else ""),
                  "view_bytes": view_bytes(q, c), **measure(logits, q, temps)}
-                for q in fits(code, budget, c)
+                for q in fits(code, budget, c, PRUNE)
             ]  # fmt: skip
             if not tried:
                 continue

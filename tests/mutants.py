@@ -116,6 +116,12 @@ MUTANTS = [  # (behaviour broken, file, original line, broken line)
         "codes = np.where(s > 0, np.floor((top - v) / s), 0)",
     ),
     (
+        "fidelity's total variation counts the misplaced mass twice",
+        "lpq/method/fidelity.py",
+        "tv.append(float(0.5 * (p - q).abs().sum(dim=1).mean()))",
+        "tv.append(float((p - q).abs().sum(dim=1).mean()))",
+    ),
+    (
         "CA picks the worst temperature",
         "lpq/method/loss.py",
         "return float(grid[int(losses.argmin())])",

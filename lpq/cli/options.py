@@ -115,12 +115,12 @@ WorkersOpt = Annotated[
 ]
 
 
-def result_table(title: str, result: BaseModel) -> Table:
-    """A two-column table of a result model's fields."""
+def result_table(title: str, result: BaseModel, hide: frozenset[str] = frozenset()) -> Table:
+    """A two-column table of a result model's fields, but those in ``hide`` (a table of their own)."""
     t = Table(title=title, show_header=False, title_justify="left")
     t.add_column(style="bold")
     t.add_column()
-    for key, value in _flat(result.model_dump(exclude={"notes"})):  # notes are printed as warnings
+    for key, value in _flat(result.model_dump(exclude={"notes", *hide})):  # notes are printed as warnings
         t.add_row(key.replace("_", " "), with_unit(key, value))
     return t
 

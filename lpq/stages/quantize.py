@@ -8,6 +8,7 @@ rest evenly. Re-quantizing can only lose information: to a smaller k, or to coar
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -18,7 +19,8 @@ from lpq.errors import LpqError
 from lpq.files import check_paths
 from lpq.format import Calibration, LpqlReader, LpqlWriter, Quant, TempSchedule
 from lpq.format.header import Scheme, ValueKind
-from lpq.method.temperature import for_k, kept_mass, middle_temperature
+from lpq.method.fidelity import Candidate, candidates, measure, view_bytes
+from lpq.method.temperature import for_k, kept_mass, middle_temperature, schedule_temperatures
 from lpq.method.topk import check_top_k, chosen_k, encode
 
 
@@ -44,12 +46,46 @@ class QuantizeConfig(BaseModel):
     ms_temp: float = Field(1.0, gt=0)
     tail_points: int = Field(4, ge=2, le=255, description="scheme tail: points of the sorted rest per sample")
     sample_temp: float = Field(4.0, gt=0, description="scheme sampled: the softmax temperature classes are drawn at")
+    budget: float | None = Field(
+        None,
+        gt=1,
+        description="xN: N times fewer bytes than full 8-bit labels of every view (pruning counted); the code and k "
+        "of least distance from the full targets over the labels' DKR temperatures are chosen (lpq.method.fidelity)",
+    )
 
     @model_validator(mode="after")
     def _full_labels_take_no_k(self) -> QuantizeConfig:
         if self.scheme == "none" and self.top_k is not None:
             raise ValueError(f"scheme none keeps every class: drop --top-k {self.top_k}, or choose --scheme mr or ms")
+        if self.budget is not None and self.top_k is not None:
+            raise ValueError("--budget chooses the code and k: drop --top-k, or drop --budget")
         return self
+
+
+class CodeFit(BaseModel):
+    """A code at a budget and its distance from the full targets (lpq.method.fidelity), at the labels' DKR
+    schedule's start and floor temperatures and on average over the temperatures it visits."""
+
+    code: str
+    k: int
+    view_bytes: int
+    tv_mean: float = Field(description="total variation from the full target, mean over the temperatures")
+    tv_at_start: float
+    tv_at_floor: float
+    kl_at_start: float | None = Field(description="KL(full || code), nats; None: infinite (classes given no mass)")
+    kl_at_floor: float | None
+
+
+class BudgetChoice(BaseModel):
+    """What --budget chose and why: every code's best fit, measured on a sample of the file's own views."""
+
+    budget: float
+    pruning: float
+    allowed_view_bytes: float = Field(description="bytes a stored view may take: full 8-bit view x pruning / budget")
+    temperatures: list[float]
+    views: int
+    chosen: CodeFit
+    tried: list[CodeFit]
 
 
 class QuantizeResult(BaseModel):
@@ -61,6 +97,7 @@ class QuantizeResult(BaseModel):
     values: str
     file_bytes_before: int
     file_bytes_after: int
+    choice: BudgetChoice | None = None
 
 
 def check_requantize(src: Quant, quant: Quant) -> None:
@@ -141,6 +178,72 @@ def choose_k(reader: LpqlReader, keep: float, temperature: float) -> tuple[int, 
     )
 
 
+BUDGET_VIEWS = 2048  # stored views the codes are measured on: seconds, and a mean TV steady to about 0.01
+
+
+def sample_views(reader: LpqlReader, count: int, seed: int = 0) -> np.ndarray:
+    """(≤ count, C) full logits of stored views, from batches drawn at random (seeded)."""
+    rows, total = [], 0
+    for bid in np.random.default_rng(seed).permutation(reader.batch_ids):
+        rows.append(reader.read(int(bid)).values)
+        total += len(rows[-1])
+        if total >= count:
+            break
+    return np.concatenate(rows)[:count].astype(np.float32)
+
+
+def _fit(c: Candidate) -> CodeFit:
+    d, q = c.distances, c.quant
+    code = q.name + (f" T_p={q.sample_temperature:g}" if q.sample_temperature else "")
+    return CodeFit(
+        code=code,
+        k=q.k,
+        view_bytes=c.view_bytes,
+        tv_mean=c.mean_tv,
+        tv_at_start=d["tv"][0] or 0.0,
+        tv_at_floor=d["tv"][-1] or 0.0,
+        kl_at_start=d["kl"][0],
+        kl_at_floor=d["kl"][-1],
+    )
+
+
+def choose_code(
+    reader: LpqlReader, budget: float, values: ValueKind, schedule: TempSchedule
+) -> tuple[BudgetChoice, Quant]:
+    """The code and k that keep the targets closest to the full ones at ``budget`` (lpq.method.fidelity): at the
+    file's own pruning, on a sample of its views, over the temperatures its DKR schedule visits."""
+    h = reader.header
+    if h.quant.scheme != "none":
+        raise LpqError(
+            "quantize-budget-full",
+            f"{reader.path} stores {h.quant.name} labels: --budget measures codes against the full logits",
+            "pass the full-label file (lpq relabel without --top-k)",
+        )
+    c, prune = h.num_classes, h.prune.ratio
+    temps = [t for t in schedule_temperatures(schedule, h.relabel.epochs) if t >= schedule.floor]
+    logits = sample_views(reader, BUDGET_VIEWS)
+    full = Quant.of("none", c, values, c)
+    allowed = view_bytes(Quant.of("none", c, "i8", c), c) * prune / budget
+    found = candidates(logits, budget, prune, temps, values)
+    if view_bytes(full, c) <= allowed:  # the budget holds every class: only the values' rounding is lost
+        found = [Candidate(full, view_bytes(full, c), measure(logits, full, temps)), *found]
+    if not found:
+        smallest = view_bytes(Quant.of("mr", 1, values, c), c)
+        need = math.ceil(budget * smallest / view_bytes(Quant.of("none", c, "i8", c), c))
+        raise LpqError(
+            "quantize-budget-small",
+            f"x{budget:g} leaves {allowed:.1f} bytes per stored view at this file's pruning x{prune:g}; the smallest "
+            f"code takes {smallest}",
+            f"prune the full labels to at least x{need} first (lpq prune --ratio {need}), or allow a larger budget",
+        )
+    fits = [_fit(f) for f in found]
+    choice = BudgetChoice(
+        budget=budget, pruning=prune, allowed_view_bytes=allowed, temperatures=temps, views=len(logits),
+        chosen=min(fits, key=lambda f: f.tv_mean), tried=fits,
+    )  # fmt: skip
+    return choice, min(found, key=lambda f: f.mean_tv).quant
+
+
 def quantize_file(cfg: QuantizeConfig) -> QuantizeResult:
     """Write the re-quantized file (a smaller k or coarser values only: information is never invented)."""
 
@@ -151,14 +254,19 @@ def quantize_file(cfg: QuantizeConfig) -> QuantizeResult:
         c = h.num_classes
         schedule = r.calibration.teacher_schedule if r.calibration else TempSchedule()
         at_temp = cfg.at_temp if cfg.at_temp is not None else middle_temperature(schedule)
-        if cfg.top_k == "auto":
-            k, mass = choose_k(r, cfg.keep_mass, at_temp)
+        choice = None
+        if cfg.budget is not None:
+            choice, quant = choose_code(r, cfg.budget, values, schedule)
+            scheme, k, mass = quant.scheme, quant.k, None
         else:
-            k, mass = chosen_k(scheme, cfg.top_k, c), None
-        check_top_k(scheme, k, c, cfg.tail_points)
+            if cfg.top_k == "auto":
+                k, mass = choose_k(r, cfg.keep_mass, at_temp)
+            else:
+                k, mass = chosen_k(scheme, cfg.top_k, c), None
+            check_top_k(scheme, k, c, cfg.tail_points)
+            quant = Quant.of(scheme, k, values, c, ms_temp, cfg.tail_points, cfg.sample_temp)
         if scheme == "none" and h.quant.scheme != "none":
             raise LpqError("quantize-lost", "top-k labels cannot become full labels again")
-        quant = Quant.of(scheme, k, values, c, ms_temp, cfg.tail_points, cfg.sample_temp)
         check_requantize(h.quant, quant)
         header = h.model_copy(update={"quant": quant})
         calibration = None if r.calibration is None else _recalibrated(r, r.calibration, k)
@@ -185,6 +293,7 @@ def quantize_file(cfg: QuantizeConfig) -> QuantizeResult:
         values=values,
         file_bytes_before=before,
         file_bytes_after=cfg.output.stat().st_size,
+        choice=choice,
     )
 
 

@@ -1,0 +1,104 @@
+"""How right a label code stays at every temperature, at a byte budget, measured on the labels' own logits.
+
+A budget xN is N times fewer bytes than full 8-bit labels of every view, pruning and bytes per stored view
+counted together: at pruning xP each stored view may take P/N of a full 8-bit view. A code fits with the largest
+k whose raw bytes per view (values with their row scale, then class indices: spec 5.1-5.2; zstd left out) do;
+tail tries 2, 4 and 8 points of the sorted rest, sampled the proposal temperatures 1, 2 and 4. Its distance from
+the full target, decoded through the real codecs (so 8-bit rounding counts), at each temperature: KL(full ||
+code) (infinite where the code gives no mass to a class the teacher gives some, as MR-k does outside its top
+k), total variation (the share of probability mass in the wrong place, 0 to 1), and top-1 agreement. Distances
+are per view: sampled labels' error is variance, which averages out over the views a student sees.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from lpq.format import Quant
+from lpq.format.codecs import index_codec, value_codec
+from lpq.format.header import ValueKind
+from lpq.method.targets import dense_targets
+from lpq.method.topk import encode
+
+CODES = ("mr", "ms", "tail", "sampled")
+TAIL_POINTS = (2, 4, 8)
+SAMPLE_TEMPS = (1.0, 2.0, 4.0)
+
+
+def view_bytes(quant: Quant, num_classes: int) -> int:
+    """Raw bytes one stored view takes under ``quant`` (values with their row scale, then class indices)."""
+    size = value_codec(quant.values).size(1, quant.columns)
+    return size + (index_codec(quant.indices, num_classes).size(1, quant.k) if quant.indices else 0)
+
+
+def fits(code: str, budget: float, c: int, prune: float, values: ValueKind = "i8") -> list[Quant]:
+    """The quantizations of ``code`` worth trying at a budget met with pruning ``prune``: the largest k that
+    fits (tail: for each number of tail points; sampled: at each proposal temperature)."""
+    allowed = view_bytes(Quant.of("none", c, "i8", c), c) * prune / budget
+    out = []
+    for tail in TAIL_POINTS if code == "tail" else (4,):
+        ks = [
+            k
+            for k in range(1, c)
+            if (code != "tail" or c - k >= tail) and view_bytes(Quant.of(code, k, values, c, tail=tail), c) <= allowed  # type: ignore[arg-type]
+        ]
+        for tp in SAMPLE_TEMPS if code == "sampled" else (4.0,):
+            if ks:
+                out.append(Quant.of(code, max(ks), values, c, tail=tail, sample_temperature=tp))  # type: ignore[arg-type]
+    return out
+
+
+def roundtrip(logits: np.ndarray, quant: Quant) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Stored values and indices as a reader decodes them: quantized, then through the value codec."""
+    values, indices = encode(logits, quant, seed=[0, 0])
+    codec = value_codec(quant.values)
+    decoded = codec.decode(codec.encode(values), len(values), quant.columns)
+    return torch.from_numpy(decoded), None if indices is None else torch.from_numpy(indices)
+
+
+def measure(logits: np.ndarray, quant: Quant, temps: list[float]) -> dict[str, list[float | None]]:
+    """KL(full || code) (None where infinite), total variation and top-1 agreement at each temperature."""
+    values, indices = roundtrip(logits, quant)
+    full = torch.from_numpy(logits).double()
+    kl: list[float | None] = []
+    tv, agree = [], []
+    for t in temps:
+        p = torch.softmax(full / t, dim=1)
+        q = dense_targets(values, indices, quant.scheme, logits.shape[1], t, quant.sample_temperature).double()
+        lost = ((q == 0) & (p > 0)).any()
+        kl.append(None if lost else float((p * (p.log() - q.log())).sum(dim=1).mean()))
+        tv.append(float(0.5 * (p - q).abs().sum(dim=1).mean()))
+        agree.append(float((q.argmax(dim=1) == p.argmax(dim=1)).double().mean()))
+    return {"kl": kl, "tv": tv, "top1_agreement": agree}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A code that fits a budget, and how far it is from the full target at each temperature."""
+
+    quant: Quant
+    view_bytes: int
+    distances: dict[str, list[float | None]]
+
+    @property
+    def mean_tv(self) -> float:
+        return float(np.mean([v for v in self.distances["tv"] if v is not None]))
+
+
+def candidates(
+    logits: np.ndarray, budget: float, prune: float, temps: list[float], values: ValueKind = "i8"
+) -> list[Candidate]:
+    """Every code's best fit at the budget (least mean total variation over ``temps``), best first; empty where
+    no code fits."""
+    c = logits.shape[1]
+    best = []
+    for code in CODES:
+        tried = [
+            Candidate(q, view_bytes(q, c), measure(logits, q, temps)) for q in fits(code, budget, c, prune, values)
+        ]
+        if tried:
+            best.append(min(tried, key=lambda t: t.mean_tv))
+    return sorted(best, key=lambda t: t.mean_tv)
