@@ -17,6 +17,7 @@ then reuses. Results are rewritten after each cell to benchmarks/results/accurac
 `python benchmarks/run_all.py --render` turns them into tables in RESULTS.md. A grid skips the cells its
 committed report already holds for the same teacher and seeds.
 
+    OMP_NUM_THREADS=2 nice python benchmarks/accuracy.py --dataset tiny-lite0 --claim  # Lite0 regime, 4.5 h
     nice python benchmarks/accuracy.py --dataset tiny --claim        # the decisive 2x2, about 6 hours, resumable
     nice python benchmarks/accuracy.py --dataset tiny --ipc 10       # about 4.5 hours on 2 cores, resumable
     nice python benchmarks/accuracy.py --dataset cifar10 --ipc 10    # about 2 CPU-hours, teacher included
@@ -300,8 +301,9 @@ class Machine:
 class Ledger:
     """The finished students of one report, by run folder and seed, written into its JSON as each one finishes.
     Our machines start empty each session (run folders and label files are not committed, only the report), so a
-    student is reused when a later checkout has remade the same label file (its sha256: relabel is seeded, and the
-    benchmark pins its threads), and trained again when the labels differ."""
+    student is reused when a later checkout has remade the same label file (its sha256: relabel is seeded; run it
+    with OMP_NUM_THREADS=2 on our 2-core machines, as the module docstring's command does, so the thread count is
+    the same whatever else runs), and trained again when the labels differ (another CPU's bf16 units, a GPU)."""
 
     def __init__(self, report: Path, doc: dict, old: dict) -> None:
         self.report, self.doc, self.lock = report, doc, threading.Lock()
