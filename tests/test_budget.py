@@ -59,5 +59,29 @@ def test_budget_chooses_the_closest_code_that_fits_and_says_why(tmp_path: Path) 
     assert table.exit_code == 0 and "chose" in table.stdout and "TV mean" in table.stdout
 
     small = runner.invoke(app, ["quantize", str(full), "--budget", "x400", "-o", str(tmp_path / "s.lpql")])
-    assert small.exit_code == 2 and "quantize-budget-small" in small.stderr and "lpq prune --ratio" in small.stderr
+    assert small.exit_code == 2 and "budget-too-small" in small.stderr and "--ratio 39" in small.stderr
     assert len(small.stderr.strip().splitlines()) == 1 and not (tmp_path / "s.lpql").exists()
+
+
+def test_relabel_with_a_budget_writes_the_code_it_chose(digits_teacher: Path, tmp_path: Path) -> None:
+    """relabel --budget chooses on a sample of the kept batches' logits, then writes every kept batch in that code:
+    the same records as a relabel that names the code itself."""
+    base = ["relabel", "digits", "--teacher", str(digits_teacher), "--epochs", "20", "--ratio", "10", "--json", "-q"]
+    result = runner.invoke(app, [*base, "--budget", "x20", "-o", str(tmp_path / "b.lpql")])
+    assert result.exit_code == 0, result.output
+    choice = json.loads(result.stdout)["choice"]
+    assert choice["allowed_view_bytes"] == pytest.approx(view_bytes(Quant.of("none", 10, "i8", 10), 10) * 10 / 20)
+    with LpqlReader(tmp_path / "b.lpql") as r:
+        q = r.header.quant
+        assert (q.name, q.k) == (choice["chosen"]["code"].split(" ")[0], choice["chosen"]["k"])
+        chosen = r.header.quant
+        budgeted = [r.read(int(b)) for b in r.batch_ids]
+    code = ["--scheme", chosen.scheme, "--top-k", str(chosen.k), "--values", "i8"]
+    code += ["--tail-points", str(chosen.tail)] if chosen.tail else []
+    code += ["--sample-temp", str(chosen.sample_temperature)] if chosen.sample_temperature else []
+    named = runner.invoke(app, [*base, *code, "-o", str(tmp_path / "n.lpql")])
+    assert named.exit_code == 0, named.output
+    with LpqlReader(tmp_path / "n.lpql") as r:
+        assert r.header.quant == chosen
+        for a, b in zip(budgeted, (r.read(int(i)) for i in r.batch_ids), strict=True):
+            assert np.array_equal(a.values, b.values) and np.array_equal(a.indices, b.indices)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, get_args
+from typing import TYPE_CHECKING, Annotated, get_args
 
 import typer
 from pydantic import BaseModel
@@ -12,6 +12,9 @@ from rich.table import Table
 
 from lpq import choices
 from lpq.format import header
+
+if TYPE_CHECKING:
+    from lpq.method.fidelity import BudgetChoice
 
 
 def choice(name: str, literal: object) -> type[StrEnum]:
@@ -79,6 +82,25 @@ TailOpt = Annotated[
 SampleTempOpt = Annotated[
     float,
     typer.Option(help="With --scheme sampled: the softmax temperature the k classes are drawn at (with replacement)."),
+]
+
+
+def _budget(value: str) -> float:
+    try:
+        return float(value.removeprefix("x"))
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not xN (x100: a hundred times fewer bytes)") from None
+
+
+BudgetOpt = Annotated[
+    float | None,
+    typer.Option(
+        parser=_budget,
+        metavar="xN",
+        help="N times fewer bytes than full 8-bit labels of every view, pruning counted: chooses the code and k "
+        "whose targets stay closest to the full ones over the labels' DKR temperatures (measured on the labels' "
+        "own logits; 8-bit codes), and says why.",
+    ),
 ]
 TopKOpt = Annotated[
     str | None,
@@ -153,3 +175,20 @@ def _flat(fields: dict, prefix: str = "") -> list[tuple[str, object]]:
         name = f"{prefix}{key}"
         rows += _flat(value, name + " ") if isinstance(value, dict) else [(name, value)]
     return rows
+
+
+def choice_table(choice: BudgetChoice) -> Table:
+    """Every code's best fit at the budget, the chosen one first, with the distances that chose it."""
+    t0, t1 = choice.temperatures[0], choice.temperatures[-1]
+    t = Table(
+        title=f"x{choice.budget:g} at pruning x{choice.pruning:g}: {choice.allowed_view_bytes:.1f} B per stored view; "
+        f"chose {choice.chosen.code} (least total variation from the full targets over T={t0:g}..{t1:g}, "
+        f"{choice.views} views)",
+        title_justify="left",
+    )
+    for col in ("code", "B/view", "TV mean", f"TV T={t0:g}", f"TV T={t1:g}", f"KL T={t0:g}", f"KL T={t1:g}"):
+        t.add_column(col, justify="left" if col == "code" else "right")
+    for f in sorted(choice.tried, key=lambda f: f.tv_mean):
+        kl = ["inf" if v is None else f"{v:.4f}" for v in (f.kl_at_start, f.kl_at_floor)]
+        t.add_row(f.code, str(f.view_bytes), f"{f.tv_mean:.3f}", f"{f.tv_at_start:.3f}", f"{f.tv_at_floor:.3f}", *kl)
+    return t

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from lpq.cli.common import funnel, make_config, print_json, stdout
 from lpq.cli.options import (
+    BudgetOpt,
     ConfigOpt,
     JsonOpt,
     QuietOpt,
@@ -18,18 +18,9 @@ from lpq.cli.options import (
     TailOpt,
     TopKOpt,
     Values,
+    choice_table,
     result_table,
 )
-
-if TYPE_CHECKING:
-    from lpq.stages.quantize import BudgetChoice
-
-
-def _budget(value: str) -> float:
-    try:
-        return float(value.removeprefix("x"))
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is not xN (x100: a hundred times fewer bytes)") from None
 
 
 @funnel
@@ -58,16 +49,7 @@ def quantize(
     sample_temp: SampleTempOpt = 4.0,
     values: Annotated[Values, typer.Option(help="Value encoding.")] = Values.i8,
     ms_temp: Annotated[float, typer.Option(help="Softmax temperature of MS probabilities.")] = 1.0,
-    budget: Annotated[
-        float | None,
-        typer.Option(
-            parser=_budget,
-            metavar="xN",
-            help="N times fewer bytes than full 8-bit labels of every view, this file's pruning counted: chooses "
-            "the code and k whose targets stay closest to the full ones over the labels' DKR temperatures (measured "
-            "on the file's own logits), and says why.",
-        ),
-    ] = None,
+    budget: BudgetOpt = None,
     config: ConfigOpt = None,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
@@ -97,20 +79,3 @@ def quantize(
     out.print(result_table("Quantize", result, hide=frozenset({"choice"})))
     if result.choice is not None:
         out.print(choice_table(result.choice))
-
-
-def choice_table(choice: BudgetChoice) -> Table:
-    """Every code's best fit at the budget, the chosen one first, with the distances that chose it."""
-    t0, t1 = choice.temperatures[0], choice.temperatures[-1]
-    t = Table(
-        title=f"x{choice.budget:g} at pruning x{choice.pruning:g}: {choice.allowed_view_bytes:.1f} B per stored view; "
-        f"chose {choice.chosen.code} (least total variation from the full targets over T={t0:g}..{t1:g}, "
-        f"{choice.views} views)",
-        title_justify="left",
-    )
-    for col in ("code", "B/view", "TV mean", f"TV T={t0:g}", f"TV T={t1:g}", f"KL T={t0:g}", f"KL T={t1:g}"):
-        t.add_column(col, justify="left" if col == "code" else "right")
-    for f in sorted(choice.tried, key=lambda f: f.tv_mean):
-        kl = ["inf" if v is None else f"{v:.4f}" for v in (f.kl_at_start, f.kl_at_floor)]
-        t.add_row(f.code, str(f.view_bytes), f"{f.tv_mean:.3f}", f"{f.tv_at_start:.3f}", f"{f.tv_at_floor:.3f}", *kl)
-    return t

@@ -19,6 +19,7 @@ from lpq.cli.common import (
 from lpq.cli.options import (
     Amp,
     AmpOpt,
+    BudgetOpt,
     ConfigOpt,
     DeviceOpt,
     JsonOpt,
@@ -35,6 +36,7 @@ from lpq.cli.options import (
     TopKOpt,
     Values,
     WorkersOpt,
+    choice_table,
     result_table,
 )
 
@@ -79,6 +81,7 @@ def relabel(
     tail_points: TailOpt = 4,
     sample_temp: SampleTempOpt = 4.0,
     values: Annotated[Values, typer.Option(rich_help_panel=COMPACT, help="Value encoding.")] = Values.f16,
+    budget: BudgetOpt = None,
     crop_scale: Annotated[
         tuple[float, float], typer.Option(rich_help_panel=AUG, help="RandomResizedCrop area range.")
     ] = (0.08, 1.0),
@@ -99,6 +102,10 @@ def relabel(
     Example:
 
         lpq relabel syn/ --teacher teacher.lpqt --epochs 300 --batch-size 64 --ratio 10 --top-k 10 -o labels.lpql
+
+    x100 of full 8-bit labels, the code and k chosen on the teacher's logits of a sample of the kept batches:
+
+        lpq relabel syn/ --teacher teacher.lpqt --epochs 300 --ratio 10 --budget x100 -o labels.lpql
     """
     from lpq.stages.relabel import RelabelConfig
     from lpq.stages.relabel import relabel as run
@@ -106,4 +113,9 @@ def relabel(
     result = run(make_config(ctx, RelabelConfig), show=show_progress(ctx, quiet))
     if rank0():
         warn_uncovered(result.coverage)
-        print_json(result) if json_out else stdout().print(result_table("Relabel", result))
+        if json_out:
+            print_json(result)
+            return
+        stdout().print(result_table("Relabel", result, hide=frozenset({"choice"})))
+        if result.choice is not None:
+            stdout().print(choice_table(result.choice))

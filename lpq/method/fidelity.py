@@ -12,18 +12,23 @@ are per view: sampled labels' error is variance, which averages out over the vie
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from pydantic import BaseModel, Field
 
-from lpq.format import Quant
+from lpq.errors import LpqError
+from lpq.format import Quant, TempSchedule
 from lpq.format.codecs import index_codec, value_codec
 from lpq.format.header import ValueKind
 from lpq.method.targets import dense_targets
+from lpq.method.temperature import schedule_temperatures
 from lpq.method.topk import encode
 
 CODES = ("mr", "ms", "tail", "sampled")
+BUDGET_VIEWS = 2048  # views a budget's codes are measured on: seconds, and a mean TV steady to about 0.01
 TAIL_POINTS = (2, 4, 8)
 SAMPLE_TEMPS = (1.0, 2.0, 4.0)
 
@@ -102,3 +107,79 @@ def candidates(
         if tried:
             best.append(min(tried, key=lambda t: t.mean_tv))
     return sorted(best, key=lambda t: t.mean_tv)
+
+
+class CodeFit(BaseModel):
+    """A code at a budget and its distance from the full targets, at the labels' DKR schedule's start and floor
+    temperatures and on average over the temperatures it visits."""
+
+    code: str
+    k: int
+    view_bytes: int
+    tv_mean: float = Field(description="total variation from the full target, mean over the temperatures")
+    tv_at_start: float
+    tv_at_floor: float
+    kl_at_start: float | None = Field(description="KL(full || code), nats; None: infinite (classes given no mass)")
+    kl_at_floor: float | None
+
+
+class BudgetChoice(BaseModel):
+    """What a budget chose and why: every code's best fit, measured on a sample of the labels' own views."""
+
+    budget: float
+    pruning: float
+    allowed_view_bytes: float = Field(description="bytes a stored view may take: full 8-bit view x pruning / budget")
+    temperatures: list[float]
+    views: int
+    chosen: CodeFit
+    tried: list[CodeFit]
+
+
+def _fit(c: Candidate) -> CodeFit:
+    d, q = c.distances, c.quant
+    return CodeFit(
+        code=q.name + (f" T_p={q.sample_temperature:g}" if q.sample_temperature else ""),
+        k=q.k,
+        view_bytes=c.view_bytes,
+        tv_mean=c.mean_tv,
+        tv_at_start=d["tv"][0] or 0.0,
+        tv_at_floor=d["tv"][-1] or 0.0,
+        kl_at_start=d["kl"][0],
+        kl_at_floor=d["kl"][-1],
+    )
+
+
+def visited(schedule: TempSchedule, epochs: int) -> list[float]:
+    """The temperatures a DKR schedule visits over ``epochs``, hottest first (T=1 only where it is the floor)."""
+    return [t for t in schedule_temperatures(schedule, epochs) if t >= schedule.floor]
+
+
+def choose_code(
+    logits: np.ndarray, budget: float, prune: float, temps: list[float], values: ValueKind = "i8"
+) -> tuple[BudgetChoice, Quant]:
+    """The code and k whose targets stay closest to the full ones (least mean total variation over ``temps``) at
+    ``budget`` with pruning ``prune``, full values included where they fit; a one-line error naming the pruning
+    the budget needs when nothing fits."""
+    c = logits.shape[1]
+    full_i8 = view_bytes(Quant.of("none", c, "i8", c), c)
+    allowed = full_i8 * prune / budget
+    found = candidates(logits, budget, prune, temps, values)
+    full = Quant.of("none", c, values, c)
+    if view_bytes(full, c) <= allowed:  # the budget holds every class: only the values' rounding is lost
+        found.append(Candidate(full, view_bytes(full, c), measure(logits, full, temps)))
+    if not found:
+        smallest = view_bytes(Quant.of("mr", 1, values, c), c)
+        need = math.ceil(budget * smallest / full_i8)
+        raise LpqError(
+            "budget-too-small",
+            f"x{budget:g} leaves {allowed:.1f} bytes per stored view at pruning x{prune:g}; the smallest code takes "
+            f"{smallest}",
+            f"prune to at least x{need} (lpq prune or relabel --ratio {need}), or allow a larger budget",
+        )
+    best = min(found, key=lambda f: f.mean_tv)
+    fits_ = [_fit(f) for f in sorted(found, key=lambda f: f.mean_tv)]
+    choice = BudgetChoice(
+        budget=budget, pruning=prune, allowed_view_bytes=allowed, temperatures=temps, views=len(logits),
+        chosen=fits_[0], tried=fits_,
+    )  # fmt: skip
+    return choice, best.quant

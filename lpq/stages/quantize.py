@@ -8,7 +8,6 @@ rest evenly. Re-quantizing can only lose information: to a smaller k, or to coar
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -19,8 +18,8 @@ from lpq.errors import LpqError
 from lpq.files import check_paths
 from lpq.format import Calibration, LpqlReader, LpqlWriter, Quant, TempSchedule
 from lpq.format.header import Scheme, ValueKind
-from lpq.method.fidelity import Candidate, candidates, measure, view_bytes
-from lpq.method.temperature import for_k, kept_mass, middle_temperature, schedule_temperatures
+from lpq.method.fidelity import BUDGET_VIEWS, BudgetChoice, choose_code, visited
+from lpq.method.temperature import for_k, kept_mass, middle_temperature
 from lpq.method.topk import check_top_k, chosen_k, encode
 
 
@@ -60,32 +59,6 @@ class QuantizeConfig(BaseModel):
         if self.budget is not None and self.top_k is not None:
             raise ValueError("--budget chooses the code and k: drop --top-k, or drop --budget")
         return self
-
-
-class CodeFit(BaseModel):
-    """A code at a budget and its distance from the full targets (lpq.method.fidelity), at the labels' DKR
-    schedule's start and floor temperatures and on average over the temperatures it visits."""
-
-    code: str
-    k: int
-    view_bytes: int
-    tv_mean: float = Field(description="total variation from the full target, mean over the temperatures")
-    tv_at_start: float
-    tv_at_floor: float
-    kl_at_start: float | None = Field(description="KL(full || code), nats; None: infinite (classes given no mass)")
-    kl_at_floor: float | None
-
-
-class BudgetChoice(BaseModel):
-    """What --budget chose and why: every code's best fit, measured on a sample of the file's own views."""
-
-    budget: float
-    pruning: float
-    allowed_view_bytes: float = Field(description="bytes a stored view may take: full 8-bit view x pruning / budget")
-    temperatures: list[float]
-    views: int
-    chosen: CodeFit
-    tried: list[CodeFit]
 
 
 class QuantizeResult(BaseModel):
@@ -178,9 +151,6 @@ def choose_k(reader: LpqlReader, keep: float, temperature: float) -> tuple[int, 
     )
 
 
-BUDGET_VIEWS = 2048  # stored views the codes are measured on: seconds, and a mean TV steady to about 0.01
-
-
 def sample_views(reader: LpqlReader, count: int, seed: int = 0) -> np.ndarray:
     """(≤ count, C) full logits of stored views, from batches drawn at random (seeded)."""
     rows, total = [], 0
@@ -192,26 +162,11 @@ def sample_views(reader: LpqlReader, count: int, seed: int = 0) -> np.ndarray:
     return np.concatenate(rows)[:count].astype(np.float32)
 
 
-def _fit(c: Candidate) -> CodeFit:
-    d, q = c.distances, c.quant
-    code = q.name + (f" T_p={q.sample_temperature:g}" if q.sample_temperature else "")
-    return CodeFit(
-        code=code,
-        k=q.k,
-        view_bytes=c.view_bytes,
-        tv_mean=c.mean_tv,
-        tv_at_start=d["tv"][0] or 0.0,
-        tv_at_floor=d["tv"][-1] or 0.0,
-        kl_at_start=d["kl"][0],
-        kl_at_floor=d["kl"][-1],
-    )
-
-
-def choose_code(
+def choose_for_budget(
     reader: LpqlReader, budget: float, values: ValueKind, schedule: TempSchedule
 ) -> tuple[BudgetChoice, Quant]:
-    """The code and k that keep the targets closest to the full ones at ``budget`` (lpq.method.fidelity): at the
-    file's own pruning, on a sample of its views, over the temperatures its DKR schedule visits."""
+    """`lpq.method.fidelity.choose_code` on a sample of the file's views, at its pruning, over the temperatures its
+    DKR schedule visits."""
     h = reader.header
     if h.quant.scheme != "none":
         raise LpqError(
@@ -219,29 +174,8 @@ def choose_code(
             f"{reader.path} stores {h.quant.name} labels: --budget measures codes against the full logits",
             "pass the full-label file (lpq relabel without --top-k)",
         )
-    c, prune = h.num_classes, h.prune.ratio
-    temps = [t for t in schedule_temperatures(schedule, h.relabel.epochs) if t >= schedule.floor]
     logits = sample_views(reader, BUDGET_VIEWS)
-    full = Quant.of("none", c, values, c)
-    allowed = view_bytes(Quant.of("none", c, "i8", c), c) * prune / budget
-    found = candidates(logits, budget, prune, temps, values)
-    if view_bytes(full, c) <= allowed:  # the budget holds every class: only the values' rounding is lost
-        found = [Candidate(full, view_bytes(full, c), measure(logits, full, temps)), *found]
-    if not found:
-        smallest = view_bytes(Quant.of("mr", 1, values, c), c)
-        need = math.ceil(budget * smallest / view_bytes(Quant.of("none", c, "i8", c), c))
-        raise LpqError(
-            "quantize-budget-small",
-            f"x{budget:g} leaves {allowed:.1f} bytes per stored view at this file's pruning x{prune:g}; the smallest "
-            f"code takes {smallest}",
-            f"prune the full labels to at least x{need} first (lpq prune --ratio {need}), or allow a larger budget",
-        )
-    fits = [_fit(f) for f in found]
-    choice = BudgetChoice(
-        budget=budget, pruning=prune, allowed_view_bytes=allowed, temperatures=temps, views=len(logits),
-        chosen=min(fits, key=lambda f: f.tv_mean), tried=fits,
-    )  # fmt: skip
-    return choice, min(found, key=lambda f: f.mean_tv).quant
+    return choose_code(logits, budget, h.prune.ratio, visited(schedule, h.relabel.epochs), values)
 
 
 def quantize_file(cfg: QuantizeConfig) -> QuantizeResult:
@@ -256,7 +190,7 @@ def quantize_file(cfg: QuantizeConfig) -> QuantizeResult:
         at_temp = cfg.at_temp if cfg.at_temp is not None else middle_temperature(schedule)
         choice = None
         if cfg.budget is not None:
-            choice, quant = choose_code(r, cfg.budget, values, schedule)
+            choice, quant = choose_for_budget(r, cfg.budget, values, schedule)
             scheme, k, mass = quant.scheme, quant.k, None
         else:
             if cfg.top_k == "auto":

@@ -40,6 +40,7 @@ from lpq.format import (
     Prune,
     Quant,
     Relabel,
+    TempSchedule,
     partial_path,
 )
 from lpq.format import (
@@ -52,6 +53,7 @@ from lpq.format.coverage import BatchMembers, Coverage, members_of, view_counts
 from lpq.format.header import Interpolation, KeepStrategy, MixKind, Scheme, ValueKind
 from lpq.format.rng import epoch_order
 from lpq.format.writer import read_partial_batches
+from lpq.method.fidelity import BUDGET_VIEWS, BudgetChoice, choose_code, visited
 from lpq.method.pruning import choose_batches, keep_count
 from lpq.method.replay import plan_batch, render, teacher_input
 from lpq.method.temperature import CalibrationStats
@@ -90,6 +92,12 @@ class RelabelConfig(BaseModel):
     interpolation: Interpolation = "bilinear"
     mix: MixKind = "cutmix"
     mix_alpha: float = Field(1.0, gt=0)
+    budget: float | None = Field(
+        None,
+        gt=1,
+        description="xN of full 8-bit labels of every view (the ratio counted): the 8-bit code and k of least "
+        "distance from the full targets, measured on a sample of the kept batches first (lpq.method.fidelity)",
+    )
     workers: int | None = Field(None, ge=0, description="processes rendering batches (default from the CPU count)")
     resume: bool = False
     device: str = "auto"
@@ -124,6 +132,7 @@ class RelabelResult(BaseModel):
     coverage: Coverage = Field(description="labelled views per image")
     seconds: float
     batches_per_second: float
+    choice: BudgetChoice | None = None
 
 
 def build_header(cfg: RelabelConfig, teacher: Teacher, images: ImageSource, precision: str = "float32") -> Header:
@@ -321,6 +330,19 @@ def label_part(
     return stats
 
 
+def _budgeted(header: Header, render_ids: Render, labeller: Labeller, cfg: RelabelConfig) -> tuple[BudgetChoice, Quant]:
+    """The code of ``cfg.budget`` (lpq.method.fidelity.choose_code), chosen on the full logits of a seeded sample of
+    the kept batches (about BUDGET_VIEWS views) before any is written; 8-bit codes unless --values asks for 4."""
+    if cfg.scheme != "none" or cfg.top_k is not None:
+        raise LpqError("bad-option", "--budget chooses the scheme and k: drop --scheme and --top-k, or --budget")
+    kept = header.prune.kept
+    n = min(len(kept), math.ceil(BUDGET_VIEWS / header.relabel.batch_size))
+    ids = sorted(np.random.default_rng([header.relabel.seed, 1]).choice(kept, size=n, replace=False).tolist())
+    logits = np.concatenate([labeller(item)[0] for item in render_ids(ids)])
+    temps = visited(TempSchedule(), header.relabel.epochs)  # the schedule relabel records in its calibration
+    return choose_code(logits, cfg.budget or 0.0, header.prune.ratio, temps, "i4" if cfg.values == "i4" else "i8")
+
+
 def _check_places(cfg: RelabelConfig) -> None:
     """The output is new (or an interrupted run of it resumes), and the images are no unfinished synth run."""
     out = cfg.output
@@ -363,6 +385,10 @@ def relabel(cfg: RelabelConfig, show: bool | Show = False, teacher: Teacher | No
     precision = Precision.choose(cfg.amp, pick_device(cfg.device, rank), inference=True)
     header = build_header(cfg, teacher, images, precision.name)
     render_ids = renderer(header, images, default_workers() if cfg.workers is None else cfg.workers, precision.device)
+    choice = None
+    if cfg.budget is not None:
+        choice, quant = _budgeted(header, render_ids, Labeller(header, teacher, precision), cfg)
+        header = header.model_copy(update={"quant": quant})
     labeller = Labeller(header, teacher, precision)
     kept = header.prune.kept
     log = out.with_name(out.name + ".log.txt")  # beside the label file; rank 0's lines under torchrun
@@ -407,6 +433,7 @@ def relabel(cfg: RelabelConfig, show: bool | Show = False, teacher: Teacher | No
         coverage=Coverage.of(view_counts(kept, members_of(header))),
         seconds=seconds,
         batches_per_second=len(kept) / max(seconds, 1e-9),
+        choice=choice,
     )
 
 
