@@ -21,6 +21,7 @@ from lpq.cli.options import (
     choice_table,
     result_table,
 )
+from lpq.format.header import MS_TEMPERATURE, SAMPLE_TEMPERATURE, TAIL_POINTS
 
 
 @funnel
@@ -45,10 +46,10 @@ def quantize(
             "the teacher's softmax, importance-weighted at every temperature) or none."
         ),
     ] = Scheme.mr,
-    tail_points: TailOpt = 4,
-    sample_temp: SampleTempOpt = 4.0,
+    tail_points: TailOpt = TAIL_POINTS,
+    sample_temp: SampleTempOpt = SAMPLE_TEMPERATURE,
     values: Annotated[Values, typer.Option(help="Value encoding.")] = Values.i8,
-    ms_temp: Annotated[float, typer.Option(help="Softmax temperature of MS probabilities.")] = 1.0,
+    ms_temp: Annotated[float, typer.Option(help="Softmax temperature of MS probabilities.")] = MS_TEMPERATURE,
     budget: BudgetOpt = None,
     config: ConfigOpt = None,
     quiet: QuietOpt = False,

@@ -39,6 +39,7 @@ from lpq.cli.options import (
     choice_table,
     result_table,
 )
+from lpq.format.header import SAMPLE_TEMPERATURE, TAIL_POINTS
 
 AUG = "Augmentation"
 COMPACT = "Pruning and quantization"
@@ -78,8 +79,8 @@ def relabel(
             "sampled (k classes drawn from the teacher's softmax, with their logits).",
         ),
     ] = Scheme.none,
-    tail_points: TailOpt = 4,
-    sample_temp: SampleTempOpt = 4.0,
+    tail_points: TailOpt = TAIL_POINTS,
+    sample_temp: SampleTempOpt = SAMPLE_TEMPERATURE,
     values: Annotated[Values, typer.Option(rich_help_panel=COMPACT, help="Value encoding.")] = Values.f16,
     budget: BudgetOpt = None,
     crop_scale: Annotated[

@@ -159,6 +159,13 @@ class ValueCodec(_Record):
         return self.id.endswith(BY_SAMPLE)
 
 
+# The code parameters a writer uses where none is given: one declaration for the format, the method, the stage
+# configs and the command line.
+MS_TEMPERATURE = 1.0  # MS: the softmax temperature of the kept probabilities (FKD's)
+TAIL_POINTS = 4  # tail: points of the sorted rest per sample
+SAMPLE_TEMPERATURE = 4.0  # sampled: the proposal temperature classes are drawn at
+
+
 class Quant(_Record):
     scheme: Scheme = "none"
     k: int = Field(ge=1)
@@ -179,9 +186,9 @@ class Quant(_Record):
         k: int,
         kind: ValueKind,
         num_classes: int,
-        ms_temperature: float = 1.0,
-        tail: int = 4,
-        sample_temperature: float = 4.0,
+        ms_temperature: float = MS_TEMPERATURE,
+        tail: int = TAIL_POINTS,
+        sample_temperature: float = SAMPLE_TEMPERATURE,
     ) -> Quant:
         """What a writer stores for a scheme, k and value kind: the codecs as `ValueCodec.for_labels` and
         `IndexCodec.for_classes` choose them, and only the parameters the scheme has."""

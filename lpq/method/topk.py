@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from lpq.errors import LpqError
-from lpq.format.header import Quant, tail_ranks
+from lpq.format.header import MS_TEMPERATURE, SAMPLE_TEMPERATURE, TAIL_POINTS, Quant, tail_ranks
 
 
 def top_k(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -36,9 +36,9 @@ def quantize_logits(
     logits: np.ndarray,
     scheme: str,
     k: int,
-    ms_temp: float = 1.0,
-    tail: int = 4,
-    sample_temp: float = 4.0,
+    ms_temp: float = MS_TEMPERATURE,
+    tail: int = TAIL_POINTS,
+    sample_temp: float = SAMPLE_TEMPERATURE,
     seed: int | list[int] = 0,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Stored (values, indices) of full (B, C) logits under a scheme: 'none', 'mr', 'ms', 'tail' (the k

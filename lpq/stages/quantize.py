@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field, model_validator
 from lpq.errors import LpqError
 from lpq.files import check_paths
 from lpq.format import Calibration, LpqlReader, LpqlWriter, Quant, TempSchedule
-from lpq.format.header import Scheme, ValueKind
+from lpq.format.header import MS_TEMPERATURE, SAMPLE_TEMPERATURE, TAIL_POINTS, Scheme, ValueKind
 from lpq.method.fidelity import BUDGET_VIEWS, BudgetChoice, choose_code, visited
 from lpq.method.temperature import for_k, kept_mass, middle_temperature
 from lpq.method.topk import check_top_k, chosen_k, encode
@@ -42,9 +42,11 @@ class QuantizeConfig(BaseModel):
         "labels' DKR schedule (3.361 for the authors'), where half of a run is at it or hotter",
     )
     values: ValueKind = "i8"
-    ms_temp: float = Field(1.0, gt=0)
-    tail_points: int = Field(4, ge=2, le=255, description="scheme tail: points of the sorted rest per sample")
-    sample_temp: float = Field(4.0, gt=0, description="scheme sampled: the softmax temperature classes are drawn at")
+    ms_temp: float = Field(MS_TEMPERATURE, gt=0)
+    tail_points: int = Field(TAIL_POINTS, ge=2, le=255, description="scheme tail: points of the sorted rest per sample")
+    sample_temp: float = Field(
+        SAMPLE_TEMPERATURE, gt=0, description="scheme sampled: the softmax temperature classes are drawn at"
+    )
     budget: float | None = Field(
         None,
         gt=1,

@@ -50,7 +50,16 @@ from lpq.format import (
     Teacher as TeacherHeader,
 )
 from lpq.format.coverage import BatchMembers, Coverage, members_of, view_counts
-from lpq.format.header import Interpolation, KeepStrategy, MixKind, Scheme, ValueKind
+from lpq.format.header import (
+    MS_TEMPERATURE,
+    SAMPLE_TEMPERATURE,
+    TAIL_POINTS,
+    Interpolation,
+    KeepStrategy,
+    MixKind,
+    Scheme,
+    ValueKind,
+)
 from lpq.format.rng import epoch_order
 from lpq.format.writer import read_partial_batches
 from lpq.method.fidelity import BUDGET_VIEWS, BudgetChoice, choose_code, visited
@@ -82,9 +91,11 @@ class RelabelConfig(BaseModel):
     scheme: Scheme = "none"
     top_k: Annotated[int, Field(ge=1)] | Literal["auto"] | None = None
     values: ValueKind = "f16"
-    ms_temp: float = Field(1.0, gt=0)
-    tail_points: int = Field(4, ge=2, le=255, description="scheme tail: points of the sorted rest per sample")
-    sample_temp: float = Field(4.0, gt=0, description="scheme sampled: the softmax temperature classes are drawn at")
+    ms_temp: float = Field(MS_TEMPERATURE, gt=0)
+    tail_points: int = Field(TAIL_POINTS, ge=2, le=255, description="scheme tail: points of the sorted rest per sample")
+    sample_temp: float = Field(
+        SAMPLE_TEMPERATURE, gt=0, description="scheme sampled: the softmax temperature classes are drawn at"
+    )
     input_size: int | None = Field(None, ge=1, description="default: the teacher's input size")
     crop_scale: tuple[float, float] = (0.08, 1.0)
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
