@@ -225,6 +225,7 @@ def test_ca_refit_is_the_temperature_the_next_epoch_trains_with() -> None:
     for x, target in zip(xs, targets):
         temps.observe(x, model(x), target)
     fitted = temps.refit(model)
+    assert model.training  # back in the mode the loop had it in
 
     kept_logits = torch.cat(clean[:2]).numpy()  # eval mode: the linear layer alone
     kept_targets = torch.cat(targets[:2]).double().numpy()

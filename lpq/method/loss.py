@@ -107,9 +107,11 @@ class StudentTemperature:
             return self.value
         logits = self._last
         if logits is None:
+            training = model.training
             model.eval()
             with torch.no_grad():
                 logits = torch.cat([(forward or model)(x).float() for x in self._inputs])
+            model.train(training)  # a loop that sets the mode once per run keeps training in its mode
         fitted = fit_student_temperature(logits.cpu(), torch.cat(self._targets).cpu(), self.grid)
         self.value = share(fitted)
         return self.value
