@@ -762,7 +762,16 @@ def claim_section(doc: dict | None, cmd: str, title: str, cost: str) -> list[str
         "CA edge",
         "top-1/seed",
     ]
-    return [*out, table(header, rows), "", claim_verdict(doc["cells"], room), ""]
+    verdict = claim_verdict(doc["cells"], room)
+    given = {k: tuple(v) if isinstance(v, list) else v for k, v in ds.items() if k in Dataset.__dataclass_fields__}
+    wide = _edge_bound(doc["cells"], "LPQLD, CA last batch")  # the wide-grid cells run only then
+    expected = len([c for c in claim_cells(Dataset(**given)) if wide or not c.recipe.endswith("wide grid")])
+    if len(doc["cells"]) < expected:  # a report a session left: the rows so far, and what the command still runs
+        verdict += (
+            f" In progress: {len(doc['cells'])} of {expected} cells measured, {len(doc.get('students', {}))} students"
+            " trained in all; rerunning the command above continues from them."
+        )
+    return [*out, table(header, rows), "", verdict, ""]
 
 
 PAPER_HEADROOM = (  # LPQLD x40 over LPLD x40 on ImageNet-1K by the headroom of the paper's tables (METHOD.md 5)
