@@ -1,3 +1,4 @@
+import subprocess
 import sys
 from pathlib import Path
 
@@ -54,3 +55,10 @@ def torchrun(*args: str) -> list[str]:
         "lpq",
         *args,
     ]
+
+
+def stderr_of(run: subprocess.CompletedProcess[str]) -> str:
+    """A failed run's stderr for the test report: under torchrun a rank's own error comes first and the launcher's
+    summary after it, so both ends are kept."""
+    err = run.stderr
+    return err if len(err) <= 6000 else f"{err[:4000]}\n[...]\n{err[-2000:]}"

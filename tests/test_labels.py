@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import torchrun
+from conftest import stderr_of, torchrun
 from lpql_factory import make_header, make_records, write_file
 from pydantic import ValidationError
 from typer.testing import CliRunner
@@ -308,7 +308,7 @@ def test_torchrun_two_processes_equal_one(digits_teacher: Path, tmp_path: Path) 
         capture_output=True,
         text=True,
     )
-    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.returncode == 0, stderr_of(run)
     assert_same_labels(single, multi)
     assert multi.read_bytes() == single.read_bytes()  # calibration sums too: fixed point, order-free
     assert sorted(p.name for p in tmp_path.iterdir()) == [  # parts merged and gone; one log beside each file

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import torchrun
+from conftest import stderr_of, torchrun
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -139,7 +139,7 @@ def test_squeeze_under_torchrun_shares_statistics_and_evaluation(small: dict[str
         out = tmp_path / f"ddp-{kind}.lpqt"
         args = ["squeeze", "--data", small[kind], "--weights", str(teacher), "--epochs", "0", "-o", str(out)]
         run = subprocess.run(torchrun(*args, "--json", "-q"), env=env, capture_output=True, text=True)
-        assert run.returncode == 0, run.stderr[-2000:]
+        assert run.returncode == 0, stderr_of(run)
         assert json.loads(run.stdout)["test_top1"] == one["test_top1"]  # rank 0 prints; counts added over ranks
         same_stats(tmp_path / "a", out, exact=False)
 

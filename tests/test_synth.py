@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import torchrun
+from conftest import stderr_of, torchrun
 from typer.testing import CliRunner
 
 from lpq.artifacts.teacher import load_teacher, save_teacher
@@ -132,7 +132,7 @@ def test_torchrun_two_processes_equal_one(synthesized: Path, digits_teacher: Pat
         capture_output=True,
         text=True,
     )
-    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.returncode == 0, stderr_of(run)
     assert files(out) == files(synthesized)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import torchrun
+from conftest import stderr_of, torchrun
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
@@ -205,7 +205,7 @@ def test_torchrun_two_processes_train_as_one_process(compact_labels: Path, tmp_p
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     args = ["train", "digits", str(compact_labels), "--epochs", "2", "--evals", "1", "-q", "--device", "cpu", "--json"]
     run = subprocess.run(torchrun(*args, "-o", str(tmp_path / "ddp")), env=env, capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.returncode == 0, stderr_of(run)
     one = subprocess.run(
         [sys.executable, "-m", "lpq", *args, "-o", str(tmp_path / "one")], env=env, capture_output=True
     )
