@@ -23,14 +23,17 @@ from lpq.errors import LpqError
 CACHE_ENV = "LPQ_CACHE_DIR"  # where image caches go (lpq --cache-dir sets it); else $XDG_CACHE_HOME/lpq, ~/.cache/lpq
 
 
-def temporary(path: Path) -> Path:
-    return path.with_name(f".{path.name}.partial")
+def temporary(path: Path, unique: bool = False) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.partial" if unique else f".{path.name}.partial")
 
 
 @contextmanager
-def atomic(path: Path) -> Iterator[Path]:
-    """Yields the temporary path to write (a file, or a folder to fill); renames it to ``path`` on success."""
-    tmp = temporary(path)
+def atomic(path: Path, unique: bool = False) -> Iterator[Path]:
+    """Yields the temporary path to write (a file, or a folder to fill); renames it to ``path`` on success.
+    ``unique``: several processes may write the same file at once (a cache every torchrun rank fills), so each
+    writes a temporary name of its own and the last rename wins; one shared name let a writer delete or rename
+    another's half-written file."""
+    tmp = temporary(path, unique)
     _remove(tmp)
     try:
         yield tmp

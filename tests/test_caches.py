@@ -159,3 +159,25 @@ def test_a_shard_changed_while_in_use_stops_by_name(shard: Path) -> None:
     write_shard(shard, [0, 1, 2, 0, 1, 2], side=24)  # larger images: every member after the first has moved
     with pytest.raises(LpqError, match=r"train-0.tar changed since it was indexed: sample 000001 is not where it was"):
         source.load(1)
+
+
+def test_writers_of_one_cache_file_in_two_processes_never_collide(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every torchrun rank indexes the same shards into one cache file. Two writers interleaved, as two ranks are,
+    both finish and the last rename wins; with one temporary name for all, the second writer removed the first's
+    half-written file and the first rename failed ('No such file or directory (.../wds/.<key>.npz.partial)': a
+    squeeze rank stopped under torchrun in CI)."""
+    import os
+
+    from lpq.files import atomic
+
+    target = tmp_path / "index.npz"
+    with atomic(target, unique=True) as first:
+        first.write_bytes(b"rank 0")
+        pid = os.getpid()
+        monkeypatch.setattr(os, "getpid", lambda: pid + 1)  # the other rank
+        with atomic(target, unique=True) as second:
+            second.write_bytes(b"rank 1")
+        monkeypatch.undo()
+    assert target.read_bytes() == b"rank 0" and not list(tmp_path.glob(".*partial"))

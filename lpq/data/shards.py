@@ -168,7 +168,7 @@ def _index(shard: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
         warnings.warn(f"the cached index {cached} of {shard} does not match its digest: indexed again", LpqWarning, 2)
     at, labels, keys = _scan(shard)
     cached.parent.mkdir(parents=True, exist_ok=True)
-    with atomic(cached) as tmp, open(tmp, "wb") as f:
+    with atomic(cached, unique=True) as tmp, open(tmp, "wb") as f:  # every torchrun rank indexes its shards
         np.savez(f, at=at, labels=labels, keys=np.array(keys), digest=np.array(_digest(at, labels, keys)))
     return at, labels, keys
 
