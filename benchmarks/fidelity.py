@@ -34,26 +34,19 @@ import numpy as np
 from common import RESULTS, load, section, table, write_result
 
 from lpq.format import LpqlReader, TempSchedule
-from lpq.method.fidelity import CODES, fits, measure, view_bytes
+from lpq.method.fidelity import CODES, fits, measure, sample_views, view_bytes
 from lpq.method.temperature import schedule_temperatures
 
 BUDGETS = (40, 100, 200, 500)
 PRUNE = 10  # the authors' pruning at x40; the rest of every budget is per view
 
 
-def views(path: Path, count: int, seed: int = 0) -> np.ndarray:
+def views(path: Path, count: int) -> np.ndarray:
     """``count`` stored views' full logits, from batches drawn at random."""
     with LpqlReader(path) as r:
         if r.header.quant.scheme != "none":
             raise SystemExit(f"{path} holds {r.header.quant.name} labels: fidelity needs the full logits")
-        ids = np.random.default_rng(seed).permutation(r.batch_ids)
-        rows, total = [], 0
-        for bid in ids:
-            rows.append(r.read(int(bid)).values)
-            total += len(rows[-1])
-            if total >= count:
-                break
-    return np.concatenate(rows)[:count].astype(np.float32)
+        return sample_views(r, count)
 
 
 def main() -> None:

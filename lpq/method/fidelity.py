@@ -20,7 +20,7 @@ import torch
 from pydantic import BaseModel, Field
 
 from lpq.errors import LpqError
-from lpq.format import Quant, TempSchedule
+from lpq.format import LpqlReader, Quant, TempSchedule
 from lpq.format.codecs import index_codec, value_codec
 from lpq.format.header import ValueKind
 from lpq.method.targets import dense_targets
@@ -54,6 +54,17 @@ def fits(code: str, budget: float, c: int, prune: float, values: ValueKind = "i8
             if ks:
                 out.append(Quant.of(code, max(ks), values, c, tail=tail, sample_temperature=tp))  # type: ignore[arg-type]
     return out
+
+
+def sample_views(reader: LpqlReader, count: int, seed: int = 0) -> np.ndarray:
+    """(≤ count, C) full logits of stored views, from batches drawn at random (seeded)."""
+    rows, total = [], 0
+    for bid in np.random.default_rng(seed).permutation(reader.batch_ids):
+        rows.append(reader.read(int(bid)).values)
+        total += len(rows[-1])
+        if total >= count:
+            break
+    return np.concatenate(rows)[:count].astype(np.float32)
 
 
 def roundtrip(logits: np.ndarray, quant: Quant) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -176,10 +187,10 @@ def choose_code(
             f"{smallest}",
             f"prune to at least x{need} (lpq prune or relabel --ratio {need}), or allow a larger budget",
         )
-    best = min(found, key=lambda f: f.mean_tv)
-    fits_ = [_fit(f) for f in sorted(found, key=lambda f: f.mean_tv)]
+    found.sort(key=lambda f: f.mean_tv)
+    fits_ = [_fit(f) for f in found]
     choice = BudgetChoice(
         budget=budget, pruning=prune, allowed_view_bytes=allowed, temperatures=temps, views=len(logits),
         chosen=fits_[0], tried=fits_,
     )  # fmt: skip
-    return choice, best.quant
+    return choice, found[0].quant

@@ -18,7 +18,7 @@ from lpq.errors import LpqError
 from lpq.files import check_paths
 from lpq.format import Calibration, LpqlReader, LpqlWriter, Quant, TempSchedule
 from lpq.format.header import MS_TEMPERATURE, SAMPLE_TEMPERATURE, TAIL_POINTS, Scheme, ValueKind
-from lpq.method.fidelity import BUDGET_VIEWS, BudgetChoice, choose_code, visited
+from lpq.method.fidelity import BUDGET_VIEWS, BudgetChoice, choose_code, sample_views, visited
 from lpq.method.temperature import for_k, kept_mass, middle_temperature
 from lpq.method.topk import check_top_k, chosen_k, encode
 
@@ -151,17 +151,6 @@ def choose_k(reader: LpqlReader, keep: float, temperature: float) -> tuple[int, 
         f"top-{h.quant.k} labels keep less than {keep:g} of the mass at T={key}",
         "quantize the full-label file instead",
     )
-
-
-def sample_views(reader: LpqlReader, count: int, seed: int = 0) -> np.ndarray:
-    """(≤ count, C) full logits of stored views, from batches drawn at random (seeded)."""
-    rows, total = [], 0
-    for bid in np.random.default_rng(seed).permutation(reader.batch_ids):
-        rows.append(reader.read(int(bid)).values)
-        total += len(rows[-1])
-        if total >= count:
-            break
-    return np.concatenate(rows)[:count].astype(np.float32)
 
 
 def choose_for_budget(
