@@ -113,18 +113,19 @@ def relabel_rates(folder: Path, batches: int) -> dict[str, float]:
 
 
 def train_rates(folder: Path, labels: Path, steps: int) -> dict[str, float]:
+    from lpq.configs.train import TrainConfig
     from lpq.data import open_images
     from lpq.format import LpqlReader, StudentTemp
     from lpq.method.batches import BatchDraw, StoredBatches
     from lpq.method.loss import StudentTemperature
     from lpq.runtime import Precision
-    from lpq.stages.train import Student, TrainConfig, train_epoch
+    from lpq.stages.train import Student, train_epoch
 
     with LpqlReader(labels) as r:
         header = r.header
     images = open_images(str(folder))
     cfg = TrainConfig(images=str(folder), labels=labels, model="convnet", input_size=32, epochs=1, calibrate=False)
-    cfg = cfg.resolved(None, StudentTemp())
+    cfg = cfg.plan(None, StudentTemp())
     student = Student.build(cfg, header, Precision.choose("none", torch.device("cpu")), 1, steps)
     data = StoredBatches(labels, images, 32)
     draw = BatchDraw.of(header, epochs=range(0, 1))

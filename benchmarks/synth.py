@@ -24,9 +24,10 @@ from common import OUT, RESULTS, TEACHER, alternate, load, section, table, write
 from PIL import Image
 
 from lpq.artifacts.teacher import load_teacher
+from lpq.configs.synth import SynthConfig
 from lpq.method.synthesis import optimize_images
 from lpq.runtime import Precision
-from lpq.stages.synth import SynthConfig, synthesize
+from lpq.stages.synth import synthesis_steps, synthesize
 
 
 def contact_sheet(folder: Path, classes: list[str], per_class: int, path: Path, scale: int = 3) -> None:
@@ -51,7 +52,7 @@ def step_rates(teacher_path: Path, ipc: int, steps: int = 20) -> tuple[float, fl
 
     def synth_run() -> None:
         cpu = Precision.choose("none", torch.device("cpu"))
-        optimize_images(t, labels, targets, cfg.steps(), torch.Generator().manual_seed(0), cpu)
+        optimize_images(t, labels, targets, synthesis_steps(cfg), torch.Generator().manual_seed(0), cpu)
 
     def plain_run() -> None:
         x = torch.randn(ipc, 3, s, s, requires_grad=True)

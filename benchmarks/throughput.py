@@ -66,7 +66,8 @@ ASSUMED_FRACTION = 0.4
 
 def labels_for(folder: Path, count: int, ratio: float) -> Path:
     """One relabel epoch of the set, pruned to ``ratio``, top-100 8-bit labels."""
-    from lpq.stages.relabel import RelabelConfig, relabel
+    from lpq.configs.relabel import RelabelConfig
+    from lpq.stages.relabel import relabel
 
     out = folder.with_name(f"{folder.name}-x{ratio:g}.lpql")
     if not out.exists():
@@ -110,18 +111,19 @@ def loader_rates(folder: Path, labels: Path, batches: int) -> dict[str, float]:
 
 def train_vs_plain(folder: Path, labels: Path, steps: int) -> dict[str, float]:
     """Training's epoch loop (targets from .lpql, replay in a worker) against plain steps on in-memory tensors."""
+    from lpq.configs.train import TrainConfig
     from lpq.data import open_images
     from lpq.format import LpqlReader, StudentTemp
     from lpq.method.batches import BatchDraw, StoredBatches
     from lpq.method.loss import StudentTemperature
     from lpq.runtime import Precision
-    from lpq.stages.train import Student, TrainConfig, make_targets, train_epoch
+    from lpq.stages.train import Student, make_targets, train_epoch
 
     with LpqlReader(labels) as r:
         header = r.header
     images = open_images(str(folder))
     cfg = TrainConfig(images=str(folder), labels=labels, model="resnet18", epochs=1, calibrate=False)
-    cfg = cfg.resolved(None, StudentTemp())
+    cfg = cfg.plan(None, StudentTemp())
     cpu = Precision.choose("none", torch.device("cpu"))
     student = Student.build(cfg, header, cpu, 1, steps)
     data = StoredBatches(labels, images)
@@ -167,9 +169,10 @@ class RelabelLoop:
     @classmethod
     def of(cls, folder: Path, batches: int) -> RelabelLoop:
         from lpq.artifacts.teacher import load_teacher
+        from lpq.configs.relabel import RelabelConfig
         from lpq.data import open_images
         from lpq.runtime import Precision
-        from lpq.stages.relabel import Labeller, RelabelConfig, build_header
+        from lpq.stages.relabel import Labeller, build_header
 
         images = open_images(str(folder))
         teacher = load_teacher(TEACHER, need_stats=False, classes=images.classes)
@@ -212,10 +215,11 @@ def relabel_vs_forward(folder: Path, batches: int) -> dict[str, float]:
 def synth_vs_plain(ipc: int, steps: int) -> dict[str, float]:
     """A synthesis step (BN hooks, moments, augmentation, Adam, clamp) against plain forward+backward."""
     from lpq.artifacts.teacher import ClassStats, Teacher, TeacherMeta
+    from lpq.configs.synth import SynthConfig
     from lpq.method.synthesis import optimize_images
     from lpq.models import bn_layers, build_model
     from lpq.runtime import Precision
-    from lpq.stages.synth import SynthConfig
+    from lpq.stages.synth import synthesis_steps
 
     net = build_model("resnet18", CLASSES, SIZE).eval()
     for p in net.parameters():
@@ -246,7 +250,7 @@ def synth_vs_plain(ipc: int, steps: int) -> dict[str, float]:
     cpu = Precision.choose("none", torch.device("cpu"))
 
     def synth() -> None:
-        optimize_images(teacher, labels, targets, cfg.steps(), torch.Generator().manual_seed(0), cpu)
+        optimize_images(teacher, labels, targets, synthesis_steps(cfg), torch.Generator().manual_seed(0), cpu)
 
     def plain() -> None:
         x = torch.randn(ipc, 3, SIZE, SIZE, requires_grad=True)

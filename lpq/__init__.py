@@ -46,9 +46,9 @@ _HOMES = {
     "choose_batches": "lpq.method.pruning",
     "BNMatcher": "lpq.method.bn",
     "prune_file": "lpq.stages.prune",
-    "PruneConfig": "lpq.stages.prune",
+    "PruneConfig": "lpq.configs.prune",
     "quantize_file": "lpq.stages.quantize",
-    "QuantizeConfig": "lpq.stages.quantize",
+    "QuantizeConfig": "lpq.configs.quantize",
 }
 __all__ = sorted(_HOMES)
 

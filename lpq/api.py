@@ -46,7 +46,7 @@ def relabel(
     """
     from torch import nn
 
-    from lpq.stages.relabel import RelabelConfig
+    from lpq.configs.relabel import RelabelConfig
     from lpq.stages.relabel import relabel as run
 
     if not isinstance(teacher, nn.Module):
@@ -70,8 +70,9 @@ def train(
     """Train students on ``images`` and their ``labels`` into the run folder ``output``, evaluated at the final
     epoch; ``options``: `lpq train`'s (TrainConfig's fields). One seed gives its `TrainResult`; ``seeds=N`` trains
     N students into OUTPUT/seed-<s>/ and gives their `SeedsResult` (mean and sd)."""
-    from lpq.stages.train import TrainConfig, train_seeds
+    from lpq.configs.train import TrainConfig
     from lpq.stages.train import train as run
+    from lpq.stages.train import train_seeds
 
     cfg = TrainConfig(images=str(images), labels=Path(labels), output=Path(output), **options)
     return run(cfg, show) if cfg.seeds == 1 else train_seeds(cfg, show)

@@ -12,3 +12,7 @@ Batching = Literal["classwise", "mixed"]  # synthesis batches: one class (LPQLD)
 Init = Literal["noise", "real"]  # synthesis starts from Gaussian noise or from random real images
 Layout = Literal["sre2l"]  # label layouts of other tools that lpq import/export read and write
 TeacherClasses = Literal["imagenet1k"]  # label spaces a pretrained head can be cut down from (lpq.models.classes)
+
+# The authors' two regimes split at this input side (pixels): at or below it, Tiny-ImageNet's settings (synthesis
+# lr 0.1, BN weight 0.05) and the 3x3 stride-1 stem of ResNet-style and MobileNet models; above it, ImageNet-1K's.
+SMALL_INPUT = 64

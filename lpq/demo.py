@@ -13,32 +13,22 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from lpq.configs.demo import DemoConfig
+from lpq.configs.prune import PruneConfig
+from lpq.configs.quantize import QuantizeConfig
+from lpq.configs.relabel import RelabelConfig
+from lpq.configs.squeeze import SqueezeConfig
+from lpq.configs.synth import SynthConfig
+from lpq.configs.train import TrainConfig
 from lpq.errors import LpqError
 from lpq.format.summary import summarize
 from lpq.progress import Show
-from lpq.stages.prune import PruneConfig, prune_file
-from lpq.stages.quantize import QuantizeConfig, quantize_file
-from lpq.stages.relabel import RelabelConfig, relabel
-from lpq.stages.squeeze import SqueezeConfig, squeeze
-from lpq.stages.synth import SynthConfig, synthesize
-from lpq.stages.train import TrainConfig, train
-
-
-class DemoConfig(BaseModel):
-    data: str = "digits"
-    output: Path = Path("lpq-demo")
-    model: str = "convnet"
-    teacher_epochs: int = Field(10, ge=1)
-    ipc: int = Field(10, ge=1)
-    iterations: int = Field(200, ge=1)
-    synth_lr: float = Field(0.25, gt=0)
-    label_epochs: int = Field(100, ge=1)
-    batch_size: int = Field(25, ge=1)
-    ratio: float = Field(10, ge=1)
-    top_k: int = Field(3, ge=1)
-    values: str = "i8"
-    student_epochs: int = Field(100, ge=1)
-    seed: int = 0
+from lpq.stages.prune import prune_file
+from lpq.stages.quantize import quantize_file
+from lpq.stages.relabel import relabel
+from lpq.stages.squeeze import squeeze
+from lpq.stages.synth import synthesize
+from lpq.stages.train import train
 
 
 class StudentRow(BaseModel):

@@ -23,7 +23,8 @@ def image_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def digits_teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A convnet teacher on the digits set, trained once per test session (a few seconds on 2 cores)."""
-    from lpq.stages.squeeze import SqueezeConfig, squeeze
+    from lpq.configs.squeeze import SqueezeConfig
+    from lpq.stages.squeeze import squeeze
 
     out = tmp_path_factory.mktemp("teacher") / "digits.lpqt"
     squeeze(SqueezeConfig(data="digits", epochs=8, output=out))

@@ -118,7 +118,8 @@ def crafted(teacher: Path, out: Path, meta: dict[str, Any] | None = None, shrink
 
 @pytest.fixture(scope="module")
 def digits_labels(digits_teacher: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from lpq.stages.relabel import RelabelConfig, relabel
+    from lpq.configs.relabel import RelabelConfig
+    from lpq.stages.relabel import relabel
 
     out = tmp_path_factory.mktemp("labels") / "digits.lpql"
     relabel(RelabelConfig(images="digits", teacher=digits_teacher, output=out, epochs=1, batch_size=256))

@@ -155,13 +155,13 @@ def test_demo_runs_the_whole_pipeline_on_a_tiny_budget(tmp_path: Path) -> None:
 
 
 def config_models() -> dict[str, type]:
-    from lpq.demo import DemoConfig
-    from lpq.stages.prune import PruneConfig
-    from lpq.stages.quantize import QuantizeConfig
-    from lpq.stages.relabel import RelabelConfig
-    from lpq.stages.squeeze import SqueezeConfig
-    from lpq.stages.synth import SynthConfig
-    from lpq.stages.train import TrainConfig
+    from lpq.configs.demo import DemoConfig
+    from lpq.configs.prune import PruneConfig
+    from lpq.configs.quantize import QuantizeConfig
+    from lpq.configs.relabel import RelabelConfig
+    from lpq.configs.squeeze import SqueezeConfig
+    from lpq.configs.synth import SynthConfig
+    from lpq.configs.train import TrainConfig
 
     return {
         "squeeze": SqueezeConfig,
@@ -176,12 +176,13 @@ def config_models() -> dict[str, type]:
 
 @pytest.mark.parametrize("name", sorted(config_models()))
 def test_cli_options_are_config_fields_with_the_same_defaults(name: str) -> None:
-    """One source of truth: each option of a command is a field of its config model, defaulting alike."""
-    from lpq.cli.common import CLI_ONLY
-
+    """One source of truth: a command's options are its config model's fields, defaulting alike, and only the
+    output options (and --config) besides."""
     model = config_models()[name]
-    for p in get_command(app).commands[name].params:  # type: ignore[attr-defined]
-        if p.name in CLI_ONLY:
+    params = get_command(app).commands[name].params  # type: ignore[attr-defined]
+    assert {p.name for p in params} == {*model.model_fields, "config", "json_out", "quiet"}
+    for p in params:
+        if p.name in ("config", "json_out", "quiet"):
             continue
         assert p.name in model.model_fields, f"lpq {name} --{p.name} is not a field of {model.__name__}"
         field = model.model_fields[p.name]

@@ -11,11 +11,12 @@ import torch
 from typer.testing import CliRunner
 
 from lpq.cli.app import app
+from lpq.configs.relabel import RelabelConfig
 from lpq.format import LpqlError, LpqlReader
 from lpq.format.layout import BTCH, CALB, HEAD
 from lpq.format.rng import mix_order
 from lpq.method.targets import record_targets
-from lpq.stages.relabel import RelabelConfig, relabel
+from lpq.stages.relabel import relabel
 
 runner = CliRunner()
 

@@ -20,15 +20,18 @@ from typer.testing import CliRunner
 
 from lpq.artifacts.teacher import load_teacher, save_teacher, weights_sha256
 from lpq.cli.app import app
+from lpq.configs.prune import PruneConfig
+from lpq.configs.quantize import QuantizeConfig
+from lpq.configs.relabel import RelabelConfig
 from lpq.data import load_split
 from lpq.errors import LpqError
 from lpq.format import LpqlReader, partial_path
 from lpq.format.coverage import coverage
 from lpq.method.replay import render, stored_plan
 from lpq.runtime import Precision
-from lpq.stages.prune import PruneConfig, PruneResult, prune_file
-from lpq.stages.quantize import QuantizeConfig, QuantizeResult, quantize_file
-from lpq.stages.relabel import RelabelConfig, relabel
+from lpq.stages.prune import PruneResult, prune_file
+from lpq.stages.quantize import QuantizeResult, quantize_file
+from lpq.stages.relabel import relabel
 
 runner = CliRunner()
 

@@ -19,6 +19,7 @@ FLOORS = {
     "files": 1,
     "progress": 1,
     "runtime": 1,
+    "configs": 2,
     "data": 2,
     "models": 3,
     "artifacts": 4,
@@ -103,3 +104,10 @@ def test_the_command_line_starts_without_torch() -> None:
     code = "import sys, lpq.cli.app; print('torch' in sys.modules)"
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.returncode == 0 and run.stdout == "False\n", run.stderr
+
+
+def test_cli_bodies_take_their_config_and_never_read_the_parsers_values() -> None:
+    """Issue 39: options are declared once, as config fields; a command body gets the filled model."""
+    for path in (LPQ / "cli").glob("*.py"):
+        if path.name != "common.py":
+            assert "ctx.params" not in path.read_text(), path.name

@@ -16,6 +16,7 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from lpql_factory import make_header, make_records, write_file
 
+from lpq.configs.quantize import QuantizeConfig
 from lpq.data.sources import ImageSet
 from lpq.format import LpqlReader, TempSchedule
 from lpq.format.codecs import IntCodec
@@ -26,7 +27,7 @@ from lpq.method.replay import BatchPlan, render, scale_box
 from lpq.method.targets import dense_targets, record_targets
 from lpq.method.temperature import teacher_temperature
 from lpq.method.topk import quantize_logits
-from lpq.stages.quantize import QuantizeConfig, quantize_file
+from lpq.stages.quantize import quantize_file
 
 pytestmark = pytest.mark.reference
 

@@ -15,7 +15,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from lpq.cli.app import app
-from lpq.stages.relabel import RelabelConfig, relabel
+from lpq.configs.relabel import RelabelConfig
+from lpq.stages.relabel import relabel
 
 runner = CliRunner()
 

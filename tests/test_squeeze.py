@@ -228,7 +228,8 @@ def test_weight_files_that_are_not_weights_are_refused(tmp_path: Path) -> None:
 
 
 def test_interrupted_teacher_training_resumes_to_the_same_teacher(tmp_path: Path, monkeypatch) -> None:
-    from lpq.stages.squeeze import SqueezeConfig, Trainer, checkpoint_path, squeeze
+    from lpq.configs.squeeze import SqueezeConfig
+    from lpq.stages.squeeze import Trainer, checkpoint_path, squeeze
 
     whole = tmp_path / "whole.lpqt"
     squeeze(SqueezeConfig(data="digits", epochs=3, output=whole))
@@ -265,11 +266,12 @@ def test_interrupted_teacher_training_resumes_to_the_same_teacher(tmp_path: Path
 
 
 def test_a_checkpoint_that_is_not_one_is_refused_in_one_line(tmp_path: Path) -> None:
-    from lpq.stages.squeeze import SqueezeConfig, checkpoint_path
+    from lpq.configs.squeeze import SqueezeConfig
+    from lpq.stages.squeeze import checkpoint_path, record_of
 
     out = tmp_path / "t.lpqt"
     cfg = SqueezeConfig(data="digits", epochs=1, output=out)
-    cfg.record().start(cfg.identity())  # the record a run leaves before its first checkpoint
+    record_of(cfg).start(cfg.identity())  # the record a run leaves before its first checkpoint
     checkpoint_path(out).write_bytes(b"not a checkpoint")
     result = runner.invoke(app, ["squeeze", "--data", "digits", "--epochs", "1", "-o", str(out), "--resume"])
     assert result.exit_code == 2 and "is not a squeeze checkpoint" in result.stderr

@@ -14,10 +14,11 @@ from typer.testing import CliRunner
 
 from lpq.artifacts.teacher import load_teacher, save_teacher
 from lpq.cli.app import app
+from lpq.configs.synth import SynthConfig
 from lpq.data import load_split
 from lpq.errors import LpqError
 from lpq.files import temporary
-from lpq.stages.synth import SynthConfig, synthesize
+from lpq.stages.synth import synthesize
 
 runner = CliRunner()
 FAST = {"ipc": 2, "iterations": 50, "lr": 0.25}
@@ -83,7 +84,7 @@ def test_other_runs_output_and_bad_ranges_are_refused(synthesized: Path, digits_
             ["--ipc", "3", "--iterations", "50", "--lr", "0.25", "-o", str(synthesized), "--resume"],
             "resume-mismatch",
         ),
-        (["--ipc", "0", "-o", str(tmp_path / "a")], "bad-option: ipc"),
+        (["--ipc", "0", "-o", str(tmp_path / "a")], "bad-usage: Invalid value for '--ipc'"),
         (["--classes", "8:12", "-o", str(tmp_path / "b")], "bad-class-range"),
         (["--classes", "x", "-o", str(tmp_path / "c")], "bad-option: classes"),
     ]

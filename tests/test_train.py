@@ -16,13 +16,15 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from lpq.cli.app import app
+from lpq.configs.relabel import RelabelConfig
+from lpq.configs.train import TrainConfig
 from lpq.errors import LpqError
 from lpq.format import TempSchedule
 from lpq.method.loss import fit_student_temperature, kd_loss
 from lpq.method.targets import hard_targets
 from lpq.method.temperature import teacher_temperature
-from lpq.stages.relabel import RelabelConfig, relabel
-from lpq.stages.train import TrainConfig, eval_epochs, train, train_seeds
+from lpq.stages.relabel import relabel
+from lpq.stages.train import eval_epochs, train, train_seeds
 
 runner = CliRunner()
 
@@ -117,11 +119,38 @@ def test_resume_continues_exactly(compact_labels: Path, tmp_path: Path) -> None:
     with pytest.raises(LpqError) as e:
         train(TrainConfig(output=tmp_path / "split", resume=True, **{**base, "lr": 0.01}))
     assert e.value.ref == "resume-mismatch"
-    train(TrainConfig(output=tmp_path / "split", resume=True, **base))
+    older = _as_lpq_0_2_recorded_it(tmp_path / "split", tmp_path / "older")
+    train(TrainConfig(output=tmp_path / "split", resume=True, lr=0.001, **base))  # the default, given: same plan
+    train(TrainConfig(output=older, resume=True, **base))
     a = load_file(str(tmp_path / "straight" / "last.safetensors"))
-    b = load_file(str(tmp_path / "split" / "last.safetensors"))
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert len((tmp_path / "split" / "metrics.jsonl").read_text().splitlines()) == 2
+    for run in ("split", "older"):
+        b = load_file(str(tmp_path / run / "last.safetensors"))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+        assert len((tmp_path / run / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def _as_lpq_0_2_recorded_it(run: Path, copy: Path) -> Path:
+    """A copy of a run as lpq 0.2 left it: its settings resolved in config.json, no plan.json."""
+    import shutil
+
+    shutil.copytree(run, copy)
+    plan = json.loads((copy / "plan.json").read_text())
+    (copy / "plan.json").unlink()
+    schedule, student = plan["schedule"], plan["student"]
+    options = json.loads((copy / "config.json").read_text()) | {
+        "lr": plan["lr"],
+        "weight_decay": plan["weight_decay"],
+        "temp_schedule": schedule["kind"],
+        "start_temp": schedule["start"],
+        "floor_temp": schedule["floor"],
+        "temp_factor": schedule["factor"],
+        "temp_every": schedule["every"],
+        "calibrate": student["fit"] is not None,
+        "student_temp": student["temp"],
+        "ca_grid": "{:g}:{:g}:{}".format(*student["grid"]),
+    }
+    (copy / "config.json").write_text(json.dumps(options))
+    return copy
 
 
 def test_run_folders_edited_or_moved(compact_labels: Path, tmp_path: Path) -> None:
@@ -314,7 +343,9 @@ def test_ca_fit_grid_and_follow_from_cli_and_config(compact_labels: Path, tmp_pa
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     saved = json.loads((tmp_path / "ca" / "config.json").read_text())
-    assert saved["ca_fit"] == "last-batch" and saved["ca_grid"] == "0.5:4:8"
+    assert saved["ca_fit"] == "last-batch" and saved["ca_grid"] == [0.5, 4.0, 8]
+    plan = json.loads((tmp_path / "ca" / "plan.json").read_text())
+    assert plan["student"] == {"temp": 1.0, "fit": "last-batch", "grid": [0.5, 4.0, 8]}
     grid = [0.5 + i * 0.5 for i in range(8)]
     fits = [json.loads(x)["student_temp"] for x in (tmp_path / "ca" / "metrics.jsonl").read_text().splitlines()]
     assert len(fits) == 3 and all(min(abs(t - g) for g in grid) < 1e-6 for t in fits)

@@ -2,9 +2,9 @@
 resuming it.
 
 `lpq train` and `lpq synth` keep the record in their output folder (``config.json``, ``metrics.jsonl`` and
-``metrics.csv``, ``result.json``, ``log.txt``); `lpq squeeze`, whose output is one teacher file, keeps it in
-files beside that file (``teacher.lpqt.config.json``, ``teacher.lpqt.metrics.csv``, ...). The rule is the same
-for all three:
+``metrics.csv``, ``result.json``, ``log.txt``; train also ``plan.json``, its settings with every default filled);
+`lpq squeeze`, whose output is one teacher file, keeps it in files beside that file (``teacher.lpqt.config.json``,
+``teacher.lpqt.metrics.csv``, ...). The rule is the same for all three:
 
 - a fresh run needs a place that holds no run, or one that never saved progress (only the record's own files:
   a run killed before its first checkpoint), which it takes over;
@@ -39,8 +39,9 @@ from lpq.files import write_model, write_text
 from lpq.locks import try_lock
 
 CONFIG, METRICS, CSV, RESULT, LOG = "config.json", "metrics.jsonl", "metrics.csv", "result.json", "log.txt"
+PLAN = "plan.json"  # the settings with every default filled, as the run takes them (lpq train)
 LOCK = ".lpq.lock"  # in a run folder while a process writes there
-RECORD = frozenset({CONFIG, METRICS, CSV, LOG})  # all a run that never saved progress leaves
+RECORD = frozenset({CONFIG, PLAN, METRICS, CSV, LOG})  # all a run that never saved progress leaves
 
 Row = TypeVar("Row", bound=BaseModel)
 
@@ -189,6 +190,7 @@ class RunRecord:
     prefix: str = ""
     what: str = "run"
     board: Board | None = None
+    settings: str = CONFIG  # the file a resumed run's settings are checked against
 
     @classmethod
     def beside(cls, output: Path, what: str = "run", board: Board | None = None) -> RunRecord:
@@ -224,8 +226,8 @@ class RunRecord:
         progress yet."""
         held = self.held()
         started = held - RECORD - unstarted
-        if resume and (CONFIG in held or started):  # a run killed before it recorded its settings starts afresh
-            saved = self.read_json(CONFIG)
+        if resume and (self.settings in held or started):  # killed before it recorded its settings: starts afresh
+            saved = self.read_json(self.settings)
             saved = _as_recorded(saved, identity) if isinstance(saved, dict) else saved
             if saved != identity:  # where the run lies is no setting (older records hold it): a moved run resumes
                 differ = _first_difference(saved, identity)
@@ -241,10 +243,13 @@ class RunRecord:
                 "pass --resume to continue it, or choose another -o",
             )
 
-    def start(self, identity: dict[str, object]) -> None:
-        """Record the settings of a run `check` accepted, as it starts working."""
+    def start(self, identity: dict[str, object], options: dict[str, object] | None = None) -> None:
+        """Record the settings of a run `check` accepted, as it starts working; a run whose checked settings are
+        a plan resolved from its options records those options too (config.json, which --config reads back)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        write_text(self.file(CONFIG), json.dumps(identity, indent=2))
+        write_text(self.file(self.settings), json.dumps(identity, indent=2))
+        if options is not None and self.settings != CONFIG:
+            write_text(self.file(CONFIG), json.dumps(options, indent=2))
 
     def read_json(self, name: str) -> object:
         path = self.file(name)

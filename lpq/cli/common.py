@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import sys
 import tomllib
@@ -10,14 +11,19 @@ import warnings
 from collections.abc import Callable
 from enum import Enum, IntEnum
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from types import UnionType
+from typing import Annotated, Any, Literal, ParamSpec, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import typer
+from annotated_types import Ge, Le
 from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
+from lpq.cli.options import ConfigOpt, choice
+from lpq.configs import Cli
 from lpq.errors import LpqError, LpqWarning
 from lpq.format.coverage import Coverage
 from lpq.progress import LOG_EVERY, Show
@@ -176,7 +182,6 @@ def warn_uncovered(coverage: Coverage) -> None:
 # Options renamed so that each concept has one spelling (temperatures end in -temp; one data-root option):
 # the old names are refused, with the new one named, never kept as aliases.
 RENAMED = {"ms_temperature": "ms_temp", "eval_root": "root", "temp_start": "start_temp", "temp_floor": "floor_temp"}
-CLI_ONLY = {"config", "json_out", "quiet"}  # parameters that shape the output, not the work
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
@@ -202,17 +207,73 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
-def options(ctx: typer.Context, model: type[BaseModel] | None = None) -> dict[str, Any]:
-    """The command's option values: the command line first, then ``--config FILE``, then the defaults.
+def command(model: type[M]) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """A subcommand whose options are the fields of its config ``model`` (lpq.configs), plus ``--config FILE``.
 
-    Keys of the file must be options of the command (or fields of its config ``model``); enums become values.
+    The body is ``body(ctx, cfg, **own)``: ``cfg`` the model filled from the command line, then the file, then the
+    defaults; ``own`` its output options (--json, --quiet), which are no setting of the work.
     """
-    values = dict(ctx.params)
-    path = values.pop("config", None)
+
+    def wrap(body: Callable[..., None]) -> Callable[..., None]:
+        hints = get_type_hints(body, include_extras=True)
+        own = [p.replace(annotation=hints[p.name]) for p in list(inspect.signature(body).parameters.values())[2:]]
+        fields = [_parameter(name, field) for name, field in model.model_fields.items()]
+        config = inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ConfigOpt)
+
+        @functools.wraps(body)
+        def run(ctx: typer.Context, **given: Any) -> None:
+            mine = {p.name: given.pop(p.name) for p in own}
+            body(ctx, make_config(ctx, model, given, given.pop("config")), **mine)
+
+        ctx = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
+        keyword = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in (*fields, config, *own)]
+        run.__signature__ = inspect.Signature([ctx, *keyword])  # type: ignore[attr-defined]
+        run.__annotations__ = {p.name: p.annotation for p in (ctx, *keyword)}
+        return run
+
+    return wrap
+
+
+def _parameter(name: str, field: FieldInfo) -> inspect.Parameter:
+    """The Typer parameter of one config field: its type (closed choices as enums), default, bounds and help."""
+    cli = Cli.of(field.metadata)
+    kind, optional = _cli_type(name, field.annotation, cli.text)
+    default = None if field.is_required() else field.get_default(call_default_factory=True)
+    if isinstance(kind, type) and issubclass(kind, Enum) and default is not None:
+        default = kind(default)
+    bounds: dict[str, Any] = {}
+    if kind in (int, float):
+        for m in field.metadata:
+            bounds.update({"min": m.ge} if isinstance(m, Ge) else {"max": m.le} if isinstance(m, Le) else {})
+    shared: dict[str, Any] = {"help": field.description, "metavar": cli.metavar, "rich_help_panel": cli.panel}
+    if cli.exists is not None:
+        shared |= {"exists": True, "dir_okay": cli.exists == "folder", "file_okay": cli.exists == "file"}
+    info = typer.Argument(**shared) if cli.argument else typer.Option(*cli.flags, **shared, **bounds)
+    annotation = Annotated[kind | None if optional or default is None else kind, info]  # type: ignore[operator]
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+
+
+def _cli_type(name: str, annotation: Any, text: bool) -> tuple[Any, bool]:
+    """(type on the command line, whether it may be left out): a Literal becomes an enum of its values, a
+    tuple stays, a value the model converts from text (``text``) is a string."""
+    args = get_args(annotation) if get_origin(annotation) in (Union, UnionType) else (annotation,)
+    optional = type(None) in args
+    args = tuple(a for a in args if a is not type(None))
+    if text:
+        return str, optional
+    (kind,) = args
+    if get_origin(kind) is Literal:
+        return choice("".join(w.title() for w in name.split("_")), kind), optional
+    return kind, optional
+
+
+def read_values(ctx: typer.Context, given: dict[str, Any], path: Path | None, known: set[str]) -> dict[str, Any]:
+    """The command's values: the command line first, then ``--config FILE``, then the defaults. Keys of the file
+    must be in ``known``; enums become their values."""
+    values = dict(given)
     if path is not None:
-        known = set(values) | set(model.model_fields if model else ())
         for key, value in read_config_file(Path(path)).items():
-            if key not in known or key in CLI_ONLY:
+            if key not in known:
                 hint = f"it is now {RENAMED[key]}" if key in RENAMED and RENAMED[key] in known else ""
                 raise LpqError(
                     "config-unknown-key", f"--config {path}: {key!r} is no option of lpq {ctx.info_name}", hint
@@ -223,14 +284,17 @@ def options(ctx: typer.Context, model: type[BaseModel] | None = None) -> dict[st
     return {k: v.value if isinstance(v, Enum) else v for k, v in values.items()}
 
 
-def make_config(ctx: typer.Context, model: type[M], **extra: Any) -> M:
-    """The command's config model from its merged options; invalid values are a ``bad-option`` error."""
-    values = options(ctx, model)
+def make_config(ctx: typer.Context, model: type[M], given: dict[str, Any], path: Path | None) -> M:
+    """The command's config model from its merged options; invalid values are a ``bad-option`` error, a missing
+    input names the option (or argument) that gives it."""
+    values = read_values(ctx, given, path, set(model.model_fields))
     try:
-        return model.model_validate({**{k: v for k, v in values.items() if k in model.model_fields}, **extra})
+        return model.model_validate(values)
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
+        if first["type"] == "missing":
+            raise LpqError("bad-usage", f"missing {where.replace('_', '-')} (lpq {ctx.info_name} --help)") from None
         raise LpqError("bad-option", f"{where.replace('_', '-') + ': ' if where else ''}{first['msg']}") from None
 
 

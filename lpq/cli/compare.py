@@ -2,34 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
-
 import typer
 from rich.table import Table
 
-from lpq.cli.common import funnel, make_config, print_json, stdout
-from lpq.cli.options import ConfigOpt, JsonOpt, QuietOpt
+from lpq.cli.common import command, funnel, print_json, stdout
+from lpq.cli.options import JsonOpt, QuietOpt
+from lpq.configs.compare import CompareConfig
 
 
 @funnel
-def compare(
-    ctx: typer.Context,
-    runs: Annotated[list[Path], typer.Argument(help="lpq train output folders (one student, or --seeds runs).")],
-    plot: Annotated[Path | None, typer.Option(help="Also draw top-1 against label bytes into this PNG.")] = None,
-    real_top1: Annotated[
-        float | None,
-        typer.Option(
-            min=0,
-            max=100,
-            help="Top-1 (%) of the student architecture trained on the full real data with hard labels, for HLR "
-            "(default: the images' teacher, where lpq squeeze trained it with the students' architecture).",
-        ),
-    ] = None,
-    config: ConfigOpt = None,
-    quiet: QuietOpt = False,
-    json_out: JsonOpt = False,
-) -> None:
+@command(CompareConfig)
+def compare(ctx: typer.Context, cfg: CompareConfig, quiet: QuietOpt = False, json_out: JsonOpt = False) -> None:
     """Label bytes, compression and top-1 mean +- sd of students, one row per run folder; and DD-Ranking's IOR
     (top-1 over a random real subset with the same labels and recipe) and HLR (hard-label top-1 on the full real
     data minus on the images) where those baselines' runs are among the folders.
@@ -38,10 +21,9 @@ def compare(
 
         lpq compare demo/run-full demo/run-compressed --plot accuracy.png
     """
-    from lpq.stages.compare import CompareConfig
     from lpq.stages.compare import compare as run
 
-    result = run(make_config(ctx, CompareConfig))
+    result = run(cfg)
     if json_out:
         print_json(result)
         return

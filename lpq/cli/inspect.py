@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
 import numpy as np
 import typer
 from pydantic import BaseModel
 from rich.table import Table
 
-from lpq.cli.common import funnel, options, print_json, stdout
-from lpq.cli.options import ConfigOpt, JsonOpt, QuietOpt
+from lpq.cli.common import command, funnel, print_json, stdout
+from lpq.cli.options import JsonOpt, QuietOpt
+from lpq.configs.inspect import InspectConfig
 from lpq.format import Calibration, LpqlReader
 from lpq.format.summary import FileSummary, summarize
 
@@ -54,32 +54,21 @@ def batch_view(path: Path, batch_id: int, show: int = 5) -> BatchView:
         )
 
 
-def inspect(
-    ctx: typer.Context,
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, resolve_path=True, help="A .lpql label file.")],
-    batch: Annotated[int | None, typer.Option("--batch", help="Show this stored batch (global batch id).")] = None,
-    verify: Annotated[bool, typer.Option("--verify", help="Check every checksum and decode every batch.")] = False,
-    config: ConfigOpt = None,
-    quiet: QuietOpt = False,
-    json_out: JsonOpt = False,
-) -> None:
+@funnel
+@command(InspectConfig)
+def inspect(ctx: typer.Context, cfg: InspectConfig, quiet: QuietOpt = False, json_out: JsonOpt = False) -> None:
     """Summarize a label file: header, batches stored, bytes per sample by role, compression, calibration.
 
     Example:
 
         lpq inspect labels.lpql --verify
     """
-    chosen = options(ctx)
-    batch, verify = chosen["batch"], chosen["verify"]
-    if batch is not None:
-        view = batch_view(file, batch)
+    if cfg.batch is not None:
+        view = batch_view(cfg.file, cfg.batch)
         print_json(view) if json_out else _render_batch(view)
         return
-    summary = summarize(file, verify=verify)
+    summary = summarize(cfg.file, verify=cfg.verify)
     print_json(summary) if json_out else _render_summary(summary)
-
-
-inspect = funnel(inspect)
 
 
 def _table(title: str, rows: list[tuple[str, str]]) -> Table:

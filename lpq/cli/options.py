@@ -1,4 +1,5 @@
-"""Options shared by several subcommands, declared once."""
+"""The command line's own options (output, --config) and its renderings of results; the options of the work are
+the config models' fields (lpq.configs)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,6 @@ import typer
 from pydantic import BaseModel
 from rich.table import Table
 
-from lpq import choices
-from lpq.format import header
-
 if TYPE_CHECKING:
     from lpq.method.fidelity import BudgetChoice
 
@@ -23,106 +21,10 @@ def choice(name: str, literal: object) -> type[StrEnum]:
     return StrEnum(name, [(v.replace("-", "_"), v) for v in get_args(literal)])
 
 
-Scheme = choice("Scheme", header.Scheme)
-Values = choice("Values", header.ValueKind)
-Mix = choice("Mix", header.MixKind)
-Strategy = choice("Strategy", header.KeepStrategy)
-Schedule = choice("Schedule", header.ScheduleKind)
-Amp = choice("Amp", choices.Amp)
-CaFit = choice("CaFit", choices.CaFit)
-Optimizer = choice("Optimizer", choices.Optimizer)
-Targets = choice("Targets", choices.Targets)
-Batching = choice("Batching", choices.Batching)
-Init = choice("Init", choices.Init)
-Layout = choice("Layout", choices.Layout)
-TeacherClasses = choice("TeacherClasses", choices.TeacherClasses)
-
-
-DataOpt = Annotated[
-    str,
-    typer.Option(
-        "--data",
-        help="digits, cifar10, cifar100, imagefolder:PATH (or a PATH), wds:SHARD-PATTERN, or hf:NAME_OR_PATH[:SPLIT].",
-    ),
-]
-RootOpt = Annotated[Path | None, typer.Option(help="Where cifar10/cifar100 live (torchvision layout).")]
-DownloadOpt = Annotated[bool, typer.Option("--download", help="Download cifar10/cifar100 if missing (needs internet).")]
-SeedOpt = Annotated[int, typer.Option(min=0, help="Random seed.")]
-DeviceOpt = Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda, cuda:1, ...")]
-AmpOpt = Annotated[
-    Amp,
-    typer.Option(
-        help="Mixed precision: auto (on CUDA bf16 where it trains, fp16 in relabel; none on CPU), none, bf16, fp16."
-    ),
-]
 QuietOpt = Annotated[
     bool, typer.Option("--quiet", "-q", help="No progress output (accepted by every command, for scripts).")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as one JSON document.")]
-TeacherOpt = Annotated[
-    str | None,
-    typer.Option(help="Teacher file from lpq squeeze, or pretrained weights (torchvision:resnet18.IMAGENET1K_V1)."),
-]
-TeacherClassesOpt = Annotated[
-    TeacherClasses | None,
-    typer.Option(
-        help="Keep only the rows of the pretrained head whose classes the data has, in the data's order: imagenet1k "
-        "for a 1,000-class ImageNet teacher on folders named by wnids (Tiny-ImageNet, ImageNette, ...)."
-    ),
-]
-TailOpt = Annotated[
-    int,
-    typer.Option(
-        min=2,
-        max=255,
-        help="With --scheme tail: points of the sorted logits outside the top k, stored per sample, from which "
-        "training restores those classes' mass at every temperature.",
-    ),
-]
-SampleTempOpt = Annotated[
-    float,
-    typer.Option(help="With --scheme sampled: the softmax temperature the k classes are drawn at (with replacement)."),
-]
-
-
-def _budget(value: str) -> float:
-    try:
-        return float(value.removeprefix("x"))
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is not xN (x100: a hundred times fewer bytes)") from None
-
-
-BudgetOpt = Annotated[
-    float | None,
-    typer.Option(
-        parser=_budget,
-        metavar="xN",
-        help="N times fewer bytes than full 8-bit labels of every view, pruning counted: chooses the code and k "
-        "whose targets stay closest to the full ones over the labels' DKR temperatures (measured on the labels' "
-        "own logits; 8-bit codes), and says why.",
-    ),
-]
-TopKOpt = Annotated[
-    str | None,
-    typer.Option(
-        metavar="K|auto",
-        help="Classes kept per sample (default 10; implies MR unless --scheme ms), or auto (lpq quantize: the "
-        "smallest k keeping --keep-mass).",
-    ),
-]
-TensorboardOpt = Annotated[
-    Path | None,
-    typer.Option(help="Also write metrics (and synth's image grid) to TensorBoard in this folder (lpq[tensorboard])."),
-]
-WandbOpt = Annotated[
-    str | None,
-    typer.Option(
-        metavar="PROJECT",
-        help="Also log metrics (and synth's image grid) to this Weights & Biases project (lpq[wandb]; offline with "
-        "WANDB_MODE=offline).",
-    ),
-]
-ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue an interrupted run with the same settings.")]
 ConfigOpt = Annotated[
     Path | None,
     typer.Option(
@@ -131,9 +33,6 @@ ConfigOpt = Annotated[
         dir_okay=False,
         help="Option values from a TOML file (or a run's config.json); options given on the command line win.",
     ),
-]
-WorkersOpt = Annotated[
-    int | None, typer.Option(min=0, help="Worker processes preparing images (default from the CPU count).")
 ]
 
 

@@ -161,6 +161,7 @@ class ValueCodec(_Record):
 
 # The code parameters a writer uses where none is given: one declaration for the format, the method, the stage
 # configs and the command line.
+DEFAULT_K = 10  # classes a top-k code keeps when no k is given (or all of them, where there are fewer)
 MS_TEMPERATURE = 1.0  # MS: the softmax temperature of the kept probabilities (FKD's)
 TAIL_POINTS = 4  # tail: points of the sorted rest per sample
 SAMPLE_TEMPERATURE = 4.0  # sampled: the proposal temperature classes are drawn at

@@ -21,7 +21,7 @@ import torch
 from pydantic import BaseModel, Field
 
 from lpq import __version__
-from lpq.choices import Layout
+from lpq.configs.exchange import ExportConfig, ImportConfig
 from lpq.data import IMAGENET_MEAN, IMAGENET_STD, ImageSource, open_images
 from lpq.errors import LpqError
 from lpq.files import atomic, check_new, writing
@@ -36,7 +36,6 @@ from lpq.format import (
     Relabel,
     Teacher,
 )
-from lpq.format.header import ValueKind
 from lpq.interop import sre2l
 from lpq.method.replay import check_images
 from lpq.method.temperature import CalibrationStats
@@ -45,13 +44,6 @@ from lpq.progress import Show, progress
 AUTHORS_SIZES = (224, 64)  # the crop sizes their training code assumes (ImageNet, Tiny-ImageNet)
 EXPORT_NOTE = "lpq_export.json"  # beside their files: what import needs and their layout does not record
 UNKNOWN_TEACHER = "0" * 64
-
-
-class ExportConfig(BaseModel):
-    labels: Path = Field(description="the .lpql file to export")
-    to: Layout = "sre2l"
-    output: Path
-    images: str | None = Field(None, description="the image set, needed when its images differ in size")
 
 
 class ExportResult(BaseModel):
@@ -63,24 +55,6 @@ class ExportResult(BaseModel):
     folder_bytes: int
     why_size: str = Field(description="why the folder's bytes differ from the file's")
     notes: list[str] = Field([], description="what a user of the exported folder must know")
-
-
-class ImportConfig(BaseModel):
-    folder: Path = Field(description="a folder in another tool's layout")
-    layout: Layout = Field("sre2l", alias="from")
-    images: str = Field(description="the image set the labels belong to, in ImageFolder order")
-    output: Path
-    values: ValueKind | None = Field(None, description="default: their logits' own precision (f16 or f32)")
-    input_size: int | None = Field(
-        None, ge=1, description="their crop size; default: the export note, else the images'"
-    )
-    mean: tuple[float, float, float] | None = Field(
-        None, description="the teacher's normalization (default ImageNet's)"
-    )
-    std: tuple[float, float, float] | None = None
-    epochs: int | None = Field(None, ge=1, description="relabel epochs their run planned (sets the pruning ratio)")
-
-    model_config = {"populate_by_name": True}
 
 
 class ImportResult(BaseModel):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from lpq.errors import LpqError
-from lpq.format.header import MS_TEMPERATURE, SAMPLE_TEMPERATURE, TAIL_POINTS, Quant, tail_ranks
+from lpq.format.header import DEFAULT_K, MS_TEMPERATURE, SAMPLE_TEMPERATURE, TAIL_POINTS, Quant, tail_ranks
 
 
 def top_k(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -74,9 +74,6 @@ def sample_classes(
     vals = np.take_along_axis(logits, idx, axis=1)
     order = np.argsort(-vals, axis=1, kind="stable")
     return np.take_along_axis(vals, order, axis=1).astype(np.float32), np.take_along_axis(idx, order, axis=1)
-
-
-DEFAULT_K = 10  # classes a top-k code keeps when no --top-k is given (or all of them, where there are fewer)
 
 
 def chosen_k(scheme: str, top_k: int | None, num_classes: int) -> int:

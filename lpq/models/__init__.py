@@ -18,11 +18,11 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
+from lpq.choices import SMALL_INPUT
 from lpq.errors import LpqError
 
 ModelFactory = Callable[[int, int], nn.Module]
 MODELS: dict[str, ModelFactory] = {}  # lpq's own models; torchvision's and timm's are found by name
-SMALL_INPUT = 64  # pixels: at or below this, ResNet-style and MobileNet models get the 3x3 stride-1 stem
 
 
 def register_model(name: str) -> Callable[[ModelFactory], ModelFactory]:

@@ -30,18 +30,11 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from lpq.artifacts.manifest import read_manifest
+from lpq.configs.compare import CompareConfig
 from lpq.data import folder_of
 from lpq.errors import LpqError
 from lpq.files import atomic
 from lpq.format.summary import summarize
-
-
-class CompareConfig(BaseModel):
-    runs: list[Path] = Field(min_length=1, description="lpq train output folders")
-    plot: Path | None = Field(None, description="a PNG of top-1 against label bytes")
-    real_top1: float | None = Field(
-        None, ge=0, le=100, description="top-1 (%) of the student architecture trained on the full real data (HLR)"
-    )
 
 
 class RunRow(BaseModel):

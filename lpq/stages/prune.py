@@ -16,21 +16,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from lpq.configs.prune import PruneConfig
 from lpq.files import check_paths
 from lpq.format import LpqlReader, LpqlWriter, Prune
 from lpq.format.coverage import Coverage, coverage, members_of
-from lpq.format.header import KeepStrategy
 from lpq.method.pruning import choose_batches, keep_count
-
-
-class PruneConfig(BaseModel):
-    """What `prune_file` (lpq prune) does: keep 1/ratio of ``labels``' batches under a strategy, into ``output``."""
-
-    labels: Path = Field(description="input .lpql file (left untouched)")
-    ratio: float = Field(ge=1.0, description="keep round(total / ratio) batches; composes with earlier pruning")
-    output: Path
-    strategy: KeepStrategy = "cover"
-    seed: int = Field(0, ge=0)
 
 
 class PruneResult(BaseModel):

@@ -9,58 +9,18 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field
 
+from lpq.configs.quantize import QuantizeConfig
 from lpq.errors import LpqError
 from lpq.files import check_paths
 from lpq.format import Calibration, LpqlReader, LpqlWriter, Quant, TempSchedule
-from lpq.format.header import MS_TEMPERATURE, SAMPLE_TEMPERATURE, TAIL_POINTS, Scheme, ValueKind
+from lpq.format.header import ValueKind
 from lpq.method.fidelity import BUDGET_VIEWS, BudgetChoice, choose_code, sample_views, visited
 from lpq.method.temperature import for_k, kept_mass, middle_temperature
 from lpq.method.topk import check_top_k, chosen_k, encode
-
-
-class QuantizeConfig(BaseModel):
-    """What `quantize_file` (lpq quantize) does: re-store ``labels`` as top-k (MR or MS) and/or fewer-bit values."""
-
-    labels: Path = Field(description="input .lpql file (left untouched)")
-    output: Path
-    scheme: Scheme = "mr"
-    top_k: Annotated[int, Field(ge=1)] | Literal["auto"] | None = Field(
-        None,
-        description="classes kept per sample; default 10 (all for 'none'); auto: the smallest k keeping "
-        "--keep-mass of the teacher's softmax at --at-temp",
-    )
-    keep_mass: float = Field(0.9, gt=0, le=1, description="for --top-k auto: the mean softmax mass to keep")
-    at_temp: float | None = Field(
-        None,
-        gt=0,
-        description="for --top-k auto: the temperature that mass is measured at; default the middle epoch's of the "
-        "labels' DKR schedule (3.361 for the authors'), where half of a run is at it or hotter",
-    )
-    values: ValueKind = "i8"
-    ms_temp: float = Field(MS_TEMPERATURE, gt=0)
-    tail_points: int = Field(TAIL_POINTS, ge=2, le=255, description="scheme tail: points of the sorted rest per sample")
-    sample_temp: float = Field(
-        SAMPLE_TEMPERATURE, gt=0, description="scheme sampled: the softmax temperature classes are drawn at"
-    )
-    budget: float | None = Field(
-        None,
-        gt=1,
-        description="xN: N times fewer bytes than full 8-bit labels of every view (pruning counted); the code and k "
-        "of least distance from the full targets over the labels' DKR temperatures are chosen (lpq.method.fidelity)",
-    )
-
-    @model_validator(mode="after")
-    def _full_labels_take_no_k(self) -> QuantizeConfig:
-        if self.scheme == "none" and self.top_k is not None:
-            raise ValueError(f"scheme none keeps every class: drop --top-k {self.top_k}, or choose --scheme mr or ms")
-        if self.budget is not None and self.top_k is not None:
-            raise ValueError("--budget chooses the code and k: drop --top-k, or drop --budget")
-        return self
 
 
 class QuantizeResult(BaseModel):

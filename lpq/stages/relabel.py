@@ -18,17 +18,17 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Annotated, Literal, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import torch
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field
 from torch.utils.data import DataLoader, Dataset
 
 from lpq import __version__
 from lpq.artifacts.manifest import read_manifest
 from lpq.artifacts.teacher import Teacher, is_pretrained, load_teacher
-from lpq.choices import Amp, TeacherClasses
+from lpq.configs.relabel import RelabelConfig
 from lpq.data import ImageSource, default_workers, folder_of, open_images
 from lpq.errors import LpqError
 from lpq.files import check_new, write_text
@@ -50,16 +50,6 @@ from lpq.format import (
     Teacher as TeacherHeader,
 )
 from lpq.format.coverage import BatchMembers, Coverage, members_of, view_counts
-from lpq.format.header import (
-    MS_TEMPERATURE,
-    SAMPLE_TEMPERATURE,
-    TAIL_POINTS,
-    Interpolation,
-    KeepStrategy,
-    MixKind,
-    Scheme,
-    ValueKind,
-)
 from lpq.format.rng import epoch_order
 from lpq.format.writer import read_partial_batches
 from lpq.method.fidelity import BUDGET_VIEWS, BudgetChoice, choose_code, visited
@@ -71,66 +61,6 @@ from lpq.progress import Show, progress
 from lpq.runtime import Precision, barrier, init_distributed, pick_device
 
 CALIB_SAVE_SECONDS = 10.0  # how often the resumable calibration sums are saved beside the partial file
-
-
-class RelabelConfig(BaseModel):
-    images: str = Field(description="image set: a folder (lpq synth output) or a --data name")
-    teacher: Path | str | None = Field(
-        None, description="a .lpqt file, or pretrained weights (torchvision:resnet18.IMAGENET1K_V1)"
-    )
-    teacher_classes: TeacherClasses | None = Field(
-        None, description="pretrained weights only: keep the head's rows of the images' classes (lpq.models.classes)"
-    )
-    output: Path = Path("labels.lpql")
-    epochs: int = Field(300, ge=1, description="the authors: 300 on ImageNet-1K, 100 on Tiny-ImageNet")
-    batch_size: int = Field(64, ge=1, le=65535)
-    seed: int = Field(0, ge=0)
-    ratio: float = Field(1.0, ge=1.0, description="label 1/ratio of the batches")
-    strategy: KeepStrategy = Field("cover", description="which batches a ratio keeps")
-    prune_seed: int = 0
-    scheme: Scheme = "none"
-    top_k: Annotated[int, Field(ge=1)] | Literal["auto"] | None = None
-    values: ValueKind = "f16"
-    ms_temp: float = Field(MS_TEMPERATURE, gt=0)
-    tail_points: int = Field(TAIL_POINTS, ge=2, le=255, description="scheme tail: points of the sorted rest per sample")
-    sample_temp: float = Field(
-        SAMPLE_TEMPERATURE, gt=0, description="scheme sampled: the softmax temperature classes are drawn at"
-    )
-    input_size: int | None = Field(None, ge=1, description="default: the teacher's input size")
-    crop_scale: tuple[float, float] = (0.08, 1.0)
-    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
-    flip_p: float = 0.5
-    interpolation: Interpolation = "bilinear"
-    mix: MixKind = "cutmix"
-    mix_alpha: float = Field(1.0, gt=0)
-    budget: float | None = Field(
-        None,
-        gt=1,
-        description="xN of full 8-bit labels of every view (the ratio counted): the 8-bit code and k of least "
-        "distance from the full targets, measured on a sample of the kept batches first (lpq.method.fidelity)",
-    )
-    workers: int | None = Field(None, ge=0, description="processes rendering batches (default from the CPU count)")
-    resume: bool = False
-    device: str = "auto"
-    amp: Amp = Field("auto", description="autocast precision of the teacher (auto: float16 on CUDA, float32 on CPU)")
-
-    @field_validator("top_k")
-    @classmethod
-    def _auto_needs_full_labels(cls, k: int | str | None) -> int | str | None:
-        if k == "auto":  # one --top-k type in relabel and quantize; only quantize can choose k
-            raise ValueError(
-                "auto picks k from the full labels' softmax mass, known only after labelling: relabel without "
-                "--top-k, then lpq quantize --top-k auto"
-            )
-        return k
-
-    @model_validator(mode="before")
-    @classmethod
-    def _top_k_means_mr(cls, data: object) -> object:
-        """Asking for a top-k is asking for top-k labels: MR unless MS is named."""
-        if isinstance(data, dict) and data.get("top_k") is not None and data.get("scheme", "none") == "none":
-            return {**data, "scheme": "mr"}
-        return data
 
 
 class RelabelResult(BaseModel):

@@ -38,7 +38,7 @@ from torch import nn
 from lpq.artifacts.checkpoint import TrainingState
 from lpq.artifacts.run import RunRecord, rank0
 from lpq.artifacts.teacher import Teacher, TeacherMeta, pretrained_input, save_teacher
-from lpq.choices import Amp, Optimizer, TeacherClasses
+from lpq.configs.squeeze import EPOCHS, SqueezeConfig
 from lpq.data import ImageSet, ImageSource, InputSpec, batches, default_workers, open_split, recorded
 from lpq.data.loader import sample_stats, share, subset
 from lpq.errors import LpqError
@@ -52,41 +52,9 @@ from lpq.runtime import Precision, all_sum, barrier, init_distributed, pick_devi
 LARGE_SIZE = 224  # S for streamed (large) images when --image-size is not given: torchvision's reference
 
 
-class SqueezeConfig(BaseModel):
-    data: str = "digits"
-    root: Path | None = None
-    download: bool = False
-    model: str | None = Field(None, description="default: the architecture the weights name, else convnet")
-    weights: str | None = None
-    teacher_classes: TeacherClasses | None = Field(
-        None, description="keep the rows of the weights' head whose classes the data has (lpq.models.classes)"
-    )
-    epochs: int | None = Field(None, ge=0, description="default: 30 without --weights, 0 with them")
-    image_size: int | None = Field(None, ge=8, description="S; default: native for small sets, 224 for large")
-    batch_size: int = Field(128, ge=1)
-    optimizer: Optimizer = "sgd"
-    lr: float = Field(0.05, gt=0, description="SGD default; AdamW takes about 1e-3")
-    weight_decay: float = Field(5e-4, ge=0)
-    stats_per_class: int | None = Field(
-        None, ge=1, description="class statistics from N seeded random training images per class (default: all)"
-    )
-    workers: int | None = Field(None, ge=0, description="decoding workers for streamed data (default from CPUs)")
-    skip_bad_images: bool = False
-    seed: int = 0
-    device: str = "auto"
-    amp: Amp = Field("auto", description="autocast precision")
-    output: Path = Path("teacher.lpqt")
-    resume: bool = Field(False, description="continue from the per-epoch checkpoint beside the output, if any")
-    tensorboard: Path | None = Field(None, description="also write the training metrics as TensorBoard scalars")
-    wandb: str | None = Field(None, description="also log the training metrics to this Weights & Biases project")
-
-    def identity(self) -> dict[str, object]:
-        """The settings a checkpoint must have been made with to be resumed (not where or how fast it runs)."""
-        run_only = {"output", "resume", "workers", "device", "skip_bad_images", "tensorboard", "wandb"}
-        return self.model_dump(mode="json", exclude=run_only)
-
-    def record(self) -> RunRecord:
-        return RunRecord.beside(self.output, "teacher training")
+def record_of(cfg: SqueezeConfig) -> RunRecord:
+    """The run's record, beside the teacher file it writes."""
+    return RunRecord.beside(cfg.output, "teacher training")
 
 
 class TeacherEpoch(BaseModel):
@@ -203,7 +171,7 @@ def fit(
     total = max(2, epochs * steps_per_epoch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=total, pct_start=0.15)
     trainer = Trainer(model, opt, sched, precision.scaler(), gen)
-    scaler, state, record = trainer.scaler, checkpoint_path(cfg.output), cfg.record()
+    scaler, state, record = trainer.scaler, checkpoint_path(cfg.output), record_of(cfg)
     record = record.with_board(cfg.tensorboard, cfg.wandb, cfg.identity())  # training runs in one process
     board = record.board
     start = trainer.resume(state) if cfg.resume and state.exists() else 0  # the record refused it without --resume
@@ -279,7 +247,7 @@ def _resolve(cfg: SqueezeConfig) -> tuple[str, int, Weights | None]:
             f"--teacher-classes {cfg.teacher_classes} keeps rows of pretrained weights, and none were given",
             "pass --weights",
         )
-    epochs = cfg.epochs if cfg.epochs is not None else (0 if weights else 30)
+    epochs = cfg.epochs if cfg.epochs is not None else (0 if weights else EPOCHS)
     if epochs == 0 and weights is None:
         raise LpqError(
             "squeeze-no-teacher",
@@ -292,7 +260,7 @@ def _resolve(cfg: SqueezeConfig) -> tuple[str, int, Weights | None]:
 def squeeze(cfg: SqueezeConfig, show: bool | Show = False) -> SqueezeResult:
     """Train (or load) the teacher, evaluate it, record its class statistics and write the teacher file. Its run
     record beside the output is locked while it works."""
-    record = cfg.record()
+    record = record_of(cfg)
     with record.lock() if rank0() else contextlib.nullcontext():
         if rank0():
             record.check(cfg.identity(), cfg.resume)

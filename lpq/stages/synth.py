@@ -30,19 +30,18 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, Field, field_validator, model_validator
 
 from lpq import __version__
 from lpq.artifacts.manifest import MANIFEST, GroupResult, SynthManifest, load_manifest
 from lpq.artifacts.run import RunRecord, rank0
 from lpq.artifacts.teacher import Teacher, load_teacher
-from lpq.choices import Amp, Batching, Init
+from lpq.configs.synth import SynthConfig
 from lpq.data import ImageSource, check_fits, open_split
 from lpq.data.grid import contact_sheet
 from lpq.errors import LpqError
 from lpq.files import atomic, write_model
 from lpq.method.synthesis import SynthesisSteps, bn_targets, optimize_images
-from lpq.models import SMALL_INPUT, penultimate_features  # Tiny-ImageNet settings at or below, ImageNet-1K above
+from lpq.models import penultimate_features
 from lpq.progress import Show, progress
 from lpq.runtime import Precision, barrier, init_distributed, pick_device
 
@@ -50,69 +49,11 @@ GRID = "grid.png"
 RESULTS_DIR = ".classes"  # per-class results while a run is under way (hidden: not a class folder)
 
 
-class SynthConfig(BaseModel):
-    teacher: Path
-    output: Path = Path("syn")
-    ipc: int = Field(10, ge=1, description="images per class")
-    iterations: int = Field(1000, ge=0, description="authors: 4,000; 0 keeps the initial images (real init only)")
-    init: Init = Field("noise", description="start from Gaussian noise, or from random real images")
-    data: str | None = Field(None, description="real images for init 'real'; default: the teacher's training data")
-    root: Path | None = None
-    lr: float | None = Field(None, gt=0, description="authors: 0.25 at 224 px, 0.1 at 64 px")
-    r_bn: float | None = Field(None, ge=0, description="authors: 0.01 at 224 px, 0.05 at 64 px")
-    first_bn_multiplier: float = 10.0
-    jitter: int | None = Field(None, ge=0, description="max roll in pixels; default input_size // 8")
-    crop_scale: tuple[float, float] = (0.08, 1.0)
-    batching: Batching = "classwise"
-    classes: tuple[int, int] | None = Field(None, description="half-open class range [start, stop)")
-    seed: int = Field(0, ge=0)
-    resume: bool = False
-    tensorboard: Path | None = Field(None, description="also write per-class losses and grid.png to TensorBoard")
-    wandb: str | None = Field(None, description="also log per-class losses and grid.png to this W&B project")
-    device: str = "auto"
-    amp: Amp = Field("auto", description="autocast precision of the teacher")
-
-    @field_validator("classes", mode="before")
-    @classmethod
-    def _class_range(cls, value: object) -> object:
-        """'START:STOP' (as the CLI takes it) -> (START, STOP)."""
-        if not isinstance(value, str):
-            return value
-        try:
-            start, stop = (int(v) for v in value.split(":"))
-        except ValueError:
-            raise ValueError(f"{value!r} is not START:STOP") from None
-        return start, stop
-
-    @model_validator(mode="after")
-    def _zero_iterations_need_real_images(self) -> SynthConfig:
-        if self.iterations == 0 and self.init != "real":
-            raise ValueError("--iterations 0 keeps the initial images: it needs --init real (noise would stay noise)")
-        return self
-
-    def resolved(self, image_size: int) -> SynthConfig:
-        small = image_size <= SMALL_INPUT
-        return self.model_copy(
-            update={
-                "lr": self.lr if self.lr is not None else (0.1 if small else 0.25),
-                "r_bn": self.r_bn if self.r_bn is not None else (0.05 if small else 0.01),
-                "jitter": self.jitter if self.jitter is not None else max(1, image_size // 8),
-            }
-        )
-
-    def steps(self) -> SynthesisSteps:
-        """The step loop's settings of the resolved config."""
-        if self.lr is None or self.r_bn is None or self.jitter is None:
-            raise ValueError("SynthConfig.steps needs the resolved config (SynthConfig.resolved)")
-        return SynthesisSteps(
-            self.iterations, self.lr, self.r_bn, self.jitter, self.crop_scale, self.first_bn_multiplier
-        )
-
-    def fingerprint(self) -> dict[str, object]:
-        """The settings two runs must share to be continued by one another."""
-        return self.model_dump(
-            mode="json", exclude={"output", "resume", "device", "classes", "teacher", "tensorboard", "wandb"}
-        )
+def synthesis_steps(cfg: SynthConfig) -> SynthesisSteps:
+    """The step loop's settings of a resolved config (SynthConfig.resolved)."""
+    if cfg.lr is None or cfg.r_bn is None or cfg.jitter is None:
+        raise ValueError("synthesis_steps needs the resolved config (SynthConfig.resolved)")
+    return SynthesisSteps(cfg.iterations, cfg.lr, cfg.r_bn, cfg.jitter, cfg.crop_scale, cfg.first_bn_multiplier)
 
 
 def _groups(cfg: SynthConfig, classes: list[int]) -> list[tuple[int, list[int]]]:
@@ -260,7 +201,9 @@ def _synthesize(cfg: SynthConfig, show: bool | Show) -> SynthManifest:
                 fit = teacher.meta.input_spec().fit  # the teacher's evaluation geometry: S x S
                 init = torch.stack([fit(real.load(picks[c][j])) for c, j in zip(labels, ranks)])
             targets = bn_targets(teacher, labels, cfg.batching)
-            images, ce, bn = optimize_images(teacher, torch.tensor(labels), targets, cfg.steps(), gen, precision, init)
+            images, ce, bn = optimize_images(
+                teacher, torch.tensor(labels), targets, synthesis_steps(cfg), gen, precision, init
+            )
             _save_group(out, teacher, labels, images, group, cfg.batching)
             correct = _teacher_correct(teacher, out, labels, group, cfg.batching)
             result = GroupResult(

@@ -28,24 +28,24 @@ training and evaluation seconds per epoch), last weights (safetensors), a resume
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import statistics
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 from torch.utils.data import DataLoader
 
 from lpq.artifacts.checkpoint import TrainingState
 from lpq.artifacts.manifest import read_manifest
-from lpq.artifacts.run import LOCK, METRICS, RunRecord, rank0
+from lpq.artifacts.run import CONFIG, LOCK, METRICS, PLAN, RunRecord, rank0
 from lpq.artifacts.teacher import load_teacher
-from lpq.choices import Amp, CaFit, Optimizer, Targets
+from lpq.configs.train import StudentPlan, TrainConfig, TrainPlan
 from lpq.data import (
     ImageSource,
     check_fits,
@@ -58,8 +58,8 @@ from lpq.data import (
 )
 from lpq.data import batches as image_batches
 from lpq.errors import LpqError
-from lpq.files import atomic, write_model
-from lpq.format import Header, LpqlReader, ScheduleKind, StudentTemp, TempSchedule
+from lpq.files import atomic, write_model, write_text
+from lpq.format import Header, LpqlReader, StudentTemp, TempSchedule
 from lpq.method.batches import BatchDraw, ReplayedBatch, StoredBatches, shard_rows
 from lpq.method.loss import StudentTemperature
 from lpq.method.replay import check_images, view_input
@@ -70,135 +70,6 @@ from lpq.progress import Show, progress
 from lpq.runtime import Precision, barrier, init_distributed, pick_device
 
 STATE = "state.pt"
-RUN_ONLY = {
-    "output",  # where the run lies: a run folder moved or copied elsewhere resumes
-    "resume",
-    "stop_after",
-    "workers",
-    "device",
-    "seeds",
-    "tensorboard",
-    "wandb",
-}  # settings that may differ when resuming
-TEMPERATURE_OPTIONS = ("temp_schedule", "start_temp", "floor_temp", "temp_factor", "temp_every")
-
-
-class TrainConfig(BaseModel):
-    images: str
-    labels: Path
-    output: Path = Path("run")
-    model: str = "convnet"
-    input_size: int | None = Field(
-        None, ge=8, description="the student's side S, px: views and test images at S (default: the teacher's)"
-    )
-    eval_data: str | None = Field(
-        None, description="real data whose test split is evaluated (default: the teacher's, through the images)"
-    )
-    root: Path | None = Field(None, description="where cifar10/cifar100 live, for --eval-data")
-    epochs: int = Field(300, ge=1)
-    optimizer: Optimizer = "adamw"
-    lr: float | None = Field(None, gt=0, description="AdamW 1e-3 (ImageNet-1K), SGD 0.2 (Tiny-ImageNet)")
-    weight_decay: float | None = Field(None, ge=0, description="AdamW 0.01, SGD 1e-4")
-    momentum: float = 0.9
-    warmup_epochs: int = Field(0, ge=0)
-    targets: Targets = Field("soft", description="soft: the stored labels; hard: the images' classes")
-    temp_schedule: ScheduleKind | None = None
-    start_temp: float | None = Field(None, gt=0)
-    floor_temp: float | None = Field(None, gt=0)
-    temp_factor: float | None = Field(None, gt=0, le=1)
-    temp_every: int | None = Field(None, ge=1, description="step schedule period, in epochs of a 300-epoch run")
-    calibrate: bool | None = Field(None, description="refit T_s every epoch; default on for soft targets")
-    student_temp: float | Literal["follow"] | None = Field(
-        None,
-        description="T_s without calibration, and its starting value with it (default: the label file's, 1); "
-        "follow: the teacher's T",
-    )
-    ca_fit: CaFit = Field("first-batches", description="what CA fits T_s on (module docstring)")
-    ca_grid: str | None = Field(
-        None,
-        description="CA grid MIN:MAX:POINTS (default: the label file's, 0.01:1:100)",
-        pattern=r"^[^:]+:[^:]+:[^:]+$",
-    )
-    t2_scaling: bool = False
-    evals: int = Field(1, ge=1, description="test-split evaluations, evenly spread; the last epoch is always one")
-    seeds: int = Field(1, ge=1, description="students with seeds seed, seed+1, ...; mean and sd reported")
-    seed: int = Field(0, ge=0)
-    workers: int | None = Field(None, ge=0, description="processes rebuilding batches (default from the CPU count)")
-    device: str = "auto"
-    amp: Amp = Field("auto", description="autocast precision of the student")
-    resume: bool = False
-    tensorboard: Path | None = Field(None, description="also write the metrics as TensorBoard scalars here")
-    wandb: str | None = Field(None, description="also log the metrics to this Weights & Biases project")
-    stop_after: int | None = Field(None, ge=1, description="stop after this many epochs in this session")
-
-    @model_validator(mode="after")
-    def _hard_targets_take_no_temperature(self) -> TrainConfig:
-        if self.targets == "hard":
-            given = [n for n in TEMPERATURE_OPTIONS if getattr(self, n) is not None]
-            if given or self.calibrate or self.t2_scaling or self.student_temp is not None or self.ca_grid:
-                raise ValueError("hard targets take no temperature options (they are the images' own classes)")
-        if self.student_temp == "follow" and self.calibrate:
-            raise ValueError("student-temp follow sets T_s every epoch: it cannot be calibrated too")
-        if isinstance(self.student_temp, float) and self.student_temp <= 0:
-            raise ValueError("student-temp must be > 0 or follow")
-        if self.ca_grid is not None:
-            self.grid()  # raises on a malformed grid
-        return self
-
-    def resolved(self, calibration_schedule: TempSchedule | None, grid: StudentTemp) -> TrainConfig:
-        """Defaults filled in: optimizer settings, the temperature schedule and CA grid of the label file; paths
-        absolute, so the run's config.json resolves from any working directory (lpq compare, a moved run)."""
-        sgd = self.optimizer == "sgd"
-        base = (
-            TempSchedule(kind="none", start=1.0, floor=1.0)
-            if self.targets == "hard"
-            else (calibration_schedule or TempSchedule())
-        )
-        return self.model_copy(
-            update={
-                "images": recorded(self.images),
-                "labels": self.labels.resolve(),
-                "eval_data": None if self.eval_data is None else recorded(self.eval_data),
-                "lr": self.lr if self.lr is not None else (0.2 if sgd else 1e-3),
-                "weight_decay": self.weight_decay if self.weight_decay is not None else (1e-4 if sgd else 0.01),
-                "temp_schedule": self.temp_schedule or base.kind,
-                "start_temp": self.start_temp or base.start,
-                "floor_temp": self.floor_temp or base.floor,
-                "temp_factor": self.temp_factor or base.factor,
-                "temp_every": self.temp_every or base.every,
-                "calibrate": self.targets == "soft" and self.student_temp != "follow" and grid.calibrate
-                if self.calibrate is None
-                else self.calibrate,
-                "student_temp": grid.initial if self.student_temp is None else self.student_temp,
-                "ca_grid": self.ca_grid or grid_text(grid),
-            }
-        )
-
-    def grid(self) -> tuple[float, float, int]:
-        """The CA grid (min, max, points) of ``ca_grid``; a one-line error when it is malformed."""
-        text = self.ca_grid or grid_text(StudentTemp())
-        try:
-            lo, hi, n = text.split(":")
-            grid = float(lo), float(hi), int(n)
-        except ValueError:
-            raise ValueError(f"ca-grid {text!r} is not MIN:MAX:POINTS ({grid_text(StudentTemp())})") from None
-        if not (0 < grid[0] < grid[1] and grid[2] >= 2 and math.isfinite(grid[1])):
-            raise ValueError(f"ca-grid {text!r} needs 0 < MIN < MAX and at least 2 points")
-        return grid
-
-    def schedule(self) -> TempSchedule:
-        """The teacher schedule of the (resolved) settings; unset parts are the method's defaults."""
-        d = TempSchedule()
-        return TempSchedule(
-            kind=self.temp_schedule or d.kind,
-            start=self.start_temp or d.start,
-            floor=self.floor_temp or d.floor,
-            factor=self.temp_factor or d.factor,
-            every=self.temp_every or d.every,
-        )
-
-    def identity(self) -> dict[str, object]:
-        return self.model_dump(mode="json", exclude=RUN_ONLY)
 
 
 def epoch_line(m: EpochMetrics, epochs: int) -> str:
@@ -208,11 +79,6 @@ def epoch_line(m: EpochMetrics, epochs: int) -> str:
         f"epoch {m.epoch}/{epochs}: loss {m.loss:.4f}, T {m.teacher_temp:.3g}, T_s {m.student_temp:.3g}, "
         f"lr {m.lr:.3g}, {m.seconds:.1f} s{scored}"
     )
-
-
-def grid_text(grid: StudentTemp) -> str:
-    """A CA grid as ``--ca-grid`` spells it."""
-    return f"{grid.grid_min:g}:{grid.grid_max:g}:{grid.grid_points}"
 
 
 class EpochMetrics(BaseModel):
@@ -260,10 +126,10 @@ class Student(TrainingState):
     precision: Precision
 
     @classmethod
-    def build(cls, cfg: TrainConfig, header: Header, precision: Precision, world: int, steps_per_epoch: int) -> Student:
-        torch.manual_seed(cfg.seed)
+    def build(cls, plan: TrainPlan, header: Header, precision: Precision, world: int, steps_per_epoch: int) -> Student:
+        torch.manual_seed(plan.seed)
         device = precision.device
-        model = precision.model(build_model(cfg.model, header.num_classes, view_input(header, cfg.input_size).size))
+        model = precision.model(build_model(plan.model, header.num_classes, view_input(header, plan.input_size).size))
         if world > 1 and device.type == "cuda":  # BatchNorm over the global batch, as one process (gloo has none)
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         net = (
@@ -273,13 +139,13 @@ class Student(TrainingState):
                 model, device_ids=[device.index] if device.type == "cuda" else None
             )
         )
-        lr, wd = float(cfg.lr or 0.0), float(cfg.weight_decay or 0.0)  # resolved before this point
+        lr, wd = plan.lr, plan.weight_decay
         opt: torch.optim.Optimizer = (
             torch.optim.AdamW(model.parameters(), lr, weight_decay=wd)
-            if cfg.optimizer == "adamw"
-            else torch.optim.SGD(model.parameters(), lr, momentum=cfg.momentum, weight_decay=wd)
+            if plan.optimizer == "adamw"
+            else torch.optim.SGD(model.parameters(), lr, momentum=plan.momentum, weight_decay=wd)
         )
-        total, warm = cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch
+        total, warm = plan.epochs * steps_per_epoch, plan.warmup_epochs * steps_per_epoch
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt,
             lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))),
@@ -321,7 +187,7 @@ def train_epoch(
     batches: Iterator[ReplayedBatch],
     steps: int,
     header: Header,
-    cfg: TrainConfig,
+    plan: TrainPlan,
     temp: float,
     temps: StudentTemperature,
     image_classes: torch.Tensor,
@@ -339,12 +205,12 @@ def train_epoch(
     precision, scaler = student.precision, student.scaler
     for _ in range(steps):
         batch = next(batches)
-        target = make_targets(batch, header, cfg.targets, temp, image_classes)
+        target = make_targets(batch, header, plan.targets, temp, image_classes)
         rows, weight = shard_rows(len(target), rank, world)
         target = target[rows].to(precision.device, non_blocking=True)
         with precision.autocast():
             logits = student.net(precision.inputs(batch.inputs[rows]))
-        loss = temps.loss(logits, target, temp if cfg.t2_scaling else None)
+        loss = temps.loss(logits, target, temp if plan.t2_scaling else None)
         student.opt.zero_grad(set_to_none=True)
         scaler.scale(loss * weight).backward()
         scaler.step(student.opt)
@@ -359,11 +225,10 @@ def train_epoch(
     return EpochStats(loss_sum / seen, 100 * agree / seen, time.perf_counter() - t0)
 
 
-def student_temperature(cfg: TrainConfig, first: float) -> StudentTemperature:
-    """T_s of a (resolved) run, starting at ``first``: fixed, following the teacher's, or refitted by CA."""
-    lo, hi, points = cfg.grid()
-    fit = cfg.ca_fit if cfg.calibrate else None
-    return StudentTemperature(first, cfg.student_temp == "follow", fit, torch.linspace(lo, hi, points))
+def student_temperature(plan: StudentPlan, first: float) -> StudentTemperature:
+    """T_s of a run, starting at ``first``: fixed, following the teacher's, or refitted by CA."""
+    lo, hi, points = plan.grid
+    return StudentTemperature(first, plan.temp == "follow", plan.fit, torch.linspace(lo, hi, points))
 
 
 def _read_labels(path: Path) -> tuple[Header, TempSchedule | None, StudentTemp]:
@@ -395,15 +260,29 @@ def default_eval_data(images: str) -> str:
     return data
 
 
-def _load_data(cfg: TrainConfig, header: Header) -> tuple[ImageSource, ImageSource]:
+def _load_data(plan: TrainPlan, header: Header) -> tuple[ImageSource, ImageSource]:
     """The distilled images (checked against the labels' fingerprint) and the real test split."""
-    images = open_images(cfg.images)
-    check_images(images, header, cfg.labels, cfg.images)
-    evalset = open_split(cfg.eval_data or default_eval_data(cfg.images), "test", cfg.root)
+    images = open_images(plan.images)
+    check_images(images, header, plan.labels, plan.images)
+    evalset = open_split(plan.eval_data or default_eval_data(plan.images), "test", plan.root)
     if evalset.classes != header.class_names:
-        raise LpqError("class-mismatch", f"--eval-data {cfg.eval_data} has other classes than the labels")
-    check_fits(evalset, view_input(header, cfg.input_size))
+        raise LpqError("class-mismatch", f"--eval-data {plan.eval_data} has other classes than the labels")
+    check_fits(evalset, view_input(header, plan.input_size))
     return images, evalset
+
+
+def _plan_older_run(record: RunRecord) -> None:
+    """A run lpq 0.2 recorded has no plan.json: its config.json holds its settings with every default filled, which
+    are options whose plan is theirs. Written once, so such a run resumes (and is checked) as a current one."""
+    held = record.held()
+    if PLAN in held or CONFIG not in held:
+        return
+    saved = record.read_json(CONFIG)
+    try:
+        plan = TrainConfig.model_validate(saved).plan(None, StudentTemp())
+    except (ValidationError, TypeError):
+        return  # no settings of a run: check() refuses the folder as it finds it
+    write_text(record.file(PLAN), json.dumps(plan.identity(), indent=2))
 
 
 def _check_progress(record: RunRecord, done: int, epochs: int) -> None:
@@ -482,25 +361,32 @@ class Book:
     last_eval: EpochMetrics | None = None
 
     @classmethod
-    def open(cls, cfg: TrainConfig, rank: int, world: int, precision: Precision) -> Book:
+    def open(cls, given: TrainConfig, plan: TrainPlan, rank: int, world: int, precision: Precision) -> Book:
         """The run's place checked (a fresh run takes over a folder that saved no progress; --resume needs the same
         settings), before a board writes its files into the folder."""
-        record = RunRecord(cfg.output, what="training")
+        record = RunRecord(plan.output, what="training", settings=PLAN)
         if rank == 0:
-            record.check(cfg.identity(), cfg.resume)
-            record = record.with_board(cfg.tensorboard, cfg.wandb, cfg.identity())
-        return cls(record, rank, world, cfg.epochs, precision)
+            _plan_older_run(record)
+            record.check(plan.identity(), plan.resume)
+            record = record.with_board(plan.tensorboard, plan.wandb, given.identity())
+        return cls(record, rank, world, plan.epochs, precision)
 
     def start(
-        self, cfg: TrainConfig, done: int, resumed: bool, evaluation: Iterable[tuple[torch.Tensor, torch.Tensor]]
+        self,
+        given: TrainConfig,
+        plan: TrainPlan,
+        done: int,
+        resumed: bool,
+        evaluation: Iterable[tuple[torch.Tensor, torch.Tensor]],
     ) -> None:
-        """Record the settings; keep the metrics of the epochs a checkpoint holds (later ones are redone)."""
+        """Record the settings (the plan, and the options it was resolved from); keep the metrics of the epochs a
+        checkpoint holds (later ones are redone)."""
         self.evaluation = evaluation
         if self.rank != 0:
             return
         if resumed:
-            _check_progress(self.record, done, cfg.epochs)
-        self.record.start(cfg.identity())
+            _check_progress(self.record, done, plan.epochs)
+        self.record.start(plan.identity(), given.identity())
         self.record.write_rows([m for m in self.record.rows(EpochMetrics) if m.epoch <= done])
         self.train_seconds, self.eval_seconds, self.last_eval = _so_far(self.record.rows(EpochMetrics))
 
@@ -528,22 +414,22 @@ class Book:
         top1, top5 = _from_rank0(scores, self.world)
         return top1, top5
 
-    def finish(self, cfg: TrainConfig, header: Header, end: int, scores: tuple[float, float]) -> TrainResult:
+    def finish(self, plan: TrainPlan, header: Header, end: int, scores: tuple[float, float]) -> TrainResult:
         q = header.quant
-        edges = _edge_share(self.record.rows(EpochMetrics), *cfg.grid()[:2]) if self.rank == 0 else None
+        edges = _edge_share(self.record.rows(EpochMetrics), *plan.student.grid[:2]) if self.rank == 0 else None
         result = TrainResult(
-            output=cfg.output,
-            seed=cfg.seed,
+            output=plan.output,
+            seed=plan.seed,
             epochs=end,
             top1=scores[0],
             top5=scores[1],
-            label_bytes=cfg.labels.stat().st_size,
+            label_bytes=plan.labels.stat().st_size,
             label_scheme=f"{q.name} {q.values.id} x{header.prune.ratio:g}",
             train_seconds=self.train_seconds,
             eval_seconds=self.eval_seconds,
-            ca_edge_share=edges if cfg.calibrate else None,
+            ca_edge_share=edges if plan.student.fit else None,
         )
-        if self.rank == 0 and end == cfg.epochs:
+        if self.rank == 0 and end == plan.epochs:
             self.record.finish(result)
         if self.record.board is not None:
             self.record.board.close()
@@ -551,12 +437,12 @@ class Book:
 
 
 def _loader(
-    cfg: TrainConfig, header: Header, images: ImageSource, epochs: range, workers: int, device: torch.device
+    plan: TrainPlan, header: Header, images: ImageSource, epochs: range, workers: int, device: torch.device
 ) -> DataLoader:
     """The stored batches of ``epochs``, replayed by ``workers`` processes in the order training takes them."""
     return DataLoader(
-        StoredBatches(cfg.labels, images, cfg.input_size),
-        sampler=BatchDraw.of(header, cfg.seed, epochs),
+        StoredBatches(plan.labels, images, plan.input_size),
+        sampler=BatchDraw.of(header, plan.seed, epochs),
         batch_size=None,
         num_workers=workers,
         prefetch_factor=4 if workers else None,
@@ -564,39 +450,47 @@ def _loader(
     )
 
 
+def placed(cfg: TrainConfig) -> TrainConfig:
+    """The options with their places absolute and the evaluation data named, so the run's config.json resolves from
+    any working directory (lpq compare, a moved run) and says what the run was evaluated on."""
+    eval_data = default_eval_data(cfg.images) if cfg.eval_data is None else cfg.eval_data
+    return cfg.model_copy(
+        update={"images": recorded(cfg.images), "labels": cfg.labels.resolve(), "eval_data": recorded(eval_data)}
+    )
+
+
 def _train(cfg: TrainConfig, show: bool | Show) -> TrainResult:
     rank, world = init_distributed()
-    header, label_schedule, student_grid = _read_labels(cfg.labels)
-    cfg = cfg.resolved(label_schedule, student_grid)
-    if cfg.eval_data is None:  # recorded resolved, so config.json says what the run was evaluated on
-        cfg = cfg.model_copy(update={"eval_data": default_eval_data(cfg.images)})
-    precision = Precision.choose(cfg.amp, pick_device(cfg.device, rank))
-    book = Book.open(cfg, rank, world, precision)
-    images, evalset = _load_data(cfg, header)
+    given = placed(cfg)
+    header, calibration, student_temp = _read_labels(given.labels)
+    plan = given.plan(calibration, student_temp)
+    precision = Precision.choose(plan.amp, pick_device(plan.device, rank))
+    book = Book.open(given, plan, rank, world, precision)
+    images, evalset = _load_data(plan, header)
     steps = header.relabel.batches_per_epoch  # under torchrun too: every rank takes every batch, a slice of it
-    student = Student.build(cfg, header, precision, world, steps)
-    schedule = cfg.schedule()
-    resumed = cfg.resume and (cfg.output / STATE).exists()  # else: killed before its first checkpoint, start over
-    first = teacher_temperature(schedule, 0, cfg.epochs) if cfg.student_temp == "follow" else cfg.student_temp
-    start, student_temp = student.resume(cfg.output / STATE) if resumed else (0, first)
-    temps = student_temperature(cfg, student_temp)
-    workers = default_workers() if cfg.workers is None else cfg.workers
-    book.start(
-        cfg, start, resumed, image_batches(evalset, view_input(header, cfg.input_size), batch_size=512, workers=workers)
-    )
-    end = cfg.epochs if cfg.stop_after is None else min(cfg.epochs, start + cfg.stop_after)
-    batches = iter(_loader(cfg, header, images, range(start, end), workers, precision.device))
-    evaluate_after = eval_epochs(cfg.epochs, cfg.evals)
+    student = Student.build(plan, header, precision, world, steps)
+    schedule = plan.schedule
+    resumed = plan.resume and (plan.output / STATE).exists()  # else: killed before its first checkpoint, start over
+    t_s = plan.student.temp
+    first = teacher_temperature(schedule, 0, plan.epochs) if t_s == "follow" else t_s
+    start, first = student.resume(plan.output / STATE) if resumed else (0, first)
+    temps = student_temperature(plan.student, first)
+    workers = default_workers() if plan.workers is None else plan.workers
+    evaluation = image_batches(evalset, view_input(header, plan.input_size), batch_size=512, workers=workers)
+    book.start(given, plan, start, resumed, evaluation)
+    end = plan.epochs if plan.stop_after is None else min(plan.epochs, start + plan.stop_after)
+    batches = iter(_loader(plan, header, images, range(start, end), workers, precision.device))
+    evaluate_after = eval_epochs(plan.epochs, plan.evals)
     with progress(show if rank == 0 else False, log=book.record.log if rank == 0 else None) as bar:
-        task = bar.add_task(f"train student {cfg.output.name}", total=(end - start) * steps, info="")
+        task = bar.add_task(f"train student {plan.output.name}", total=(end - start) * steps, info="")
         for epoch in range(start, end):
-            temp = teacher_temperature(schedule, epoch, cfg.epochs)
+            temp = teacher_temperature(schedule, epoch, plan.epochs)
             temps.start_epoch(temp)
 
             def advance(info: str, epoch: int = epoch) -> None:
                 bar.update(task, advance=1, info=f"epoch {epoch + 1} {info}")
 
-            stats = train_epoch(student, batches, steps, header, cfg, temp, temps, images.labels, advance, rank, world)
+            stats = train_epoch(student, batches, steps, header, plan, temp, temps, images.labels, advance, rank, world)
             t0 = time.perf_counter()
             temps.refit(student.model, precision.forward(student.model), _share(world))
             seconds = stats.seconds + time.perf_counter() - t0
@@ -611,7 +505,7 @@ def _train(cfg: TrainConfig, show: bool | Show) -> TrainResult:
                 batches_per_second=steps / seconds,
             )
             book.epoch(metrics, student, epoch + 1 in evaluate_after, bar.note)
-    result = book.finish(cfg, header, end, book.scores(student, end))
+    result = book.finish(plan, header, end, book.scores(student, end))
     barrier(world)
     return result
 

@@ -1,0 +1,25 @@
+"""`lpq prune`'s settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, Field
+
+from lpq.configs import Cli, Seed
+from lpq.format.header import KeepStrategy
+
+
+class PruneConfig(BaseModel):
+    """What `prune_file` (lpq prune) does: keep 1/ratio of ``labels``' batches under a strategy, into ``output``."""
+
+    labels: Annotated[Path, Field(description="Input .lpql file (left untouched)."), Cli(argument=True, exists="file")]
+    ratio: Annotated[
+        float, Field(ge=1.0, description="Keep round(total / ratio) batches; composes with earlier pruning.")
+    ]
+    output: Annotated[Path, Field(description="Pruned file to write."), Cli(flags=("-o", "--output"))]
+    strategy: Annotated[
+        KeepStrategy, Field(description="cover: whole epochs first, every image labelled; first; random.")
+    ] = "cover"
+    seed: Seed = 0
