@@ -31,6 +31,7 @@ from pydantic import BaseModel, Field
 
 from lpq.artifacts.manifest import read_manifest
 from lpq.configs.compare import CompareConfig
+from lpq.configs.train import RUN_ONLY
 from lpq.data import folder_of
 from lpq.errors import LpqError
 from lpq.files import atomic
@@ -64,9 +65,8 @@ def _read(path: Path) -> dict:
 
 
 # Settings that say where a run lies or how fast it ran, not what it trained: two runs that differ only in these
-# (and in their images and labels) were trained alike.
-_PLACE = {"images", "labels", "output", "eval_data", "root", "seed", "seeds", "resume", "workers", "device"}
-_PLACE |= {"tensorboard", "wandb", "stop_after"}
+# (and in their images, labels and seed) were trained alike.
+_PLACE = RUN_ONLY | {"images", "labels", "eval_data", "root", "seed"}
 
 
 @dataclass(frozen=True)
