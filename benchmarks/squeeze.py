@@ -17,6 +17,7 @@ from common import OUT, alternate, cifar_folder, load, section, tiny_folder, wri
 
 from lpq.artifacts.teacher import load_teacher
 from lpq.data import load_split
+from lpq.data.transforms import normalize
 from lpq.method.bn import record_class_stats
 from lpq.runtime import Precision
 
@@ -32,7 +33,7 @@ def main() -> None:
     teacher = load_teacher(teacher_path)
     train = load_split(str(FOLDERS[args.dataset]()), "train")
     spec = teacher.meta.input_spec()
-    x = spec.normalize(train.images[: args.images])
+    x = normalize(spec, train.images[: args.images])
     y = train.labels[: args.images]
     model = teacher.model.eval()
     cpu = Precision.choose("none", torch.device("cpu"))

@@ -31,7 +31,7 @@ _HOMES = {
     "LpqlWriter": "lpq.format",
     "relabel": "lpq.api",
     "train": "lpq.api",
-    "InputSpec": "lpq.data",
+    "InputSpec": "lpq.format",
     "BatchDraw": "lpq.method.batches",
     "TempSchedule": "lpq.format",
     "coverage": "lpq.format.coverage",

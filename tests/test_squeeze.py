@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from lpq.artifacts.teacher import load_teacher
 from lpq.cli.app import app
 from lpq.data import ImageSet, InputSpec, batches, load_split
+from lpq.data.transforms import normalize
 from lpq.errors import LpqError
 from lpq.method.bn import record_class_stats
 from lpq.models import MODELS, bn_layers, build_model
@@ -47,7 +48,7 @@ def test_class_stats_equal_direct_computation(name: str) -> None:
     ]
     for c in range(data.num_classes):
         with torch.no_grad():
-            net(spec.normalize(data.images[data.labels == c]))  # class c's images alone, one pass
+            net(normalize(spec, data.images[data.labels == c]))  # class c's images alone, one pass
         for layer, x in inputs.items():
             flat = x.double().transpose(0, 1).reshape(x.shape[1], -1)
             assert torch.allclose(stats[layer].mean[c], flat.mean(dim=1), atol=1e-4)
@@ -180,7 +181,7 @@ def test_stats_per_class_takes_the_statistics_over_a_seeded_sample_of_each_class
     for c in range(10):
         inputs.clear()
         with torch.no_grad():
-            t.model.eval()(spec.normalize(sample.images[sample.labels == c]))
+            t.model.eval()(normalize(spec, sample.images[sample.labels == c]))
         flat = inputs[0].double().transpose(0, 1).reshape(inputs[0].shape[1], -1)
         assert t.stats[first].count[c] == flat.shape[1]  # 5 images' positions
         assert torch.allclose(t.stats[first].mean[c], flat.mean(dim=1), atol=1e-4)

@@ -24,9 +24,10 @@ from torch import nn
 
 from lpq.choices import TeacherClasses
 from lpq.data import InputSpec
-from lpq.data.transforms import ResizeRule
+from lpq.data.transforms import normalize
 from lpq.errors import LpqError
 from lpq.files import atomic
+from lpq.format.inputs import ResizeRule
 from lpq.models import bn_layers, build_model
 from lpq.models.classes import ClassMap, head_rows
 from lpq.models.weights import SOURCES, Weights, load_into, read_safetensors, read_weights
@@ -102,7 +103,7 @@ class Teacher:
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 or [0, 1] images to the teacher's normalized input."""
-        return self.meta.input_spec().normalize(x)
+        return normalize(self.meta.input_spec(), x)
 
 
 def weights_sha256(model: nn.Module) -> str:

@@ -5,7 +5,7 @@ main process as a RuntimeError with a traceback): the main process then stops wi
 naming the file, or with ``skip_bad`` leaves the file out and counts it. In-memory sets whose images are
 already the model's size skip the DataLoader and are sliced and normalized in place (the fast path).
 
-    for x, y in Batches(source, spec.eval_transform(), batch_size=256, workers=default_workers()):
+    for x, y in Batches(source, eval_transform(spec), batch_size=256, workers=default_workers()):
         ...
 """
 
@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from lpq.data.sources import BadImage, ImageSet, ImageSource
-from lpq.data.transforms import InputSpec, Transform
+from lpq.data.transforms import InputSpec, Transform, eval_transform, normalize, train_transform
 from lpq.errors import LpqError
 
 
@@ -100,7 +100,7 @@ class Batches:
         )
         for i in range(0, len(data), self.batch_size):
             idx = order[i : i + self.batch_size]
-            yield spec.normalize(data.images[idx]), data.labels[idx]
+            yield normalize(spec, data.images[idx]), data.labels[idx]
 
 
 def check_fits(source: ImageSource, spec: InputSpec) -> None:
@@ -123,7 +123,7 @@ def batches(source: ImageSource, spec: InputSpec, train: bool = False, **kwargs:
     in_place = not train and spec.resize == "none" and isinstance(source, ImageSet)
     return Batches(
         source,
-        spec.train_transform() if train else spec.eval_transform(),  # type: ignore[arg-type]
+        train_transform(spec) if train else eval_transform(spec),  # type: ignore[arg-type]
         fast=spec if in_place else None,
         **kwargs,
     )
@@ -175,7 +175,7 @@ def sample_stats(
     count = 0
     for x, _ in Batches(
         _Subset(source, pick),
-        plain.eval_transform(),
+        eval_transform(plain),
         batch_size=64,
         workers=workers,  # type: ignore[arg-type]
         skip_bad=True,

@@ -23,6 +23,7 @@ from lpq.format.header import (
     ValueCodec,
     index_bits,
 )
+from lpq.format.inputs import InputSpec
 from lpq.format.layout import BatchRecord, SectionSizes, StoredAugment
 from lpq.format.reader import LpqlReader
 from lpq.format.writer import LpqlWriter, partial_path
@@ -34,6 +35,7 @@ __all__ = [
     "Header",
     "ImageSet",
     "IndexCodec",
+    "InputSpec",
     "LogitStats",
     "LpqlError",
     "LpqlReader",

@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from lpq.format.inputs import InputSpec, ResizeRule
+
 FORMAT_MAJOR = 1
 FORMAT_MINOR = 5
 
@@ -53,6 +55,9 @@ class Teacher(_Record):
     )
 
 
+ABSENT_MEAN, ABSENT_STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)  # spec section 4: an augment without mean and std
+
+
 class Augment(_Record):
     """Per-sample and per-batch augmentation settings; defaults are the authors' relabel settings."""
 
@@ -65,7 +70,7 @@ class Augment(_Record):
     mix_alpha: float = Field(1.0, gt=0.0, description="Beta(alpha, alpha) for the mixing weight")
     mean: tuple[float, float, float] | None = Field(None, description="per-channel normalization the teacher saw")
     std: tuple[float, float, float] | None = None
-    eval_resize: Literal["none", "resize", "center-crop"] = Field(
+    eval_resize: ResizeRule = Field(
         "none", description="1.1: how real images are prepared for the teacher (and a student's evaluation)"
     )
     eval_crop_fraction: float = Field(0.875, gt=0.0, le=1.0, description="1.1: center-crop: S / resized shorter side")
@@ -88,6 +93,19 @@ class Augment(_Record):
         if self.mean is not None and not all(0.0 <= m <= 1.0 for m in self.mean):
             raise ValueError(f"mean {self.mean} must lie in [0, 1], the range of the rendered pixels")
         return self
+
+    def input(self) -> InputSpec:
+        """How the teacher prepared its inputs: the replayed views are normalized this way, and real images are
+        prepared this way for a student's evaluation (nearest-neighbour crops are evaluated bilinear). A file
+        without ``mean`` and ``std`` normalizes by the spec's defaults (ABSENT_MEAN, ABSENT_STD)."""
+        return InputSpec(
+            size=self.input_size,
+            resize=self.eval_resize,
+            crop_fraction=self.eval_crop_fraction,
+            interpolation="bicubic" if self.interpolation == "bicubic" else "bilinear",
+            mean=self.mean or ABSENT_MEAN,
+            std=self.std or ABSENT_STD,
+        )
 
 
 class Relabel(_Record):

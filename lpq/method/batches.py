@@ -27,6 +27,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from lpq.data import ImageSource, open_images
+from lpq.data.transforms import normalize
 from lpq.errors import LpqError
 from lpq.format import Header, LpqlReader, TempSchedule
 from lpq.method.replay import check_images, render, stored_plan, view_input
@@ -132,7 +133,7 @@ class StoredBatches(Dataset):
         r = self.reader()
         rec = r.read(key[1])
         plan = stored_plan(r, rec, self.hw)
-        x = self.spec.normalize(render(plan, self.images, self.header, self.size))
+        x = normalize(self.spec, render(plan, self.images, self.header, self.size))
         indices = torch.from_numpy(rec.indices) if rec.indices is not None else None
         return ReplayedBatch(
             x,

@@ -43,24 +43,10 @@ class BatchPlan:
         return len(self.image_indices)
 
 
-def teacher_input(header: Header) -> InputSpec:
-    """How the teacher prepared its inputs, as the label file records it: the replayed batches are normalized
-    this way, and a student is evaluated on real images prepared the same way."""
-    a = header.augment
-    return InputSpec(
-        size=a.input_size,
-        resize=a.eval_resize,
-        crop_fraction=a.eval_crop_fraction,
-        interpolation="bicubic" if a.interpolation == "bicubic" else "bilinear",
-        mean=a.mean or (0.5, 0.5, 0.5),
-        std=a.std or (0.25, 0.25, 0.25),
-    )
-
-
 def view_input(header: Header, size: int | None = None) -> InputSpec:
     """How replayed views (and the real test images) are prepared for a model at side ``size``: the teacher's
     preparation at that size, or at the teacher's own size when none is given."""
-    return teacher_input(header).at_size(size or header.augment.input_size)
+    return header.augment.input().at_size(size or header.augment.input_size)
 
 
 def plan_batch(

@@ -30,6 +30,7 @@ from lpq.artifacts.manifest import read_manifest
 from lpq.artifacts.teacher import Teacher, is_pretrained, load_teacher
 from lpq.configs.relabel import RelabelConfig
 from lpq.data import ImageSource, default_workers, folder_of, open_images
+from lpq.data.transforms import normalize
 from lpq.errors import LpqError
 from lpq.files import check_new, write_text
 from lpq.format import (
@@ -54,7 +55,7 @@ from lpq.format.rng import epoch_order
 from lpq.format.writer import read_partial_batches
 from lpq.method.fidelity import BUDGET_VIEWS, BudgetChoice, choose_code, visited
 from lpq.method.pruning import choose_batches, keep_count
-from lpq.method.replay import plan_batch, render, teacher_input
+from lpq.method.replay import plan_batch, render
 from lpq.method.temperature import CalibrationStats
 from lpq.method.topk import check_top_k, chosen_k, encode
 from lpq.progress import Show, progress
@@ -147,7 +148,7 @@ class PlannedBatches(Dataset):
     def __init__(self, header: Header, images: ImageSource, ids: list[int]) -> None:
         self.header, self.images, self.ids = header, images, ids
         self.hw = images.sizes()
-        self.spec = teacher_input(header)
+        self.spec = header.augment.input()
         self._order: tuple[int, np.ndarray] | None = None
 
     def __len__(self) -> int:
@@ -159,7 +160,7 @@ class PlannedBatches(Dataset):
         if self._order is None or self._order[0] != epoch:  # batches come mostly in epoch order
             self._order = (epoch, epoch_order(r.seed, epoch, self.header.images.count))
         plan = plan_batch(self.header, epoch, batch, self.hw, self._order[1])
-        x = self.spec.normalize(render(plan, self.images, self.header))
+        x = normalize(self.spec, render(plan, self.images, self.header))
         return RenderedBatch(
             self.ids[i],
             x,

@@ -41,6 +41,7 @@ from lpq.artifacts.teacher import Teacher, TeacherMeta, pretrained_input, save_t
 from lpq.configs.squeeze import EPOCHS, SqueezeConfig
 from lpq.data import ImageSet, ImageSource, InputSpec, batches, default_workers, open_split, recorded
 from lpq.data.loader import sample_stats, share, subset
+from lpq.data.transforms import normalize
 from lpq.errors import LpqError
 from lpq.method.bn import record_class_stats
 from lpq.models import build_model, check_model_name, evaluate_counts, require_bn
@@ -113,7 +114,7 @@ def training_batches(
             order = torch.randperm(len(train), generator=gen)
             for i in range(0, len(train), cfg.batch_size):
                 idx = order[i : i + cfg.batch_size]
-                yield spec.normalize(augment_batch(train.images[idx], gen)), train.labels[idx]
+                yield normalize(spec, augment_batch(train.images[idx], gen)), train.labels[idx]
 
         return in_memory
     return lambda epoch: batches(
@@ -388,5 +389,5 @@ def _accuracy(
 
 def resized(data: ImageSet, spec: InputSpec) -> ImageSet:
     """An in-memory set prepared once by the spec's geometry (the 'resize' rule), as evaluation prepares it."""
-    images = torch.stack([spec.fit(x) for x in data.images])
+    images = torch.stack([fit(spec, x) for x in data.images])
     return ImageSet(data.name, images, data.labels, data.classes, data.mean, data.std, data.skipped)
