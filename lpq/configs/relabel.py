@@ -26,6 +26,7 @@ from lpq.format.header import (
     MS_TEMPERATURE,
     SAMPLE_TEMPERATURE,
     TAIL_POINTS,
+    Augment,
     Interpolation,
     KeepStrategy,
     MixKind,
@@ -34,6 +35,7 @@ from lpq.format.header import (
 )
 
 AUG = Cli(panel="Augmentation")
+AUTHORS = {name: f.default for name, f in Augment.model_fields.items()}  # the header's defaults: the authors' relabel
 COMPACT = Cli(panel="Pruning and quantization")
 
 
@@ -80,15 +82,20 @@ class RelabelConfig(BaseModel):
     input_size: Annotated[
         int | None, Field(ge=1, description="The teacher's input side in px (default: the teacher's input size)."), AUG
     ] = None
-    crop_scale: Annotated[tuple[float, float], Field(description="RandomResizedCrop area range."), AUG] = (0.08, 1.0)
-    crop_ratio: Annotated[tuple[float, float], Field(description="RandomResizedCrop aspect range."), AUG] = (
-        3 / 4,
-        4 / 3,
-    )
-    flip_p: Annotated[float, Field(ge=0, le=1, description="Horizontal flip probability."), AUG] = 0.5
-    interpolation: Annotated[Interpolation, Field(description="Resampling of the crops."), AUG] = "bilinear"
-    mix: Annotated[MixKind, Field(description="Batch mixing."), AUG] = "cutmix"
-    mix_alpha: Annotated[float, Field(gt=0, description="Beta(alpha, alpha) mixing weight."), AUG] = 1.0
+    crop_scale: Annotated[tuple[float, float], Field(description="RandomResizedCrop area range."), AUG] = AUTHORS[
+        "crop_scale"
+    ]
+    crop_ratio: Annotated[tuple[float, float], Field(description="RandomResizedCrop aspect range."), AUG] = AUTHORS[
+        "crop_ratio"
+    ]
+    flip_p: Annotated[float, Field(ge=0, le=1, description="Horizontal flip probability."), AUG] = AUTHORS["flip_p"]
+    interpolation: Annotated[Interpolation, Field(description="Resampling of the crops."), AUG] = AUTHORS[
+        "interpolation"
+    ]
+    mix: Annotated[MixKind, Field(description="Batch mixing."), AUG] = AUTHORS["mix"]
+    mix_alpha: Annotated[float, Field(gt=0, description="Beta(alpha, alpha) mixing weight."), AUG] = AUTHORS[
+        "mix_alpha"
+    ]
     seed: Seed = 0
     workers: Workers = None
     resume: Resume = False
