@@ -25,7 +25,7 @@ class InputSpec(BaseModel):
     """How images become a model's input: side S, the resize rule, the normalization (module docstring).
 
     spec = InputSpec(size=32, mean=(0.49, 0.48, 0.45), std=(0.25, 0.24, 0.26))   # native 32 px images
-    x = lpq.data.eval_transform(spec)(uint8_image)                                # (3, 32, 32) float32
+    x = lpq.data.transforms.eval_transform(spec)(uint8_image)                     # (3, 32, 32) float32
     """
 
     model_config = ConfigDict(frozen=True)

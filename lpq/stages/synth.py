@@ -38,6 +38,7 @@ from lpq.artifacts.teacher import Teacher, load_teacher
 from lpq.configs.synth import SynthConfig
 from lpq.data import ImageSource, check_fits, open_split
 from lpq.data.grid import contact_sheet
+from lpq.data.transforms import fit
 from lpq.errors import LpqError
 from lpq.files import atomic, write_model
 from lpq.method.synthesis import SynthesisSteps, bn_targets, optimize_images
@@ -198,8 +199,8 @@ def _synthesize(cfg: SynthConfig, show: bool | Show) -> SynthManifest:
             init = None
             if real is not None:
                 ranks = _image_ranks(cfg, group, len(labels), stop - start)
-                fit = teacher.meta.input_spec().fit  # the teacher's evaluation geometry: S x S
-                init = torch.stack([fit(real.load(picks[c][j])) for c, j in zip(labels, ranks)])
+                spec = teacher.meta.input_spec()  # the teacher's evaluation geometry: S x S
+                init = torch.stack([fit(spec, real.load(picks[c][j])) for c, j in zip(labels, ranks)])
             targets = bn_targets(teacher, labels, cfg.batching)
             images, ce, bn = optimize_images(
                 teacher, torch.tensor(labels), targets, synthesis_steps(cfg), gen, precision, init
