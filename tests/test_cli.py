@@ -221,14 +221,14 @@ def test_config_file_fills_options_and_the_command_line_wins(label_file: Path, t
     assert result.exit_code == 2 and "config-unreadable" in result.stderr
 
 
-def test_a_runs_config_json_repeats_the_run(digits_teacher: Path, tmp_path: Path) -> None:
+def test_a_runs_config_json_repeats_the_run(digits_teacher: Path, digits_subset: str, tmp_path: Path) -> None:
     labels = tmp_path / "l.lpql"
     assert (
         runner.invoke(
             app,
             [
                 "relabel",
-                "digits",
+                digits_subset,
                 "--teacher",
                 str(digits_teacher),
                 "--epochs",
@@ -246,7 +246,7 @@ def test_a_runs_config_json_repeats_the_run(digits_teacher: Path, tmp_path: Path
         app,
         [
             "train",
-            "digits",
+            digits_subset,
             str(labels),
             "--epochs",
             "2",

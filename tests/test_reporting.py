@@ -39,6 +39,22 @@ def labels(digits_teacher: Path, tmp_path_factory: pytest.TempPathFactory) -> di
     return {"full": full, "small": small}
 
 
+@pytest.fixture(scope="module")
+def subset_labels(
+    digits_teacher: Path, digits_subset: str, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
+    """Full and x2 top-2 labels of the digits subset (10 images a class): students that train in a second."""
+    folder = tmp_path_factory.mktemp("subset-labels")
+    out = {"full": folder / "full.lpql", "small": folder / "small.lpql"}
+    relabel(RelabelConfig(images=digits_subset, teacher=digits_teacher, output=out["full"], epochs=4, batch_size=25))
+    relabel(
+        RelabelConfig(
+            images=digits_subset, teacher=digits_teacher, output=out["small"], epochs=4, batch_size=25, ratio=2, top_k=2
+        )
+    )
+    return out
+
+
 def scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -47,11 +63,14 @@ def scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
     return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
 
 
-def test_train_writes_tensorboard_scalars_and_compare_reads_the_runs(labels: dict[str, Path], tmp_path: Path) -> None:
+def test_train_writes_tensorboard_scalars_and_compare_reads_the_runs(
+    subset_labels: dict[str, Path], digits_subset: str, tmp_path: Path
+) -> None:
+    labels = subset_labels
     board = tmp_path / "tb"
     common = ["--epochs", "2", "--evals", "1", "-q"]
-    cli("train", "digits", labels["full"], *common, "-o", tmp_path / "full", "--tensorboard", board)
-    cli("train", "digits", labels["small"], *common, "--seeds", "2", "-o", tmp_path / "small")
+    cli("train", digits_subset, labels["full"], *common, "-o", tmp_path / "full", "--tensorboard", board)
+    cli("train", digits_subset, labels["small"], *common, "--seeds", "2", "-o", tmp_path / "small")
     written = scalars(board)
     metrics = [json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
     assert [s for s, _ in written["loss"]] == [1, 2]
@@ -128,12 +147,25 @@ def wandb_history(folder: Path) -> list[dict[str, float]]:
     return rows
 
 
-def test_train_logs_the_metrics_rows_to_an_offline_wandb_run(labels: dict[str, Path], tmp_path: Path) -> None:
+def test_train_logs_the_metrics_rows_to_an_offline_wandb_run(
+    subset_labels: dict[str, Path], digits_subset: str, tmp_path: Path
+) -> None:
     """W&B's history holds the rows of metrics.csv: the same epochs, losses, temperatures and final top-1."""
     pytest.importorskip("wandb")
     out = tmp_path / "run"
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
-    args = ["train", "digits", str(labels["small"]), "--epochs", "2", "-q", "--wandb", "demo", "-o", str(out)]
+    args = [
+        "train",
+        digits_subset,
+        str(subset_labels["small"]),
+        "--epochs",
+        "2",
+        "-q",
+        "--wandb",
+        "demo",
+        "-o",
+        str(out),
+    ]
     run = subprocess.run([sys.executable, "-m", "lpq", *args], env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     with open(out / "metrics.csv", newline="") as f:

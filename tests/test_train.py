@@ -49,6 +49,27 @@ def compact_labels(digits_teacher: Path, tmp_path_factory: pytest.TempPathFactor
     return out
 
 
+@pytest.fixture(scope="module")
+def small(digits_teacher: Path, digits_subset: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """The digits subset (10 images a class) and its labels pruned x4, MR-3, 8-bit: a student's epoch is 4 steps of 25
+    images (23 of 64 on the whole set), for the tests of a run's mechanics (resume, seeds, locks, CA options)."""
+    labels = tmp_path_factory.mktemp("small") / "mr3.lpql"
+    relabel(
+        RelabelConfig(
+            images=digits_subset,
+            teacher=digits_teacher,
+            output=labels,
+            epochs=12,
+            batch_size=25,
+            ratio=4,
+            scheme="mr",
+            top_k=3,
+            values="i8",
+        )
+    )
+    return digits_subset, labels
+
+
 def test_student_from_pruned_quantized_labels_beats_chance_widely(compact_labels: Path, tmp_path: Path) -> None:
     result = train(TrainConfig(images="digits", labels=compact_labels, output=tmp_path / "run", epochs=12, evals=2))
     assert result.top1 >= 70.0  # chance is 10%
@@ -67,12 +88,12 @@ def test_student_from_pruned_quantized_labels_beats_chance_widely(compact_labels
     assert table[-1]["top1"] == f"{result.top1:.6g}" and table[0]["top1"] == ""  # scored epochs only
 
 
-def test_a_student_at_its_own_size_trains_and_evaluates_there(compact_labels: Path, tmp_path: Path) -> None:
+def test_a_student_at_its_own_size_trains_and_evaluates_there(small: tuple[str, Path], tmp_path: Path) -> None:
     """Labels made at the digits teacher's 16 px train an 8 px student: its ConvNet's classifier reads 128 x 1 x 1
     features (at 16 px, 128 x 2 x 2), and the test images are prepared at 8 px too."""
     out = tmp_path / "small"
     result = runner.invoke(
-        app, ["train", "digits", str(compact_labels), "--input-size", "8", "--epochs", "1", "-o", str(out), "-q"]
+        app, ["train", small[0], str(small[1]), "--input-size", "8", "--epochs", "1", "-o", str(out), "-q"]
     )
     assert result.exit_code == 0, result.output
     assert load_file(out / "last.safetensors")["classifier.weight"].shape == (10, 128)
@@ -109,8 +130,8 @@ def test_distilled_dataset_under_persistent_workers_replays_each_epochs_own_batc
         data[0]
 
 
-def test_resume_continues_exactly(compact_labels: Path, tmp_path: Path) -> None:
-    base = {"images": "digits", "labels": compact_labels, "epochs": 2, "evals": 2}
+def test_resume_continues_exactly(small: tuple[str, Path], tmp_path: Path) -> None:
+    base = {"images": small[0], "labels": small[1], "epochs": 2, "evals": 2}
     train(TrainConfig(output=tmp_path / "straight", **base))
     train(TrainConfig(output=tmp_path / "split", stop_after=1, **base))
     with pytest.raises(LpqError) as e:
@@ -153,13 +174,13 @@ def _as_lpq_0_2_recorded_it(run: Path, copy: Path) -> Path:
     return copy
 
 
-def test_run_folders_edited_or_moved(compact_labels: Path, tmp_path: Path) -> None:
+def test_run_folders_edited_or_moved(small: tuple[str, Path], tmp_path: Path) -> None:
     """Issue 38, item 6: a checkpoint holding a tensor of another shape, or claiming epochs its metrics do not
     record, is refused in one line (a traceback, and a run 'finished' early at epochs 1, 2, 6, before); a run
     folder moved elsewhere resumes, and a refused resume names the setting that differs."""
     import shutil
 
-    base = {"images": "digits", "labels": compact_labels, "epochs": 6, "evals": 1}
+    base = {"images": small[0], "labels": small[1], "epochs": 6, "evals": 1}
     train(TrainConfig(output=tmp_path / "run", stop_after=2, **base))
     state = torch.load(tmp_path / "run" / "state.pt", weights_only=True)
     for name, edit, ref in (
@@ -169,9 +190,7 @@ def test_run_folders_edited_or_moved(compact_labels: Path, tmp_path: Path) -> No
         bad = tmp_path / name
         shutil.copytree(tmp_path / "run", bad)
         torch.save({**state, **edit}, bad / "state.pt")
-        result = runner.invoke(
-            app, ["train", "digits", str(compact_labels), "--epochs", "6", "-o", str(bad), "--resume"]
-        )
+        result = runner.invoke(app, ["train", small[0], str(small[1]), "--epochs", "6", "-o", str(bad), "--resume"])
         assert result.exit_code == 2 and ref in result.stderr and len(result.stderr.strip().splitlines()) == 1
     moved = tmp_path / "elsewhere" / "moved"
     shutil.move(tmp_path / "run", moved)
@@ -181,13 +200,13 @@ def test_run_folders_edited_or_moved(compact_labels: Path, tmp_path: Path) -> No
         train(TrainConfig(output=moved, resume=True, **{**base, "lr": 0.01}))
 
 
-def test_a_state_that_is_not_a_checkpoint_is_refused_in_one_line(compact_labels: Path, tmp_path: Path) -> None:
+def test_a_state_that_is_not_a_checkpoint_is_refused_in_one_line(small: tuple[str, Path], tmp_path: Path) -> None:
     from lpq.stages.train import STATE
 
-    base = {"images": "digits", "labels": compact_labels, "epochs": 2}
+    base = {"images": small[0], "labels": small[1], "epochs": 2}
     train(TrainConfig(output=tmp_path / "run", stop_after=1, **base))
     (tmp_path / "run" / STATE).write_bytes(b"not a checkpoint")
-    args = ["train", "digits", str(compact_labels), "--epochs", "2", "--resume"]
+    args = ["train", small[0], str(small[1]), "--epochs", "2", "--resume"]
     result = runner.invoke(app, [*args, "-o", str(tmp_path / "run")])
     assert result.exit_code == 2 and "is not a train checkpoint" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -267,9 +286,9 @@ def test_sharded_losses_average_to_the_whole_batch_gradient() -> None:
 
 
 def test_seeds_report_mean_and_sd_of_final_epochs_and_resume_keeps_finished_seeds(
-    compact_labels: Path, tmp_path: Path
+    small: tuple[str, Path], tmp_path: Path
 ) -> None:
-    base = {"images": "digits", "labels": compact_labels, "epochs": 2, "evals": 1, "output": tmp_path / "seeds"}
+    base = {"images": small[0], "labels": small[1], "epochs": 2, "evals": 1, "output": tmp_path / "seeds"}
     result = train_seeds(TrainConfig(seeds=2, **base))
     top1 = [r.top1 for r in result.runs]
     assert result.seeds == [0, 1] and len(set(top1)) == 2  # different seeds, different students
@@ -287,13 +306,13 @@ def test_seeds_report_mean_and_sd_of_final_epochs_and_resume_keeps_finished_seed
     assert e.value.ref == "run-exists"
 
 
-def test_cli_seeds_print_mean_and_sd(compact_labels: Path, tmp_path: Path) -> None:
+def test_cli_seeds_print_mean_and_sd(small: tuple[str, Path], tmp_path: Path) -> None:
     result = runner.invoke(
         app,
         [
             "train",
-            "digits",
-            str(compact_labels),
+            small[0],
+            str(small[1]),
             "--epochs",
             "2",
             "--evals",
@@ -335,10 +354,10 @@ def test_eval_epochs_spread_evenly_and_include_the_last() -> None:
     assert eval_epochs(300, 2) == {150, 300} and eval_epochs(10, 1) == {10} and eval_epochs(3, 5) == {1, 2, 3}
 
 
-def test_ca_fit_grid_and_follow_from_cli_and_config(compact_labels: Path, tmp_path: Path) -> None:
+def test_ca_fit_grid_and_follow_from_cli_and_config(small: tuple[str, Path], tmp_path: Path) -> None:
     conf = tmp_path / "ca.toml"
     conf.write_text('ca-fit = "last-batch"\nca-grid = "0.5:4:8"\nepochs = 3\n')
-    base = ["train", "digits", str(compact_labels), "--evals", "1", "--json"]
+    base = ["train", small[0], str(small[1]), "--evals", "1", "--json"]
     result = runner.invoke(app, [*base, "--config", str(conf), "-o", str(tmp_path / "ca")])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
@@ -412,10 +431,10 @@ def test_errors_rebuilt_from_a_worker_traceback_keep_their_reference() -> None:
     assert LpqError("plain text\nValueError: not ours").ref == "worker-error"
 
 
-def test_a_run_killed_before_its_first_checkpoint_can_run_again(compact_labels: Path, tmp_path: Path) -> None:
+def test_a_run_killed_before_its_first_checkpoint_can_run_again(small: tuple[str, Path], tmp_path: Path) -> None:
     """All such a run leaves is config.json (and perhaps metrics.jsonl): --resume starts it from epoch 0, and a
     fresh run takes the folder over; both end as an uninterrupted run does."""
-    base = {"images": "digits", "labels": compact_labels, "epochs": 1, "evals": 1}
+    base = {"images": small[0], "labels": small[1], "epochs": 1, "evals": 1}
     taken, resumed = tmp_path / "taken-over", tmp_path / "resumed"
     taken.mkdir()
     (taken / "config.json").write_text('{"settings": "of a run killed at once"}')  # no progress: taken over
@@ -458,10 +477,10 @@ def test_eval_data_defaults_to_the_teachers_data_never_to_digits(digits_teacher:
     assert e.value.ref == "eval-data-unknown" and "--eval-data" in str(e.value)
 
 
-def test_a_run_folder_in_use_is_refused_and_a_stale_lock_taken_over(compact_labels: Path, tmp_path: Path) -> None:
+def test_a_run_folder_in_use_is_refused_and_a_stale_lock_taken_over(small: tuple[str, Path], tmp_path: Path) -> None:
     from lpq.artifacts.run import LOCK, RunRecord
 
-    args = ["train", "digits", str(compact_labels), "--epochs", "1", "--evals", "1"]
+    args = ["train", small[0], str(small[1]), "--epochs", "1", "--evals", "1"]
     busy = tmp_path / "busy"
     with RunRecord(busy).lock():  # this process holds it, as a live `lpq train` would; another process is refused
         run = subprocess.run([sys.executable, "-m", "lpq", *args, "-o", str(busy)], capture_output=True, text=True)
