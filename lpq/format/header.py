@@ -94,6 +94,14 @@ class Augment(_Record):
             raise ValueError(f"mean {self.mean} must lie in [0, 1], the range of the rendered pixels")
         return self
 
+    @classmethod
+    def of(cls, spec: InputSpec, **augmentation: object) -> Augment:
+        """The table of views made for a teacher that prepares its inputs as ``spec`` (its normalization and the
+        evaluation geometry real images get); ``augmentation``: the crops, flips and mixing of the views."""
+        return cls(
+            mean=spec.mean, std=spec.std, eval_resize=spec.resize, eval_crop_fraction=spec.crop_fraction, **augmentation
+        )  # type: ignore[arg-type]
+
     def input(self) -> InputSpec:
         """How the teacher prepared its inputs: the replayed views are normalized this way, and real images are
         prepared this way for a student's evaluation (nearest-neighbour crops are evaluated bilinear). A file

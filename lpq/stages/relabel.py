@@ -98,7 +98,8 @@ def build_header(cfg: RelabelConfig, teacher: Teacher, images: ImageSource, prec
         teacher=TeacherHeader(
             architecture=teacher.meta.architecture, weights_sha256=teacher.meta.weights_sha256, precision=precision
         ),
-        augment=Augment(
+        augment=Augment.of(
+            m.input_spec(),
             input_size=cfg.input_size or m.image_size,
             crop_scale=cfg.crop_scale,
             crop_ratio=cfg.crop_ratio,
@@ -106,10 +107,6 @@ def build_header(cfg: RelabelConfig, teacher: Teacher, images: ImageSource, prec
             flip_p=cfg.flip_p,
             mix=cfg.mix,
             mix_alpha=cfg.mix_alpha,
-            mean=m.mean,
-            std=m.std,
-            eval_resize=m.resize,
-            eval_crop_fraction=m.crop_fraction,
         ),
         relabel=Relabel(epochs=cfg.epochs, batch_size=cfg.batch_size, batches_per_epoch=bpe, seed=cfg.seed),
         prune=Prune(
