@@ -66,11 +66,10 @@ def scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
 def test_train_writes_tensorboard_scalars_and_compare_reads_the_runs(
     subset_labels: dict[str, Path], digits_subset: str, tmp_path: Path
 ) -> None:
-    labels = subset_labels
     board = tmp_path / "tb"
     common = ["--epochs", "2", "--evals", "1", "-q"]
-    cli("train", digits_subset, labels["full"], *common, "-o", tmp_path / "full", "--tensorboard", board)
-    cli("train", digits_subset, labels["small"], *common, "--seeds", "2", "-o", tmp_path / "small")
+    cli("train", digits_subset, subset_labels["full"], *common, "-o", tmp_path / "full", "--tensorboard", board)
+    cli("train", digits_subset, subset_labels["small"], *common, "--seeds", "2", "-o", tmp_path / "small")
     written = scalars(board)
     metrics = [json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
     assert [s for s, _ in written["loss"]] == [1, 2]
@@ -81,10 +80,10 @@ def test_train_writes_tensorboard_scalars_and_compare_reads_the_runs(
     plot = tmp_path / "acc.png"
     doc = cli("compare", tmp_path / "full", tmp_path / "small", "--plot", plot)
     full, small = doc["rows"]
-    inspected = {k: cli("inspect", labels[k])["compression_vs_full"] for k in labels}
+    inspected = {k: cli("inspect", subset_labels[k])["compression_vs_full"] for k in subset_labels}
     assert full["compression"] == inspected["full"] and small["compression"] == inspected["small"]
     assert small["seeds"] == 2 and small["top1_sd"] > 0 and full["seeds"] == 1 and full["top1_sd"] == 0
-    assert full["label_bytes"] == labels["full"].stat().st_size
+    assert full["label_bytes"] == subset_labels["full"].stat().st_size
     with Image.open(plot) as im:
         assert im.format == "PNG" and im.width > 300
     table = runner.invoke(app, ["compare", str(tmp_path / "full"), str(tmp_path / "small")])
