@@ -7,13 +7,19 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Annotated, Literal
 
 import pytest
+import typer
 from lpql_factory import make_header, make_records, write_file
+from pydantic import BaseModel, Field
 from typer.main import get_command
 from typer.testing import CliRunner
 
 from lpq.cli.app import app
+from lpq.cli.common import OneLineUsage
+from lpq.cli.options import JsonOpt
+from lpq.configs import Cli
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -302,3 +308,61 @@ def test_progress_lines_off_a_terminal_come_every_interval_and_quiet_prints_none
         bar.note("epoch 1 done")
     assert capsys.readouterr().err == ""  # --quiet: nothing on stderr, the log file still kept
     assert "epoch 1 done" in (tmp_path / "quiet.txt").read_text()
+
+
+class _Settings(BaseModel):
+    """A command's settings, as lpq.configs declares them: every kind of field the generator turns into options."""
+
+    source: Annotated[Path, Field(description="A file."), Cli(argument=True)]
+    out: Annotated[Path, Field(description="Where."), Cli(flags=("-o", "--out"))] = Path("out")
+    mode: Annotated[Literal["fast", "exact"], Field(description="How.")] = "exact"
+    count: Annotated[int, Field(ge=1, description="How many.")] = 3
+    again: Annotated[bool, Field(description="Resume."), Cli(flags=("--again",))] = False
+    k: Annotated[int | Literal["auto"] | None, Field(description="K or auto."), Cli(metavar="K|auto", text=True)] = None
+    box: Annotated[tuple[float, float], Field(description="A pair.")] = (0.5, 1.0)
+
+
+def test_a_settings_model_is_the_command_line_and_the_config_keys(tmp_path: Path) -> None:
+    """lpq.cli.common.command: the options (names, flags, types, defaults, bounds, help) come from the model's
+    fields; the body receives the model filled from the command line, then --config, then the defaults."""
+    from lpq.cli.common import command, funnel
+
+    mini = typer.Typer(cls=OneLineUsage)
+
+    @mini.command()
+    @funnel
+    @command(_Settings)
+    def run(ctx: typer.Context, cfg: _Settings, json_out: JsonOpt = False) -> None:
+        """Echo the settings."""
+        print(cfg.model_dump_json())
+
+    @mini.command()
+    def other() -> None:  # a second command, so that the app takes the command's name
+        """Nothing."""
+
+    def settings(*args: str) -> dict:
+        result = runner.invoke(mini, ["run", *args])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    assert settings("a.txt") == {"source": "a.txt", "out": "out", "mode": "exact", "count": 3, "again": False,
+                                 "k": None, "box": [0.5, 1.0]}  # fmt: skip
+    given = settings("a.txt", "-o", "b", "--mode", "fast", "--count", "2", "--again", "--k", "auto", "--box", "1", "2")
+    assert given == {"source": "a.txt", "out": "b", "mode": "fast", "count": 2, "again": True, "k": "auto",
+                     "box": [1.0, 2.0]}  # fmt: skip
+    assert settings("a.txt", "--k", "7")["k"] == 7  # text the model converts
+    conf = tmp_path / "c.toml"
+    conf.write_text('source = "from-file"\ncount = 5\nmode = "fast"\n')
+    assert settings("--config", str(conf), "--count", "9") | {"out": None} == {
+        "source": "from-file", "out": None, "mode": "fast", "count": 9, "again": False, "k": None, "box": [0.5, 1.0]
+    }  # fmt: skip
+    for args, says in (
+        ([], "bad-usage: missing source"),
+        (["a", "--count", "0"], "bad-usage: Invalid value for '--count'"),
+        (["a", "--mode", "slow"], "bad-usage: Invalid value for '--mode'"),
+        (["a", "--k", "many"], "bad-option: k"),
+    ):
+        result = runner.invoke(mini, ["run", *args])
+        assert result.exit_code == 2 and says in result.stderr, (args, result.output)
+    names = {p.name for p in get_command(mini).commands["run"].params}  # type: ignore[attr-defined]
+    assert names == {*_Settings.model_fields, "config", "json_out"}

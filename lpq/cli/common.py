@@ -288,8 +288,9 @@ def make_config(ctx: typer.Context, model: type[M], given: dict[str, Any], path:
     """The command's config model from its merged options; invalid values are a ``bad-option`` error, a missing
     input names the option (or argument) that gives it."""
     values = read_values(ctx, given, path, set(model.model_fields))
-    try:
-        return model.model_validate(values)
+    required = {name for name, field in model.model_fields.items() if field.is_required()}
+    try:  # a required input nobody gave reaches here as None: the model is to say it is missing
+        return model.model_validate({k: v for k, v in values.items() if v is not None or k not in required})
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
