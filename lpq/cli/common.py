@@ -261,13 +261,15 @@ def _cli_type(name: str, annotation: Any, text: bool) -> tuple[Any, bool]:
     args = tuple(a for a in args if a is not type(None))
     if text:
         return str, optional
+    if len(args) != 1:
+        raise TypeError(f"option {name}: a field of several types is taken as text the model converts (Cli(text=True))")
     (kind,) = args
     if get_origin(kind) is Literal:
         return choice("".join(w.title() for w in name.split("_")), kind), optional
     return kind, optional
 
 
-def read_values(ctx: typer.Context, given: dict[str, Any], path: Path | None, known: set[str]) -> dict[str, Any]:
+def _merged(ctx: typer.Context, given: dict[str, Any], path: Path | None, known: set[str]) -> dict[str, Any]:
     """The command's values: the command line first, then ``--config FILE``, then the defaults. Keys of the file
     must be in ``known``; enums become their values."""
     values = dict(given)
@@ -287,7 +289,7 @@ def read_values(ctx: typer.Context, given: dict[str, Any], path: Path | None, kn
 def make_config(ctx: typer.Context, model: type[M], given: dict[str, Any], path: Path | None) -> M:
     """The command's config model from its merged options; invalid values are a ``bad-option`` error, a missing
     input names the option (or argument) that gives it."""
-    values = read_values(ctx, given, path, set(model.model_fields))
+    values = _merged(ctx, given, path, set(model.model_fields))
     required = {name for name, field in model.model_fields.items() if field.is_required()}
     try:  # a required input nobody gave reaches here as None: the model is to say it is missing
         return model.model_validate({k: v for k, v in values.items() if v is not None or k not in required})
