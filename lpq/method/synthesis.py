@@ -25,14 +25,15 @@ BNTargets = dict[str, tuple[torch.Tensor, torch.Tensor]]  # BN layer name -> (me
 
 @dataclass(frozen=True)
 class SynthesisSteps:
-    """The step loop's settings, all given (`lpq synth` fills the authors' defaults by input size)."""
+    """The step loop's settings, all given (`lpq synth` fills them from its config: lpq.stages.synth.synthesis_steps;
+    the defaults are lpq.configs.synth's)."""
 
     iterations: int
     lr: float
     r_bn: float
     jitter: int
-    crop_scale: tuple[float, float] = (0.08, 1.0)
-    first_bn_multiplier: float = 10.0
+    crop_scale: tuple[float, float]
+    first_bn_multiplier: float
 
 
 def bn_targets(teacher: Teacher, labels: list[int], batching: str) -> BNTargets:
