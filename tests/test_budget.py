@@ -48,35 +48,62 @@ def test_budget_chooses_the_closest_code_that_fits_and_says_why(tmp_path: Path) 
     assert result.exit_code == 0, result.output
     choice = json.loads(result.stdout)["choice"]
     full_view = view_bytes(Quant.of("none", 40, "i8", 40), 40)
-    assert choice["allowed_view_bytes"] == pytest.approx(full_view / 4)  # unpruned: a quarter of a full view
+    assert choice["pruning"] == 4 and [p["pruning"] for p in choice["prunings"]] == [4]  # under x10: the budget's
+    assert 0 < choice["reserved_view_bytes"] < full_view  # the file's frames, augmentation and header
+    assert choice["allowed_view_bytes"] == pytest.approx(full_view * 4 / 4 - choice["reserved_view_bytes"])
     assert all(f["view_bytes"] <= choice["allowed_view_bytes"] for f in choice["tried"])
     assert {f["code"].split("-")[0] for f in choice["tried"]} == {"mr", "ms", "tail", "sampled"}
     assert choice["chosen"]["tv_mean"] == min(f["tv_mean"] for f in choice["tried"])
     with LpqlReader(out) as r:
         q = r.header.quant
+        assert r.header.prune.ratio == 4 and len(r.batch_ids) == 40 / 4  # pruned as lpq prune --ratio 4 would
     assert q.name == choice["chosen"]["code"].split(" ")[0] and q.k == choice["chosen"]["k"]
     table = runner.invoke(app, ["quantize", str(full), "--budget", "x4", "-o", str(tmp_path / "t.lpql")])
     assert table.exit_code == 0 and "chose" in table.stdout and "TV mean" in table.stdout
 
     small = runner.invoke(app, ["quantize", str(full), "--budget", "x400", "-o", str(tmp_path / "s.lpql")])
-    assert small.exit_code == 2 and "budget-too-small" in small.stderr and "--ratio 39" in small.stderr
+    assert small.exit_code == 2 and "budget-too-small" in small.stderr and "up to x40" in small.stderr
     assert len(small.stderr.strip().splitlines()) == 1 and not (tmp_path / "s.lpql").exists()
+
+
+def test_a_budget_of_x100_writes_at_most_a_hundredth_of_full_8_bit_labels(tmp_path: Path) -> None:
+    """The issue's command on full labels: the budget prunes (the authors' x10, more while no code is close
+    enough), codes, and the file written, overhead and all, is at most 1/100 of the same labels in full 8-bit
+    values (as lpq quantize --values i8 writes them, and as raw bytes: C + 2 a view)."""
+    header = make_header(classes=100, images=500, batch_size=50, epochs=40, values="f32")
+    full = write_file(tmp_path / "full.lpql", header, make_records(header, seed=1))
+    i8 = tmp_path / "i8.lpql"
+    assert (
+        runner.invoke(app, ["quantize", str(full), "--scheme", "none", "--values", "i8", "-o", str(i8)]).exit_code == 0
+    )
+    small = tmp_path / "small.lpql"
+    result = runner.invoke(app, ["quantize", str(full), "--budget", "x100", "-o", str(small)])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.stdout.split())
+    assert "chose" in said and "prunings tried" in said and "x10" in said
+    assert small.stat().st_size <= i8.stat().st_size / 100
+    assert small.stat().st_size <= 40 * 500 * (100 + 2) / 100
+    with LpqlReader(small) as r:
+        assert r.header.prune.ratio >= 10 and r.header.quant.scheme != "none"
 
 
 def test_relabel_with_a_budget_writes_the_code_it_chose(digits_teacher: Path, tmp_path: Path) -> None:
     """relabel --budget chooses on a sample of the kept batches' logits, then writes every kept batch in that code:
-    the same records as a relabel that names the code itself."""
-    base = ["relabel", "digits", "--teacher", str(digits_teacher), "--epochs", "20", "--ratio", "10", "--json", "-q"]
+    the same records as a relabel that names the pruning and the code itself."""
+    base = ["relabel", "digits", "--teacher", str(digits_teacher), "--epochs", "20", "--json", "-q"]
     result = runner.invoke(app, [*base, "--budget", "x20", "-o", str(tmp_path / "b.lpql")])
     assert result.exit_code == 0, result.output
     choice = json.loads(result.stdout)["choice"]
-    assert choice["allowed_view_bytes"] == pytest.approx(view_bytes(Quant.of("none", 10, "i8", 10), 10) * 10 / 20)
+    full_view = view_bytes(Quant.of("none", 10, "i8", 10), 10)
+    allowed = full_view * choice["pruning"] / 20 - choice["reserved_view_bytes"]
+    assert choice["allowed_view_bytes"] == pytest.approx(allowed)
     with LpqlReader(tmp_path / "b.lpql") as r:
         q = r.header.quant
         assert (q.name, q.k) == (choice["chosen"]["code"].split(" ")[0], choice["chosen"]["k"])
         chosen = r.header.quant
         budgeted = [r.read(int(b)) for b in r.batch_ids]
-    code = ["--scheme", chosen.scheme, "--top-k", str(chosen.k), "--values", "i8"]
+    assert choice["pruning"] == r.header.prune.ratio and choice["pruning"] >= 10
+    code = ["--ratio", f"{choice['pruning']:g}", "--scheme", chosen.scheme, "--top-k", str(chosen.k), "--values", "i8"]
     code += ["--tail-points", str(chosen.tail)] if chosen.tail else []
     code += ["--sample-temp", str(chosen.sample_temperature)] if chosen.sample_temperature else []
     named = runner.invoke(app, [*base, *code, "-o", str(tmp_path / "n.lpql")])

@@ -78,12 +78,20 @@ def _flat(fields: dict, prefix: str = "") -> list[tuple[str, object]]:
 
 def choice_table(choice: BudgetChoice) -> Table:
     """Every code's best fit at the budget, the chosen one first, with the distances that chose it."""
+    from lpq.method.fidelity import GOOD_TV
+
     t0, t1 = choice.temperatures[0], choice.temperatures[-1]
+    tried = ", ".join(
+        f"x{p.pruning:g} " + ("nothing fits" if p.code is None else f"{p.code} TV {p.tv_mean:.3f}")
+        for p in choice.prunings
+    )
     t = Table(
-        title=f"x{choice.budget:g} at pruning x{choice.pruning:g}: {choice.allowed_view_bytes:.1f} B per stored view; "
-        f"chose {choice.chosen.code} (least total variation from the full targets over T={t0:g}..{t1:g}, "
-        f"{choice.views} views)",
+        title=f"x{choice.budget:g} at pruning x{choice.pruning:g}: {choice.allowed_view_bytes:.1f} B per stored view "
+        f"({choice.reserved_view_bytes:.1f} B more for the file's own overhead); chose {choice.chosen.code} (least "
+        f"total variation from the full targets over T={t0:g}..{t1:g}, {choice.views} views)",
+        caption=f"prunings tried (the authors' x10 first, more while TV > {GOOD_TV:g}): {tried}" if tried else None,
         title_justify="left",
+        caption_justify="left",
     )
     for col in ("code", "B/view", "TV mean", f"TV T={t0:g}", f"TV T={t1:g}", f"KL T={t0:g}", f"KL T={t1:g}"):
         t.add_column(col, justify="left" if col == "code" else "right")

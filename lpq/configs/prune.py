@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import BaseModel, Field
 
 from lpq.configs import Cli, Seed
-from lpq.format.header import KeepStrategy
+from lpq.format.header import DEFAULT_KEEP, KeepStrategy
 
 
 class PruneConfig(BaseModel):
@@ -21,5 +21,5 @@ class PruneConfig(BaseModel):
     output: Annotated[Path, Field(description="Pruned file to write."), Cli(flags=("-o", "--output"))]
     strategy: Annotated[
         KeepStrategy, Field(description="cover: whole epochs first, every image labelled; first; random.")
-    ] = "cover"
+    ] = DEFAULT_KEEP
     seed: Seed = 0

@@ -23,6 +23,7 @@ from lpq.configs import (
     Workers,
 )
 from lpq.format.header import (
+    DEFAULT_KEEP,
     MS_TEMPERATURE,
     SAMPLE_TEMPERATURE,
     TAIL_POINTS,
@@ -63,7 +64,7 @@ class RelabelConfig(BaseModel):
             description="Which batches --ratio keeps: cover (whole epochs first, every image labelled), first, random."
         ),
         COMPACT,
-    ] = "cover"
+    ] = DEFAULT_KEEP
     prune_seed: Annotated[int, Field(ge=0, description="Seed of the batches --ratio keeps."), COMPACT] = 0
     top_k: Annotated[TopK, COMPACT] = None
     scheme: Annotated[

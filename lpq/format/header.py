@@ -27,6 +27,7 @@ BY_SAMPLE = "-by-sample"
 BY_SAMPLE_MIN_K = 32  # where sorted top-k rows start to compress better by sample than by rank
 MixKind = Literal["cutmix", "mixup", "none"]
 KeepStrategy = Literal["cover", "first", "random"]  # which batches pruning keeps (lpq.method.pruning)
+DEFAULT_KEEP: KeepStrategy = "cover"
 # 1.4: "cover" (whole epochs first, so every image is labelled); an older reader refuses the value
 PruneStrategy = Literal["none"] | KeepStrategy
 Interpolation = Literal["bilinear", "bicubic", "nearest"]

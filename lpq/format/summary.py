@@ -6,12 +6,14 @@ print(summarize("labels.lpql").model_dump_json(indent=2))
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel
 
 from lpq.format.coverage import Coverage, coverage
 from lpq.format.header import Calibration, Header
+from lpq.format.layout import FRAME, INDEX_ENTRY
 from lpq.format.reader import LpqlReader
 
 # Of a batch chunk's 28 fixed bytes, these describe augmentation: aug CRC, mix lambda, mix box.
@@ -88,3 +90,25 @@ def summarize(path: str | Path, verify: bool = False) -> FileSummary:
             coverage=coverage(r),
             verified=verify,
         )
+
+
+@dataclass(frozen=True)
+class Overhead:
+    """The bytes a label file spends besides its label values and class indices: ``fixed`` once (preamble, header,
+    calibration, index count, footer), and ``per_view`` for each stored view (its batch's chunk frame, index entry,
+    fixed fields and augmentation, shared by the batch's views)."""
+
+    fixed: int
+    per_view: float
+
+
+def overhead(reader: LpqlReader) -> Overhead:
+    """What ``reader``'s file spends besides labels (`Overhead`); a file of the same header and batch size pruned
+    or re-coded spends about as much."""
+    batch_bytes = per_batch = views = 0
+    for bid in reader.batch_ids:
+        s = reader.sizes(int(bid))
+        batch_bytes += FRAME.size + INDEX_ENTRY.itemsize + s.fixed + s.indices + s.values
+        per_batch += FRAME.size + INDEX_ENTRY.itemsize + s.fixed
+        views += reader.samples(int(bid))
+    return Overhead(fixed=reader.size - batch_bytes, per_view=per_batch / max(views, 1))

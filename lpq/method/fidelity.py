@@ -8,6 +8,12 @@ the full target, decoded through the real codecs (so 8-bit rounding counts), at 
 code) (infinite where the code gives no mass to a class the teacher gives some, as MR-k does outside its top
 k), total variation (the share of probability mass in the wrong place, 0 to 1), and top-1 agreement. Distances
 are per view: sampled labels' error is variance, which averages out over the views a student sees.
+
+A budget also chooses the pruning (`choose_plan`): the authors' x10 (METHOD.md, 5: x40, x80 and x200 all prune
+x10), more only while no code keeps the targets within GOOD_TV of the full ones. A per-view distance cannot see
+what fewer views cost a student, so it never argues for less pruning than the authors found safe, only for more
+where x10 leaves too few bytes per view. The file's own overhead (frames, augmentation, header, calibration) comes
+out of the budget first, so the file written holds it.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from lpq.errors import LpqError
 from lpq.format import LpqlReader, Quant, TempSchedule
 from lpq.format.codecs import index_codec, value_codec
 from lpq.format.header import ValueKind
+from lpq.format.summary import Overhead
 from lpq.method.targets import dense_targets
 from lpq.method.temperature import schedule_temperatures
 from lpq.method.topk import encode
@@ -31,6 +38,10 @@ CODES = ("mr", "ms", "tail", "sampled")
 BUDGET_VIEWS = 2048  # views a budget's codes are measured on: seconds, and a mean TV steady to about 0.01
 TAIL_POINTS = (2, 4, 8)
 SAMPLE_TEMPS = (1.0, 2.0, 4.0)
+AUTHORS_PRUNING = 10.0
+PRUNINGS = (1, 2, 4, 5, 10, 20, 25, 40, 50, 100, 200, 250, 500, 1000)  # tried beyond the authors', in this order
+GOOD_TV = 0.25  # mean total variation a pruning's best code must reach before more pruning stops being tried
+FIXED_MARGIN = 1.25  # an output's calibration gains its k's kept-mass row: about 10% more fixed bytes at 200 classes
 
 
 def view_bytes(quant: Quant, num_classes: int) -> int:
@@ -39,10 +50,16 @@ def view_bytes(quant: Quant, num_classes: int) -> int:
     return size + (index_codec(quant.indices, num_classes).size(1, quant.k) if quant.indices else 0)
 
 
-def fits(code: str, budget: float, c: int, prune: float, values: ValueKind = "i8") -> list[Quant]:
+def allowed_bytes(c: int, budget: float, prune: float, reserve: float = 0.0) -> float:
+    """Bytes a stored view's labels may take at ``budget`` with pruning ``prune``: a full 8-bit view times
+    prune / budget, less ``reserve`` (the view's share of the file's own overhead)."""
+    return view_bytes(Quant.of("none", c, "i8", c), c) * prune / budget - reserve
+
+
+def fits(code: str, budget: float, c: int, prune: float, values: ValueKind = "i8", reserve: float = 0.0) -> list[Quant]:
     """The quantizations of ``code`` worth trying at a budget met with pruning ``prune``: the largest k that
     fits (tail: for each number of tail points; sampled: at each proposal temperature)."""
-    allowed = view_bytes(Quant.of("none", c, "i8", c), c) * prune / budget
+    allowed = allowed_bytes(c, budget, prune, reserve)
     out = []
     for tail in TAIL_POINTS if code == "tail" else (4,):
         ks = [
@@ -105,7 +122,7 @@ class Candidate:
 
 
 def candidates(
-    logits: np.ndarray, budget: float, prune: float, temps: list[float], values: ValueKind = "i8"
+    logits: np.ndarray, budget: float, prune: float, temps: list[float], values: ValueKind = "i8", reserve: float = 0.0
 ) -> list[Candidate]:
     """Every code's best fit at the budget (least mean total variation over ``temps``), best first; empty where
     no code fits."""
@@ -113,7 +130,8 @@ def candidates(
     best = []
     for code in CODES:
         tried = [
-            Candidate(q, view_bytes(q, c), measure(logits, q, temps)) for q in fits(code, budget, c, prune, values)
+            Candidate(q, view_bytes(q, c), measure(logits, q, temps))
+            for q in fits(code, budget, c, prune, values, reserve)
         ]
         if tried:
             best.append(min(tried, key=lambda t: t.mean_tv))
@@ -134,16 +152,29 @@ class CodeFit(BaseModel):
     kl_at_floor: float | None
 
 
+class PruningFit(BaseModel):
+    """A pruning a budget tried, and its best code (None: no code fits)."""
+
+    pruning: float
+    code: str | None
+    tv_mean: float | None
+
+
 class BudgetChoice(BaseModel):
-    """What a budget chose and why: every code's best fit, measured on a sample of the labels' own views."""
+    """What a budget chose and why: every code's best fit, measured on a sample of the labels' own views, at the
+    pruning chosen among those tried."""
 
     budget: float
     pruning: float
-    allowed_view_bytes: float = Field(description="bytes a stored view may take: full 8-bit view x pruning / budget")
+    reserved_view_bytes: float = Field(description="a stored view's share of the file's own overhead")
+    allowed_view_bytes: float = Field(
+        description="bytes a stored view's labels may take: full 8-bit view x pruning / budget, less the reserve"
+    )
     temperatures: list[float]
     views: int
     chosen: CodeFit
     tried: list[CodeFit]
+    prunings: list[PruningFit] = []
 
 
 def _fit(c: Candidate) -> CodeFit:
@@ -166,21 +197,21 @@ def visited(schedule: TempSchedule, epochs: int) -> list[float]:
 
 
 def choose_code(
-    logits: np.ndarray, budget: float, prune: float, temps: list[float], values: ValueKind = "i8"
+    logits: np.ndarray, budget: float, prune: float, temps: list[float], values: ValueKind = "i8", reserve: float = 0.0
 ) -> tuple[BudgetChoice, Quant]:
     """The code and k whose targets stay closest to the full ones (least mean total variation over ``temps``) at
-    ``budget`` with pruning ``prune``, full values included where they fit; a one-line error naming the pruning
-    the budget needs when nothing fits."""
+    ``budget`` with pruning ``prune``, full values included where they fit, each view's labels ``reserve`` bytes
+    short of its share of the budget; a one-line error naming the pruning the budget needs when nothing fits."""
     c = logits.shape[1]
     full_i8 = view_bytes(Quant.of("none", c, "i8", c), c)
-    allowed = full_i8 * prune / budget
-    found = candidates(logits, budget, prune, temps, values)
+    allowed = allowed_bytes(c, budget, prune, reserve)
+    found = candidates(logits, budget, prune, temps, values, reserve)
     full = Quant.of("none", c, values, c)
     if view_bytes(full, c) <= allowed:  # the budget holds every class: only the values' rounding is lost
         found.append(Candidate(full, view_bytes(full, c), measure(logits, full, temps)))
     if not found:
         smallest = view_bytes(Quant.of("mr", 1, values, c), c)
-        need = math.ceil(budget * smallest / full_i8)
+        need = math.ceil(budget * (smallest + reserve) / full_i8)
         raise LpqError(
             "budget-too-small",
             f"x{budget:g} leaves {allowed:.1f} bytes per stored view at pruning x{prune:g}; the smallest code takes "
@@ -190,7 +221,56 @@ def choose_code(
     found.sort(key=lambda f: f.mean_tv)
     fits_ = [_fit(f) for f in found]
     choice = BudgetChoice(
-        budget=budget, pruning=prune, allowed_view_bytes=allowed, temperatures=temps, views=len(logits),
-        chosen=fits_[0], tried=fits_,
+        budget=budget, pruning=prune, reserved_view_bytes=reserve, allowed_view_bytes=allowed, temperatures=temps,
+        views=len(logits), chosen=fits_[0], tried=fits_,
     )  # fmt: skip
     return choice, found[0].quant
+
+
+def prunings(budget: float, floor: float, most: float) -> list[float]:
+    """The prunings a budget tries, in order: the authors' x10 (the budget itself where it is smaller: full labels
+    fit) or ``floor`` (what the labels are pruned to already) where larger, then PRUNINGS beyond it up to the
+    budget and to ``most`` (the pruning that leaves one batch)."""
+    start = max(floor, min(AUTHORS_PRUNING, budget))
+    return [start, *(float(p) for p in PRUNINGS if start < p <= min(budget, most))]
+
+
+def choose_plan(
+    logits: np.ndarray,
+    budget: float,
+    floor: float,
+    temps: list[float],
+    overhead: Overhead,
+    views: int,
+    batches: int,
+    values: ValueKind = "i8",
+) -> tuple[BudgetChoice, Quant]:
+    """Pruning, code and k for ``budget`` (module docstring): `choose_code` at each of `prunings` in turn, stopping
+    at the first whose best code's mean total variation is within GOOD_TV, else the closest found. ``views`` and
+    ``batches`` are what the labels hold at pruning ``floor``; ``overhead`` what their file spends besides labels
+    (lpq.format.summary.overhead)."""
+    found: list[tuple[BudgetChoice, Quant]] = []
+    tried = []
+    for p in prunings(budget, floor, floor * batches):
+        stored = views * floor / p
+        reserve = overhead.per_view + FIXED_MARGIN * overhead.fixed / stored
+        try:
+            choice, quant = choose_code(logits, budget, p, temps, values, reserve)
+        except LpqError as e:
+            if e.ref != "budget-too-small":
+                raise
+            tried.append(PruningFit(pruning=p, code=None, tv_mean=None))
+            continue
+        tried.append(PruningFit(pruning=p, code=choice.chosen.code, tv_mean=choice.chosen.tv_mean))
+        found.append((choice, quant))
+        if choice.chosen.tv_mean <= GOOD_TV:
+            break
+    if not found:
+        raise LpqError(
+            "budget-too-small",
+            f"x{budget:g} leaves no code room for a view's labels at any pruning up to x{tried[-1].pruning:g}",
+            "allow a larger budget",
+        )
+    good = found[-1][0].chosen.tv_mean <= GOOD_TV
+    choice, quant = found[-1] if good else min(found, key=lambda f: f[0].chosen.tv_mean)
+    return choice.model_copy(update={"prunings": tried}), quant

@@ -18,9 +18,9 @@ from pydantic import BaseModel, Field
 
 from lpq.configs.prune import PruneConfig
 from lpq.files import check_paths
-from lpq.format import LpqlReader, LpqlWriter, Prune
+from lpq.format import LpqlReader, LpqlWriter
 from lpq.format.coverage import Coverage, coverage, members_of
-from lpq.method.pruning import choose_batches, keep_count
+from lpq.method.pruning import prune_more
 
 
 class PruneResult(BaseModel):
@@ -39,15 +39,11 @@ def prune_file(cfg: PruneConfig) -> PruneResult:
     with LpqlReader(cfg.labels) as r:
         h = r.header
         kept = h.prune.kept
-        total_ratio = h.prune.ratio * cfg.ratio
-        keep = keep_count(len(kept), h.relabel.total_batches, total_ratio, cfg.ratio)
-        chosen = choose_batches(kept, keep, cfg.strategy, cfg.seed, members_of(h, r))
-        header = h.model_copy(
-            update={"prune": Prune(ratio=total_ratio, strategy=cfg.strategy, seed=cfg.seed, kept=chosen)}
-        )
+        pruned = prune_more(h, cfg.ratio, cfg.strategy, cfg.seed, members_of(h, r))
+        header = h.model_copy(update={"prune": pruned})
         writer = LpqlWriter(cfg.output, header)
         try:
-            for bid in chosen:
+            for bid in pruned.kept:
                 writer.add_encoded(bid, r.payload(bid))
             writer.finish(r.calibration)
         except BaseException:
@@ -58,9 +54,9 @@ def prune_file(cfg: PruneConfig) -> PruneResult:
         covered = coverage(out)
     return PruneResult(
         output=cfg.output,
-        ratio=total_ratio,
+        ratio=pruned.ratio,
         batches_before=len(kept),
-        batches_after=len(chosen),
+        batches_after=len(pruned.kept),
         file_bytes_before=before,
         file_bytes_after=cfg.output.stat().st_size,
         coverage=covered,

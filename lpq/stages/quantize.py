@@ -16,9 +16,12 @@ from pydantic import BaseModel, Field
 from lpq.configs.quantize import QuantizeConfig
 from lpq.errors import LpqError
 from lpq.files import check_paths
-from lpq.format import Calibration, LpqlReader, LpqlWriter, Quant, TempSchedule
-from lpq.format.header import ValueKind
-from lpq.method.fidelity import BUDGET_VIEWS, BudgetChoice, choose_code, sample_views, visited
+from lpq.format import Calibration, LpqlReader, LpqlWriter, Prune, Quant, TempSchedule
+from lpq.format.coverage import members_of
+from lpq.format.header import DEFAULT_KEEP, ValueKind
+from lpq.format.summary import overhead
+from lpq.method.fidelity import BUDGET_VIEWS, BudgetChoice, choose_plan, sample_views, visited
+from lpq.method.pruning import prune_more
 from lpq.method.temperature import for_k, kept_mass, middle_temperature
 from lpq.method.topk import check_top_k, chosen_k, encode
 
@@ -115,9 +118,10 @@ def choose_k(reader: LpqlReader, keep: float, temperature: float) -> tuple[int, 
 
 def choose_for_budget(
     reader: LpqlReader, budget: float, values: ValueKind, schedule: TempSchedule
-) -> tuple[BudgetChoice, Quant]:
-    """`lpq.method.fidelity.choose_code` on a sample of the file's views, at its pruning, over the temperatures its
-    DKR schedule visits."""
+) -> tuple[BudgetChoice, Quant, Prune]:
+    """`lpq.method.fidelity.choose_plan` on a sample of the file's views, over the temperatures its DKR schedule
+    visits, and the file's pruning after it (pruned further, as lpq prune would with its defaults, where the budget
+    chose more)."""
     h = reader.header
     if h.quant.scheme != "none":
         raise LpqError(
@@ -126,7 +130,13 @@ def choose_for_budget(
             "pass the full-label file (lpq relabel without --top-k)",
         )
     logits = sample_views(reader, BUDGET_VIEWS)
-    return choose_code(logits, budget, h.prune.ratio, visited(schedule, h.relabel.epochs), values)
+    views = sum(reader.samples(int(b)) for b in reader.batch_ids)
+    temps = visited(schedule, h.relabel.epochs)
+    spent = overhead(reader)
+    choice, quant = choose_plan(logits, budget, h.prune.ratio, temps, spent, views, len(h.prune.kept), values)
+    step = choice.pruning / h.prune.ratio
+    pruned = h.prune if step == 1 else prune_more(h, step, DEFAULT_KEEP, 0, members_of(h, reader))
+    return choice, quant, pruned
 
 
 def quantize_file(cfg: QuantizeConfig) -> QuantizeResult:
@@ -139,9 +149,9 @@ def quantize_file(cfg: QuantizeConfig) -> QuantizeResult:
         c = h.num_classes
         schedule = r.calibration.teacher_schedule if r.calibration else TempSchedule()
         at_temp = cfg.at_temp if cfg.at_temp is not None else middle_temperature(schedule)
-        choice = None
+        choice, pruned = None, h.prune
         if cfg.budget is not None:
-            choice, quant = choose_for_budget(r, cfg.budget, values, schedule)
+            choice, quant, pruned = choose_for_budget(r, cfg.budget, values, schedule)
             scheme, k, mass = quant.scheme, quant.k, None
         else:
             if cfg.top_k == "auto":
@@ -153,11 +163,11 @@ def quantize_file(cfg: QuantizeConfig) -> QuantizeResult:
         if scheme == "none" and h.quant.scheme != "none":
             raise LpqError("quantize-lost", "top-k labels cannot become full labels again")
         check_requantize(h.quant, quant)
-        header = h.model_copy(update={"quant": quant})
+        header = h.model_copy(update={"quant": quant, "prune": pruned})
         calibration = None if r.calibration is None else _recalibrated(r, r.calibration, k)
         writer = LpqlWriter(cfg.output, header)
         try:
-            for bid in r.batch_ids:
+            for bid in pruned.kept:
                 rec = r.read(int(bid))
                 seed = [h.relabel.seed, rec.epoch * h.relabel.batches_per_epoch + rec.batch]
                 vals, idx = requantize(rec.values, rec.indices, h.quant, quant, seed)

@@ -13,6 +13,7 @@ equal a single-process run's.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -37,6 +38,7 @@ from lpq.format import (
     Augment,
     BatchRecord,
     Header,
+    LpqlReader,
     LpqlWriter,
     Prune,
     Quant,
@@ -52,8 +54,9 @@ from lpq.format import (
 )
 from lpq.format.coverage import BatchMembers, Coverage, members_of, view_counts
 from lpq.format.rng import epoch_order
+from lpq.format.summary import overhead
 from lpq.format.writer import read_partial_batches
-from lpq.method.fidelity import BUDGET_VIEWS, BudgetChoice, choose_code, visited
+from lpq.method.fidelity import BUDGET_VIEWS, BudgetChoice, choose_plan, visited
 from lpq.method.pruning import choose_batches, keep_count
 from lpq.method.replay import plan_batch, render
 from lpq.method.temperature import CalibrationStats
@@ -270,16 +273,38 @@ def label_part(
 
 
 def _budgeted(header: Header, render_ids: Render, labeller: Labeller, cfg: RelabelConfig) -> tuple[BudgetChoice, Quant]:
-    """The code of ``cfg.budget`` (lpq.method.fidelity.choose_code), chosen on the full logits of a seeded sample of
-    the kept batches (about BUDGET_VIEWS views) before any is written; 8-bit codes unless --values asks for 4."""
+    """Pruning, code and k of ``cfg.budget`` (lpq.method.fidelity.choose_plan), chosen on the full logits of a seeded
+    sample of the batches ``--ratio`` keeps (about BUDGET_VIEWS views) before any is written; the file's own
+    overhead is measured by writing that sample with its calibration to a probe beside the output (deleted).
+    8-bit codes unless --values asks for 4."""
     if cfg.scheme != "none" or cfg.top_k is not None:
         raise LpqError("bad-option", "--budget chooses the scheme and k: drop --scheme and --top-k, or --budget")
     kept = header.prune.kept
     n = min(len(kept), math.ceil(BUDGET_VIEWS / header.relabel.batch_size))
     ids = sorted(np.random.default_rng([header.relabel.seed, 1]).choice(kept, size=n, replace=False).tolist())
-    logits = np.concatenate([labeller(item)[0] for item in render_ids(ids)])
+    probe = cfg.output.with_name(cfg.output.name + ".budget-probe")
+    stats = CalibrationStats.for_header(header)
+    writer = LpqlWriter(probe, header.model_copy(update={"prune": header.prune.model_copy(update={"kept": ids})}))
+    rows = []
+    try:
+        for item in render_ids(ids):
+            logits, rec = labeller(item)
+            writer.add(rec)
+            stats.add(logits, item.classes.numpy())
+            rows.append(logits)
+        writer.finish(stats.calibration())
+        with LpqlReader(probe) as r:
+            probed = overhead(r)
+        unlisted = len(json.dumps(kept)) - len(json.dumps(ids))  # the header's kept ids the probe did not list
+        spent = dataclasses.replace(probed, fixed=probed.fixed + unlisted)
+    finally:
+        writer.discard()
+        probe.unlink(missing_ok=True)
+    views = sum(header.batch_size_of(b) for b in kept)
     temps = visited(TempSchedule(), header.relabel.epochs)  # the schedule relabel records in its calibration
-    return choose_code(logits, cfg.budget or 0.0, header.prune.ratio, temps, "i4" if cfg.values == "i4" else "i8")
+    values = "i4" if cfg.values == "i4" else "i8"
+    logits = np.concatenate(rows)
+    return choose_plan(logits, cfg.budget or 0.0, header.prune.ratio, temps, spent, views, len(kept), values)
 
 
 def _check_places(cfg: RelabelConfig) -> None:
@@ -327,6 +352,8 @@ def relabel(cfg: RelabelConfig, show: bool | Show = False, teacher: Teacher | No
     choice = None
     if cfg.budget is not None:
         choice, quant = _budgeted(header, render_ids, Labeller(header, teacher, precision), cfg)
+        if choice.pruning != header.prune.ratio:  # as if --ratio had said it
+            header = build_header(cfg.model_copy(update={"ratio": choice.pruning}), teacher, images, precision.name)
         header = header.model_copy(update={"quant": quant})
     labeller = Labeller(header, teacher, precision)
     kept = header.prune.kept
