@@ -1,7 +1,8 @@
 """The tests marked ``slow``: the suite's longest end-to-end checks, kept out of the 5-minute default run.
 
-They test what the fast suite also covers in pieces (a SIGKILLed relabel resumed to the same file; train under
-torchrun against one process; a timm teacher loaded from the Hugging Face cache), end to end, in subprocesses.
+They test what the fast suite also covers in pieces (a SIGKILLed relabel resumed to the same file; train, synth
+and squeeze under torchrun against one process, relabel's being in the fast suite; a timm teacher loaded from the
+Hugging Face cache; an offline wandb run), end to end, mostly in subprocesses.
 This runs them with pytest, records each test's outcome and seconds, and RESULTS.md shows the last run.
 
     python benchmarks/slow_tests.py     # about 2 minutes on 2 cores

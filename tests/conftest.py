@@ -4,10 +4,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import os
+
+# Most tests wait on Python, not on arithmetic: one busy core each. pytest-xdist runs a worker per core
+# (pyproject addopts), each computing on one thread whose idle waits sleep, as lpq.cpus arranges for commands, so
+# workers do not spin against each other (a spinning OpenMP pool doubled the suite's CPU time for no wall time).
+# Through the environment, so that a command run in-process keeps the count (lpq.cpus would otherwise choose by
+# the load of the moment, and a test comparing two runs would compare two thread counts' rounding).
+os.environ.setdefault("OMP_NUM_THREADS", "1" if "PYTEST_XDIST_WORKER" in os.environ else "2")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import pytest
 import torch
 
-torch.set_num_threads(2)
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -146,6 +146,7 @@ def wandb_history(folder: Path) -> list[dict[str, float]]:
     return rows
 
 
+@pytest.mark.slow  # wandb takes 5 s to import and start a run: run by benchmarks/slow_tests.py
 def test_train_logs_the_metrics_rows_to_an_offline_wandb_run(
     subset_labels: dict[str, Path], digits_subset: str, tmp_path: Path
 ) -> None:

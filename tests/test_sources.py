@@ -129,6 +129,7 @@ def test_squeeze_from_shards_and_a_dataset_equals_the_folder(small: dict[str, st
     same_stats(out["folder"], out["hf"])
 
 
+@pytest.mark.slow  # about 20 s of CPU (six processes): run by benchmarks/slow_tests.py
 def test_squeeze_under_torchrun_shares_statistics_and_evaluation(small: dict[str, str], tmp_path: Path) -> None:
     """Two ranks each pass half of the shards; their float64 sums added give the one-process statistics."""
     teacher = tmp_path / "t.lpqt"

@@ -233,7 +233,7 @@ def test_interrupted_teacher_training_resumes_to_the_same_teacher(tmp_path: Path
     from lpq.stages.squeeze import Trainer, checkpoint_path, squeeze
 
     whole = tmp_path / "whole.lpqt"
-    squeeze(SqueezeConfig(data="digits", epochs=3, output=whole))
+    squeeze(SqueezeConfig(data="digits", epochs=2, output=whole))
     assert not checkpoint_path(whole).exists()  # removed once the teacher is written
 
     out = tmp_path / "resumed.lpqt"
@@ -241,28 +241,28 @@ def test_interrupted_teacher_training_resumes_to_the_same_teacher(tmp_path: Path
 
     def save_then_stop(self: Trainer, path: Path, epochs_done: int) -> None:
         save(self, path, epochs_done)
-        if epochs_done == 2:
+        if epochs_done == 1:
             raise KeyboardInterrupt
 
     monkeypatch.setattr(Trainer, "save_epoch", save_then_stop)
     with pytest.raises(KeyboardInterrupt):
-        squeeze(SqueezeConfig(data="digits", epochs=3, output=out))
+        squeeze(SqueezeConfig(data="digits", epochs=2, output=out))
     monkeypatch.setattr(Trainer, "save_epoch", save)
     assert checkpoint_path(out).exists() and not out.exists()
 
-    other_lr = ["squeeze", "--data", "digits", "--epochs", "3", "--lr", "0.1", "-o", str(out), "--resume"]
+    other_lr = ["squeeze", "--data", "digits", "--epochs", "2", "--lr", "0.1", "-o", str(out), "--resume"]
     moved = runner.invoke(app, other_lr)
     assert moved.exit_code == 2 and "other settings" in moved.output and "Traceback" not in moved.output
-    fresh = runner.invoke(app, ["squeeze", "--data", "digits", "--epochs", "3", "-o", str(out)])
+    fresh = runner.invoke(app, ["squeeze", "--data", "digits", "--epochs", "2", "-o", str(out)])
     assert fresh.exit_code == 2 and "pass --resume" in fresh.output  # the interrupted run is not overwritten
 
-    squeeze(SqueezeConfig(data="digits", epochs=3, output=out, resume=True))
+    squeeze(SqueezeConfig(data="digits", epochs=2, output=out, resume=True))
     assert out.read_bytes() == whole.read_bytes()
     assert not checkpoint_path(out).exists()
     # The record beside each teacher: one metrics row per epoch, the resumed run's equal to the straight one's.
     rows = [(tmp_path / f"{n}.lpqt.metrics.jsonl").read_text().splitlines() for n in ("whole", "resumed")]
     epochs = [[{k: v for k, v in json.loads(r).items() if k != "seconds"} for r in lines] for lines in rows]
-    assert [e["epoch"] for e in epochs[0]] == [1, 2, 3] and epochs[0] == epochs[1]
+    assert [e["epoch"] for e in epochs[0]] == [1, 2] and epochs[0] == epochs[1]
     assert (tmp_path / "whole.lpqt.metrics.csv").read_text().startswith("epoch,loss,train_top1,lr,seconds\n")
 
 

@@ -109,6 +109,7 @@ def test_mixed_batching_baseline_mixes_classes_on_the_same_budget(digits_teacher
     assert m.settings["iterations"] == FAST["iterations"] and m.teacher_top1 is not None and m.teacher_top1 >= 80
 
 
+@pytest.mark.slow  # about 10 s of CPU (three processes): run by benchmarks/slow_tests.py
 def test_torchrun_two_processes_equal_one(synthesized: Path, digits_teacher: Path, tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = tmp_path / "syn2"

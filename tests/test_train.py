@@ -70,12 +70,14 @@ def small(digits_teacher: Path, digits_subset: str, tmp_path_factory: pytest.Tem
     return digits_subset, labels
 
 
-def test_student_from_pruned_quantized_labels_beats_chance_widely(compact_labels: Path, tmp_path: Path) -> None:
-    result = train(TrainConfig(images="digits", labels=compact_labels, output=tmp_path / "run", epochs=12, evals=2))
-    assert result.top1 >= 70.0  # chance is 10%
+def test_student_from_pruned_quantized_labels_beats_chance_widely(small: tuple[str, Path], tmp_path: Path) -> None:
+    """100 real images with labels pruned x4 and kept as MR-3 in 8 bits teach a student 75-79% of the digits test
+    set in 30 epochs (seeds 0 and 1), chance being 10%."""
+    result = train(TrainConfig(images=small[0], labels=small[1], output=tmp_path / "run", epochs=30, evals=2))
+    assert result.top1 >= 70.0
     lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert [m["epoch"] for m in lines] == list(range(1, 13))
-    assert [m["epoch"] for m in lines if m["top1"] is not None] == [6, 12]  # evenly spread, the last always
+    assert [m["epoch"] for m in lines] == list(range(1, 31))
+    assert [m["epoch"] for m in lines if m["top1"] is not None] == [15, 30]  # evenly spread, the last always
     assert lines[-1]["top1"] == result.top1  # the headline is the final epoch
     assert result.eval_seconds == pytest.approx(sum(m["eval_seconds"] for m in lines))
     assert lines[0]["teacher_temp"] == 20.0 and lines[-1]["teacher_temp"] < 20.0  # DKR schedule moved
@@ -83,7 +85,7 @@ def test_student_from_pruned_quantized_labels_beats_chance_widely(compact_labels
     assert json.loads((tmp_path / "run" / "result.json").read_text())["top1"] == result.top1
     with open(tmp_path / "run" / "metrics.csv", newline="") as f:
         table = list(csv.DictReader(f))
-    assert [int(r["epoch"]) for r in table] == list(range(1, 13))
+    assert [int(r["epoch"]) for r in table] == list(range(1, 31))
     assert {"loss", "lr", "teacher_temp", "student_temp", "seconds", "eval_seconds"} <= set(table[0])
     assert table[-1]["top1"] == f"{result.top1:.6g}" and table[0]["top1"] == ""  # scored epochs only
 

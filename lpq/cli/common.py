@@ -7,6 +7,7 @@ import inspect
 import json
 import sys
 import tomllib
+import traceback
 import warnings
 from collections.abc import Callable
 from enum import Enum, IntEnum
@@ -73,11 +74,13 @@ def funnel(fn: Callable[P, R]) -> Callable[P, R]:
             if wants_trace:
                 raise
             say(str(e))
+            _release(e)
             raise typer.Exit(ExitCode.BAD_INPUT) from None
         except OSError as e:
             if wants_trace:
                 raise
             say(f"io-error: {os_error_line(e)}")
+            _release(e)
             raise typer.Exit(ExitCode.BAD_INPUT) from None
         except KeyboardInterrupt:
             resumable = "resume" in params
@@ -87,6 +90,13 @@ def funnel(fn: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(ExitCode.INTERRUPTED) from None
 
     return wrapper
+
+
+def _release(e: BaseException) -> None:
+    """Free what the failed command's frames hold, now that its error is said: a DataLoader iterator among them
+    shuts its workers down at once, where the garbage collector, reaching it later in a program that runs
+    commands in-process, closes its queues first and waits 5 s for each worker."""
+    traceback.clear_frames(e.__traceback__)
 
 
 def os_error_line(e: OSError) -> str:
