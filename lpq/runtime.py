@@ -10,6 +10,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 
@@ -54,6 +55,17 @@ def all_sum(t: torch.Tensor, world: int) -> torch.Tensor:
 
         dist.all_reduce(t)
     return t
+
+
+def broadcast(array: np.ndarray, world: int, device: torch.device) -> np.ndarray:
+    """Rank 0's ``array`` on every rank (each passes one of the same shape): what one rank chose and all share."""
+    if world == 1:
+        return array
+    import torch.distributed as dist
+
+    t = torch.from_numpy(np.ascontiguousarray(array)).to(device)
+    dist.broadcast(t, src=0)
+    return t.cpu().numpy()
 
 
 def barrier(world: int) -> None:

@@ -43,6 +43,8 @@ FILES = {
     # the top 3 of 12 classes, then 4 points of the 9 others at ranks 0, 1, 4, 8
     "tail3-i8-1.5": {"scheme": "tail", "k": 3, "tail": 4, "values": "i8", "classes": 12, "kept": [0, 3, 4]},
     "sampled5-i8-1.5": {"scheme": "sampled", "k": 5, "values": "i8", "kept": [1, 2, 5]},
+    # the top 3 of 12 classes and 2 coefficients on the file's basis (BASE), absolute 8-bit codes
+    "basis3+2-i8-1.6": {"scheme": "basis", "k": 3, "rank": 2, "values": "i8", "classes": 12, "kept": [0, 2, 5]},
 }
 
 
@@ -67,7 +69,13 @@ def decode(path: Path) -> dict:
                     "indices": None if rec.indices is None else rec.indices.tolist(),
                 }
             )
-        return {"header": json.loads(h.model_dump_json()), "batches": batches}
+        doc = {"header": json.loads(h.model_dump_json()), "batches": batches}
+        if r.basis is not None:  # 1.6: the BASE chunk's numbers, as float32
+            doc["basis"] = {
+                "mean": r.basis.mean.astype(float).tolist(),
+                "weights": r.basis.weights.astype(float).tolist(),
+            }
+        return doc
 
 
 def rng_vectors() -> dict:
@@ -158,6 +166,17 @@ def bad_files_1_5(tail: bytes) -> dict[str, bytes]:
     }
 
 
+def bad_files_1_6(basis: bytes) -> dict[str, bytes]:
+    """A basis file without its BASE chunk, and one whose BASE is a float short."""
+    chunks = _chunks(basis)
+    assert chunks[1][0] == b"BASE"
+    short = (b"BASE", 0, chunks[1][2][:-4])
+    return {
+        "lpql-bad-basis+missing": _build(basis[:16], [chunks[0], *chunks[2:]]),
+        "lpql-bad-basis+length": _build(basis[:16], [chunks[0], short, *chunks[2:]]),
+    }
+
+
 def bad_files(good: bytes) -> dict[str, bytes]:
     """Broken variants of one good file, each named for the error a reader MUST raise."""
     chunks = _chunks(good)
@@ -200,7 +219,14 @@ def main() -> None:
     good = (OUT / "mr3-i8-pruned.lpql").read_bytes()
     stored = (OUT / "mr3-f16-stored-1.1.lpql").read_bytes()
     tail = (OUT / "tail3-i8-1.5.lpql").read_bytes()
-    broken = {**bad_files(good), **bad_files_1_1(stored, good), **bad_files_1_4(good), **bad_files_1_5(tail)}
+    basis = (OUT / "basis3+2-i8-1.6.lpql").read_bytes()
+    broken = {
+        **bad_files(good),
+        **bad_files_1_1(stored, good),
+        **bad_files_1_4(good),
+        **bad_files_1_5(tail),
+        **bad_files_1_6(basis),
+    }
     for ref, data in broken.items():
         if not (OUT / "bad" / f"{ref}.lpql").exists():
             (OUT / "bad" / f"{ref}.lpql").write_bytes(data)

@@ -8,6 +8,7 @@ import numpy as np
 
 from lpq.format import (
     Augment,
+    Basis,
     BatchRecord,
     Header,
     ImageSet,
@@ -23,7 +24,7 @@ from lpq.format import (
 )
 from lpq.format.header import BY_SAMPLE
 from lpq.format.rng import CropSpec, sample_augment
-from lpq.method.topk import encode
+from lpq.method.topk import encode, fit_basis
 
 
 def make_header(
@@ -41,6 +42,7 @@ def make_header(
     indices: str | None = None,
     strategy: str = "none",
     tail: int | None = None,
+    rank: int | None = None,
 ) -> Header:
     bpe = -(-images // batch_size)
     k = classes if scheme == "none" else (k or 3)
@@ -69,8 +71,18 @@ def make_header(
             ms_temperature=1.0 if scheme == "ms" else None,
             tail=(tail or 3) if scheme == "tail" else None,
             sample_temperature=4.0 if scheme == "sampled" else None,
+            rank=(2 if rank is None else rank) if scheme == "basis" else None,
         ),
     )
+
+
+def make_basis(header: Header) -> Basis | None:
+    """The basis of a scheme basis header's files here: fitted on seeded logits like make_records' (None for
+    other schemes)."""
+    q = header.quant
+    if q.scheme != "basis":
+        return None
+    return fit_basis(np.random.default_rng(99).normal(0, 3, (256, header.num_classes)), q.rank or 0)
 
 
 def make_records(header: Header, seed: int = 0) -> list[BatchRecord]:
@@ -90,8 +102,8 @@ def make_records(header: Header, seed: int = 0) -> list[BatchRecord]:
         logits = rng.normal(0, 3, (n, header.num_classes)).astype(np.float32)
         if q.scheme == "none":
             values, indices = logits, None
-        elif q.scheme in ("tail", "sampled"):
-            values, indices = encode(logits, q, [r.seed, bid])
+        elif q.scheme in ("tail", "sampled", "basis"):
+            values, indices = encode(logits, q, [r.seed, bid], make_basis(header))
         else:
             indices = np.argsort(-logits, axis=1, kind="stable")[:, : q.k]
             values = np.take_along_axis(logits, indices, axis=1)
@@ -105,7 +117,7 @@ def make_records(header: Header, seed: int = 0) -> list[BatchRecord]:
 
 
 def write_file(path: Path, header: Header, records: list[BatchRecord]) -> Path:
-    with LpqlWriter(path, header) as w:
+    with LpqlWriter(path, header, basis=make_basis(header)) as w:
         for rec in records:
             w.add(rec)
         return w.finish()

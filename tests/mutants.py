@@ -74,6 +74,18 @@ MUTANTS = [  # (behaviour broken, file, original line, broken line)
         "(tail / (num_classes * z))",
     ),
     (
+        "basis rows lose their stored top-k logits",
+        "lpq/method/targets.py",
+        "return torch.softmax(z.scatter(1, indices, v[:, :k]) / t, dim=1)",
+        "return torch.softmax(z / t, dim=1)",
+    ),
+    (
+        "basis coefficients fitted on the top k's classes too",
+        "lpq/method/topk.py",
+        'gram = w @ w.T - np.einsum("bkr,bks->brs", wk, wk)',
+        "gram = w @ w.T",
+    ),
+    (
         "BN loss ignores the first layer's weight",
         "lpq/method/bn.py",
         "total = total + (first_multiplier if i == 0 else 1.0) * term",

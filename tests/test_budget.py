@@ -52,7 +52,7 @@ def test_budget_chooses_the_closest_code_that_fits_and_says_why(tmp_path: Path) 
     assert 0 < choice["reserved_view_bytes"] < full_view  # the file's frames, augmentation and header
     assert choice["allowed_view_bytes"] == pytest.approx(full_view * 4 / 4 - choice["reserved_view_bytes"])
     assert all(f["view_bytes"] <= choice["allowed_view_bytes"] for f in choice["tried"])
-    assert {f["code"].split("-")[0] for f in choice["tried"]} == {"mr", "ms", "tail", "sampled"}
+    assert {f["code"].split("-")[0] for f in choice["tried"]} == {"mr", "ms", "tail", "sampled", "basis"}
     assert choice["chosen"]["tv_mean"] == min(f["tv_mean"] for f in choice["tried"])
     with LpqlReader(out) as r:
         q = r.header.quant
@@ -106,6 +106,7 @@ def test_relabel_with_a_budget_writes_the_code_it_chose(digits_teacher: Path, tm
     code = ["--ratio", f"{choice['pruning']:g}", "--scheme", chosen.scheme, "--top-k", str(chosen.k), "--values", "i8"]
     code += ["--tail-points", str(chosen.tail)] if chosen.tail else []
     code += ["--sample-temp", str(chosen.sample_temperature)] if chosen.sample_temperature else []
+    code += ["--rank", str(chosen.rank)] if chosen.rank is not None else []
     named = runner.invoke(app, [*base, *code, "-o", str(tmp_path / "n.lpql")])
     assert named.exit_code == 0, named.output
     with LpqlReader(tmp_path / "n.lpql") as r:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import struct
 import zlib
 from pathlib import Path
 
@@ -103,6 +104,10 @@ def test_committed_vectors_decode_as_recorded(name: str) -> None:
             assert r.augment(rec, hw).table().tolist() == b["augment"]
             assert np.array_equal(rec.values, np.array(b["values"], np.float32))
             assert (rec.indices is None and b["indices"] is None) or rec.indices.tolist() == b["indices"]
+        assert (r.basis is None) == ("basis" not in expect)
+        if r.basis is not None:  # 1.6: the BASE numbers
+            assert np.array_equal(r.basis.mean, np.array(expect["basis"]["mean"], np.float32))
+            assert np.array_equal(r.basis.weights, np.array(expect["basis"]["weights"], np.float32))
 
 
 def test_by_sample_vector_lays_codes_out_as_the_spec_says() -> None:
@@ -118,6 +123,21 @@ def test_by_sample_vector_lays_codes_out_as_the_spec_says() -> None:
             scale = np.frombuffer(raw, "<f2", n).astype(np.float32)
             codes = np.frombuffer(raw, np.uint8, n * k, 2 * n).reshape(n, k)
             assert np.array_equal(rec.values, np.float32(0) - codes.astype(np.float32) * scale[:, None])
+
+
+def test_basis_vector_lays_its_basis_out_as_the_spec_says() -> None:
+    """Section 2.5 read by hand: the chunk after HEAD is BASE, float32 mean[C] then weights[r][C]; the value rows
+    are k logits then r coefficients, absolute 8-bit codes (scale f16[n], hi f16[n], then codes)."""
+    data = (VECTORS / "basis3+2-i8-1.6.lpql").read_bytes()
+    _, head_length, _ = struct.unpack_from("<4sII", data, 16)
+    base_at = 16 + 12 + head_length
+    ctype, length, _ = struct.unpack_from("<4sII", data, base_at)
+    floats = np.frombuffer(data, "<f4", length // 4, base_at + 12)
+    with LpqlReader(VECTORS / "basis3+2-i8-1.6.lpql") as r:
+        c, q = r.header.num_classes, r.header.quant
+        assert ctype == b"BASE" and length == 4 * c * (q.rank + 1) and (q.k, q.rank) == (3, 2)
+        assert np.array_equal(floats[:c], r.basis.mean) and np.array_equal(floats[c:].reshape(2, c), r.basis.weights)
+        assert not q.values.relative and r.read(int(r.batch_ids[0])).values.shape[1] == q.k + q.rank
 
 
 def test_split_vector_lays_indices_out_as_the_spec_says() -> None:

@@ -175,14 +175,17 @@ def test_quantize_down_works_and_up_is_refused(full_labels: Path, tmp_path: Path
 
 
 @pytest.mark.parametrize(
-    ("scheme", "name", "columns"), [("tail", "tail-3+4", 7), ("sampled", "sampled-3", 3)], ids=["tail", "sampled"]
+    ("scheme", "name", "columns"),
+    [("tail", "tail-3+4", 7), ("sampled", "sampled-3", 3), ("basis", "basis-3+4", 7)],
+    ids=["tail", "sampled", "basis"],
 )
 def test_new_codes_from_relabel_and_quantize_agree_and_train(
     digits_teacher: Path, full_labels: Path, tmp_path: Path, scheme: str, name: str, columns: int
 ) -> None:
-    """Schemes tail and sampled end to end: relabel writes what quantize makes of the full labels (sampled: the
-    same draws, seeded by batch), training and the dataset read them, inspect names them, export and another k
-    refuse what the layout or the stored code cannot hold."""
+    """Schemes tail, sampled and basis end to end: relabel writes what quantize makes of the full labels (sampled:
+    the same draws, seeded by batch; basis: the same basis, fitted on the same seeded batches), training and the
+    dataset read them, inspect names them, export and another k refuse what the layout or the stored code cannot
+    hold."""
     direct = tmp_path / "direct.lpql"
     relabel(
         RelabelConfig(
@@ -199,6 +202,11 @@ def test_new_codes_from_relabel_and_quantize_agree_and_train(
     assert name in shown.stdout
     trained = runner.invoke(app, ["train", "digits", str(staged), "--epochs", "1", "-q", "-o", str(tmp_path / "r")])
     assert trained.exit_code == 0, trained.output
+    pruned = tmp_path / "pruned.lpql"
+    assert runner.invoke(app, ["prune", str(staged), "--ratio", "2", "-o", str(pruned), "-q"]).exit_code == 0
+    with LpqlReader(staged) as a, LpqlReader(pruned) as b:  # a basis travels with its labels
+        assert (a.basis is None) == (b.basis is None) == (scheme != "basis")
+        assert a.basis is None or np.array_equal(a.basis.weights, b.basis.weights)
     for line, says in [
         (["export", str(staged), "-o", str(tmp_path / "ex")], "export-unsupported"),
         (["quantize", str(staged), "--scheme", scheme, "--top-k", "2", "-o", str(tmp_path / "q")], "quantize-lost"),
@@ -206,7 +214,9 @@ def test_new_codes_from_relabel_and_quantize_agree_and_train(
     ]:
         refused = runner.invoke(app, line)
         assert refused.exit_code == 2 and says in refused.stderr, refused.output
-    assert "<none|mr|ms|tail|sampled>" in runner.invoke(app, ["quantize", "--help"], env={"COLUMNS": "200"}).stdout
+    assert (
+        "<none|mr|ms|tail|sampled|basis>" in runner.invoke(app, ["quantize", "--help"], env={"COLUMNS": "200"}).stdout
+    )
 
 
 def test_cli_refuses_output_equal_to_input_and_leaves_it(full_labels: Path) -> None:

@@ -26,7 +26,7 @@ from lpq.method.loss import StudentTemperature, fit_student_temperature
 from lpq.method.replay import BatchPlan, render, scale_box
 from lpq.method.targets import dense_targets, record_targets
 from lpq.method.temperature import teacher_temperature
-from lpq.method.topk import quantize_logits
+from lpq.method.topk import fit_basis, quantize_logits
 from lpq.stages.quantize import quantize_file
 
 pytestmark = pytest.mark.reference
@@ -137,6 +137,44 @@ def test_tail_restores_the_mass_outside_the_top_k_as_numpy_computes_it() -> None
             np.testing.assert_allclose(got.numpy(), want, rtol=2e-5, atol=1e-9)
             true_tail = np.exp(z[order[k:]] / temp).sum() / np.exp(z / temp).sum()
             assert abs(got.numpy()[order[k:]].sum() - true_tail) < 0.25 * true_tail + 1e-6
+
+
+def test_basis_labels_fit_and_decode_as_numpy_computes_them() -> None:
+    """Scheme basis against numpy: the basis spans the logits' first principal directions (its projection leaves
+    the error of numpy's truncated SVD), each row's coefficients are np.linalg.lstsq's on the classes outside its
+    top k, and the target at T is softmax of mean + coefficients @ weights with the top k's own logits in place.
+    With logits of rank 3 plus noise, rank 3 restores the target far better than MR-k drops it."""
+    rng = np.random.default_rng(11)
+    c, k, rank = 30, 4, 3
+    logits = (rng.normal(0, 1, (300, rank)) @ rng.normal(0, 2, (rank, c)) + rng.normal(0, 0.2, (300, c))).astype(
+        np.float32
+    )
+    basis = fit_basis(logits, rank)
+    x = logits.astype(np.float64)
+    centred = x - x.mean(axis=0)
+    np.testing.assert_allclose(basis.mean, x.mean(axis=0), rtol=1e-5, atol=1e-5)
+    s = np.linalg.svd(centred, compute_uv=False)
+    w = basis.weights.astype(np.float64)
+    projected = centred @ w.T @ np.linalg.solve(w @ w.T, w)
+    assert np.sum((centred - projected) ** 2) == pytest.approx(np.sum(s[rank:] ** 2), rel=1e-4)
+    values, indices = quantize_logits(logits[:8], "basis", k, basis=basis)
+    for row, z in enumerate(x[:8]):
+        top = np.argsort(-z, kind="stable")[:k]
+        rest = np.setdiff1d(np.arange(c), top)
+        coef = np.linalg.lstsq(w[:, rest].T, z[rest] - basis.mean[rest], rcond=None)[0]
+        assert indices[row].tolist() == top.tolist()
+        np.testing.assert_allclose(values[row, :k], z[top], rtol=1e-6)
+        np.testing.assert_allclose(values[row, k:], coef, rtol=1e-4, atol=1e-4)
+        for temp in (2.0, 20.0):
+            rebuilt = basis.mean + values[row, k:].astype(np.float64) @ w
+            rebuilt[top] = values[row, :k]
+            want = np.exp(rebuilt / temp) / np.exp(rebuilt / temp).sum()
+            got = dense_targets(torch.from_numpy(values), torch.from_numpy(indices), "basis", c, temp, basis=basis)[row]
+            np.testing.assert_allclose(got.numpy(), want, rtol=2e-5, atol=1e-8)
+            full = np.exp(z / temp) / np.exp(z / temp).sum()
+            mr = np.zeros(c)
+            mr[top] = np.exp(z[top] / temp) / np.exp(z[top] / temp).sum()
+            assert 0.5 * np.abs(got.numpy() - full).sum() < 0.2 * 0.5 * np.abs(mr - full).sum()
 
 
 def test_sampled_labels_draw_from_the_softmax_and_weigh_as_numpy_computes() -> None:

@@ -120,6 +120,15 @@ SampleTemp = Annotated[
     ),
 ]
 MsTemp = Annotated[float, Field(gt=0, description="With --scheme ms: the softmax temperature of the probabilities.")]
+Rank = Annotated[
+    int,
+    Field(
+        ge=0,
+        le=255,
+        description="With --scheme basis: coefficients per sample on a basis of the file's logits (their mean and "
+        "first principal directions), which give the classes outside the top k logits of their own.",
+    ),
+]
 
 
 def _times(value: object) -> object:

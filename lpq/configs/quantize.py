@@ -7,8 +7,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field, model_validator
 
-from lpq.configs import Budget, Cli, MsTemp, SampleTemp, TailPoints, TopK
-from lpq.format.header import MS_TEMPERATURE, SAMPLE_TEMPERATURE, TAIL_POINTS, Scheme, ValueKind
+from lpq.configs import Budget, Cli, MsTemp, Rank, SampleTemp, TailPoints, TopK
+from lpq.format.header import BASIS_RANK, MS_TEMPERATURE, SAMPLE_TEMPERATURE, TAIL_POINTS, Scheme, ValueKind
 
 
 class QuantizeConfig(BaseModel):
@@ -33,11 +33,13 @@ class QuantizeConfig(BaseModel):
         Field(
             description="mr (top-k logits, re-normalized in training), ms (top-k probabilities), tail (top-k logits "
             "and the rest's curve: the mass outside them right at every temperature), sampled (k classes drawn from "
-            "the teacher's softmax, importance-weighted at every temperature) or none."
+            "the teacher's softmax, importance-weighted at every temperature), basis (top-k logits and coefficients on "
+            "a basis of the file's logits: the rest's logits shaped like the teacher's) or none."
         ),
     ] = "mr"
     tail_points: TailPoints = TAIL_POINTS
     sample_temp: SampleTemp = SAMPLE_TEMPERATURE
+    rank: Rank = BASIS_RANK
     values: Annotated[ValueKind, Field(description="Value encoding.")] = "i8"
     ms_temp: MsTemp = MS_TEMPERATURE
     budget: Budget = None

@@ -13,6 +13,7 @@ from lpq.configs import (
     Cli,
     Device,
     MsTemp,
+    Rank,
     Resume,
     SampleTemp,
     Seed,
@@ -23,6 +24,7 @@ from lpq.configs import (
     Workers,
 )
 from lpq.format.header import (
+    BASIS_RANK,
     DEFAULT_KEEP,
     MS_TEMPERATURE,
     SAMPLE_TEMPERATURE,
@@ -70,8 +72,9 @@ class RelabelConfig(BaseModel):
     scheme: Annotated[
         Scheme,
         Field(
-            description="none, mr (top-k logits), ms (top-k probabilities), tail (top-k logits and the rest's curve) "
-            "or sampled (k classes drawn from the teacher's softmax, with their logits)."
+            description="none, mr (top-k logits), ms (top-k probabilities), tail (top-k logits and the rest's curve), "
+            "sampled (k classes drawn from the teacher's softmax, with their logits) or basis (top-k logits and "
+            "coefficients on a basis of the file's logits)."
         ),
         COMPACT,
     ] = "none"
@@ -79,6 +82,7 @@ class RelabelConfig(BaseModel):
     ms_temp: Annotated[MsTemp, COMPACT] = MS_TEMPERATURE
     tail_points: Annotated[TailPoints, COMPACT] = TAIL_POINTS
     sample_temp: Annotated[SampleTemp, COMPACT] = SAMPLE_TEMPERATURE
+    rank: Annotated[Rank, COMPACT] = BASIS_RANK
     budget: Annotated[Budget, COMPACT] = None
     input_size: Annotated[
         int | None, Field(ge=1, description="The teacher's input side in px (default: the teacher's input size)."), AUG

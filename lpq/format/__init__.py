@@ -24,12 +24,13 @@ from lpq.format.header import (
     index_bits,
 )
 from lpq.format.inputs import InputSpec
-from lpq.format.layout import BatchRecord, SectionSizes, StoredAugment
+from lpq.format.layout import Basis, BatchRecord, SectionSizes, StoredAugment
 from lpq.format.reader import LpqlReader
 from lpq.format.writer import LpqlWriter, partial_path
 
 __all__ = [
     "Augment",
+    "Basis",
     "BatchRecord",
     "Calibration",
     "Header",

@@ -15,11 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from lpq.format.inputs import InputSpec, ResizeRule
 
 FORMAT_MAJOR = 1
-FORMAT_MINOR = 5
+FORMAT_MINOR = 6
 
 # 1.5: "tail" (MR-k and the sorted rest of the logits at a few ranks) and "sampled" (k classes drawn from the
 # teacher's softmax, weighted at decode time); an older reader refuses the values
-Scheme = Literal["none", "mr", "ms", "tail", "sampled"]
+Scheme = Literal["none", "mr", "ms", "tail", "sampled", "basis"]
 ValueKind = Literal["f32", "f16", "i8", "i4"]
 # 1.2: the same encodings laid out sample-major, new ids so that a 1.0/1.1 reader refuses what it would misread
 ValueCodecId = Literal["f32", "f16", "i8", "i4", "f32-by-sample", "f16-by-sample", "i8-by-sample", "i4-by-sample"]
@@ -174,7 +174,7 @@ class ValueCodec(_Record):
         by_sample = (scheme == "none" or k >= BY_SAMPLE_MIN_K) if by_sample is None else by_sample
         return cls(
             id=f"{kind}{BY_SAMPLE}" if by_sample else kind,
-            relative=kind in ("i8", "i4") and scheme != "ms",
+            relative=kind in ("i8", "i4") and scheme not in ("ms", "basis"),
         )
 
     @property
@@ -192,6 +192,7 @@ DEFAULT_K = 10  # classes a top-k code keeps when no k is given (or all of them,
 MS_TEMPERATURE = 1.0  # MS: the softmax temperature of the kept probabilities (FKD's)
 TAIL_POINTS = 4  # tail: points of the sorted rest per sample
 SAMPLE_TEMPERATURE = 4.0  # sampled: the proposal temperature classes are drawn at
+BASIS_RANK = 4  # basis: coefficients per sample on the file's basis of the logits
 
 
 class Quant(_Record):
@@ -206,6 +207,9 @@ class Quant(_Record):
     sample_temperature: float | None = Field(
         None, gt=0.0, description="1.5: softmax temperature the classes of scheme sampled were drawn at"
     )
+    rank: int | None = Field(
+        None, ge=0, le=255, description="1.6: coefficients per sample on the file's basis (scheme basis)"
+    )
 
     @classmethod
     def of(
@@ -217,6 +221,7 @@ class Quant(_Record):
         ms_temperature: float = MS_TEMPERATURE,
         tail: int = TAIL_POINTS,
         sample_temperature: float = SAMPLE_TEMPERATURE,
+        rank: int = BASIS_RANK,
     ) -> Quant:
         """What a writer stores for a scheme, k and value kind: the codecs as `ValueCodec.for_labels` and
         `IndexCodec.for_classes` choose them, and only the parameters the scheme has."""
@@ -228,18 +233,21 @@ class Quant(_Record):
             ms_temperature=ms_temperature if scheme == "ms" else None,
             tail=tail if scheme == "tail" else None,
             sample_temperature=sample_temperature if scheme == "sampled" else None,
+            rank=rank if scheme == "basis" else None,
         )
 
     @property
     def name(self) -> str:
-        """The scheme and its sizes as people write them: none, mr-10, ms-10, tail-10+4, sampled-10."""
-        sizes = "" if self.scheme == "none" else f"-{self.k}" + (f"+{self.tail}" if self.tail else "")
+        """The scheme and its sizes as people write them: none, mr-10, ms-10, tail-10+4, sampled-10, basis-10+4."""
+        extra = self.tail if self.tail is not None else self.rank
+        sizes = "" if self.scheme == "none" else f"-{self.k}" + (f"+{extra}" if extra is not None else "")
         return self.scheme + sizes
 
     @property
     def columns(self) -> int:
-        """Stored values per sample: the k kept ones, then (scheme tail) the tail points."""
-        return self.k + (self.tail or 0)
+        """Stored values per sample: the k kept ones, then (scheme tail) the tail points or (scheme basis) the
+        coefficients."""
+        return self.k + (self.tail or 0) + (self.rank or 0)
 
 
 def tail_ranks(rest: int, points: int) -> list[int]:
@@ -295,6 +303,10 @@ class Header(_Record):
             raise ValueError("tail is set exactly when scheme is 'tail'")
         if (q.scheme == "sampled") != (q.sample_temperature is not None):
             raise ValueError("sample_temperature is set exactly when scheme is 'sampled'")
+        if (q.scheme == "basis") != (q.rank is not None):
+            raise ValueError("rank is set exactly when scheme is 'basis'")
+        if q.scheme == "basis" and q.values.relative:
+            raise ValueError("scheme basis stores coefficients beside its logits: its values are not relative")
         if q.tail is not None and c - q.k < q.tail:
             raise ValueError(f"{q.tail} tail points need at least as many classes outside the top k ({c - q.k})")
         if q.values.relative and (q.scheme == "ms" or q.values.kind not in ("i8", "i4")):

@@ -34,7 +34,7 @@ INDEX_ENTRY = np.dtype([("type", "S4"), ("id", "<u4"), ("offset", "<u8"), ("leng
 BATCH_FIXED = struct.Struct("<IIIIf4H")
 SECTION = struct.Struct("<BI")
 
-HEAD, BTCH, BTCS, INDX, CALB, CALZ = b"HEAD", b"BTCH", b"BTCS", b"INDX", b"calb", b"calz"
+HEAD, BTCH, BTCS, INDX, CALB, CALZ, BASE = b"HEAD", b"BTCH", b"BTCS", b"INDX", b"calb", b"calz", b"BASE"
 RAW, ZSTD = 0, 1
 # A section's bytes: raw ones are read in place from the chunk (a view), compressed ones are decompressed.
 Buffer = bytes | memoryview
@@ -45,6 +45,7 @@ MAX_HEADER_BYTES = 16 << 20  # a header or calibration JSON
 MAX_IMAGES = 1 << 25  # images.count: 33.5 M (ImageNet-21K at IPC 1,000 is 21 M); an epoch order takes 16 B each
 MAX_CLASSES = 1 << 20  # num_classes
 MAX_BATCH_BYTES = 512 << 20  # decoded sections of one batch (full float32 labels of 21,843 classes: 6,000 samples)
+MAX_BASIS_BYTES = 64 << 20  # a BASE chunk: 21,843 classes at rank 255 take 22 MB
 STORED_COLUMNS = 7  # a BTCS augmentation table: image index, top, left, height, width, flip, mix partner
 
 
@@ -76,6 +77,49 @@ def check_limits(header: Header) -> None:
     ):
         if value > limit:
             raise LpqlError("lpql-over-limit", f"{what} {value:,} exceeds the format's limit of {limit:,}")
+    basis = 4 * header.num_classes * ((header.quant.rank or 0) + 1)
+    if header.quant.rank is not None and basis > MAX_BASIS_BYTES:
+        raise LpqlError(
+            "lpql-over-limit", f"a basis of {basis:,} bytes exceeds the format's limit of {MAX_BASIS_BYTES:,}"
+        )
+
+
+@dataclass(frozen=True)
+class Basis:
+    """The file's basis of the logits (1.6, BASE: scheme basis): a sample's logits are ``mean + coefficients @
+    weights``, its k stored logits in place at their classes (spec section 4.1)."""
+
+    mean: np.ndarray  # (C,) float32
+    weights: np.ndarray  # (r, C) float32
+
+    def __post_init__(self) -> None:
+        c = self.mean.shape[0]
+        if self.mean.ndim != 1 or self.weights.ndim != 2 or self.weights.shape[1] != c:
+            raise ValueError(f"a basis is a mean (C,) and weights (r, C); got {self.mean.shape}, {self.weights.shape}")
+        if not (np.isfinite(self.mean).all() and np.isfinite(self.weights).all()):
+            raise ValueError("a basis holds finite numbers only")
+
+    @property
+    def rank(self) -> int:
+        return int(self.weights.shape[0])
+
+    def payload(self) -> bytes:
+        """The BASE payload: float32 mean[C], then float32 weights[r][C], row-major."""
+        return np.concatenate([self.mean.ravel(), self.weights.ravel()]).astype("<f4").tobytes()
+
+    @classmethod
+    def of_payload(cls, payload: Buffer, num_classes: int, rank: int) -> Basis:
+        """The basis a BASE payload holds for a header's C and rank (`lpql-bad-basis` where it cannot)."""
+        if len(payload) != 4 * num_classes * (rank + 1):
+            raise LpqlError(
+                "lpql-bad-basis", f"a BASE of {len(payload)} bytes; C = {num_classes} and rank {rank} make it "
+                f"{4 * num_classes * (rank + 1)}",
+            )  # fmt: skip
+        floats = np.frombuffer(payload, "<f4").astype(np.float32)
+        try:
+            return cls(floats[:num_classes], floats[num_classes:].reshape(rank, num_classes))
+        except ValueError as e:
+            raise LpqlError("lpql-bad-basis", f"the BASE chunk: {e}") from None
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 from lpq.format.errors import LpqlError
 from lpq.format.header import FORMAT_MAJOR, Calibration, Header
 from lpq.format.layout import (
+    BASE,
     BATCH_FIXED,
     BTCH,
     BTCS,
@@ -37,6 +38,7 @@ from lpq.format.layout import (
     MAGIC,
     MAX_HEADER_BYTES,
     PREAMBLE,
+    Basis,
     BatchCodec,
     BatchRecord,
     SectionSizes,
@@ -46,7 +48,7 @@ from lpq.format.layout import (
 )
 from lpq.format.rng import CropSpec, SampleAugment, epoch_order, sample_augment
 
-_KNOWN = {HEAD, BTCH, BTCS, CALB, CALZ}
+_KNOWN = {HEAD, BASE, BTCH, BTCS, CALB, CALZ}
 M = TypeVar("M", bound=BaseModel)
 _EPOCH_CACHE = 8
 
@@ -127,6 +129,7 @@ class LpqlReader:
             raise LpqlError("lpql-bad-index", f"{self.path}: the first chunk is not the header")
         self.header: Header = self._json_chunk(entries[0], Header, "header")
         self._codec = BatchCodec(self.header)  # checks the header's sizes against the format's limits first
+        self.basis = self._basis(entries)
         calb = entries[(types == CALB) | (types == CALZ)]
         self.calibration: Calibration | None = (
             self._json_chunk(calb[0], Calibration, "calibration", compressed=calb[0]["type"] == CALZ)
@@ -146,6 +149,21 @@ class LpqlReader:
         # Plain ints: locating a batch is one dict lookup, with no numpy scalar in the way.
         self._where = {int(bid): (int(o), int(n)) for bid, o, n in zip(ids, batches["offset"], batches["length"])}
         self.crop_spec = CropSpec.of(self.header.augment)
+
+    def _basis(self, entries: np.ndarray) -> Basis | None:
+        """The BASE chunk (1.6): present exactly for scheme basis, right after the header, of the header's size."""
+        q, types = self.header.quant, entries["type"]
+        if q.scheme != "basis":
+            if np.any(types == BASE):
+                raise LpqlError("lpql-bad-basis", f"{self.path} holds a basis for {q.name} labels")
+            return None
+        if len(types) < 2 or types[1] != BASE or np.count_nonzero(types == BASE) != 1:
+            raise LpqlError("lpql-bad-basis", f"{self.path}: basis labels without one BASE chunk after the header")
+        _, _, payload = self._frame(int(entries[1]["offset"]), self.size, "basis")
+        try:
+            return Basis.of_payload(payload, self.header.num_classes, q.rank or 0)
+        except LpqlError as e:
+            raise LpqlError(e.ref, f"{self.path}: {e.message}") from None
 
     def _check_tiling(self, entries: np.ndarray, index_offset: int) -> None:
         """Chunks must cover [16, index_offset) exactly, in order: no byte of the file escapes a checksum."""

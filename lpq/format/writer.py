@@ -21,6 +21,7 @@ import zstandard
 from lpq.format.errors import LpqlError
 from lpq.format.header import FORMAT_MAJOR, FORMAT_MINOR, Calibration, Header
 from lpq.format.layout import (
+    BASE,
     BATCH_FIXED,
     BTCH,
     BTCS,
@@ -31,6 +32,7 @@ from lpq.format.layout import (
     INDX,
     MAGIC,
     PREAMBLE,
+    Basis,
     BatchCodec,
     BatchRecord,
     footer,
@@ -57,8 +59,8 @@ class Entry:
 def scan_partial(f: BinaryIO, batches_per_epoch: int, batch_type: bytes = BTCH) -> tuple[list[Entry], int]:
     """Intact leading chunks of a partial file, and where they end.
 
-    Stops at the first chunk that is cut short, fails its CRC, or is neither HEAD (first) nor a batch chunk of
-    ``batch_type`` (BTCH, or BTCS for stored augmentation).
+    Stops at the first chunk that is cut short, fails its CRC, or is neither HEAD (first), BASE (second) nor a
+    batch chunk of ``batch_type`` (BTCH, or BTCS for stored augmentation).
     """
     size = os.fstat(f.fileno()).st_size
     f.seek(0)
@@ -79,6 +81,8 @@ def scan_partial(f: BinaryIO, batches_per_epoch: int, batch_type: bytes = BTCH) 
             break
         if not entries and ctype == HEAD:
             entries.append(Entry(HEAD, 0, pos, length))
+        elif len(entries) == 1 and ctype == BASE:
+            entries.append(Entry(BASE, 0, pos, length))
         elif entries and ctype == batch_type and length >= BATCH_FIXED.size:
             epoch, batch = struct.unpack_from("<II", payload, 0)
             entries.append(Entry(batch_type, epoch * batches_per_epoch + batch, pos, length))
@@ -93,10 +97,35 @@ def read_partial_batches(path: Path, header: Header) -> dict[int, bytes]:
     with open(path, "rb") as f:
         entries, _ = scan_partial(f, header.relabel.batches_per_epoch, BTCS if header.augment.stored else BTCH)
         out = {}
-        for e in entries[1:]:
+        for e in entries:
+            if e.type not in (BTCH, BTCS):
+                continue
             f.seek(e.offset + FRAME.size)
             out[e.id] = f.read(e.length)
         return out
+
+
+def partial_basis(path: Path, header: Header) -> Basis | None:
+    """The basis a partial file of scheme basis labels holds (what a resumed run must keep), or None."""
+    if header.quant.scheme != "basis" or not path.exists():
+        return None
+    with open(path, "rb") as f:
+        entries, _ = scan_partial(f, header.relabel.batches_per_epoch, BTCS if header.augment.stored else BTCH)
+        if len(entries) < 2 or entries[1].type != BASE:
+            return None
+        f.seek(entries[1].offset + FRAME.size)
+        return Basis.of_payload(f.read(entries[1].length), header.num_classes, header.quant.rank or 0)
+
+
+def _basis_payload(header: Header, basis: Basis) -> bytes:
+    """The BASE payload of ``basis``, which must fit the header's classes and rank."""
+    if basis.mean.shape[0] != header.num_classes or basis.rank != header.quant.rank:
+        raise LpqlError(
+            "lpql-bad-basis",
+            f"a basis of {basis.mean.shape[0]} classes and rank {basis.rank} for labels of {header.num_classes} "
+            f"classes and rank {header.quant.rank}",
+        )
+    return basis.payload()
 
 
 def _open_exclusive(partial: Path) -> BinaryIO:
@@ -143,7 +172,9 @@ class LpqlWriter:
             w.finish(r.calibration)
     """
 
-    def __init__(self, path: Path, header: Header, *, resume: bool = False, level: int = 9) -> None:
+    def __init__(
+        self, path: Path, header: Header, *, basis: Basis | None = None, resume: bool = False, level: int = 9
+    ) -> None:
         self.path = Path(path)
         self.partial = partial_path(self.path)
         # A file says which version wrote it, also when its header was copied from an older file's (prune, quantize).
@@ -153,6 +184,10 @@ class LpqlWriter:
         self._entries: list[Entry] = []
         self.stored: list[int] = []  # ids of the batches in the file, in order
         self._head_json = self.header.model_dump_json().encode()
+        if (self.header.quant.scheme == "basis") != (basis is not None):
+            raise LpqlError("lpql-bad-basis", "a basis is written exactly with scheme basis labels")
+        # The chunks before the batches: the header, and the basis of scheme basis (spec section 2).
+        self._lead = [(HEAD, self._head_json), *([(BASE, _basis_payload(self.header, basis))] if basis else [])]
         resuming = resume and self.partial.exists()
         self._file = _open_exclusive(self.partial)  # lives until finish()/close()
         try:
@@ -161,7 +196,8 @@ class LpqlWriter:
             else:
                 self._file.truncate(0)
                 self._file.write(PREAMBLE.pack(MAGIC, FORMAT_MAJOR, FORMAT_MINOR, 0))
-                self._append(HEAD, 0, self._head_json)
+                for ctype, payload in self._lead:
+                    self._append(ctype, 0, payload)
         except BaseException:  # a full disk, Ctrl-C: a partial file this writer began holds nothing worth keeping
             self._file.close()
             if not resuming:
@@ -170,7 +206,8 @@ class LpqlWriter:
 
     def _reopen(self) -> None:
         entries, end = scan_partial(self._file, self.header.relabel.batches_per_epoch, self.codec.chunk_type)
-        if not entries or entries[0].type != HEAD or self._read(entries[0]) != self._head_json:
+        lead = entries[: len(self._lead)]
+        if [(e.type, self._read(e)) for e in lead] != self._lead:
             raise LpqlError(
                 "resume-mismatch",
                 f"{self.partial} was started with other settings",

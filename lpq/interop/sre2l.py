@@ -77,7 +77,12 @@ def _derived_partner(reader: LpqlReader, rec: BatchRecord) -> np.ndarray:
 
 def check_exportable(reader: LpqlReader) -> None:
     h = reader.header
-    unsupported = {"ms": "MS-k labels (their loader reads logits)", "tail": "tail points", "sampled": "sampled labels"}
+    unsupported = {
+        "ms": "MS-k labels (their loader reads logits)",
+        "tail": "tail points",
+        "sampled": "sampled labels",
+        "basis": "basis of the logits",
+    }
     if h.quant.scheme in unsupported:
         held = unsupported[h.quant.scheme] + ("" if h.quant.scheme == "ms" else " (their loader reads a top-k)")
         raise LpqError("export-unsupported", f"the authors' layout has no {held}", "export the full or MR-k labels")

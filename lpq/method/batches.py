@@ -112,7 +112,7 @@ class StoredBatches(Dataset):
         self.labels = labels
         self.images = images
         with LpqlReader(labels) as r:
-            self.header = r.header
+            self.header, self.basis = r.header, r.basis
         self.hw = images.sizes()
         self.size = input_size or self.header.augment.input_size  # the student's side S; the teacher's unless given
         self.spec = view_input(self.header, self.size)
@@ -214,4 +214,4 @@ class DistilledDataset(StoredBatches):
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
         b = super().__getitem__(key)
         t = self.temperature_at(key[0])
-        return b.inputs, stored_targets(b.values, b.indices, self.header, t)
+        return b.inputs, stored_targets(b.values, b.indices, self.header, t, self.basis)

@@ -26,18 +26,19 @@ import torch
 from pydantic import BaseModel, Field
 
 from lpq.errors import LpqError
-from lpq.format import LpqlReader, Quant, TempSchedule
+from lpq.format import Basis, Header, LpqlReader, Quant, TempSchedule
 from lpq.format.codecs import index_codec, value_codec
 from lpq.format.header import ValueKind
 from lpq.format.summary import Overhead
 from lpq.method.targets import dense_targets
 from lpq.method.temperature import schedule_temperatures
-from lpq.method.topk import encode
+from lpq.method.topk import encode, fit_basis
 
-CODES = ("mr", "ms", "tail", "sampled")
+CODES = ("mr", "ms", "tail", "sampled", "basis")
 BUDGET_VIEWS = 2048  # views a budget's codes are measured on: seconds, and a mean TV steady to about 0.01
 TAIL_POINTS = (2, 4, 8)
 SAMPLE_TEMPS = (1.0, 2.0, 4.0)
+RANKS = (0, 2, 4, 8, 16)
 AUTHORS_PRUNING = 10.0
 PRUNINGS = (1, 2, 4, 5, 10, 20, 25, 40, 50, 100, 200, 250, 500, 1000)  # tried beyond the authors', in this order
 GOOD_TV = 0.25  # mean total variation a pruning's best code must reach before more pruning stops being tried
@@ -56,10 +57,32 @@ def allowed_bytes(c: int, budget: float, prune: float, reserve: float = 0.0) -> 
     return view_bytes(Quant.of("none", c, "i8", c), c) * prune / budget - reserve
 
 
-def fits(code: str, budget: float, c: int, prune: float, values: ValueKind = "i8", reserve: float = 0.0) -> list[Quant]:
+def basis_bytes(c: int, rank: int) -> int:
+    """Bytes of a file's basis (its BASE payload): float32 mean and weights."""
+    return 4 * c * (rank + 1)
+
+
+def fits(
+    code: str,
+    budget: float,
+    c: int,
+    prune: float,
+    values: ValueKind = "i8",
+    reserve: float = 0.0,
+    stored: float | None = None,
+) -> list[Quant]:
     """The quantizations of ``code`` worth trying at a budget met with pruning ``prune``: the largest k that
-    fits (tail: for each number of tail points; sampled: at each proposal temperature)."""
+    fits (tail: for each number of tail points; sampled: at each proposal temperature; basis: at each rank, its
+    basis shared by the ``stored`` views, none where that count is not given)."""
     allowed = allowed_bytes(c, budget, prune, reserve)
+    if code == "basis":
+        out = []
+        for rank in RANKS if stored else ():
+            room = allowed - basis_bytes(c, rank) / stored  # type: ignore[operator]
+            ks = [k for k in range(1, c) if view_bytes(Quant.of("basis", k, values, c, rank=rank), c) <= room]
+            if ks:
+                out.append(Quant.of("basis", max(ks), values, c, rank=rank))
+        return out
     out = []
     for tail in TAIL_POINTS if code == "tail" else (4,):
         ks = [
@@ -73,6 +96,14 @@ def fits(code: str, budget: float, c: int, prune: float, values: ValueKind = "i8
     return out
 
 
+def sample_batches(header: Header) -> list[int]:
+    """A seeded sample of the kept batches, about BUDGET_VIEWS views: where relabel measures a budget, and where
+    relabel and quantize fit a basis (so both fit it on the same views)."""
+    kept = header.prune.kept
+    n = min(len(kept), math.ceil(BUDGET_VIEWS / header.relabel.batch_size))
+    return sorted(np.random.default_rng([header.relabel.seed, 1]).choice(kept, size=n, replace=False).tolist())
+
+
 def sample_views(reader: LpqlReader, count: int, seed: int = 0) -> np.ndarray:
     """(≤ count, C) full logits of stored views, from batches drawn at random (seeded)."""
     rows, total = [], 0
@@ -84,23 +115,28 @@ def sample_views(reader: LpqlReader, count: int, seed: int = 0) -> np.ndarray:
     return np.concatenate(rows)[:count].astype(np.float32)
 
 
-def roundtrip(logits: np.ndarray, quant: Quant) -> tuple[torch.Tensor, torch.Tensor | None]:
+def roundtrip(logits: np.ndarray, quant: Quant, basis: Basis | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Stored values and indices as a reader decodes them: quantized, then through the value codec."""
-    values, indices = encode(logits, quant, seed=[0, 0])
+    values, indices = encode(logits, quant, seed=[0, 0], basis=basis)
     codec = value_codec(quant.values)
     decoded = codec.decode(codec.encode(values), len(values), quant.columns)
     return torch.from_numpy(decoded), None if indices is None else torch.from_numpy(indices)
 
 
-def measure(logits: np.ndarray, quant: Quant, temps: list[float]) -> dict[str, list[float | None]]:
-    """KL(full || code) (None where infinite), total variation and top-1 agreement at each temperature."""
-    values, indices = roundtrip(logits, quant)
+def measure(
+    logits: np.ndarray, quant: Quant, temps: list[float], basis: Basis | None = None
+) -> dict[str, list[float | None]]:
+    """KL(full || code) (None where infinite), total variation and top-1 agreement at each temperature; scheme
+    basis on ``basis``, else on one fitted to ``logits`` themselves."""
+    if quant.scheme == "basis" and basis is None:
+        basis = fit_basis(logits, quant.rank or 0)
+    values, indices = roundtrip(logits, quant, basis)
     full = torch.from_numpy(logits).double()
     kl: list[float | None] = []
     tv, agree = [], []
     for t in temps:
         p = torch.softmax(full / t, dim=1)
-        q = dense_targets(values, indices, quant.scheme, logits.shape[1], t, quant.sample_temperature).double()
+        q = dense_targets(values, indices, quant.scheme, logits.shape[1], t, quant.sample_temperature, basis).double()
         lost = ((q == 0) & (p > 0)).any()
         kl.append(None if lost else float((p * (p.log() - q.log())).sum(dim=1).mean()))
         tv.append(float(0.5 * (p - q).abs().sum(dim=1).mean()))
@@ -122,16 +158,25 @@ class Candidate:
 
 
 def candidates(
-    logits: np.ndarray, budget: float, prune: float, temps: list[float], values: ValueKind = "i8", reserve: float = 0.0
+    logits: np.ndarray,
+    budget: float,
+    prune: float,
+    temps: list[float],
+    values: ValueKind = "i8",
+    reserve: float = 0.0,
+    stored: float | None = None,
 ) -> list[Candidate]:
     """Every code's best fit at the budget (least mean total variation over ``temps``), best first; empty where
-    no code fits."""
+    no code fits. Bases are fitted to ``logits`` once, at the largest rank: each smaller one is its first rows."""
     c = logits.shape[1]
+    widest = fit_basis(logits, max(RANKS))
     best = []
     for code in CODES:
         tried = [
-            Candidate(q, view_bytes(q, c), measure(logits, q, temps))
-            for q in fits(code, budget, c, prune, values, reserve)
+            Candidate(q, view_bytes(q, c), measure(logits, q, temps, Basis(widest.mean, widest.weights[: q.rank])))
+            if q.scheme == "basis"
+            else Candidate(q, view_bytes(q, c), measure(logits, q, temps))
+            for q in fits(code, budget, c, prune, values, reserve, stored)
         ]
         if tried:
             best.append(min(tried, key=lambda t: t.mean_tv))
@@ -197,7 +242,13 @@ def visited(schedule: TempSchedule, epochs: int) -> list[float]:
 
 
 def choose_code(
-    logits: np.ndarray, budget: float, prune: float, temps: list[float], values: ValueKind = "i8", reserve: float = 0.0
+    logits: np.ndarray,
+    budget: float,
+    prune: float,
+    temps: list[float],
+    values: ValueKind = "i8",
+    reserve: float = 0.0,
+    stored: float | None = None,
 ) -> tuple[BudgetChoice, Quant]:
     """The code and k whose targets stay closest to the full ones (least mean total variation over ``temps``) at
     ``budget`` with pruning ``prune``, full values included where they fit, each view's labels ``reserve`` bytes
@@ -205,7 +256,7 @@ def choose_code(
     c = logits.shape[1]
     full_i8 = view_bytes(Quant.of("none", c, "i8", c), c)
     allowed = allowed_bytes(c, budget, prune, reserve)
-    found = candidates(logits, budget, prune, temps, values, reserve)
+    found = candidates(logits, budget, prune, temps, values, reserve, stored)
     full = Quant.of("none", c, values, c)
     if view_bytes(full, c) <= allowed:  # the budget holds every class: only the values' rounding is lost
         found.append(Candidate(full, view_bytes(full, c), measure(logits, full, temps)))
@@ -255,7 +306,7 @@ def choose_plan(
         stored = views * floor / p
         reserve = overhead.per_view + FIXED_MARGIN * overhead.fixed / stored
         try:
-            choice, quant = choose_code(logits, budget, p, temps, values, reserve)
+            choice, quant = choose_code(logits, budget, p, temps, values, reserve, stored)
         except LpqError as e:
             if e.ref != "budget-too-small":
                 raise

@@ -5,9 +5,10 @@ probabilities at their classes and the remaining mass spread evenly over the oth
 logits, and the mass of the classes outside them restored at the current temperature from the tail's sorted
 curve (spread evenly over them: which class holds which rank is not stored). Sampled-k: each drawn class
 weighted exp(z / T - z / T_p) (self-normalized importance sampling), an estimate of the full target at T.
-Full labels: softmax over all logits. The temperature is where Dynamic Knowledge Reuse acts. Hard targets (the
-baseline without a teacher) are the images' own classes, mixed with the weight the batch's CutMix or
-MixUp gave each image.
+Basis-k+r: the file's mean logits plus the stored coefficients times its basis, MR-k's logits in place at their
+classes, softmaxed at T over every class. Full labels: softmax over all logits. The temperature is where
+Dynamic Knowledge Reuse acts. Hard targets (the baseline without a teacher) are the images' own classes, mixed
+with the weight the batch's CutMix or MixUp gave each image.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 
 from lpq.format import BatchRecord, Header
 from lpq.format.header import tail_ranks
+from lpq.format.layout import Basis
 
 
 def _full(values: torch.Tensor, _indices: torch.Tensor | None, _num_classes: int, t: float, **_: float) -> torch.Tensor:
@@ -64,12 +66,23 @@ def _tail(values: torch.Tensor, indices: torch.Tensor, num_classes: int, t: floa
 
 
 def _sampled(
-    values: torch.Tensor, indices: torch.Tensor, num_classes: int, t: float, sample_temp: float
+    values: torch.Tensor, indices: torch.Tensor, num_classes: int, t: float, sample_temp: float, **_: object
 ) -> torch.Tensor:
     """Self-normalized importance weights of the k draws: a class drawn from softmax(z / T_p) stands for
     softmax(z / T) with weight exp(z / T - z / T_p), normalized over the draws and summed per class (spec 4.1)."""
     w = torch.softmax(values.float() * (1.0 / t - 1.0 / sample_temp), dim=1)
     return torch.zeros(values.shape[0], num_classes).scatter_add_(1, indices, w)
+
+
+def _basis(
+    values: torch.Tensor, indices: torch.Tensor, num_classes: int, t: float, basis: Basis, **_: object
+) -> torch.Tensor:
+    """softmax(z / T) over all classes, z the basis' mean plus the row's coefficients times its weights, the k
+    stored logits in place at their classes (spec section 4.1)."""
+    k = indices.shape[1]
+    v = values.float()
+    z = torch.from_numpy(basis.mean) + v[:, k:] @ torch.from_numpy(basis.weights)
+    return torch.softmax(z.scatter(1, indices, v[:, :k]) / t, dim=1)
 
 
 # How each scheme's stored rows become targets: a new label code is an entry here (and its encoder in topk).
@@ -79,6 +92,7 @@ SCHEMES: dict[str, Callable[..., torch.Tensor]] = {
     "ms": _ms,
     "tail": _tail,
     "sampled": _sampled,
+    "basis": _basis,
 }
 
 
@@ -89,28 +103,37 @@ def dense_targets(
     num_classes: int,
     temperature: float,
     sample_temp: float | None = None,
+    basis: Basis | None = None,
 ) -> torch.Tensor:
     """(B, C) float32 target distributions at ``temperature`` from stored values and (top-k) class indices;
-    ``sample_temp``: the proposal temperature of scheme sampled (its header's sample_temperature)."""
+    ``sample_temp``: the proposal temperature of scheme sampled (its header's sample_temperature); ``basis``: the
+    file's basis, for scheme basis (`LpqlReader.basis`)."""
     if scheme != "none" and indices is None:
         raise ValueError("top-k labels need their class indices")
     if scheme == "sampled" and sample_temp is None:
         raise ValueError("sampled labels need the temperature their classes were drawn at")
-    return SCHEMES[scheme](values, indices, num_classes, temperature, sample_temp=sample_temp)
+    if scheme == "basis" and basis is None:
+        raise ValueError("basis labels need their file's basis")
+    return SCHEMES[scheme](values, indices, num_classes, temperature, sample_temp=sample_temp, basis=basis)
 
 
 def stored_targets(
-    values: torch.Tensor, indices: torch.Tensor | None, header: Header, temperature: float
+    values: torch.Tensor,
+    indices: torch.Tensor | None,
+    header: Header,
+    temperature: float,
+    basis: Basis | None = None,
 ) -> torch.Tensor:
-    """`dense_targets` of rows stored in a file with this header: its scheme and the scheme's parameters."""
+    """`dense_targets` of rows stored in a file with this header (and this basis, for scheme basis): its scheme
+    and the scheme's parameters."""
     q = header.quant
-    return dense_targets(values, indices, q.scheme, header.num_classes, temperature, q.sample_temperature)
+    return dense_targets(values, indices, q.scheme, header.num_classes, temperature, q.sample_temperature, basis)
 
 
-def record_targets(rec: BatchRecord, header: Header, temperature: float) -> torch.Tensor:
+def record_targets(rec: BatchRecord, header: Header, temperature: float, basis: Basis | None = None) -> torch.Tensor:
     """Dense (B, C) targets of one stored batch."""
     indices = None if rec.indices is None else torch.from_numpy(rec.indices)
-    return stored_targets(torch.from_numpy(rec.values), indices, header, temperature)
+    return stored_targets(torch.from_numpy(rec.values), indices, header, temperature, basis)
 
 
 def hard_targets(classes: torch.Tensor, partner: torch.Tensor, mix_lambda: float, num_classes: int) -> torch.Tensor:

@@ -4,7 +4,9 @@ logits and samples the sorted rest at a few ranks, so that the mass outside the 
 any temperature (lpq.method.targets). Sampled-k (spec 1.5, after RS-KD, Anshumann et al., ACL 2025) draws k
 classes from the teacher's softmax at a proposal temperature and keeps their logits: weighted at decode time,
 an estimate of the full target at any temperature whose error averages out over the views, where a top-k is
-biased the same way in every view."""
+biased the same way in every view. Basis-k+r (lpq's, spec 1.6, after SCORE's low-rank soft labels) keeps MR-k's
+logits and r coefficients on a basis of the file's logits (their mean and first principal directions): the
+classes outside the top k get logits of their own, shaped like the teacher's, at every temperature."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import numpy as np
 
 from lpq.errors import LpqError
 from lpq.format.header import DEFAULT_K, MS_TEMPERATURE, SAMPLE_TEMPERATURE, TAIL_POINTS, Quant, tail_ranks
+from lpq.format.layout import Basis
 
 
 def top_k(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -40,10 +43,12 @@ def quantize_logits(
     tail: int = TAIL_POINTS,
     sample_temp: float = SAMPLE_TEMPERATURE,
     seed: int | list[int] = 0,
+    basis: Basis | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Stored (values, indices) of full (B, C) logits under a scheme: 'none', 'mr', 'ms', 'tail' (the k
-    largest logits, then ``tail`` points of the sorted rest: (B, k + tail) values, (B, k) indices) or 'sampled'
-    (k classes drawn at ``sample_temp`` with a generator seeded by ``seed``)."""
+    largest logits, then ``tail`` points of the sorted rest: (B, k + tail) values, (B, k) indices), 'sampled'
+    (k classes drawn at ``sample_temp`` with a generator seeded by ``seed``) or 'basis' (the k largest logits,
+    then their rows' coefficients on ``basis``: (B, k + r) values)."""
     if scheme == "none":
         return logits.astype(np.float32), None
     if scheme == "mr":
@@ -51,6 +56,11 @@ def quantize_logits(
         return vals.astype(np.float32), idx
     if scheme == "sampled":
         return sample_classes(logits, k, sample_temp, np.random.default_rng(seed))
+    if scheme == "basis":
+        if basis is None:
+            raise ValueError("scheme basis needs the file's basis (fit_basis)")
+        vals, idx = top_k(logits, k)
+        return np.concatenate([vals, basis_coefficients(logits, idx, basis)], axis=1).astype(np.float32), idx
     if scheme == "tail":
         vals, idx = top_k(logits, k)
         rest = -np.sort(-logits, axis=1)[:, k:]
@@ -59,6 +69,32 @@ def quantize_logits(
     probs = softmax(logits, ms_temp)
     vals, idx = top_k(probs, k)
     return vals.astype(np.float32), idx
+
+
+def fit_basis(logits: np.ndarray, rank: int) -> Basis:
+    """A basis for scheme basis: the mean of ``logits`` (N, C) and their first ``rank`` principal directions, each
+    scaled by its singular value over sqrt(N), so that coefficients have about unit variance and share an 8-bit
+    row's scale with the logits beside them (zero rows where the logits span fewer directions)."""
+    x = logits.astype(np.float64)
+    mean = x.mean(axis=0)
+    _, s, vt = np.linalg.svd(x - mean, full_matrices=False)
+    weights = np.zeros((rank, x.shape[1]))
+    n = min(rank, len(s))
+    weights[:n] = vt[:n] * (s[:n, None] / np.sqrt(len(x)))
+    return Basis(mean.astype(np.float32), weights.astype(np.float32))
+
+
+def basis_coefficients(logits: np.ndarray, idx: np.ndarray, basis: Basis) -> np.ndarray:
+    """(B, r) least-squares coefficients of each row's logits outside its top k (``idx``) on ``basis``: a reader
+    puts the k stored logits in place, so only the rest needs fitting. The r x r normal equations are those of
+    all classes less the top k's share, which keeps memory at B x r x k for any number of classes."""
+    w = basis.weights.astype(np.float64)  # (r, C)
+    resid = logits.astype(np.float64) - basis.mean
+    wk = np.moveaxis(w[:, idx], 0, -1)  # (B, k, r): the basis at each row's top k
+    gram = w @ w.T - np.einsum("bkr,bks->brs", wk, wk)
+    rhs = resid @ w.T - np.einsum("bkr,bk->br", wk, np.take_along_axis(resid, idx, axis=1))
+    ridge = 1e-9 * max(float(np.trace(w @ w.T)), 1e-30)  # zero rows of a basis wider than its logits' span
+    return np.linalg.solve(gram + ridge * np.eye(len(w)), rhs[..., None])[..., 0]
 
 
 def sample_classes(
@@ -92,9 +128,12 @@ def check_top_k(scheme: str, k: int, num_classes: int, tail: int) -> None:
         raise LpqError("bad-top-k", f"--tail-points {tail} need as many classes outside the top {k}")
 
 
-def encode(logits: np.ndarray, quant: Quant, seed: list[int]) -> tuple[np.ndarray, np.ndarray | None]:
+def encode(
+    logits: np.ndarray, quant: Quant, seed: list[int], basis: Basis | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Stored (values, indices) of full logits under a header's quantization; ``seed`` (the relabel seed and
-    the batch id, by convention) makes sampled labels the same whichever command writes them."""
+    the batch id, by convention) makes sampled labels the same whichever command writes them; ``basis``: the
+    file's, for scheme basis."""
     return quantize_logits(
         logits,
         quant.scheme,
@@ -103,4 +142,5 @@ def encode(logits: np.ndarray, quant: Quant, seed: list[int]) -> tuple[np.ndarra
         quant.tail or 4,
         quant.sample_temperature or 1.0,
         seed,
+        basis,
     )

@@ -41,7 +41,7 @@ def prune_file(cfg: PruneConfig) -> PruneResult:
         kept = h.prune.kept
         pruned = prune_more(h, cfg.ratio, cfg.strategy, cfg.seed, members_of(h, r))
         header = h.model_copy(update={"prune": pruned})
-        writer = LpqlWriter(cfg.output, header)
+        writer = LpqlWriter(cfg.output, header, basis=r.basis)
         try:
             for bid in pruned.kept:
                 writer.add_encoded(bid, r.payload(bid))

@@ -16,14 +16,14 @@ from pydantic import BaseModel, Field
 from lpq.configs.quantize import QuantizeConfig
 from lpq.errors import LpqError
 from lpq.files import check_paths
-from lpq.format import Calibration, LpqlReader, LpqlWriter, Prune, Quant, TempSchedule
+from lpq.format import Basis, Calibration, Header, LpqlReader, LpqlWriter, Prune, Quant, TempSchedule
 from lpq.format.coverage import members_of
 from lpq.format.header import DEFAULT_KEEP, ValueKind
 from lpq.format.summary import overhead
-from lpq.method.fidelity import BUDGET_VIEWS, BudgetChoice, choose_plan, sample_views, visited
+from lpq.method.fidelity import BUDGET_VIEWS, BudgetChoice, choose_plan, sample_batches, sample_views, visited
 from lpq.method.pruning import prune_more
 from lpq.method.temperature import for_k, kept_mass, middle_temperature
-from lpq.method.topk import check_top_k, chosen_k, encode
+from lpq.method.topk import check_top_k, chosen_k, encode, fit_basis
 
 
 class QuantizeResult(BaseModel):
@@ -49,7 +49,7 @@ def check_requantize(src: Quant, quant: Quant) -> None:
             "the logits outside the stored top-k are gone; quantize the full-label file instead",
         )
     same_code = quant.name == src.name and quant.sample_temperature == src.sample_temperature
-    if src.scheme in ("tail", "sampled") and not same_code:
+    if src.scheme in ("tail", "sampled", "basis") and not same_code:
         raise LpqError(
             "quantize-lost",
             f"cannot turn {src.name} labels into {quant.name}: only their value encoding can change (a tail's curve "
@@ -67,12 +67,18 @@ def check_requantize(src: Quant, quant: Quant) -> None:
 
 
 def requantize(
-    values: np.ndarray, indices: np.ndarray | None, src: Quant, quant: Quant, seed: list[int]
+    values: np.ndarray,
+    indices: np.ndarray | None,
+    src: Quant,
+    quant: Quant,
+    seed: list[int],
+    basis: Basis | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Stored labels of one batch under the quantization `check_requantize` accepted; ``seed`` as relabel's."""
+    """Stored labels of one batch under the quantization `check_requantize` accepted; ``seed`` as relabel's;
+    ``basis``: the output's, for scheme basis."""
     if src.scheme == "none":
-        return encode(values, quant, seed)
-    if src.scheme in ("tail", "sampled"):  # the same code: only the values' encoding changes
+        return encode(values, quant, seed, basis)
+    if src.scheme in ("tail", "sampled", "basis"):  # the same code: only the values' encoding changes
         return values, indices
     return values[:, : quant.k], None if indices is None else indices[:, : quant.k]
 
@@ -159,18 +165,19 @@ def quantize_file(cfg: QuantizeConfig) -> QuantizeResult:
             else:
                 k, mass = chosen_k(scheme, cfg.top_k, c), None
             check_top_k(scheme, k, c, cfg.tail_points)
-            quant = Quant.of(scheme, k, values, c, ms_temp, cfg.tail_points, cfg.sample_temp)
+            quant = Quant.of(scheme, k, values, c, ms_temp, cfg.tail_points, cfg.sample_temp, cfg.rank)
         if scheme == "none" and h.quant.scheme != "none":
             raise LpqError("quantize-lost", "top-k labels cannot become full labels again")
         check_requantize(h.quant, quant)
         header = h.model_copy(update={"quant": quant, "prune": pruned})
         calibration = None if r.calibration is None else _recalibrated(r, r.calibration, k)
-        writer = LpqlWriter(cfg.output, header)
+        basis = _basis_of(r, header)
+        writer = LpqlWriter(cfg.output, header, basis=basis)
         try:
             for bid in pruned.kept:
                 rec = r.read(int(bid))
                 seed = [h.relabel.seed, rec.epoch * h.relabel.batches_per_epoch + rec.batch]
-                vals, idx = requantize(rec.values, rec.indices, h.quant, quant, seed)
+                vals, idx = requantize(rec.values, rec.indices, h.quant, quant, seed, basis)
                 writer.add(dataclasses.replace(rec, values=vals.astype(np.float32), indices=idx))
             writer.finish(calibration)
         except BaseException:
@@ -190,6 +197,17 @@ def quantize_file(cfg: QuantizeConfig) -> QuantizeResult:
         file_bytes_after=cfg.output.stat().st_size,
         choice=choice,
     )
+
+
+def _basis_of(reader: LpqlReader, header: Header) -> Basis | None:
+    """The output's basis: none but for scheme basis, whose basis is the source's where it has one, else fitted
+    on the full logits of the batches relabel would fit it on (lpq.method.fidelity.sample_batches)."""
+    if header.quant.scheme != "basis":
+        return None
+    if reader.basis is not None:
+        return reader.basis
+    logits = np.concatenate([reader.read(b).values for b in sample_batches(header)])
+    return fit_basis(logits, header.quant.rank or 0)
 
 
 def _recalibrated(reader: LpqlReader, cal: Calibration, k: int) -> Calibration:

@@ -36,6 +36,7 @@ from lpq.errors import LpqError
 from lpq.files import check_new, write_text
 from lpq.format import (
     Augment,
+    Basis,
     BatchRecord,
     Header,
     LpqlReader,
@@ -55,14 +56,14 @@ from lpq.format import (
 from lpq.format.coverage import BatchMembers, Coverage, members_of, view_counts
 from lpq.format.rng import epoch_order
 from lpq.format.summary import overhead
-from lpq.format.writer import read_partial_batches
-from lpq.method.fidelity import BUDGET_VIEWS, BudgetChoice, choose_plan, visited
+from lpq.format.writer import partial_basis, read_partial_batches
+from lpq.method.fidelity import BudgetChoice, choose_plan, sample_batches, visited
 from lpq.method.pruning import choose_batches, keep_count
 from lpq.method.replay import plan_batch, render
 from lpq.method.temperature import CalibrationStats
-from lpq.method.topk import check_top_k, chosen_k, encode
+from lpq.method.topk import check_top_k, chosen_k, encode, fit_basis
 from lpq.progress import Show, progress
-from lpq.runtime import Precision, barrier, init_distributed, pick_device
+from lpq.runtime import Precision, barrier, broadcast, init_distributed, pick_device
 
 CALIB_SAVE_SECONDS = 10.0  # how often the resumable calibration sums are saved beside the partial file
 
@@ -118,7 +119,7 @@ def build_header(cfg: RelabelConfig, teacher: Teacher, images: ImageSource, prec
             seed=cfg.prune_seed,
             kept=kept,
         ),
-        quant=Quant.of(cfg.scheme, k, cfg.values, c, cfg.ms_temp, cfg.tail_points, cfg.sample_temp),
+        quant=Quant.of(cfg.scheme, k, cfg.values, c, cfg.ms_temp, cfg.tail_points, cfg.sample_temp, cfg.rank),
     )
 
 
@@ -172,10 +173,11 @@ class PlannedBatches(Dataset):
 
 
 class Labeller:
-    """The teacher on rendered batches: logits, and the batch record with the header's quantized labels."""
+    """The teacher on rendered batches: logits, and the batch record with the header's quantized labels (on
+    ``basis``, for scheme basis)."""
 
-    def __init__(self, header: Header, teacher: Teacher, precision: Precision) -> None:
-        self.header, self.precision = header, precision
+    def __init__(self, header: Header, teacher: Teacher, precision: Precision, basis: Basis | None = None) -> None:
+        self.header, self.precision, self.basis = header, precision, basis
         self.model = precision.model(teacher.model).eval()
 
     @torch.no_grad()
@@ -190,7 +192,7 @@ class Labeller:
                 f"the teacher's logits of batch {item.batch_id} are not finite under {self.precision.name}",
                 "rerun with --amp bf16 or --amp none (finished batches are kept with --resume)",
             )
-        values, indices = encode(logits, q, seed=[r.seed, item.batch_id])
+        values, indices = encode(logits, q, seed=[r.seed, item.batch_id], basis=self.basis)
         epoch, batch = divmod(item.batch_id, r.batches_per_epoch)
         return logits, BatchRecord(epoch, batch, item.aug_crc, item.mix_lambda, item.mix_box, values, indices)
 
@@ -239,7 +241,7 @@ def label_part(
 ) -> CalibrationStats:
     """Label ``kept`` batches into ``path`` (resuming its partial file); returns the calibration sums of them."""
     stats = CalibrationStats.for_header(header)
-    writer = LpqlWriter(path, header, resume=resume)
+    writer = LpqlWriter(path, header, basis=labeller.basis, resume=resume)
     calib = _calib_path(writer.partial)
     included: list[int] = []
     saved = _load_calib(calib) if resume else None
@@ -280,8 +282,7 @@ def _budgeted(header: Header, render_ids: Render, labeller: Labeller, cfg: Relab
     if cfg.scheme != "none" or cfg.top_k is not None:
         raise LpqError("bad-option", "--budget chooses the scheme and k: drop --scheme and --top-k, or --budget")
     kept = header.prune.kept
-    n = min(len(kept), math.ceil(BUDGET_VIEWS / header.relabel.batch_size))
-    ids = sorted(np.random.default_rng([header.relabel.seed, 1]).choice(kept, size=n, replace=False).tolist())
+    ids = sample_batches(header)
     probe = cfg.output.with_name(cfg.output.name + ".budget-probe")
     stats = CalibrationStats.for_header(header)
     writer = LpqlWriter(probe, header.model_copy(update={"prune": header.prune.model_copy(update={"kept": ids})}))
@@ -305,6 +306,20 @@ def _budgeted(header: Header, render_ids: Render, labeller: Labeller, cfg: Relab
     values = "i4" if cfg.values == "i4" else "i8"
     logits = np.concatenate(rows)
     return choose_plan(logits, cfg.budget or 0.0, header.prune.ratio, temps, spent, views, len(kept), values)
+
+
+def _basis(
+    header: Header, render_ids: Render, teacher: Teacher, precision: Precision, world: int, held: Basis | None
+) -> Basis:
+    """Scheme basis's basis: ``held`` (what this rank's partial file holds: a resumed run keeps it), else fitted
+    (lpq.method.topk.fit_basis) on the full logits of lpq.method.fidelity.sample_batches; rank 0's under torchrun,
+    sent to the others."""
+    if held is None:
+        c = header.num_classes
+        full = Labeller(header.model_copy(update={"quant": Quant.of("none", c, "f32", c)}), teacher, precision)
+        logits = np.concatenate([full(item)[0] for item in render_ids(sample_batches(header))])
+        held = fit_basis(logits, header.quant.rank or 0)
+    return Basis(*(broadcast(a, world, precision.device) for a in (held.mean, held.weights)))
 
 
 def _check_places(cfg: RelabelConfig) -> None:
@@ -355,7 +370,12 @@ def relabel(cfg: RelabelConfig, show: bool | Show = False, teacher: Teacher | No
         if choice.pruning != header.prune.ratio:  # as if --ratio had said it
             header = build_header(cfg.model_copy(update={"ratio": choice.pruning}), teacher, images, precision.name)
         header = header.model_copy(update={"quant": quant})
-    labeller = Labeller(header, teacher, precision)
+    basis = None
+    if header.quant.scheme == "basis":
+        part = out if world == 1 else out.with_name(f"{out.name}.rank{rank}")
+        held = partial_basis(partial_path(part), header) if cfg.resume else None
+        basis = _basis(header, render_ids, teacher, precision, world, held)
+    labeller = Labeller(header, teacher, precision, basis)
     kept = header.prune.kept
     log = out.with_name(out.name + ".log.txt")  # beside the label file; rank 0's lines under torchrun
     t0 = time.perf_counter()
@@ -378,12 +398,12 @@ def relabel(cfg: RelabelConfig, show: bool | Show = False, teacher: Teacher | No
         parts = [partial_path(out.with_name(f"{out.name}.rank{r}")) for r in range(world)]
         stats = CalibrationStats.for_header(header)
         if rank == 0:
-            _merge(header, parts, out, stats)
+            _merge(header, parts, out, stats, basis)
         barrier(world)
     seconds = time.perf_counter() - t0
     if rank == 0:
         if world == 1:
-            _finish_single(header, out, stats)
+            _finish_single(header, out, stats, basis)
         for p in parts:
             _calib_path(p).unlink(missing_ok=True)
     barrier(world)
@@ -403,12 +423,12 @@ def relabel(cfg: RelabelConfig, show: bool | Show = False, teacher: Teacher | No
     )
 
 
-def _finish_single(header: Header, out: Path, stats: CalibrationStats) -> None:
-    writer = LpqlWriter(out, header, resume=True)
+def _finish_single(header: Header, out: Path, stats: CalibrationStats, basis: Basis | None) -> None:
+    writer = LpqlWriter(out, header, basis=basis, resume=True)
     writer.finish(stats.calibration())
 
 
-def _merge(header: Header, parts: list[Path], out: Path, stats: CalibrationStats) -> None:
+def _merge(header: Header, parts: list[Path], out: Path, stats: CalibrationStats, basis: Basis | None) -> None:
     """Rank 0: copy every part's batch payloads, in batch order, into the final file; sum calibration."""
     payloads: dict[int, bytes] = {}
     for p in parts:
@@ -419,7 +439,7 @@ def _merge(header: Header, parts: list[Path], out: Path, stats: CalibrationStats
         part_stats = CalibrationStats.for_header(header)
         part_stats.load_dict(saved)
         stats.merge(part_stats)
-    writer = LpqlWriter(out, header)
+    writer = LpqlWriter(out, header, basis=basis)
     for bid in header.prune.kept:
         writer.add_encoded(bid, payloads[bid])
     writer.finish(stats.calibration())

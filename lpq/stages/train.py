@@ -59,7 +59,7 @@ from lpq.data import (
 from lpq.data import batches as image_batches
 from lpq.errors import LpqError
 from lpq.files import atomic, write_model, write_text
-from lpq.format import Header, LpqlReader, StudentTemp, TempSchedule
+from lpq.format import Basis, Header, LpqlReader, StudentTemp, TempSchedule
 from lpq.method.batches import BatchDraw, ReplayedBatch, StoredBatches, shard_rows
 from lpq.method.loss import StudentTemperature
 from lpq.method.replay import check_images, view_input
@@ -174,12 +174,18 @@ class EpochStats:
 
 
 def make_targets(
-    batch: ReplayedBatch, header: Header, targets: str, temperature: float, image_classes: torch.Tensor
+    batch: ReplayedBatch,
+    header: Header,
+    targets: str,
+    temperature: float,
+    image_classes: torch.Tensor,
+    basis: Basis | None = None,
 ) -> torch.Tensor:
-    """(B, C) target distributions: the stored labels at ``temperature``, or the mixed one-hot classes."""
+    """(B, C) target distributions: the stored labels at ``temperature`` (``basis``: the file's, for scheme
+    basis), or the mixed one-hot classes."""
     if targets == "hard":
         return hard_targets(image_classes[batch.image_indices], batch.partner, batch.mix_lambda, header.num_classes)
-    return stored_targets(batch.values, batch.indices, header, temperature)
+    return stored_targets(batch.values, batch.indices, header, temperature, basis)
 
 
 def train_epoch(
@@ -194,6 +200,7 @@ def train_epoch(
     advance: Callable[[str], None],
     rank: int = 0,
     world: int = 1,
+    basis: Basis | None = None,
 ) -> EpochStats:
     """One epoch of KD steps at teacher temperature ``temp``, the loss at ``temps``' T_s, which keeps what its
     refit needs. Under torchrun each rank
@@ -205,7 +212,7 @@ def train_epoch(
     precision, scaler = student.precision, student.scaler
     for _ in range(steps):
         batch = next(batches)
-        target = make_targets(batch, header, plan.targets, temp, image_classes)
+        target = make_targets(batch, header, plan.targets, temp, image_classes, basis)
         rows, weight = shard_rows(len(target), rank, world)
         target = target[rows].to(precision.device, non_blocking=True)
         with precision.autocast():
@@ -231,11 +238,12 @@ def student_temperature(plan: StudentPlan, first: float) -> StudentTemperature:
     return StudentTemperature(first, plan.temp == "follow", plan.fit, torch.linspace(lo, hi, points))
 
 
-def _read_labels(path: Path) -> tuple[Header, TempSchedule | None, StudentTemp]:
-    """The header, and the label file's recommended teacher schedule and student-temperature grid."""
+def _read_labels(path: Path) -> tuple[Header, Basis | None, TempSchedule | None, StudentTemp]:
+    """The header and basis (scheme basis), and the label file's recommended teacher schedule and
+    student-temperature grid."""
     with LpqlReader(path) as r:
         c = r.calibration
-        return r.header, c.teacher_schedule if c else None, c.student if c else StudentTemp()
+        return r.header, r.basis, c.teacher_schedule if c else None, c.student if c else StudentTemp()
 
 
 def default_eval_data(images: str) -> str:
@@ -462,7 +470,7 @@ def placed(cfg: TrainConfig) -> TrainConfig:
 def _train(cfg: TrainConfig, show: bool | Show) -> TrainResult:
     rank, world = init_distributed()
     given = placed(cfg)
-    header, calibration, student_temp = _read_labels(given.labels)
+    header, basis, calibration, student_temp = _read_labels(given.labels)
     plan = given.plan(calibration, student_temp)
     precision = Precision.choose(plan.amp, pick_device(plan.device, rank))
     book = Book.open(given, plan, rank, world, precision)
@@ -490,7 +498,9 @@ def _train(cfg: TrainConfig, show: bool | Show) -> TrainResult:
             def advance(info: str, epoch: int = epoch) -> None:
                 bar.update(task, advance=1, info=f"epoch {epoch + 1} {info}")
 
-            stats = train_epoch(student, batches, steps, header, plan, temp, temps, images.labels, advance, rank, world)
+            stats = train_epoch(
+                student, batches, steps, header, plan, temp, temps, images.labels, advance, rank, world, basis
+            )
             t0 = time.perf_counter()
             temps.refit(student.model, precision.forward(student.model), _share(world))
             seconds = stats.seconds + time.perf_counter() - t0
