@@ -5,7 +5,8 @@ stored view together), how far the code's target is from the full float32 target
 code) (infinite where a code puts no mass on a class the teacher gives some, as MR-k does outside its top k),
 the total-variation distance (the share of probability mass in the wrong place, 0 to 1), and the share of
 views whose top-1 class agrees, at every temperature a 100-epoch DKR run visits (20 down to 2, step schedule),
-on real teacher logits read from a full float32 label file.
+on real teacher logits read from a float32 label file of full logits (pruned or not: a pruned file's views are
+drawn from the same run, whole epochs at a time).
 
 Budgets are met the way LPQLD meets them: pruning x10 (the authors' setting at x40), the rest per stored view:
 x40 leaves each view 1/4 of a full 8-bit label, x100 1/10, x200 1/20, x500 1/50. A code gets the largest k whose
@@ -17,12 +18,14 @@ invisible here: students measure it.
 
 Codes: mr (MR-k, LPQLD), ms (FKD's marginal smoothing: the top-k probabilities at T = 1, the rest spread
 evenly), tail (top-k logits and points of the sorted rest, spec 1.5), sampled (k classes drawn at a proposal
-temperature T_p, importance-weighted, spec 1.5). Each is encoded and decoded through the real codecs, so 8-bit
-rounding counts.
+temperature T_p, importance-weighted, spec 1.5), basis (top-k logits and r coefficients on the file's basis of
+the logits, spec 1.6: ranks 0, 2, 4, 8 and 16, the basis's own bytes shared by the stored views; fitted on other
+views than those measured, as a file's basis is fitted on a sample and used on every view). Each is encoded and
+decoded through the real codecs, so 8-bit rounding counts.
 Every distance is per view: sampled's error is variance, which averages out over the many views of an image a
 student sees and which a per-view distance counts in full (only students can credit it).
 
-    python benchmarks/fidelity.py --labels benchmarks/out/accuracy/tiny-lite0/labels-real-ipc10-full-f32.lpql
+    python benchmarks/fidelity.py --labels benchmarks/out/accuracy/tiny-lite0/labels-real-ipc10-x10-cover-f32.lpql
 """
 
 from __future__ import annotations
@@ -33,20 +36,26 @@ from pathlib import Path
 import numpy as np
 from common import RESULTS, load, section, table, write_result
 
-from lpq.format import LpqlReader, TempSchedule
-from lpq.method.fidelity import CODES, fits, measure, sample_views, view_bytes
+from lpq.format import Basis, LpqlReader, TempSchedule
+from lpq.method.fidelity import CODES, RANKS, fits, measure, view_bytes
 from lpq.method.temperature import schedule_temperatures
+from lpq.method.topk import fit_basis
 
 BUDGETS = (40, 100, 200, 500)
 PRUNE = 10  # the authors' pruning at x40; the rest of every budget is per view
 
 
-def views(path: Path, count: int) -> np.ndarray:
-    """``count`` stored views' full logits, from batches drawn at random."""
+def views(path: Path, count: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Full logits of ``count`` stored views from batches drawn at random, of up to ``count`` views from other
+    batches (what a basis is fitted on), and the views the file holds."""
     with LpqlReader(path) as r:
         if r.header.quant.scheme != "none":
             raise SystemExit(f"{path} holds {r.header.quant.name} labels: fidelity needs the full logits")
-        return sample_views(r, count)
+        order = np.random.default_rng(0).permutation(r.batch_ids)
+        half = len(order) // 2
+        parts = [np.concatenate([r.read(int(b)).values for b in ids]) for ids in (order[:half], order[half:])]
+        total = sum(r.samples(int(b)) for b in r.batch_ids) * r.header.prune.ratio
+        return parts[0][:count].astype(np.float32), parts[1][:count].astype(np.float32), int(total)
 
 
 def main() -> None:
@@ -55,16 +64,22 @@ def main() -> None:
     ap.add_argument("--views", type=int, default=4096)
     ap.add_argument("--name", default=None, help="result name (default: fidelity-<labels' folder>)")
     args = ap.parse_args()
-    logits = views(args.labels, args.views)
+    logits, held_out, total = views(args.labels, args.views)
     c = logits.shape[1]
+    widest = fit_basis(held_out, max(RANKS))
     temps = [t for t in schedule_temperatures(TempSchedule(kind="step"), 100) if t >= 2.0]
+
+    def basis(rank: int | None) -> Basis | None:  # each rank's basis: the first rows of the widest
+        return None if rank is None else Basis(widest.mean, widest.weights[:rank])
+
     rows = []
     for budget in BUDGETS:
         for code in CODES:
             tried = [
                 {"code": q.name + (f" T_p={q.sample_temperature:g}" if q.sample_temperature else ""),
-                 "view_bytes": view_bytes(q, c), **measure(logits, q, temps)}
-                for q in fits(code, budget, c, PRUNE)
+                 "view_bytes": view_bytes(q, c),
+                 **measure(logits, q, temps, basis(q.rank))}
+                for q in fits(code, budget, c, PRUNE, stored=total / PRUNE)
             ]  # fmt: skip
             if not tried:
                 continue

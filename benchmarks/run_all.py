@@ -46,7 +46,7 @@ STEPS = [
     [
         "benchmarks/fidelity.py",
         "--labels",
-        "benchmarks/out/accuracy/tiny-lite0/labels-real-ipc10-full-f32.lpql",
+        "benchmarks/out/accuracy/tiny-lite0/labels-real-ipc10-x10-cover-f32.lpql",
     ],
     ["benchmarks/storage.py", "--json", "benchmarks/results/storage.json"],
     [
