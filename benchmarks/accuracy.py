@@ -55,7 +55,7 @@ from common import (
 )
 
 from lpq.artifacts.teacher import load_teacher
-from lpq.method.fidelity import fits
+from lpq.method.fidelity import Room, fits
 
 LPQ = [sys.executable, "-m", "lpq"]
 RECIPES = {
@@ -598,11 +598,11 @@ def frontier_cells(classes: int, views: int) -> list[Cell]:
     reference. ``views``: all the run's views, which a basis's bytes are shared by once pruned."""
 
     def k(code: str, budget: int, prune: float) -> int | None:
-        options = [q for q in fits(code, budget, classes, prune) if q.tail in (None, 2)]
+        options = [q for q in fits(code, classes, Room(budget, prune)) if q.tail in (None, 2)]
         return options[0].k if options else None  # None: no k of this code fits (few classes)
 
     def basis(budget: int, prune: float) -> tuple[int, int] | None:
-        options = fits("basis", budget, classes, prune, stored=views / prune)
+        options = fits("basis", classes, Room(budget, prune, stored=views / prune))
         return (options[-1].k, options[-1].rank or 0) if options else None  # ranks ascend
 
     cells = [Cell("full labels", "full", "LPQLD", images="real")]

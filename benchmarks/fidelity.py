@@ -37,7 +37,7 @@ import numpy as np
 from common import RESULTS, load, section, table, write_result
 
 from lpq.format import Basis, LpqlReader, TempSchedule
-from lpq.method.fidelity import CODES, RANKS, fits, measure, view_bytes
+from lpq.method.fidelity import CODES, RANKS, Room, fits, measure, view_bytes
 from lpq.method.temperature import schedule_temperatures
 from lpq.method.topk import fit_basis
 
@@ -79,7 +79,7 @@ def main() -> None:
                 {"code": q.name + (f" T_p={q.sample_temperature:g}" if q.sample_temperature else ""),
                  "view_bytes": view_bytes(q, c),
                  **measure(logits, q, temps, basis(q.rank))}
-                for q in fits(code, budget, c, PRUNE, stored=total / PRUNE)
+                for q in fits(code, c, Room(budget, PRUNE, stored=total / PRUNE))
             ]  # fmt: skip
             if not tried:
                 continue

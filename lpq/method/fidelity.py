@@ -51,10 +51,21 @@ def view_bytes(quant: Quant, num_classes: int) -> int:
     return size + (index_codec(quant.indices, num_classes).size(1, quant.k) if quant.indices else 0)
 
 
-def allowed_bytes(c: int, budget: float, prune: float, reserve: float = 0.0) -> float:
-    """Bytes a stored view's labels may take at ``budget`` with pruning ``prune``: a full 8-bit view times
-    prune / budget, less ``reserve`` (the view's share of the file's own overhead)."""
-    return view_bytes(Quant.of("none", c, "i8", c), c) * prune / budget - reserve
+@dataclass(frozen=True)
+class Room:
+    """What a budget leaves each stored view: ``budget`` (xN of full 8-bit labels) met with pruning ``prune``, in
+    ``values``, less ``reserve`` bytes a view (its share of the file's own overhead); ``stored``: the views the
+    file keeps, which share a basis's bytes (unknown: no basis code is tried)."""
+
+    budget: float
+    prune: float
+    values: ValueKind = "i8"
+    reserve: float = 0.0
+    stored: float | None = None
+
+    def allowed(self, c: int) -> float:
+        """Bytes a stored view's labels may take: a full 8-bit view times prune / budget, less the reserve."""
+        return view_bytes(Quant.of("none", c, "i8", c), c) * self.prune / self.budget - self.reserve
 
 
 def basis_bytes(c: int, rank: int) -> int:
@@ -62,24 +73,16 @@ def basis_bytes(c: int, rank: int) -> int:
     return 4 * c * (rank + 1)
 
 
-def fits(
-    code: str,
-    budget: float,
-    c: int,
-    prune: float,
-    values: ValueKind = "i8",
-    reserve: float = 0.0,
-    stored: float | None = None,
-) -> list[Quant]:
-    """The quantizations of ``code`` worth trying at a budget met with pruning ``prune``: the largest k that
-    fits (tail: for each number of tail points; sampled: at each proposal temperature; basis: at each rank, its
-    basis shared by the ``stored`` views, none where that count is not given)."""
-    allowed = allowed_bytes(c, budget, prune, reserve)
+def fits(code: str, c: int, room: Room) -> list[Quant]:
+    """The quantizations of ``code`` worth trying in ``room``: the largest k that fits (tail: for each number of
+    tail points; sampled: at each proposal temperature; basis: at each rank, its basis shared by the stored
+    views)."""
+    allowed, values = room.allowed(c), room.values
     if code == "basis":
         out = []
-        for rank in RANKS if stored else ():
-            room = allowed - basis_bytes(c, rank) / stored  # type: ignore[operator]
-            ks = [k for k in range(1, c) if view_bytes(Quant.of("basis", k, values, c, rank=rank), c) <= room]
+        for rank in RANKS if room.stored else ():
+            left = allowed - basis_bytes(c, rank) / room.stored  # type: ignore[operator]
+            ks = [k for k in range(1, c) if view_bytes(Quant.of("basis", k, values, c, rank=rank), c) <= left]
             if ks:
                 out.append(Quant.of("basis", max(ks), values, c, rank=rank))
         return out
@@ -157,15 +160,7 @@ class Candidate:
         return float(np.mean([v for v in self.distances["tv"] if v is not None]))
 
 
-def candidates(
-    logits: np.ndarray,
-    budget: float,
-    prune: float,
-    temps: list[float],
-    values: ValueKind = "i8",
-    reserve: float = 0.0,
-    stored: float | None = None,
-) -> list[Candidate]:
+def candidates(logits: np.ndarray, room: Room, temps: list[float]) -> list[Candidate]:
     """Every code's best fit at the budget (least mean total variation over ``temps``), best first; empty where
     no code fits. Bases are fitted to ``logits`` once, at the largest rank: each smaller one is its first rows."""
     c = logits.shape[1]
@@ -176,7 +171,7 @@ def candidates(
             Candidate(q, view_bytes(q, c), measure(logits, q, temps, Basis(widest.mean, widest.weights[: q.rank])))
             if q.scheme == "basis"
             else Candidate(q, view_bytes(q, c), measure(logits, q, temps))
-            for q in fits(code, budget, c, prune, values, reserve, stored)
+            for q in fits(code, c, room)
         ]
         if tried:
             best.append(min(tried, key=lambda t: t.mean_tv))
@@ -241,28 +236,21 @@ def visited(schedule: TempSchedule, epochs: int) -> list[float]:
     return [t for t in schedule_temperatures(schedule, epochs) if t >= schedule.floor]
 
 
-def choose_code(
-    logits: np.ndarray,
-    budget: float,
-    prune: float,
-    temps: list[float],
-    values: ValueKind = "i8",
-    reserve: float = 0.0,
-    stored: float | None = None,
-) -> tuple[BudgetChoice, Quant]:
-    """The code and k whose targets stay closest to the full ones (least mean total variation over ``temps``) at
-    ``budget`` with pruning ``prune``, full values included where they fit, each view's labels ``reserve`` bytes
-    short of its share of the budget; a one-line error naming the pruning the budget needs when nothing fits."""
+def choose_code(logits: np.ndarray, room: Room, temps: list[float]) -> tuple[BudgetChoice, Quant]:
+    """The code and k whose targets stay closest to the full ones (least mean total variation over ``temps``) in
+    ``room``, full values included where they fit; a one-line error naming the pruning the budget needs when
+    nothing fits."""
     c = logits.shape[1]
+    budget, prune, values = room.budget, room.prune, room.values
     full_i8 = view_bytes(Quant.of("none", c, "i8", c), c)
-    allowed = allowed_bytes(c, budget, prune, reserve)
-    found = candidates(logits, budget, prune, temps, values, reserve, stored)
+    allowed = room.allowed(c)
+    found = candidates(logits, room, temps)
     full = Quant.of("none", c, values, c)
     if view_bytes(full, c) <= allowed:  # the budget holds every class: only the values' rounding is lost
         found.append(Candidate(full, view_bytes(full, c), measure(logits, full, temps)))
     if not found:
         smallest = view_bytes(Quant.of("mr", 1, values, c), c)
-        need = math.ceil(budget * (smallest + reserve) / full_i8)
+        need = math.ceil(budget * (smallest + room.reserve) / full_i8)
         raise LpqError(
             "budget-too-small",
             f"x{budget:g} leaves {allowed:.1f} bytes per stored view at pruning x{prune:g}; the smallest code takes "
@@ -272,7 +260,7 @@ def choose_code(
     found.sort(key=lambda f: f.mean_tv)
     fits_ = [_fit(f) for f in found]
     choice = BudgetChoice(
-        budget=budget, pruning=prune, reserved_view_bytes=reserve, allowed_view_bytes=allowed, temperatures=temps,
+        budget=budget, pruning=prune, reserved_view_bytes=room.reserve, allowed_view_bytes=allowed, temperatures=temps,
         views=len(logits), chosen=fits_[0], tried=fits_,
     )  # fmt: skip
     return choice, found[0].quant
@@ -306,7 +294,7 @@ def choose_plan(
         stored = views * floor / p
         reserve = overhead.per_view + FIXED_MARGIN * overhead.fixed / stored
         try:
-            choice, quant = choose_code(logits, budget, p, temps, values, reserve, stored)
+            choice, quant = choose_code(logits, Room(budget, p, values, reserve, stored), temps)
         except LpqError as e:
             if e.ref != "budget-too-small":
                 raise
