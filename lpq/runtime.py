@@ -68,6 +68,16 @@ def broadcast(array: np.ndarray, world: int, device: torch.device) -> np.ndarray
     return t.cpu().numpy()
 
 
+def broadcast_text(text: str, world: int, device: torch.device) -> str:
+    """Rank 0's ``text`` on every rank (the others pass anything): a choice one rank made, sent as bytes, its
+    length first (never pickled)."""
+    if world == 1:
+        return text
+    data = np.frombuffer(text.encode(), np.uint8)
+    n = int(broadcast(np.array([len(data)], np.int64), world, device)[0])
+    return bytes(broadcast(data if len(data) == n else np.zeros(n, np.uint8), world, device)).decode()
+
+
 def barrier(world: int) -> None:
     if world > 1:
         import torch.distributed as dist

@@ -332,6 +332,26 @@ def test_torchrun_two_processes_equal_one(digits_teacher: Path, tmp_path: Path) 
     ]
 
 
+@pytest.mark.slow  # about 60 s of CPU (eight processes): run by benchmarks/slow_tests.py
+@pytest.mark.parametrize("code", [["--budget", "x20"], ["--scheme", "basis", "--top-k", "3", "--rank", "2"]])
+def test_a_budget_and_a_basis_under_torchrun_are_one_processs(
+    digits_teacher: Path, tmp_path: Path, code: list[str]
+) -> None:
+    """relabel --budget under torchrun: rank 0 chooses (the others take its choice); scheme basis: rank 0's basis,
+    sent to the others. Either way the file's labels equal one process's."""
+    common = ["relabel", "digits", "--teacher", str(digits_teacher), "--epochs", "10", *code, "-q", "--device", "cpu"]
+    single = tmp_path / "single.lpql"
+    subprocess.run([sys.executable, "-m", "lpq", *common, "-o", str(single)], check=True, env=cli_env())
+    multi = tmp_path / "multi.lpql"
+    run = subprocess.run(torchrun(*common, "-o", str(multi)), env=cli_env(), capture_output=True, text=True)
+    assert run.returncode == 0, stderr_of(run)
+    with LpqlReader(single) as a, LpqlReader(multi) as b:
+        assert a.header.quant == b.header.quant and a.header.prune == b.header.prune
+        assert (a.basis is None) == (b.basis is None) == (code[0] == "--budget")
+        assert a.basis is None or a.basis.payload() == b.basis.payload()
+    assert_same_labels(single, multi)
+
+
 def direct_mass(path: Path, k: int, temperature: float) -> float:
     """Mean softmax mass inside the top k, computed from a full-label file's logits independently."""
     masses = []

@@ -63,7 +63,7 @@ from lpq.method.replay import plan_batch, render
 from lpq.method.temperature import CalibrationStats
 from lpq.method.topk import check_top_k, chosen_k, encode, fit_basis
 from lpq.progress import Show, progress
-from lpq.runtime import Precision, barrier, broadcast, init_distributed, pick_device
+from lpq.runtime import Precision, barrier, broadcast, broadcast_text, init_distributed, pick_device
 
 CALIB_SAVE_SECONDS = 10.0  # how often the resumable calibration sums are saved beside the partial file
 
@@ -365,8 +365,12 @@ def relabel(cfg: RelabelConfig, show: bool | Show = False, teacher: Teacher | No
     header = build_header(cfg, teacher, images, precision.name)
     render_ids = renderer(header, images, default_workers() if cfg.workers is None else cfg.workers, precision.device)
     choice = None
-    if cfg.budget is not None:
-        choice, quant = _budgeted(header, render_ids, Labeller(header, teacher, precision), cfg)
+    if cfg.budget is not None:  # rank 0 chooses (its probe file is one), and every rank takes its choice
+        mine = _budgeted(header, render_ids, Labeller(header, teacher, precision), cfg) if rank == 0 else None
+        text = json.dumps([mine[0].model_dump(), mine[1].model_dump()]) if mine else ""
+        sent = broadcast_text(text, world, precision.device)
+        picked = json.loads(sent)
+        choice, quant = BudgetChoice.model_validate(picked[0]), Quant.model_validate(picked[1])
         if choice.pruning != header.prune.ratio:  # as if --ratio had said it
             header = build_header(cfg.model_copy(update={"ratio": choice.pruning}), teacher, images, precision.name)
         header = header.model_copy(update={"quant": quant})
