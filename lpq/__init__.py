@@ -13,8 +13,10 @@ over the same code. They load on first use, so ``import lpq`` (and ``lpq --help`
   ``quantize_file`` / ``QuantizeConfig``, ``coverage`` (views per image).
 - The method: ``DistilledDataset`` (and ``BatchDraw``, the sampler choosing an epoch's stored batches),
   ``dense_targets``, ``TempSchedule`` and ``teacher_temperature`` (Dynamic Knowledge Reuse), ``kd_loss``,
-  ``StudentTemperature`` and ``fit_student_temperature`` (Calibrated Alignment), ``quantize_logits`` (MR-k / MS-k),
-  ``choose_batches`` (label pruning), ``BNMatcher`` (synthesis by BN statistics).
+  ``StudentTemperature`` and ``fit_student_temperature`` (Calibrated Alignment), ``quantize_logits`` (the label
+  codes: MR, MS, tail, sampled, basis) and ``fit_basis`` (a basis code's basis; ``LpqlReader.basis`` reads a
+  file's, which ``dense_targets`` takes), ``choose_batches`` (label pruning), ``BNMatcher`` (synthesis by BN
+  statistics).
 - Images: ``open_images`` (a distilled folder, or a ``--data`` name), ``InputSpec`` (how images become a model's
   input).
 """
@@ -43,6 +45,7 @@ _HOMES = {
     "fit_student_temperature": "lpq.method.loss",
     "StudentTemperature": "lpq.method.loss",
     "quantize_logits": "lpq.method.topk",
+    "fit_basis": "lpq.method.topk",
     "choose_batches": "lpq.method.pruning",
     "BNMatcher": "lpq.method.bn",
     "prune_file": "lpq.stages.prune",
