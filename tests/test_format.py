@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from lpql_factory import make_header, make_records, write_file
+from lpql_factory import make_basis, make_header, make_records, write_file
 
 from lpq.format import Header, IndexCodec, LpqlError, LpqlReader, LpqlWriter, partial_path
 from lpq.format.layout import crc32
@@ -292,6 +292,35 @@ def test_resume_refuses_other_settings(tmp_path: Path) -> None:
     with pytest.raises(LpqlError) as e:
         LpqlWriter(tmp_path / "x.lpql", make_header(epochs=3), resume=True)
     assert e.value.ref == "resume-mismatch"
+
+
+def test_a_basis_file_resumes_with_its_own_basis_and_refuses_another(tmp_path: Path) -> None:
+    """A partial file of scheme basis keeps its BASE after HEAD: partial_basis reads it back (what a resumed relabel
+    keeps), resuming with it ends as an uninterrupted run does, and another basis is other settings."""
+    from lpq.format import Basis
+    from lpq.format.writer import partial_basis
+
+    h = make_header(scheme="basis", values="i8", k=3, rank=2, classes=12, epochs=3)
+    recs, basis = make_records(h), make_basis(h)
+    whole = write_file(tmp_path / "whole.lpql", h, recs)
+    target = tmp_path / "resumed.lpql"
+    with LpqlWriter(target, h, basis=basis) as w:
+        for rec in recs[:3]:
+            w.add(rec)
+    held = partial_basis(partial_path(target), h)
+    assert held is not None and held.payload() == basis.payload()
+    with pytest.raises(LpqlError) as e:
+        LpqlWriter(target, h, basis=Basis(basis.mean + 1, basis.weights), resume=True)
+    assert e.value.ref == "resume-mismatch"
+    w = LpqlWriter(target, h, basis=held, resume=True)
+    assert w.stored == [0, 1, 2]
+    for rec in recs[3:]:
+        w.add(rec)
+    w.finish()
+    assert target.read_bytes() == whole.read_bytes()
+    with pytest.raises(LpqlError) as e:
+        LpqlWriter(tmp_path / "no-basis.lpql", h)
+    assert e.value.ref == "lpql-bad-basis"
 
 
 def test_finish_refuses_missing_batches_and_out_of_order_writes(tmp_path: Path) -> None:
