@@ -622,20 +622,25 @@ def frontier_cells(classes: int, views: int) -> list[Cell]:
 
 def frontier(d: Dataset, root: Path, data: str, ipc: int, seeds: int, epochs: int, machine: Machine) -> None:
     """Top-1 against label bytes for every code at x100 and x500 (frontier_cells), on the claim's images and
-    its full relabel: resumable, each finished cell kept in the report."""
+    its full relabel: resumable, each finished cell kept in the report. The full-label cell is the claim's
+    (same labels, recipe and run folder): its students are taken from the claim's report where it has them."""
     report = RESULTS / f"accuracy-{d.name}-ipc{ipc}-frontier.json"
     _, teacher_doc = teacher(d, root, data)
     folder, manifest = images(d, root, ipc, "real")
     old = json.loads(report.read_text()) if report.exists() else {}
     done = {r["name"]: r for r in old.get("cells", []) if old.get("epochs") == epochs and len(r["top1"]) == seeds}
     doc = report_doc(d, ipc, seeds, epochs, teacher_doc)
-    ledger = Ledger(report, doc, old if old.get("epochs") == epochs else {})
+    claim = RESULTS / f"accuracy-{d.name}-ipc{ipc}-claim.json"
+    kept = json.loads(claim.read_text()) if claim.exists() else {}
+    old = old if old.get("epochs") == epochs else {}
+    ledger = Ledger(report, doc, {"students": {**kept.get("students", {}), **old.get("students", {})}})
     for cell in frontier_cells(teacher_doc["classes"], teacher_doc["classes"] * ipc * epochs):
         if cell.name in done and done[cell.name].get("teacher_sha256") == manifest["teacher_sha256"]:
             row = done[cell.name]
         else:
             lab = labels(d, root, folder, cell, ipc, epochs=epochs)
-            run = f"frontier-ipc{ipc}-e{epochs}/{cell.run_name()}-{slug(cell.recipe)}"
+            study = "claim" if cell.family == "full" else "frontier"
+            run = f"{study}-ipc{ipc}-e{epochs}/{cell.run_name()}-{slug(cell.recipe)}"
             row = students(d, root, data, folder, lab, cell, seeds, run, epochs, machine, ledger)
             row["teacher_sha256"] = manifest["teacher_sha256"]
         doc["cells"].append(row)
