@@ -36,10 +36,9 @@ from pathlib import Path
 import numpy as np
 from common import RESULTS, load, section, table, write_result
 
-from lpq.format import Basis, LpqlReader, TempSchedule
-from lpq.method.fidelity import CODES, RANKS, Room, fits, measure, view_bytes
+from lpq.format import LpqlReader, TempSchedule
+from lpq.method.fidelity import CODES, Room, fits, measure, view_bytes, widest_basis
 from lpq.method.temperature import schedule_temperatures
-from lpq.method.topk import fit_basis
 
 BUDGETS = (40, 100, 200, 500)
 PRUNE = 10  # the authors' pruning at x40; the rest of every budget is per view
@@ -66,19 +65,15 @@ def main() -> None:
     args = ap.parse_args()
     logits, held_out, total = views(args.labels, args.views)
     c = logits.shape[1]
-    widest = fit_basis(held_out, max(RANKS))
+    widest = widest_basis(held_out)  # each basis code is measured on its first rows
     temps = [t for t in schedule_temperatures(TempSchedule(kind="step"), 100) if t >= 2.0]
-
-    def basis(rank: int | None) -> Basis | None:  # each rank's basis: the first rows of the widest
-        return None if rank is None else Basis(widest.mean, widest.weights[:rank])
-
     rows = []
     for budget in BUDGETS:
         for code in CODES:
             tried = [
                 {"code": q.name + (f" T_p={q.sample_temperature:g}" if q.sample_temperature else ""),
                  "view_bytes": view_bytes(q, c),
-                 **measure(logits, q, temps, basis(q.rank))}
+                 **measure(logits, q, temps, None if q.rank is None else widest.first(q.rank))}
                 for q in fits(code, c, Room(budget, PRUNE, stored=total / PRUNE))
             ]  # fmt: skip
             if not tried:

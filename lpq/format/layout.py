@@ -77,7 +77,7 @@ def check_limits(header: Header) -> None:
     ):
         if value > limit:
             raise LpqlError("lpql-over-limit", f"{what} {value:,} exceeds the format's limit of {limit:,}")
-    basis = 4 * header.num_classes * ((header.quant.rank or 0) + 1)
+    basis = Basis.size(header.num_classes, header.quant.rank or 0)
     if header.quant.rank is not None and basis > MAX_BASIS_BYTES:
         raise LpqlError(
             "lpql-over-limit", f"a basis of {basis:,} bytes exceeds the format's limit of {MAX_BASIS_BYTES:,}"
@@ -103,6 +103,15 @@ class Basis:
     def rank(self) -> int:
         return int(self.weights.shape[0])
 
+    @staticmethod
+    def size(num_classes: int, rank: int) -> int:
+        """Bytes of a BASE payload: float32 mean[C] and weights[r][C]."""
+        return 4 * num_classes * (rank + 1)
+
+    def first(self, rank: int) -> Basis:
+        """The basis of the first ``rank`` directions (principal directions nest: a smaller fit is a prefix)."""
+        return Basis(self.mean, self.weights[:rank])
+
     def payload(self) -> bytes:
         """The BASE payload: float32 mean[C], then float32 weights[r][C], row-major."""
         return np.concatenate([self.mean.ravel(), self.weights.ravel()]).astype("<f4").tobytes()
@@ -110,10 +119,10 @@ class Basis:
     @classmethod
     def of_payload(cls, payload: Buffer, num_classes: int, rank: int) -> Basis:
         """The basis a BASE payload holds for a header's C and rank (`lpql-bad-basis` where it cannot)."""
-        if len(payload) != 4 * num_classes * (rank + 1):
+        if len(payload) != cls.size(num_classes, rank):
             raise LpqlError(
                 "lpql-bad-basis", f"a BASE of {len(payload)} bytes; C = {num_classes} and rank {rank} make it "
-                f"{4 * num_classes * (rank + 1)}",
+                f"{cls.size(num_classes, rank)}",
             )  # fmt: skip
         floats = np.frombuffer(payload, "<f4").astype(np.float32)
         try:

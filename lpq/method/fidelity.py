@@ -68,11 +68,6 @@ class Room:
         return view_bytes(Quant.of("none", c, "i8", c), c) * self.prune / self.budget - self.reserve
 
 
-def basis_bytes(c: int, rank: int) -> int:
-    """Bytes of a file's basis (its BASE payload): float32 mean and weights."""
-    return 4 * c * (rank + 1)
-
-
 def fits(code: str, c: int, room: Room) -> list[Quant]:
     """The quantizations of ``code`` worth trying in ``room``: the largest k that fits (tail: for each number of
     tail points; sampled: at each proposal temperature; basis: at each rank, its basis shared by the stored
@@ -81,7 +76,7 @@ def fits(code: str, c: int, room: Room) -> list[Quant]:
     if code == "basis":
         out = []
         for rank in RANKS if room.stored else ():
-            left = allowed - basis_bytes(c, rank) / room.stored  # type: ignore[operator]
+            left = allowed - Basis.size(c, rank) / room.stored  # type: ignore[operator]
             ks = [k for k in range(1, c) if view_bytes(Quant.of("basis", k, values, c, rank=rank), c) <= left]
             if ks:
                 out.append(Quant.of("basis", max(ks), values, c, rank=rank))
@@ -160,16 +155,18 @@ class Candidate:
         return float(np.mean([v for v in self.distances["tv"] if v is not None]))
 
 
-def candidates(logits: np.ndarray, room: Room, temps: list[float]) -> list[Candidate]:
+def candidates(logits: np.ndarray, room: Room, temps: list[float], widest: Basis | None = None) -> list[Candidate]:
     """Every code's best fit at the budget (least mean total variation over ``temps``), best first; empty where
-    no code fits. Bases are fitted to ``logits`` once, at the largest rank: each smaller one is its first rows."""
+    no code fits. Basis codes are measured on ``widest`` (fitted to ``logits`` at the largest rank where not
+    given), cut to their rank: principal directions nest."""
     c = logits.shape[1]
-    widest = fit_basis(logits, max(RANKS))
+    if widest is None and room.stored:
+        widest = widest_basis(logits)
     best = []
     for code in CODES:
         tried = [
-            Candidate(q, view_bytes(q, c), measure(logits, q, temps, Basis(widest.mean, widest.weights[: q.rank])))
-            if q.scheme == "basis"
+            Candidate(q, view_bytes(q, c), measure(logits, q, temps, None if widest is None else widest.first(q.rank)))
+            if q.rank is not None
             else Candidate(q, view_bytes(q, c), measure(logits, q, temps))
             for q in fits(code, c, room)
         ]
@@ -236,15 +233,22 @@ def visited(schedule: TempSchedule, epochs: int) -> list[float]:
     return [t for t in schedule_temperatures(schedule, epochs) if t >= schedule.floor]
 
 
-def choose_code(logits: np.ndarray, room: Room, temps: list[float]) -> tuple[BudgetChoice, Quant]:
+def widest_basis(logits: np.ndarray) -> Basis:
+    """The basis every basis code a budget tries is cut from: ``logits`` fitted at the largest of RANKS."""
+    return fit_basis(logits, max(RANKS))
+
+
+def choose_code(
+    logits: np.ndarray, room: Room, temps: list[float], widest: Basis | None = None
+) -> tuple[BudgetChoice, Quant]:
     """The code and k whose targets stay closest to the full ones (least mean total variation over ``temps``) in
-    ``room``, full values included where they fit; a one-line error naming the pruning the budget needs when
-    nothing fits."""
+    ``room``, full values included where they fit (basis codes cut from ``widest``, as `candidates`); a one-line
+    error naming the pruning the budget needs when nothing fits."""
     c = logits.shape[1]
     budget, prune, values = room.budget, room.prune, room.values
     full_i8 = view_bytes(Quant.of("none", c, "i8", c), c)
     allowed = room.allowed(c)
-    found = candidates(logits, room, temps)
+    found = candidates(logits, room, temps, widest)
     full = Quant.of("none", c, values, c)
     if view_bytes(full, c) <= allowed:  # the budget holds every class: only the values' rounding is lost
         found.append(Candidate(full, view_bytes(full, c), measure(logits, full, temps)))
@@ -290,11 +294,12 @@ def choose_plan(
     (lpq.format.summary.overhead)."""
     found: list[tuple[BudgetChoice, Quant]] = []
     tried = []
+    widest = widest_basis(logits)  # one fit for every pruning tried
     for p in prunings(budget, floor, floor * batches):
         stored = views * floor / p
         reserve = overhead.per_view + FIXED_MARGIN * overhead.fixed / stored
         try:
-            choice, quant = choose_code(logits, Room(budget, p, values, reserve, stored), temps)
+            choice, quant = choose_code(logits, Room(budget, p, values, reserve, stored), temps, widest)
         except LpqError as e:
             if e.ref != "budget-too-small":
                 raise
