@@ -18,6 +18,7 @@ then reuses. Results are rewritten after each cell to benchmarks/results/accurac
 committed report already holds for the same teacher and seeds.
 
     OMP_NUM_THREADS=2 nice python benchmarks/accuracy.py --dataset tiny-lite0 --claim  # Lite0 regime, 4.5 h
+    OMP_NUM_THREADS=2 nice python benchmarks/accuracy.py --dataset tiny-lite0 --frontier --jobs 3 --threads 1
     nice python benchmarks/accuracy.py --dataset tiny --claim        # the decisive 2x2, about 6 hours, resumable
     nice python benchmarks/accuracy.py --dataset tiny --ipc 10       # about 4.5 hours on 2 cores, resumable
     nice python benchmarks/accuracy.py --dataset cifar10 --ipc 10    # about 2 CPU-hours, teacher included
@@ -297,10 +298,14 @@ def slug(name: str) -> str:
 
 @dataclass(frozen=True)
 class Machine:
-    """How students run: ``jobs`` at once (1: one after another, as on our 2-core machines), ``workers`` each."""
+    """How students run: ``jobs`` at once (1: one after another), ``workers`` and ``threads`` each. On our 2-core
+    machines three students at once on one thread each finish sooner than one after another on two: a small
+    ConvNet's steps wait on Python between short kernels, time another student fills (lpq demo: two together in
+    x0.64 of their sequential time, benchmarks/threads.py). Labels are made with the driver's threads either way."""
 
     jobs: int = 1
     workers: int | None = None
+    threads: int | None = None
 
 
 class Ledger:
@@ -343,6 +348,7 @@ def students(
     out = root / "runs" / run
     epochs = epochs or d.label_epochs
     workers = [] if machine.workers is None else ["--workers", machine.workers]
+    threads = [] if machine.threads is None else ["--threads", machine.threads]
     size = ["--input-size", d.student_size] if d.student_size else []
 
     labels_sha = hashlib.sha256(lab.read_bytes()).hexdigest()
@@ -354,7 +360,7 @@ def students(
             return kept
         resume = ["--resume"] if (folder_s / "state.pt").exists() or (folder_s / "result.json").exists() else []
         result = lpq(
-            "train", folder, lab, "--eval-data", data, "--epochs", epochs, "--evals", 1, "--seed", seed,
+            *threads, "train", folder, lab, "--eval-data", data, "--epochs", epochs, "--evals", 1, "--seed", seed,
             *RECIPES[cell.recipe], *size, *workers, "-o", folder_s, *resume,
         )  # fmt: skip
         if ledger:
@@ -894,6 +900,7 @@ def main() -> None:
     ap.add_argument("--frontier", action="store_true", help="label codes at x100 and x500 (issue 37), on the claim's")
     ap.add_argument("--jobs", type=int, default=1, help="students trained at once (a machine with a GPU)")
     ap.add_argument("--workers", type=int, default=None, help="lpq train --workers of each student")
+    ap.add_argument("--threads", type=int, default=None, help="lpq --threads of each student (default: the driver's)")
     ap.add_argument("--out", type=Path, default=OUT, help="where teachers, images, labels and runs go")
     ap.add_argument("--data", default=None, help="the dataset's folder (default: extracted from ../shared/data)")
     args = ap.parse_args()
@@ -901,16 +908,17 @@ def main() -> None:
     root = args.out / "accuracy" / d.name
     root.mkdir(parents=True, exist_ok=True)
     data = args.data or FOLDERS[d.folder]()
+    machine = Machine(args.jobs, args.workers, args.threads)
     if args.ablation:
         ablation(d, root, data, args.ipc, args.seeds)
     elif args.eval_cost:
         eval_cost(d, root, data, args.ipc)
     elif args.claim:
-        claim(d, root, data, args.ipc, args.seeds, args.claim_epochs, Machine(args.jobs, args.workers))
+        claim(d, root, data, args.ipc, args.seeds, args.claim_epochs, machine)
     elif args.frontier:
-        frontier(d, root, data, args.ipc, args.seeds, args.claim_epochs, Machine(args.jobs, args.workers))
+        frontier(d, root, data, args.ipc, args.seeds, args.claim_epochs, machine)
     else:
-        grid(d, root, data, args.ipc, args.seeds, args.cells, Machine(args.jobs, args.workers))
+        grid(d, root, data, args.ipc, args.seeds, args.cells, machine)
 
 
 # RESULTS.md: this benchmark's section, rendered from its JSON (benchmarks/run_all.py --render).
