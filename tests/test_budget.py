@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from typer.testing import CliRunner
 from lpq.cli.app import app
 from lpq.format import LpqlReader, Quant
 from lpq.method.fidelity import measure, view_bytes
+from lpq.stages.relabel import Labeller, RenderedBatch
 
 runner = CliRunner()
 
@@ -87,13 +89,26 @@ def test_a_budget_of_x100_writes_at_most_a_hundredth_of_full_8_bit_labels(tmp_pa
         assert r.header.prune.ratio >= 10 and r.header.quant.scheme != "none"
 
 
-def test_relabel_with_a_budget_writes_the_code_it_chose(digits_teacher: Path, tmp_path: Path) -> None:
+def test_relabel_with_a_budget_writes_the_code_it_chose(
+    digits_teacher: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """relabel --budget chooses on a sample of the kept batches' logits, then writes every kept batch in that code:
-    the same records as a relabel that names the pruning and the code itself."""
+    the same records as a relabel that names the pruning and the code itself. The teacher sees a batch at most
+    twice (chosen on, then written): a basis code's fit reuses the logits the choice was made on."""
+    seen: Counter[int] = Counter()
+    call = Labeller.__call__
+
+    def counted(self: Labeller, item: RenderedBatch) -> tuple:
+        seen[item.batch_id] += 1
+        return call(self, item)
+
+    monkeypatch.setattr(Labeller, "__call__", counted)
     base = ["relabel", "digits", "--teacher", str(digits_teacher), "--epochs", "20", "--json", "-q"]
     result = runner.invoke(app, [*base, "--budget", "x20", "-o", str(tmp_path / "b.lpql")])
     assert result.exit_code == 0, result.output
+    monkeypatch.undo()
     choice = json.loads(result.stdout)["choice"]
+    assert choice["chosen"]["code"].startswith("basis") and max(seen.values()) == 2  # a fit that saw a batch again
     full_view = view_bytes(Quant.of("none", 10, "i8", 10), 10)
     allowed = full_view * choice["pruning"] / 20 - choice["reserved_view_bytes"]
     assert choice["allowed_view_bytes"] == pytest.approx(allowed)

@@ -274,11 +274,13 @@ def label_part(
     return stats
 
 
-def _budgeted(header: Header, render_ids: Render, labeller: Labeller, cfg: RelabelConfig) -> tuple[BudgetChoice, Quant]:
+def _budgeted(
+    header: Header, render_ids: Render, labeller: Labeller, cfg: RelabelConfig
+) -> tuple[BudgetChoice, Quant, dict[int, np.ndarray]]:
     """Pruning, code and k of ``cfg.budget`` (lpq.method.fidelity.choose_plan), chosen on the full logits of a seeded
     sample of the batches ``--ratio`` keeps (about BUDGET_VIEWS views) before any is written; the file's own
     overhead is measured by writing that sample with its calibration to a probe beside the output (deleted).
-    8-bit codes unless --values asks for 4."""
+    8-bit codes unless --values asks for 4. Also the sample's logits by batch id, which a basis code's fit reuses."""
     if cfg.scheme != "none" or cfg.top_k is not None:
         raise LpqError("bad-option", "--budget chooses the scheme and k: drop --scheme and --top-k, or --budget")
     kept = header.prune.kept
@@ -286,13 +288,13 @@ def _budgeted(header: Header, render_ids: Render, labeller: Labeller, cfg: Relab
     probe = cfg.output.with_name(cfg.output.name + ".budget-probe")
     stats = CalibrationStats.for_header(header)
     writer = LpqlWriter(probe, header.model_copy(update={"prune": header.prune.model_copy(update={"kept": ids})}))
-    rows = []
+    rows: dict[int, np.ndarray] = {}
     try:
         for item in render_ids(ids):
             logits, rec = labeller(item)
             writer.add(rec)
             stats.add(logits, item.classes.numpy())
-            rows.append(logits)
+            rows[item.batch_id] = logits
         writer.finish(stats.calibration())
         with LpqlReader(probe) as r:
             probed = overhead(r)
@@ -304,20 +306,30 @@ def _budgeted(header: Header, render_ids: Render, labeller: Labeller, cfg: Relab
     views = sum(header.batch_size_of(b) for b in kept)
     temps = visited(TempSchedule(), header.relabel.epochs)  # the schedule relabel records in its calibration
     values = "i4" if cfg.values == "i4" else "i8"
-    logits = np.concatenate(rows)
-    return choose_plan(logits, cfg.budget or 0.0, header.prune.ratio, temps, spent, views, len(kept), values)
+    logits = np.concatenate(list(rows.values()))
+    plan = choose_plan(logits, cfg.budget or 0.0, header.prune.ratio, temps, spent, views, len(kept), values)
+    return (*plan, rows)
 
 
 def _basis(
-    header: Header, render_ids: Render, teacher: Teacher, precision: Precision, world: int, held: Basis | None
+    header: Header,
+    render_ids: Render,
+    teacher: Teacher,
+    precision: Precision,
+    world: int,
+    held: Basis | None,
+    known: dict[int, np.ndarray],
 ) -> Basis:
     """Scheme basis's basis: ``held`` (what this rank's partial file holds: a resumed run keeps it), else fitted
-    (lpq.method.topk.fit_basis) on the full logits of lpq.method.fidelity.sample_batches; rank 0's under torchrun,
-    sent to the others."""
+    (lpq.method.topk.fit_basis) on the full logits of lpq.method.fidelity.sample_batches, of which the batches in
+    ``known`` (--budget's sample) are not labelled again; rank 0's under torchrun, sent to the others."""
     if held is None:
         c = header.num_classes
         full = Labeller(header.model_copy(update={"quant": Quant.of("none", c, "f32", c)}), teacher, precision)
-        logits = np.concatenate([full(item)[0] for item in render_ids(sample_batches(header))])
+        ids = sample_batches(header)
+        todo = [b for b in ids if b not in known]
+        fresh = {item.batch_id: full(item)[0] for item in render_ids(todo)}
+        logits = np.concatenate([known[b] if b in known else fresh[b] for b in ids])
         held = fit_basis(logits, header.quant.rank or 0)
     return Basis(*(broadcast(a, world, precision.device) for a in (held.mean, held.weights)))
 
@@ -364,9 +376,10 @@ def relabel(cfg: RelabelConfig, show: bool | Show = False, teacher: Teacher | No
     precision = Precision.choose(cfg.amp, pick_device(cfg.device, rank), inference=True)
     header = build_header(cfg, teacher, images, precision.name)
     render_ids = renderer(header, images, default_workers() if cfg.workers is None else cfg.workers, precision.device)
-    choice = None
+    choice, sample = None, {}
     if cfg.budget is not None:  # rank 0 chooses (its probe file is one), and every rank takes its choice
         mine = _budgeted(header, render_ids, Labeller(header, teacher, precision), cfg) if rank == 0 else None
+        sample = mine[2] if mine else {}
         text = json.dumps([mine[0].model_dump(), mine[1].model_dump()]) if mine else ""
         sent = broadcast_text(text, world, precision.device)
         picked = json.loads(sent)
@@ -378,7 +391,7 @@ def relabel(cfg: RelabelConfig, show: bool | Show = False, teacher: Teacher | No
     if header.quant.scheme == "basis":
         part = out if world == 1 else out.with_name(f"{out.name}.rank{rank}")
         held = partial_basis(partial_path(part), header) if cfg.resume else None
-        basis = _basis(header, render_ids, teacher, precision, world, held)
+        basis = _basis(header, render_ids, teacher, precision, world, held, sample)
     labeller = Labeller(header, teacher, precision, basis)
     kept = header.prune.kept
     log = out.with_name(out.name + ".log.txt")  # beside the label file; rank 0's lines under torchrun
