@@ -26,6 +26,7 @@ Every distance is per view: sampled's error is variance, which averages out over
 student sees and which a per-view distance counts in full (only students can credit it).
 
     python benchmarks/fidelity.py --labels benchmarks/out/accuracy/tiny-lite0/labels-real-ipc10-x10-cover-f32.lpql
+    python benchmarks/fidelity.py --labels benchmarks/out/accuracy/tiny/labels-real-ipc10-x10-cover-f32.lpql
 """
 
 from __future__ import annotations
@@ -118,7 +119,8 @@ def plot(name: str) -> Path | None:
 # RESULTS.md: this benchmark's section, rendered from its JSON (benchmarks/run_all.py --render).
 
 
-def results_section(name: str, cmd: str) -> list[str]:
+def results_section(name: str, cmd: str, teacher: str) -> list[str]:
+    """RESULTS.md's table for one teacher's logits (``name``: the result fidelity.py wrote), with its sentences."""
     d = load(name)
     if not d:
         return []
@@ -158,7 +160,7 @@ def results_section(name: str, cmd: str) -> list[str]:
             )
         )
     return [
-        *section(f"Label fidelity at equal bytes: {d['classes']} classes, {d['views']:,} real views", cmd),
+        *section(f"Label fidelity at equal bytes, {teacher}: {d['classes']} classes, {d['views']:,} real views", cmd),
         f"Labels: `{d['labels']}`. Pruning x{PRUNE}, the rest of each budget per view (benchmarks/fidelity.py "
         "docstring). TV: total variation of each code's target from the full float32 target (the share of "
         "probability mass in the wrong place); KL(full || code) in nats, inf where the code gives a class no "
