@@ -39,6 +39,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from common import (
     OUT,
@@ -681,27 +682,12 @@ def frontier_plot(name: str) -> Path | None:
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for family, (color, marker) in FRONTIER_STYLE.items():
-        cells = [c for c in doc["cells"] if c["family"] == family]
-        if cells:
-            ax.errorbar(
-                [c["label_bytes"] for c in cells],
-                [c["top1_mean"] for c in cells],
-                yerr=[c["top1_sd"] for c in cells],
-                color=color,
-                marker=marker,
-                linestyle="none",
-                capsize=3,
-                label=family,
-            )
+        if cells := [c for c in doc["cells"] if c["family"] == family]:
+            _points(ax, cells, [c["label_bytes"] for c in cells], color, marker, family)
     top = full["top1_mean"]
     ax.axhline(top, color="black", linestyle="--", label=f"full labels ({size(full['label_bytes'])})")
     ax.axhline(0.97 * top, color="gray", linestyle=":", label="97% of full labels")
-    ax.set_xscale("log")
-    ax.set_xlabel("label bytes (log)")
-    ax.set_ylabel("student top-1, final epoch (%)")
-    ax.set_title(f"{doc['teacher']['architecture']} teacher, IPC {doc['ipc']} ({doc['seeds']} seeds)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    _axes(ax, "label bytes (log)", f"{doc['teacher']['architecture']} teacher, IPC {doc['ipc']} ({doc['seeds']} seeds)")
     fig.tight_layout()
     out = RESULTS / f"{name}.png"
     fig.savefig(out, dpi=110)
@@ -1163,6 +1149,25 @@ def ablation_verdict(rows: list[dict]) -> str:
     return "Against the defaults: " + "; ".join(parts) + ". " + verdict
 
 
+def _points(
+    ax: Any, cells: list[dict], x: list[float], color: str, marker: str, label: str, filled: bool = True
+) -> None:
+    """Cells' top-1 (mean, sd over seeds as error bars) at ``x``."""
+    y, sd = [c["top1_mean"] for c in cells], [c["top1_sd"] for c in cells]
+    mfc = color if filled else "white"
+    ax.errorbar(x, y, yerr=sd, color=color, marker=marker, linestyle="none", capsize=3, mfc=mfc, label=label)
+
+
+def _axes(ax: Any, xlabel: str, title: str) -> None:
+    """An accuracy plot's axes: log label bytes against final-epoch top-1."""
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("student top-1, final epoch (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+
+
 def plot() -> None:
     """Student top-1 (mean and sd over seeds) against label bytes per distilled image, one panel per grid."""
     grids = [(name, load(name)) for name in ("accuracy-tiny-ipc10", "accuracy-cifar10-ipc10", "accuracy-cifar10-ipc50")]
@@ -1186,23 +1191,12 @@ def plot() -> None:
             for recipe, fill in (("LPQLD", True), ("LPLD", False), ("hard", True)):
                 cells = [c for c in d["cells"] if c["family"] == family and c["recipe"] == recipe]
                 if cells:
-                    ax.errorbar(
-                        [c["label_bytes"] / images for c in cells],
-                        [c["top1_mean"] for c in cells],
-                        yerr=[c["top1_sd"] for c in cells],
-                        color=color,
-                        marker=marker,
-                        linestyle="none",
-                        capsize=3,
-                        mfc=color if fill else "white",
-                        label=f"{family}, {recipe} recipe" if family != "baseline" else cells[0]["name"],
-                    )
-        ax.set_xscale("log")
-        ax.set_xlabel("label bytes per distilled image (log)")
-        ax.set_ylabel("student top-1, final epoch (%)")
-        ax.set_title(f"{d['dataset']['name']} IPC {d['ipc']} ({d['seeds']} seeds)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+                    label = f"{family}, {recipe} recipe" if family != "baseline" else cells[0]["name"]
+                    x = [c["label_bytes"] / images for c in cells]
+                    _points(ax, cells, x, color, marker, label, filled=fill)
+        _axes(
+            ax, "label bytes per distilled image (log)", f"{d['dataset']['name']} IPC {d['ipc']} ({d['seeds']} seeds)"
+        )
     fig.tight_layout()
     fig.savefig(RESULTS / "accuracy-vs-bytes.png", dpi=110)
 
