@@ -873,6 +873,13 @@ def claim_verdict(cells: list[dict], room: float | None = None) -> str:
         head += f" The closest LPQLD variant is {cell(best_variant)}: {gap(best_variant)[2]}."
     x40 = max((c for c in cells if c["family"] in ("LPQLD", "LPLD")), key=lambda c: c["top1_mean"])
     head += f" The best x40 cell is {cell(x40)}."
+    if full := [c for c in cells if c["family"] == "full"]:
+        best = max(full, key=lambda c: c["top1_mean"])
+        g, share = lpqld["top1_mean"] - best["top1_mean"], best["label_bytes"] / lpqld["label_bytes"]
+        head += (
+            f" Against the better full-label cell ({cell(best)}, {size(best['label_bytes'])}) LPQLD x40 is "
+            f"{abs(g):.2f} points {'above' if g > 0 else 'below'} it with 1/{share:.0f} of its bytes."
+        )
     ratio = lpqld["label_bytes"] / lpld["label_bytes"]
     head += (
         f" Bytes: LPQLD x40 {size(lpqld['label_bytes'])}, LPLD x40 {size(lpld['label_bytes'])} (x{ratio:.2f}, "
