@@ -55,7 +55,7 @@ def test_budget_chooses_the_closest_code_that_fits_and_says_why(tmp_path: Path) 
     assert choice["allowed_view_bytes"] == pytest.approx(full_view * 4 / 4 - choice["reserved_view_bytes"])
     assert all(f["view_bytes"] <= choice["allowed_view_bytes"] for f in choice["tried"])
     assert {f["code"].split("-")[0] for f in choice["tried"]} == {"mr", "ms", "tail", "sampled", "basis"}
-    assert choice["chosen"]["tv_mean"] == min(f["tv_mean"] for f in choice["tried"])
+    assert choice["chosen"]["tv_mean"] == min(f["tv_mean"] for f in choice["tried"]) and not choice["named"]
     with LpqlReader(out) as r:
         q = r.header.quant
         assert r.header.prune.ratio == 4 and len(r.batch_ids) == 40 / 4  # pruned as lpq prune --ratio 4 would
@@ -87,6 +87,37 @@ def test_a_budget_of_x100_writes_at_most_a_hundredth_of_full_8_bit_labels(tmp_pa
     assert small.stat().st_size <= 40 * 500 * (100 + 2) / 100
     with LpqlReader(small) as r:
         assert r.header.prune.ratio >= 10 and r.header.quant.scheme != "none"
+
+
+def test_a_budget_given_a_code_keeps_the_authors_pruning_and_its_largest_k(tmp_path: Path) -> None:
+    """--budget x100 --scheme mr: the user chose MR-k (it trained better students than the full labels with a
+    strong teacher), so the budget keeps x10 and takes the largest k whose raw bytes per view fit what the file's
+    overhead leaves of 1/100; the file written fits, and is the one lpq prune --ratio 10 then quantize --top-k k
+    write by hand."""
+    header = make_header(classes=100, images=500, batch_size=50, epochs=40, values="f32")
+    full = write_file(tmp_path / "full.lpql", header, make_records(header, seed=1))
+    i8 = tmp_path / "i8.lpql"
+    assert runner.invoke(app, ["quantize", str(full), "--scheme", "none", "-o", str(i8)]).exit_code == 0
+    out = tmp_path / "mr.lpql"
+    result = runner.invoke(app, ["quantize", str(full), "--budget", "x100", "--scheme", "mr", "-o", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    choice = json.loads(result.stdout)["choice"]
+    assert choice["pruning"] == 10 and [p["pruning"] for p in choice["prunings"]] == [10] and choice["named"]
+    assert {f["code"].split("-")[0] for f in choice["tried"]} == {"mr"}
+    with LpqlReader(out) as r:
+        k = r.header.quant.k
+        assert (r.header.quant.scheme, r.header.prune.ratio) == ("mr", 10)
+    assert out.stat().st_size <= i8.stat().st_size / 100
+    pruned = tmp_path / "p.lpql"
+    assert runner.invoke(app, ["prune", str(full), "--ratio", "10", "-o", str(pruned)]).exit_code == 0
+    allowed = choice["allowed_view_bytes"]
+    assert view_bytes(Quant.of("mr", k, "i8", 100), 100) <= allowed < view_bytes(Quant.of("mr", k + 1, "i8", 100), 100)
+    more = tmp_path / "more.lpql"
+    by_hand = ["quantize", str(pruned), "--scheme", "mr", "--top-k", str(k), "-o", str(more)]
+    assert runner.invoke(app, by_hand).exit_code == 0
+    assert more.read_bytes() == out.read_bytes()
+    refused = runner.invoke(app, ["quantize", str(full), "--budget", "x100", "--scheme", "none", "-o", str(more)])
+    assert refused.exit_code == 2 and "--scheme none keeps every class" in refused.stderr
 
 
 def test_relabel_with_a_budget_writes_the_code_it_chose(

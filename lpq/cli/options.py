@@ -85,11 +85,16 @@ def choice_table(choice: BudgetChoice) -> Table:
         f"x{p.pruning:g} " + ("nothing fits" if p.code is None else f"{p.code} TV {p.tv_mean:.3f}")
         for p in choice.prunings
     )
+    why, more = (
+        ("the code asked for, its largest k that fits", "more only where it does not fit")
+        if choice.named
+        else (f"least total variation from the full targets over T={t0:g}..{t1:g}", f"more while TV > {GOOD_TV:g}")
+    )
     t = Table(
         title=f"x{choice.budget:g} at pruning x{choice.pruning:g}: {choice.allowed_view_bytes:.1f} B per stored view "
-        f"({choice.reserved_view_bytes:.1f} B more for the file's own overhead); chose {choice.chosen.code} (least "
-        f"total variation from the full targets over T={t0:g}..{t1:g}, {choice.views} views)",
-        caption=f"prunings tried (the authors' x10 first, more while TV > {GOOD_TV:g}): {tried}" if tried else None,
+        f"({choice.reserved_view_bytes:.1f} B more for the file's own overhead); chose {choice.chosen.code} ({why}; "
+        f"measured on {choice.views} views)",
+        caption=f"prunings tried (the authors' x10 first, {more}): {tried}" if tried else None,
         title_justify="left",
         caption_justify="left",
     )

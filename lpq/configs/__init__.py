@@ -146,7 +146,7 @@ Budget = Annotated[
     Field(
         description="N times fewer bytes than full 8-bit labels of every view, pruning counted: chooses the code and "
         "k whose targets stay closest to the full ones over the labels' DKR temperatures (measured on the labels' "
-        "own logits; 8-bit codes), and says why."
+        "own logits; 8-bit codes), and says why; with --scheme, that code's largest k at the first pruning it fits."
     ),
     Cli(metavar="xN", text=True),
 ]

@@ -29,14 +29,15 @@ class QuantizeConfig(BaseModel):
         ),
     ] = None
     scheme: Annotated[
-        Scheme,
+        Scheme | None,
         Field(
             description="mr (top-k logits, re-normalized in training), ms (top-k probabilities), tail (top-k logits "
             "and the rest's curve: the mass outside them right at every temperature), sampled (k classes drawn from "
             "the teacher's softmax, importance-weighted at every temperature), basis (top-k logits and coefficients on "
-            "a basis of the file's logits: the rest's logits shaped like the teacher's) or none."
+            "a basis of the file's logits: the rest's logits shaped like the teacher's) or none; default mr. With "
+            "--budget, the one code the budget may choose (default: the closest to the full targets)."
         ),
-    ] = "mr"
+    ] = None
     tail_points: TailPoints = TAIL_POINTS
     sample_temp: SampleTemp = SAMPLE_TEMPERATURE
     rank: Rank = BASIS_RANK
@@ -50,4 +51,6 @@ class QuantizeConfig(BaseModel):
             raise ValueError(f"scheme none keeps every class: drop --top-k {self.top_k}, or choose --scheme mr or ms")
         if self.budget is not None and self.top_k is not None:
             raise ValueError("--budget chooses the code and k: drop --top-k, or drop --budget")
+        if self.budget is not None and self.scheme == "none":
+            raise ValueError("--budget chooses a code: --scheme none keeps every class; drop it, or drop --budget")
         return self

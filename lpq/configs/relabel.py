@@ -74,7 +74,7 @@ class RelabelConfig(BaseModel):
         Field(
             description="none, mr (top-k logits), ms (top-k probabilities), tail (top-k logits and the rest's curve), "
             "sampled (k classes drawn from the teacher's softmax, with their logits) or basis (top-k logits and "
-            "coefficients on a basis of the file's logits)."
+            "coefficients on a basis of the file's logits). With --budget, the one code the budget may choose."
         ),
         COMPACT,
     ] = "none"

@@ -14,6 +14,11 @@ x10), more only while no code keeps the targets within GOOD_TV of the full ones.
 what fewer views cost a student, so it never argues for less pruning than the authors found safe, only for more
 where x10 leaves too few bytes per view. The file's own overhead (frames, augmentation, header, calibration) comes
 out of the budget first, so the file written holds it.
+
+A budget may be given one code (``codes``): the user has chosen what students get (with a teacher far stronger
+than its student MR-k trained better students than the full labels themselves: benchmarks/RESULTS.md, the
+frontier), so closeness to the full targets no longer argues for pruning: the budget keeps the first pruning at
+which that code fits, with its largest k.
 """
 
 from __future__ import annotations
@@ -155,15 +160,17 @@ class Candidate:
         return float(np.mean([v for v in self.distances["tv"] if v is not None]))
 
 
-def candidates(logits: np.ndarray, room: Room, temps: list[float], widest: Basis | None = None) -> list[Candidate]:
-    """Every code's best fit at the budget (least mean total variation over ``temps``), best first; empty where
-    no code fits. Basis codes are measured on ``widest`` (fitted to ``logits`` at the largest rank where not
+def candidates(
+    logits: np.ndarray, room: Room, temps: list[float], widest: Basis | None = None, codes: tuple[str, ...] = CODES
+) -> list[Candidate]:
+    """Each of ``codes``' best fit at the budget (least mean total variation over ``temps``), best first; empty
+    where none fits. Basis codes are measured on ``widest`` (fitted to ``logits`` at the largest rank where not
     given), cut to their rank: principal directions nest."""
     c = logits.shape[1]
-    if widest is None and room.stored:
+    if widest is None and room.stored and "basis" in codes:
         widest = widest_basis(logits)
     best = []
-    for code in CODES:
+    for code in codes:
         tried = [
             Candidate(q, view_bytes(q, c), measure(logits, q, temps, None if widest is None else widest.first(q.rank)))
             if q.rank is not None
@@ -212,6 +219,7 @@ class BudgetChoice(BaseModel):
     chosen: CodeFit
     tried: list[CodeFit]
     prunings: list[PruningFit] = []
+    named: bool = Field(False, description="the code was given (--scheme): the pruning where it first fits, largest k")
 
 
 def _fit(c: Candidate) -> CodeFit:
@@ -239,18 +247,18 @@ def widest_basis(logits: np.ndarray) -> Basis:
 
 
 def choose_code(
-    logits: np.ndarray, room: Room, temps: list[float], widest: Basis | None = None
+    logits: np.ndarray, room: Room, temps: list[float], widest: Basis | None = None, codes: tuple[str, ...] = CODES
 ) -> tuple[BudgetChoice, Quant]:
-    """The code and k whose targets stay closest to the full ones (least mean total variation over ``temps``) in
-    ``room``, full values included where they fit (basis codes cut from ``widest``, as `candidates`); a one-line
-    error naming the pruning the budget needs when nothing fits."""
+    """The code and k of ``codes`` whose targets stay closest to the full ones (least mean total variation over
+    ``temps``) in ``room``, full values included where they fit and every code may be chosen (basis codes cut
+    from ``widest``, as `candidates`); a one-line error naming the pruning the budget needs when nothing fits."""
     c = logits.shape[1]
     budget, prune, values = room.budget, room.prune, room.values
     full_i8 = view_bytes(Quant.of("none", c, "i8", c), c)
     allowed = room.allowed(c)
-    found = candidates(logits, room, temps, widest)
+    found = candidates(logits, room, temps, widest, codes)
     full = Quant.of("none", c, values, c)
-    if view_bytes(full, c) <= allowed:  # the budget holds every class: only the values' rounding is lost
+    if codes == CODES and view_bytes(full, c) <= allowed:  # every class fits: only the values' rounding is lost
         found.append(Candidate(full, view_bytes(full, c), measure(logits, full, temps)))
     if not found:
         smallest = view_bytes(Quant.of("mr", 1, values, c), c)
@@ -287,19 +295,21 @@ def choose_plan(
     views: int,
     batches: int,
     values: ValueKind = "i8",
+    codes: tuple[str, ...] = CODES,
 ) -> tuple[BudgetChoice, Quant]:
     """Pruning, code and k for ``budget`` (module docstring): `choose_code` at each of `prunings` in turn, stopping
-    at the first whose best code's mean total variation is within GOOD_TV, else the closest found. ``views`` and
-    ``batches`` are what the labels hold at pruning ``floor``; ``overhead`` what their file spends besides labels
-    (lpq.format.summary.overhead)."""
+    at the first whose best code's mean total variation is within GOOD_TV, else the closest found; given one of
+    ``codes``, at the first where it fits. ``views`` and ``batches`` are what the labels hold at pruning ``floor``;
+    ``overhead`` what their file spends besides labels (lpq.format.summary.overhead)."""
     found: list[tuple[BudgetChoice, Quant]] = []
     tried = []
-    widest = widest_basis(logits)  # one fit for every pruning tried
+    named = codes != CODES
+    widest = widest_basis(logits) if "basis" in codes else None  # one fit for every pruning tried
     for p in prunings(budget, floor, floor * batches):
         stored = views * floor / p
         reserve = overhead.per_view + FIXED_MARGIN * overhead.fixed / stored
         try:
-            choice, quant = choose_code(logits, Room(budget, p, values, reserve, stored), temps, widest)
+            choice, quant = choose_code(logits, Room(budget, p, values, reserve, stored), temps, widest, codes)
         except LpqError as e:
             if e.ref != "budget-too-small":
                 raise
@@ -307,7 +317,7 @@ def choose_plan(
             continue
         tried.append(PruningFit(pruning=p, code=choice.chosen.code, tv_mean=choice.chosen.tv_mean))
         found.append((choice, quant))
-        if choice.chosen.tv_mean <= GOOD_TV:
+        if named or choice.chosen.tv_mean <= GOOD_TV:
             break
     if not found:
         raise LpqError(
@@ -315,6 +325,6 @@ def choose_plan(
             f"x{budget:g} leaves no code room for a view's labels at any pruning up to x{tried[-1].pruning:g}",
             "allow a larger budget",
         )
-    good = found[-1][0].chosen.tv_mean <= GOOD_TV
+    good = named or found[-1][0].chosen.tv_mean <= GOOD_TV
     choice, quant = found[-1] if good else min(found, key=lambda f: f[0].chosen.tv_mean)
-    return choice.model_copy(update={"prunings": tried}), quant
+    return choice.model_copy(update={"prunings": tried, "named": named}), quant

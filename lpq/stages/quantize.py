@@ -20,7 +20,7 @@ from lpq.format import Basis, Calibration, Header, LpqlReader, LpqlWriter, Prune
 from lpq.format.coverage import members_of
 from lpq.format.header import DEFAULT_KEEP, ValueKind
 from lpq.format.summary import overhead
-from lpq.method.fidelity import BUDGET_VIEWS, BudgetChoice, choose_plan, sample_batches, sample_views, visited
+from lpq.method.fidelity import BUDGET_VIEWS, CODES, BudgetChoice, choose_plan, sample_batches, sample_views, visited
 from lpq.method.pruning import prune_more
 from lpq.method.temperature import for_k, kept_mass, middle_temperature
 from lpq.method.topk import check_top_k, chosen_k, encode, fit_basis
@@ -123,11 +123,11 @@ def choose_k(reader: LpqlReader, keep: float, temperature: float) -> tuple[int, 
 
 
 def choose_for_budget(
-    reader: LpqlReader, budget: float, values: ValueKind, schedule: TempSchedule
+    reader: LpqlReader, budget: float, values: ValueKind, schedule: TempSchedule, codes: tuple[str, ...] = CODES
 ) -> tuple[BudgetChoice, Quant, Prune]:
-    """`lpq.method.fidelity.choose_plan` on a sample of the file's views, over the temperatures its DKR schedule
-    visits, and the file's pruning after it (pruned further, as lpq prune would with its defaults, where the budget
-    chose more)."""
+    """`lpq.method.fidelity.choose_plan` among ``codes`` on a sample of the file's views, over the temperatures its
+    DKR schedule visits, and the file's pruning after it (pruned further, as lpq prune would with its defaults,
+    where the budget chose more)."""
     h = reader.header
     if h.quant.scheme != "none":
         raise LpqError(
@@ -139,7 +139,7 @@ def choose_for_budget(
     views = sum(reader.samples(int(b)) for b in reader.batch_ids)
     temps = visited(schedule, h.relabel.epochs)
     spent = overhead(reader)
-    choice, quant = choose_plan(logits, budget, h.prune.ratio, temps, spent, views, len(h.prune.kept), values)
+    choice, quant = choose_plan(logits, budget, h.prune.ratio, temps, spent, views, len(h.prune.kept), values, codes)
     step = choice.pruning / h.prune.ratio
     pruned = h.prune if step == 1 else prune_more(h, step, DEFAULT_KEEP, 0, members_of(h, reader))
     return choice, quant, pruned
@@ -149,7 +149,7 @@ def quantize_file(cfg: QuantizeConfig) -> QuantizeResult:
     """Write the re-quantized file (a smaller k or coarser values only: information is never invented)."""
 
     check_paths(cfg.labels, cfg.output)
-    scheme, values, ms_temp = cfg.scheme, cfg.values, cfg.ms_temp
+    scheme, values, ms_temp = cfg.scheme or "mr", cfg.values, cfg.ms_temp
     with LpqlReader(cfg.labels) as r:
         h = r.header
         c = h.num_classes
@@ -157,7 +157,8 @@ def quantize_file(cfg: QuantizeConfig) -> QuantizeResult:
         at_temp = cfg.at_temp if cfg.at_temp is not None else middle_temperature(schedule)
         choice, pruned = None, h.prune
         if cfg.budget is not None:
-            choice, quant, pruned = choose_for_budget(r, cfg.budget, values, schedule)
+            codes = (cfg.scheme,) if cfg.scheme else CODES
+            choice, quant, pruned = choose_for_budget(r, cfg.budget, values, schedule, codes)
             scheme, k, mass = quant.scheme, quant.k, None
         else:
             if cfg.top_k == "auto":

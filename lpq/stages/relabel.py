@@ -57,7 +57,7 @@ from lpq.format.coverage import BatchMembers, Coverage, members_of, view_counts
 from lpq.format.rng import epoch_order
 from lpq.format.summary import overhead
 from lpq.format.writer import partial_basis, read_partial_batches
-from lpq.method.fidelity import BudgetChoice, choose_plan, sample_batches, visited
+from lpq.method.fidelity import CODES, BudgetChoice, choose_plan, sample_batches, visited
 from lpq.method.pruning import choose_batches, keep_count
 from lpq.method.replay import plan_batch, render
 from lpq.method.temperature import CalibrationStats
@@ -281,8 +281,8 @@ def _budgeted(
     sample of the batches ``--ratio`` keeps (about BUDGET_VIEWS views) before any is written; the file's own
     overhead is measured by writing that sample with its calibration to a probe beside the output (deleted).
     8-bit codes unless --values asks for 4. Also the sample's logits by batch id, which a basis code's fit reuses."""
-    if cfg.scheme != "none" or cfg.top_k is not None:
-        raise LpqError("bad-option", "--budget chooses the scheme and k: drop --scheme and --top-k, or --budget")
+    if cfg.top_k is not None:
+        raise LpqError("bad-option", "--budget chooses k: drop --top-k, or --budget")
     kept = header.prune.kept
     ids = sample_batches(header)
     probe = cfg.output.with_name(cfg.output.name + ".budget-probe")
@@ -307,7 +307,8 @@ def _budgeted(
     temps = visited(TempSchedule(), header.relabel.epochs)  # the schedule relabel records in its calibration
     values = "i4" if cfg.values == "i4" else "i8"
     logits = np.concatenate(list(rows.values()))
-    plan = choose_plan(logits, cfg.budget or 0.0, header.prune.ratio, temps, spent, views, len(kept), values)
+    codes = CODES if cfg.scheme == "none" else (cfg.scheme,)  # --scheme names the one code the budget may choose
+    plan = choose_plan(logits, cfg.budget or 0.0, header.prune.ratio, temps, spent, views, len(kept), values, codes)
     return (*plan, rows)
 
 
