@@ -159,3 +159,18 @@ def test_relabel_with_a_budget_writes_the_code_it_chose(
         assert r.header.quant == chosen
         for a, b in zip(budgeted, (r.read(int(i)) for i in r.batch_ids), strict=True):
             assert np.array_equal(a.values, b.values) and np.array_equal(a.indices, b.indices)
+
+
+def test_relabel_with_a_budget_and_a_code_writes_that_code(digits_teacher: Path, tmp_path: Path) -> None:
+    """relabel --budget x20 --scheme mr: MR-k at the first pruning where it fits (on 10 classes x10 leaves no room
+    for one logit once the file's overhead is paid), its largest k there, as quantize does."""
+    cmd = ["relabel", "digits", "--teacher", str(digits_teacher), "--epochs", "20", "--budget", "x20"]
+    result = runner.invoke(app, [*cmd, "--scheme", "mr", "-o", str(tmp_path / "m.lpql"), "--json", "-q"])
+    assert result.exit_code == 0, result.output
+    choice = json.loads(result.stdout)["choice"]
+    assert choice["named"] and choice["chosen"]["code"].startswith("mr-")
+    *before, last = choice["prunings"]
+    assert before[0]["pruning"] == 10 and all(p["code"] is None for p in before) and last["code"] is not None
+    with LpqlReader(tmp_path / "m.lpql") as r:
+        q, pruning = r.header.quant, r.header.prune.ratio
+    assert (q.scheme, q.k) == ("mr", choice["chosen"]["k"]) and pruning == choice["pruning"] == last["pruning"]
