@@ -26,6 +26,10 @@ def quantize(ctx: typer.Context, cfg: QuantizeConfig, quiet: QuietOpt = False, j
     x100 of full 8-bit labels on labels pruned x10: the code and k that fit 1/10 of a full view each:
 
         lpq prune labels.lpql --ratio 10 -o p.lpql && lpq quantize p.lpql --budget x100 -o q.lpql
+
+    The same budget in a code of your choice (its largest k, at the first pruning where it fits):
+
+        lpq quantize labels.lpql --budget x100 --scheme mr -o q.lpql
     """
     from lpq.stages.quantize import quantize_file
 
