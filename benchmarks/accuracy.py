@@ -738,6 +738,10 @@ def frontier_section(doc: dict | None, cmd: str, title: str, name: str) -> list[
                 else "."
             )
         )
+    classes = doc["teacher"]["classes"]
+    expected = len(frontier_cells(classes, classes * doc["ipc"] * doc["epochs"]))
+    if len(cells) < expected:  # a report a session left: the rows so far
+        lines.append(f"In progress: {len(cells)} of {expected} cells; rerunning the command above continues them.")
     header = ["labels", "recipe", "label bytes", "full / bytes", "top-1", "of full labels", "top-1/seed"]
     return [
         *section(f"{title} ({doc['teacher']['classes']} classes)", cmd),
