@@ -339,10 +339,11 @@ def test_bn_matching_loss_weighs_the_first_layer_and_both_moments() -> None:
     torch.testing.assert_close(got, want.detach(), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize(("scheme", "k"), [("mr", 3), ("ms", 4)])
-def test_topk_quantize_and_decode_match_a_numpy_reimplementation(scheme: str, k: int, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("scheme", "k"), [("mr", 3), ("ms", 4), (None, 3)])
+def test_topk_quantize_and_decode_match_a_numpy_reimplementation(scheme: str | None, k: int, tmp_path: Path) -> None:
     """Full float32 logits -> `quantize` to top-k float32 values in a file -> decoded dense targets at T=3,
-    against numpy on the same logits: top-k by sorting, MR softmax over the k at T, MS softmax at its own T=2."""
+    against numpy on the same logits: top-k by sorting, MR softmax over the k at T (also with no scheme given:
+    quantize's default is MR), MS softmax at its own T=2."""
     header = make_header(classes=12, images=10, batch_size=5, epochs=1, values="f32")
     src = write_file(tmp_path / "full.lpql", header, make_records(header, seed=5))
     out = tmp_path / "q.lpql"
@@ -352,7 +353,7 @@ def test_topk_quantize_and_decode_match_a_numpy_reimplementation(scheme: str, k:
             z = full.read(int(bid)).values.astype(np.float64)  # (B, C)
             top = np.argsort(-z, axis=1, kind="stable")[:, :k]
             want = np.zeros_like(z)
-            if scheme == "mr":
+            if scheme in ("mr", None):
                 kept = np.take_along_axis(z, top, 1) / 3.0
                 p = np.exp(kept - kept.max(1, keepdims=True))
                 np.put_along_axis(want, top, p / p.sum(1, keepdims=True), 1)
