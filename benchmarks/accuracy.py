@@ -169,6 +169,7 @@ class Cell:
     tail: int | None = None  # scheme tail: points of the sorted rest
     sample_temp: float | None = None  # scheme sampled: the proposal temperature
     rank: int | None = None  # scheme basis: coefficients per view
+    budget: int | None = None  # labels by `lpq quantize --budget xN --scheme S` on the cell's pruning, k as it chooses
 
     def run_name(self) -> str:
         """Runs of pruned cells are named for their strategy: a random-pruned run is never resumed as cover."""
@@ -273,10 +274,11 @@ def labels(
         f"tail{cell.tail}-" if cell.tail else f"sampled{cell.sample_temp:g}-" if cell.sample_temp
         else f"basis{cell.rank}-" if cell.rank is not None else "mr"
     )  # fmt: skip
-    scheme = f"{code}{cell.k}" if cell.k else "full"
+    scheme = f"{code}{cell.k}" if cell.k else f"budget{cell.budget}-{cell.scheme}" if cell.budget else "full"
     out = root / f"labels-{tag}-{pruning}-{scheme}-i8.lpql"
     if not out.exists():
         quant = ["--scheme", cell.scheme, "--top-k", cell.k] if cell.k else ["--scheme", "none"]
+        quant = ["--scheme", cell.scheme, "--budget", f"x{cell.budget}"] if cell.budget else quant
         quant += ["--tail-points", cell.tail] if cell.tail else []
         quant += ["--sample-temp", cell.sample_temp] if cell.sample_temp else []
         quant += ["--rank", cell.rank] if cell.rank is not None else []
@@ -386,6 +388,8 @@ def students(
         "views_per_image": epochs / cell.ratio,
         "samples_stored": summary["samples_stored"],
         "coverage": summary["coverage"],
+        "quant": summary["header"].get("quant"),  # what the file holds: a --budget cell's choice
+        "pruning": (summary["header"].get("prune") or {}).get("ratio", 1.0),
         "top1": [r["top1"] for r in result["runs"]],
         "top5": [r["top5"] for r in result["runs"]],
         "top1_mean": result["top1_mean"],
@@ -600,9 +604,11 @@ def frontier_cells(classes: int, views: int) -> list[Cell]:
     codes closest to the full targets in benchmarks/fidelity.py: tail-k+2 (two tail points did best there) and
     basis-k+r at the largest rank that leaves a k (basis-3+8 at x100 on 200 classes; lpq quantize --budget x100,
     which also pays the file's overhead, chose basis-2+8 on these labels), where they fit (none may, with few
-    classes), under DKR + CA: tail and basis targets follow the temperature, and CA fits the student's. Sampled
-    labels are left out: per view they are the furthest from the full targets of all codes. Full labels for
-    reference. ``views``: all the run's views, which a basis's bytes are shared by once pruned."""
+    classes), under DKR + CA: tail and basis targets follow the temperature, and CA fits the student's. At x100 also
+    the file `lpq quantize --budget x100 --scheme mr` writes from the x10 labels (the target's cell at x100 as
+    written: its k pays the file's overhead too). Sampled labels are left out: per view they are the furthest from
+    the full targets of all codes. Full labels for reference. ``views``: all the run's views, which a basis's bytes
+    are shared by once pruned."""
 
     def k(code: str, budget: int, prune: float) -> int | None:
         options = [q for q in fits(code, classes, Room(budget, prune)) if q.tail in (None, 2)]
@@ -618,6 +624,9 @@ def frontier_cells(classes: int, views: int) -> list[Cell]:
         cells.append(Cell(f"LPLD x{budget}", "LPLD", "LPLD", budget, images="real"))
         if mr:
             cells.append(Cell(f"LPQLD x{budget} (x{prune} + MR-{mr})", "LPQLD", "LPQLD", prune, mr, images="real"))
+        if mr and budget == 100:  # the target's cell at x100 as written: the file the user's command makes
+            name = f"LPQLD x{budget} as written (lpq quantize --budget x{budget} --scheme mr)"
+            cells.append(Cell(name, "LPQLD", "LPQLD", prune, images="real", budget=budget))
         if tail:
             name = f"tail x{budget} (x{prune} + tail-{tail}+2)"
             cells.append(Cell(name, "tail", "LPQLD", prune, tail, "real", scheme="tail", tail=2))
@@ -695,6 +704,13 @@ def frontier_plot(name: str) -> Path | None:
     return out
 
 
+def _chosen(row: dict) -> str:
+    """A frontier row's name; a --budget cell's with the pruning and code its file holds."""
+    if not row.get("budget"):
+        return row["name"]
+    return f"{row['name']}: x{row['pruning']:g} + {row['quant']['scheme'].upper()}-{row['quant']['k']}"
+
+
 def frontier_section(doc: dict | None, cmd: str, title: str, name: str) -> list[str]:
     """RESULTS.md's frontier: each code's top-1 at its label bytes, against full labels, and the sentence the
     issue asks for (the best code at x100 as a share of full-label top-1, against the 97% target); its plot is
@@ -704,7 +720,7 @@ def frontier_section(doc: dict | None, cmd: str, title: str, name: str) -> list[
     cells = doc["cells"]
     full = next((c for c in cells if c["family"] == "full"), None)
     rows = [
-        [c["name"], c["recipe"], size(c["label_bytes"]),
+        [_chosen(c), c["recipe"], size(c["label_bytes"]),
          f"x{full['label_bytes'] / c['label_bytes']:.0f}" if full else "-", pm(c["top1_mean"], c["top1_sd"]),
          f"{c['top1_mean'] / full['top1_mean']:.2f}" if full else "-", " ".join(f"{v:.1f}" for v in c["top1"])]
         for c in cells
