@@ -250,18 +250,28 @@ def images(d: Dataset, root: Path, ipc: int, kind: str, v: Variant = DEFAULTS) -
     return folder, manifest
 
 
-def labels(
-    d: Dataset, root: Path, folder: Path, cell: Cell, ipc: int, v: Variant = DEFAULTS, epochs: int | None = None
-) -> Path:
-    """The cell's label file: float32 logits of the batches the cell keeps, quantized to 8-bit values. A pruned
-    cell's logits come from `lpq relabel --ratio R --strategy S`, which labels only the batches `lpq prune` would
-    keep of the full relabel, with the same logits (checked on digits: same batches, equal values; only the
-    calibration's informational statistics cover fewer samples); at 224 px that is R times less teacher work than
-    labelling everything first, and full labels are made only for the cells that train on them."""
+def label_paths(
+    d: Dataset, root: Path, cell: Cell, ipc: int, v: Variant = DEFAULTS, epochs: int | None = None
+) -> tuple[Path, Path]:
+    """The float32 logits of the batches ``cell`` keeps and its quantized label file, both made by `labels`."""
     epochs = epochs or d.label_epochs
     tag = f"{cell.images}-ipc{ipc}{v.labels_tag()}" + (f"-e{epochs}" if epochs != d.label_epochs else "")
     pruning = f"x{cell.ratio:g}" + (f"-{cell.strategy}" if cell.ratio > 1 else "")
     src = root / (f"labels-{tag}-{pruning}-f32.lpql" if cell.ratio > 1 else f"labels-{tag}-full-f32.lpql")
+    code = (
+        f"tail{cell.tail}-" if cell.tail else f"sampled{cell.sample_temp:g}-" if cell.sample_temp
+        else f"basis{cell.rank}-" if cell.rank is not None else "mr"
+    )  # fmt: skip
+    scheme = f"{code}{cell.k}" if cell.k else f"budget{cell.budget}-{cell.scheme}" if cell.budget else "full"
+    return src, root / f"labels-{tag}-{pruning}-{scheme}-i8.lpql"
+
+
+def logits(
+    d: Dataset, root: Path, folder: Path, cell: Cell, ipc: int, v: Variant = DEFAULTS, epochs: int | None = None
+) -> Path:
+    """The float32 logits of the batches ``cell`` keeps, labelled by the teacher where missing (see `labels`)."""
+    epochs = epochs or d.label_epochs
+    src, _ = label_paths(d, root, cell, ipc, v, epochs)
     if not src.exists():
         crop = ["--crop-scale", *v.crop_scale] if v.crop_scale else []
         kept = ["--ratio", cell.ratio, "--strategy", cell.strategy] if cell.ratio > 1 else []
@@ -270,12 +280,19 @@ def labels(
             "relabel", folder, "--teacher", path, "--epochs", epochs, "--batch-size", 64, *crop, *kept,
             "--values", "f32", "--amp", d.amp, "-o", src, "--resume",
         )  # fmt: skip
-    code = (
-        f"tail{cell.tail}-" if cell.tail else f"sampled{cell.sample_temp:g}-" if cell.sample_temp
-        else f"basis{cell.rank}-" if cell.rank is not None else "mr"
-    )  # fmt: skip
-    scheme = f"{code}{cell.k}" if cell.k else f"budget{cell.budget}-{cell.scheme}" if cell.budget else "full"
-    out = root / f"labels-{tag}-{pruning}-{scheme}-i8.lpql"
+    return src
+
+
+def labels(
+    d: Dataset, root: Path, folder: Path, cell: Cell, ipc: int, v: Variant = DEFAULTS, epochs: int | None = None
+) -> Path:
+    """The cell's label file: float32 logits of the batches the cell keeps, quantized to 8-bit values. A pruned
+    cell's logits come from `lpq relabel --ratio R --strategy S`, which labels only the batches `lpq prune` would
+    keep of the full relabel, with the same logits (checked on digits: same batches, equal values; only the
+    calibration's informational statistics cover fewer samples); at 224 px that is R times less teacher work than
+    labelling everything first, and full labels are made only for the cells that train on them."""
+    src = logits(d, root, folder, cell, ipc, v, epochs)
+    _, out = label_paths(d, root, cell, ipc, v, epochs)
     if not out.exists():
         quant = ["--scheme", cell.scheme, "--top-k", cell.k] if cell.k else ["--scheme", "none"]
         quant = ["--scheme", cell.scheme, "--budget", f"x{cell.budget}"] if cell.budget else quant
@@ -663,6 +680,22 @@ def frontier(d: Dataset, root: Path, data: str, ipc: int, seeds: int, epochs: in
         report.write_text(json.dumps(doc, indent=2))
 
 
+def frontier_logits(name: str, ipc: int = 10, epochs: int = CLAIM_EPOCHS) -> Path:
+    """The float32 logits of the frontier's x10 pruning (its teacher's, of its real images, as its MR-k cells
+    use): what benchmarks/fidelity.py --frontier measures; the teacher, images and relabel are made where
+    missing."""
+    d = DATASETS[name]
+    root = OUT / "accuracy" / name
+    cell = Cell("x10", "LPQLD", "LPQLD", 10, images="real")
+    src, _ = label_paths(d, root, cell, ipc, epochs=epochs)
+    if src.exists():  # no dataset to extract
+        return src
+    root.mkdir(parents=True, exist_ok=True)
+    teacher(d, root, FOLDERS[d.folder]())
+    folder, _ = images(d, root, ipc, "real")
+    return logits(d, root, folder, cell, ipc, epochs=epochs)
+
+
 FRONTIER_STYLE = {  # family: colour and marker in the frontier's plot
     "LPLD": ("tab:blue", "o"),
     "LPQLD": ("tab:red", "D"),
@@ -671,9 +704,10 @@ FRONTIER_STYLE = {  # family: colour and marker in the frontier's plot
 }
 
 
+FRONTIER_TEACHERS = {"tiny-lite0": "EfficientNet-Lite0", "tiny": "32 px ConvNet"}  # dataset: its teacher
 FRONTIERS = {  # report: its RESULTS.md title
     f"accuracy-{d}-ipc10-frontier": f"The accuracy-per-byte frontier, {teacher} teacher: codes at x100 and x500"
-    for d, teacher in (("tiny-lite0", "EfficientNet-Lite0"), ("tiny", "32 px ConvNet"))
+    for d, teacher in FRONTIER_TEACHERS.items()
 }
 
 

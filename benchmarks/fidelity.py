@@ -25,8 +25,9 @@ decoded through the real codecs, so 8-bit rounding counts.
 Every distance is per view: sampled's error is variance, which averages out over the many views of an image a
 student sees and which a per-view distance counts in full (only students can credit it).
 
-    python benchmarks/fidelity.py --labels benchmarks/out/accuracy/tiny-lite0/labels-real-ipc10-x10-cover-f32.lpql
-    python benchmarks/fidelity.py --labels benchmarks/out/accuracy/tiny/labels-real-ipc10-x10-cover-f32.lpql
+    python benchmarks/fidelity.py --frontier tiny-lite0   # EfficientNet-Lite0's logits of the frontier's x10
+    python benchmarks/fidelity.py --frontier tiny         # the 32 px ConvNet's (teacher and relabel made if missing)
+    python benchmarks/fidelity.py --labels my-full-f32-labels.lpql --name fidelity-mine
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import accuracy
 import numpy as np
-from common import RESULTS, load, section, table, write_result
+from common import RESULTS, ROOT, load, section, table, write_result
 
 from lpq.format import LpqlReader, TempSchedule
 from lpq.method.fidelity import CODES, Room, fits, measure, view_bytes, widest_basis
@@ -60,11 +62,16 @@ def views(path: Path, count: int) -> tuple[np.ndarray, np.ndarray, int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--labels", type=Path, required=True, help="a full float32 label file (real teacher logits)")
+    source = ap.add_mutually_exclusive_group(required=True)
+    source.add_argument("--labels", type=Path, help="a full float32 label file (real teacher logits)")
+    source.add_argument(
+        "--frontier", choices=sorted(accuracy.FRONTIER_TEACHERS), help="accuracy.py --frontier's x10 logits"
+    )
     ap.add_argument("--views", type=int, default=4096)
-    ap.add_argument("--name", default=None, help="result name (default: fidelity-<labels' folder>)")
+    ap.add_argument("--name", default=None, help="result name (default: fidelity-<frontier or labels' folder>)")
     args = ap.parse_args()
-    logits, held_out, total = views(args.labels, args.views)
+    path = args.labels or accuracy.frontier_logits(args.frontier)
+    logits, held_out, total = views(path, args.views)
     c = logits.shape[1]
     widest = widest_basis(held_out)  # each basis code is measured on its first rows
     temps = [t for t in schedule_temperatures(TempSchedule(kind="step"), 100) if t >= 2.0]
@@ -83,10 +90,9 @@ def main() -> None:
             rows.append(row)
             print(f"x{budget} {row['code']}: {row['view_bytes']} B/view, total variation at T=2 {row['tv'][-1]:.4f}, "
                   f"at T=20 {row['tv'][0]:.4f}", flush=True)  # fmt: skip
-    name = args.name or f"fidelity-{args.labels.parent.name}"
-    write_result(
-        name, {"labels": str(args.labels), "classes": c, "views": len(logits), "temperatures": temps, "rows": rows}
-    )
+    name = args.name or f"fidelity-{args.frontier or path.parent.name}"
+    shown = path.resolve().relative_to(ROOT) if path.resolve().is_relative_to(ROOT) else path
+    write_result(name, {"labels": str(shown), "classes": c, "views": len(logits), "temperatures": temps, "rows": rows})
     plot(name)
 
 

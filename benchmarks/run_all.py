@@ -32,10 +32,6 @@ import throughput
 from common import ROOT, load
 
 PY = sys.executable
-LABELS = {  # the float32 logits fidelity.py measures: each teacher's x10 labels of the frontier's real images
-    d: f"benchmarks/out/accuracy/{d}/labels-real-ipc10-x10-cover-f32.lpql" for d in ("tiny-lite0", "tiny")
-}
-LITE0 = "EfficientNet-Lite0 teacher"
 STEPS = [
     ["benchmarks/accuracy.py", "--dataset", "tiny-lite0", "--claim"],
     ["benchmarks/accuracy.py", "--dataset", "tiny-lite0", "--frontier", "--jobs", "3", "--threads", "1"],
@@ -48,8 +44,7 @@ STEPS = [
     ["benchmarks/accuracy.py", "--dataset", "cifar10", "--ipc", "50", "--cells", "6"],
     ["benchmarks/squeeze.py", "--dataset", "tiny"],
     ["benchmarks/synth.py", "--ipc", "10", "--iterations", "300"],
-    ["benchmarks/fidelity.py", "--labels", LABELS["tiny-lite0"]],
-    ["benchmarks/fidelity.py", "--labels", LABELS["tiny"]],
+    *(["benchmarks/fidelity.py", "--frontier", d] for d in accuracy.FRONTIER_TEACHERS),
     ["benchmarks/storage.py", "--json", "benchmarks/results/storage.json"],
     [
         "benchmarks/storage.py",
@@ -90,11 +85,12 @@ def render() -> str:
             "each benchmark wrote; every figure comes from the command named above it.",
             "",
             *accuracy.results_section(command),
-            *fidelity.results_section(
-                "fidelity-tiny-lite0", command("benchmarks/fidelity.py", "--labels", LABELS["tiny-lite0"]), LITE0
-            ),
-            *fidelity.results_section(
-                "fidelity-tiny", command("benchmarks/fidelity.py", "--labels", LABELS["tiny"]), "32 px ConvNet teacher"
+            *(
+                line
+                for d, teacher in accuracy.FRONTIER_TEACHERS.items()
+                for line in fidelity.results_section(
+                    f"fidelity-{d}", command("benchmarks/fidelity.py", "--frontier", d), f"{teacher} teacher"
+                )
             ),
             *storage.results_section(command),
             *interop.results_section(command("benchmarks/interop.py")),
