@@ -667,16 +667,21 @@ def frontier(d: Dataset, root: Path, data: str, ipc: int, seeds: int, epochs: in
     kept = json.loads(claim.read_text()) if claim.exists() else {}
     old = old if old.get("epochs") == epochs else {}
     ledger = Ledger(report, doc, {"students": {**kept.get("students", {}), **old.get("students", {})}})
-    for cell in frontier_cells(teacher_doc["classes"], teacher_doc["classes"] * ipc * epochs):
-        if cell.name in done and done[cell.name].get("teacher_sha256") == manifest["teacher_sha256"]:
-            row = done[cell.name]
-        else:
-            lab = labels(d, root, folder, cell, ipc, epochs=epochs)
-            study = "claim" if cell.family == "full" else "frontier"
-            run = f"{study}-ipc{ipc}-e{epochs}/{cell.run_name()}-{slug(cell.recipe)}"
-            row = students(d, root, data, folder, lab, cell, seeds, run, epochs, machine, ledger)
-            row["teacher_sha256"] = manifest["teacher_sha256"]
-        doc["cells"].append(row)
+    cells = frontier_cells(teacher_doc["classes"], teacher_doc["classes"] * ipc * epochs)
+    order = {c.name: i for i, c in enumerate(cells)}
+    # Finished cells first: a report rewritten while an earlier cell trains never holds fewer cells than before.
+    doc["cells"] = [
+        done[c.name] for c in cells if done.get(c.name, {}).get("teacher_sha256") == manifest["teacher_sha256"]
+    ]
+    report.write_text(json.dumps(doc, indent=2))
+    finished = {r["name"] for r in doc["cells"]}
+    for cell in [c for c in cells if c.name not in finished]:
+        lab = labels(d, root, folder, cell, ipc, epochs=epochs)
+        study = "claim" if cell.family == "full" else "frontier"
+        run = f"{study}-ipc{ipc}-e{epochs}/{cell.run_name()}-{slug(cell.recipe)}"
+        row = students(d, root, data, folder, lab, cell, seeds, run, epochs, machine, ledger)
+        row["teacher_sha256"] = manifest["teacher_sha256"]
+        doc["cells"] = sorted([*doc["cells"], row], key=lambda r: order[r["name"]])
         report.write_text(json.dumps(doc, indent=2))
 
 
