@@ -766,8 +766,7 @@ def _budget_line(cells: list[dict], full: dict, budget: str) -> str | None:
     others = [f"{tag[c['name']]} {100 * share[c['name']]:.1f}%" for c in at if c is not best]
     line += f" (of full labels, {', '.join(others)})" if others else ""
     if budget == "x100":
-        n = int(budget[1:])
-        small = [c for c in at if full["label_bytes"] >= n * c["label_bytes"]]
+        small = [c for c in at if full["label_bytes"] >= 100 * c["label_bytes"]]
         if not small:
             return f"{line}; no x100 file is at most 1/100 of full labels as written: the 97% target is not judged."
         top = max(small, key=lambda c: c["top1_mean"])

@@ -50,6 +50,11 @@ GOOD_TV = 0.25  # mean total variation a pruning's best code must reach before m
 FIXED_MARGIN = 1.25  # an output's calibration gains its k's kept-mass row: about 10% more fixed bytes at 200 classes
 
 
+def budget_codes(scheme: str | None) -> tuple[str, ...]:
+    """The codes a budget may choose: the one a user named (--scheme), else every code (no scheme, or none)."""
+    return CODES if scheme in (None, "none") else (scheme,)
+
+
 def view_bytes(quant: Quant, num_classes: int) -> int:
     """Raw bytes one stored view takes under ``quant`` (values with their row scale, then class indices)."""
     size = value_codec(quant.values).size(1, quant.columns)

@@ -20,7 +20,16 @@ from lpq.format import Basis, Calibration, Header, LpqlReader, LpqlWriter, Prune
 from lpq.format.coverage import members_of
 from lpq.format.header import DEFAULT_KEEP, ValueKind
 from lpq.format.summary import overhead
-from lpq.method.fidelity import BUDGET_VIEWS, CODES, BudgetChoice, choose_plan, sample_batches, sample_views, visited
+from lpq.method.fidelity import (
+    BUDGET_VIEWS,
+    CODES,
+    BudgetChoice,
+    budget_codes,
+    choose_plan,
+    sample_batches,
+    sample_views,
+    visited,
+)
 from lpq.method.pruning import prune_more
 from lpq.method.temperature import for_k, kept_mass, middle_temperature
 from lpq.method.topk import check_top_k, chosen_k, encode, fit_basis
@@ -157,8 +166,7 @@ def quantize_file(cfg: QuantizeConfig) -> QuantizeResult:
         at_temp = cfg.at_temp if cfg.at_temp is not None else middle_temperature(schedule)
         choice, pruned = None, h.prune
         if cfg.budget is not None:
-            codes = (cfg.scheme,) if cfg.scheme else CODES
-            choice, quant, pruned = choose_for_budget(r, cfg.budget, values, schedule, codes)
+            choice, quant, pruned = choose_for_budget(r, cfg.budget, values, schedule, budget_codes(cfg.scheme))
             scheme, k, mass = quant.scheme, quant.k, None
         else:
             if cfg.top_k == "auto":

@@ -57,7 +57,7 @@ from lpq.format.coverage import BatchMembers, Coverage, members_of, view_counts
 from lpq.format.rng import epoch_order
 from lpq.format.summary import overhead
 from lpq.format.writer import partial_basis, read_partial_batches
-from lpq.method.fidelity import CODES, BudgetChoice, choose_plan, sample_batches, visited
+from lpq.method.fidelity import BudgetChoice, budget_codes, choose_plan, sample_batches, visited
 from lpq.method.pruning import choose_batches, keep_count
 from lpq.method.replay import plan_batch, render
 from lpq.method.temperature import CalibrationStats
@@ -307,7 +307,7 @@ def _budgeted(
     temps = visited(TempSchedule(), header.relabel.epochs)  # the schedule relabel records in its calibration
     values = "i4" if cfg.values == "i4" else "i8"
     logits = np.concatenate(list(rows.values()))
-    codes = CODES if cfg.scheme == "none" else (cfg.scheme,)  # --scheme names the one code the budget may choose
+    codes = budget_codes(cfg.scheme)
     plan = choose_plan(logits, cfg.budget or 0.0, header.prune.ratio, temps, spent, views, len(kept), values, codes)
     return (*plan, rows)
 
