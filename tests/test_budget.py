@@ -174,3 +174,15 @@ def test_relabel_with_a_budget_and_a_code_writes_that_code(digits_teacher: Path,
     with LpqlReader(tmp_path / "m.lpql") as r:
         q, pruning = r.header.quant, r.header.prune.ratio
     assert (q.scheme, q.k) == ("mr", choice["chosen"]["k"]) and pruning == choice["pruning"] == last["pruning"]
+
+
+@pytest.mark.parametrize("command", ["relabel", "quantize"])
+def test_a_budget_with_a_k_is_refused_before_any_work(command: str, tmp_path: Path) -> None:
+    """--budget chooses k, so --top-k with it is a contradiction: both commands refuse it in one line, exit 2,
+    before reading a teacher or a label file (neither is one here) and without writing."""
+    out, junk = tmp_path / "out.lpql", tmp_path / "junk"
+    junk.write_bytes(b"not a file of ours")
+    source = ["digits", "--teacher", str(junk)] if command == "relabel" else [str(junk)]
+    result = runner.invoke(app, [command, *source, "--budget", "x100", "--top-k", "5", "-o", str(out)])
+    assert result.exit_code == 2 and "drop --top-k, or drop --budget" in result.stderr, result.output
+    assert len(result.stderr.strip().splitlines()) == 1 and not out.exists()

@@ -117,6 +117,12 @@ class RelabelConfig(BaseModel):
             )
         return k
 
+    @model_validator(mode="after")
+    def _budget_chooses_k(self) -> RelabelConfig:
+        if self.budget is not None and self.top_k is not None:
+            raise ValueError("--budget chooses the code and k: drop --top-k, or drop --budget")
+        return self
+
     @model_validator(mode="before")
     @classmethod
     def _top_k_means_mr(cls, data: object) -> object:

@@ -281,8 +281,6 @@ def _budgeted(
     sample of the batches ``--ratio`` keeps (about BUDGET_VIEWS views) before any is written; the file's own
     overhead is measured by writing that sample with its calibration to a probe beside the output (deleted).
     8-bit codes unless --values asks for 4. Also the sample's logits by batch id, which a basis code's fit reuses."""
-    if cfg.top_k is not None:
-        raise LpqError("bad-option", "--budget chooses k: drop --top-k, or --budget")
     kept = header.prune.kept
     ids = sample_batches(header)
     probe = cfg.output.with_name(cfg.output.name + ".budget-probe")
