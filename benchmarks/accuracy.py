@@ -670,7 +670,8 @@ def frontier(d: Dataset, root: Path, data: str, ipc: int, seeds: int, epochs: in
     kept = json.loads(claim.read_text()) if claim.exists() else {}
     old = old if old.get("epochs") == epochs else {}
     ledger = Ledger(report, doc, {"students": {**kept.get("students", {}), **old.get("students", {})}})
-    cells = frontier_cells(teacher_doc["classes"], teacher_doc["classes"] * ipc * epochs)
+    classes = teacher_doc["classes"]
+    cells = frontier_cells(classes, classes * ipc * epochs)
     order = {c.name: i for i, c in enumerate(cells)}
     # Finished cells first: a report rewritten while an earlier cell trains never holds fewer cells than before.
     doc["cells"] = [
@@ -681,7 +682,7 @@ def frontier(d: Dataset, root: Path, data: str, ipc: int, seeds: int, epochs: in
     # The reference, then the largest budget: a run cut short still holds one budget's whole comparison. Our
     # machines are replaced between sessions, and a teacher trained again on another CPU is not the same bytes
     # (39.11% and 39.00% top-1), so no cell outlives the teacher its run started with.
-    run_order = frontier_cells(teacher_doc["classes"], teacher_doc["classes"] * ipc * epochs, FRONTIER_BUDGETS[::-1])
+    run_order = frontier_cells(classes, classes * ipc * epochs, FRONTIER_BUDGETS[::-1])
     for cell in [c for c in run_order if c.name not in finished]:
         lab = labels(d, root, folder, cell, ipc, epochs=epochs)
         study = "claim" if cell.family == "full" else "frontier"
