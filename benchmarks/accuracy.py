@@ -821,7 +821,11 @@ def frontier_section(doc: dict | None, cmd: str, title: str, name: str) -> list[
     classes = doc["teacher"]["classes"]
     expected = len(frontier_cells(classes, classes * doc["ipc"] * doc["epochs"]))
     if len(cells) < expected:  # a report a session left: the rows so far
-        lines.append(f"In progress: {len(cells)} of {expected} cells; rerunning the command above continues them.")
+        lines.append(
+            f"In progress: {len(cells)} of {expected} cells; rerunning the command above continues them while their "
+            f"teacher's file ({doc['teacher']['test_top1']:.2f}% top-1) is in place, and starts over under a teacher "
+            "trained anew (not the same bytes on another CPU)."
+        )
     header = ["labels", "recipe", "label bytes", "full / bytes", "top-1", "of full labels", "top-1/seed"]
     return [
         *section(f"{title} ({doc['teacher']['classes']} classes)", cmd),
