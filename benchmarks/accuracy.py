@@ -828,7 +828,7 @@ def frontier_section(doc: dict | None, cmd: str, title: str, name: str) -> list[
         )
     header = ["labels", "recipe", "label bytes", "full / bytes", "top-1", "of full labels", "top-1/seed"]
     return [
-        *section(f"{title} ({doc['teacher']['classes']} classes)", cmd),
+        *section(f"{title} ({classes} classes)", cmd),
         f"Teacher {doc['teacher']['architecture']}, IPC {doc['ipc']} random real images, {doc['epochs']} relabel and "
         f"student epochs, {doc['seeds']} seed{'s' if doc['seeds'] > 1 else ''}, final-epoch top-1 (recipes as in the "
         "claim above; label bytes as written, zstd included). A budget's cells are sized by their labels' raw "
